@@ -1,0 +1,46 @@
+# sealroot build, test and demo entry points. `make demo` and `make test`
+# install what they need through `make deps` (idempotent).
+GO        ?= go
+export GOFLAGS ?= -mod=mod
+BIN       := bin
+CACHE     ?= $(CURDIR)/.cache
+KERNEL    ?= $(CACHE)/kernel/vmlinuz
+KMODULES  ?= $(CACHE)/kernel/modules
+INITRD    ?= $(BIN)/initrd.cpio.gz
+export SEALROOT_KERNEL ?= $(KERNEL)
+export SEALROOT_KMODULES ?= $(KMODULES)
+
+.PHONY: all build initrd test unit e2e fuzz demo bench deps clean
+
+all: build
+
+deps:
+	@bash tests/deps.sh
+
+build:
+	$(GO) build -trimpath -o $(BIN)/sealroot ./host/cmd/sealroot
+
+initrd: build deps
+	$(BIN)/sealroot initramfs build -o $(INITRD) --kernel-modules $(KMODULES)
+
+# The whole suite: unit tests, bounded fuzzing, and the QEMU end-to-end tests.
+test: deps build
+	bash tests/run-tests.sh
+
+unit:
+	$(GO) test ./...
+
+e2e: deps build
+	$(GO) test -count=1 -timeout 25m ./tests/...
+
+fuzz:
+	bash tests/fuzz.sh
+
+demo: deps build
+	bash tests/demo.sh
+
+bench: deps build
+	bash tests/bench.sh
+
+clean:
+	rm -rf $(BIN) out

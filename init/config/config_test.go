@@ -1,0 +1,64 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	ok := `{"tee":"snp","tee_data":"{\"gen\":\"milan\"}","workload_id":"w","cpus":2,"ram_mib":512,"attestation_url":"http://127.0.0.1:8000","future":1}`
+	c, err := Parse([]byte(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TEE != "snp" || c.CPUs != 2 || c.RAMMiB != 512 || c.Dialect() != "krun" {
+		t.Fatalf("parsed %+v", c)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{`[]`, "not a JSON object"},
+		{`{"tee":"snp"}`, `"tee_data" is missing`},
+		{strings.Replace(ok, `"snp"`, `"xyz"`, 1), `unknown TEE "xyz"`},
+		{strings.Replace(ok, `"cpus":2`, `"cpus":0`, 1), `"cpus"`},
+		{strings.Replace(ok, `"cpus":2`, `"cpus":"2"`, 1), `config:`},
+		{strings.Replace(ok, `http://`, `ftp://`, 1), `scheme "ftp"`},
+		{strings.Replace(ok, `"http://127.0.0.1:8000"`, `""`, 1), `needs a broker`},
+		{strings.Replace(ok, `"future":1`, `"kbs_protocol":"x"`, 1), `"kbs_protocol"`},
+	} {
+		_, err := Parse([]byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%s) = %v, want error containing %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	c := &Config{TEE: "none", TEEData: "", WorkloadID: "a<b", CPUs: 1, RAMMiB: 256}
+	b, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), `{"tee":"none","tee_data":"","workload_id":"a<b","cpus":1`) {
+		t.Fatalf("marshal = %s", b)
+	}
+	if _, err := Parse(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"tee":"snp","tee_data":"{}","workload_id":"w","cpus":2,"ram_mib":512,"attestation_url":"http://10.0.2.100:8000"}`))
+	f.Add([]byte(`{"tee":"none","tee_data":"","workload_id":"","cpus":1,"ram_mib":64,"attestation_url":""}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err != nil {
+			return
+		}
+		out, err := c.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(out); err != nil {
+			t.Fatalf("re-parse of %s: %v", out, err)
+		}
+	})
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what sealroot's build, tests and demo need on a Debian 12 machine,
+# idempotently: QEMU, cryptsetup, e2fsprogs, and a Debian cloud kernel
+# (vmlinuz + modules) unpacked under .cache/kernel. Run as root (or with sudo
+# available). Nothing here is committed; everything is fetched.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cache=${SEALROOT_CACHE:-$top/.cache}
+mkdir -p "$cache"
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v cryptsetup >/dev/null || need+=(cryptsetup-bin)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v debugfs >/dev/null || need+=(e2fsprogs)
+command -v cpio >/dev/null || need+=(cpio)
+command -v zstd >/dev/null || need+=(zstd)
+command -v xz >/dev/null || need+=(xz-utils)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The kernel: resolve the versioned image package behind the metapackage.
+kdir=$cache/kernel
+if [ ! -f "$kdir/vmlinuz" ] || [ ! -d "$kdir/modules" ]; then
+  pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  if [ -z "$pkg" ]; then
+    $SUDO apt-get update -qq
+    pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  fi
+  [ -n "$pkg" ] || { echo "deps: cannot resolve linux-image-cloud-amd64" >&2; exit 1; }
+  echo "deps: fetching kernel package $pkg"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && apt-get download -qq "$pkg" && dpkg-deb -x ./*.deb root)
+  kver=$(ls "$tmp/root/lib/modules" | head -n1)
+  rm -rf "$kdir.new" && mkdir -p "$kdir.new"
+  cp "$tmp/root/boot/vmlinuz-$kver" "$kdir.new/vmlinuz"
+  mv "$tmp/root/lib/modules/$kver" "$kdir.new/modules"
+  echo "$kver" > "$kdir.new/version"
+  rm -rf "$kdir" && mv "$kdir.new" "$kdir"
+fi
+echo "deps: kernel $(cat "$kdir/version") at $kdir"
