@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/mdlayher/vsock"
+	"github.com/sealroot/sealroot/cryptsetup"
+	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/init/event"
+	"github.com/sealroot/sealroot/init/hostchan"
+	"github.com/sealroot/sealroot/init/modload"
+	"github.com/sealroot/sealroot/init/pid1"
+	"github.com/sealroot/sealroot/init/vport"
+	"github.com/sealroot/sealroot/init/workload"
+	"github.com/u-root/u-root/pkg/mount"
+	"golang.org/x/sys/unix"
+)
+
+// newRoot is where the root filesystem is mounted before switch_root.
+const newRoot = "/newroot"
+
+// boot is the state that flows from phase to phase.
+type boot struct {
+	start  time.Time
+	report *hostchan.Reporter
+	opts   options
+	detail map[string]string
+
+	host   interface{ Close() error }
+	cfg    *config.Config
+	rootFS string // block device holding the root filesystem
+	spec   *workload.Spec
+
+	done       bool
+	exitStatus int
+}
+
+func (b *boot) closeHost() {
+	if b.host != nil {
+		b.host.Close()
+	}
+}
+
+// phases is the boot sequence (DESIGN.md, "The guest init").
+var phases = []phase{
+	{"mounts", 5 * time.Second, event.StatusEarlySetup, (*boot).mounts},
+	{"modules", 60 * time.Second, event.StatusModulesFailed, (*boot).modules},
+	{"hostchan", 3 * time.Second, event.StatusEarlySetup, (*boot).hostChannel},
+	{"disk", time.Hour, event.StatusNoRootDisk, (*boot).waitDisk}, // deadline: sealroot.disk_timeout
+	{"config", 10 * time.Second, event.StatusBadConfig, (*boot).readConfig},
+	{"unlock", 5 * time.Minute, event.StatusUnlockFailed, (*boot).unlock},
+	{"mount", 30 * time.Second, event.StatusMountFailed, (*boot).mountRoot},
+	{"switchroot", 30 * time.Second, event.StatusMountFailed, (*boot).switchRoot},
+	{"workload", 30 * time.Second, event.StatusBadWorkload, (*boot).prepareWorkload},
+	{"run", 1<<63 - 1, event.StatusBadWorkload, (*boot).runWorkload},
+}
+
+func (b *boot) mounts(ctx context.Context) error {
+	if err := pid1.MountAll("/", pid1.EarlyMounts); err != nil {
+		return err
+	}
+	b.opts = parseCmdline(readCmdline())
+	if err := pid1.DisableModprobe(); err != nil {
+		return fmt.Errorf("disabling the modprobe helper: %w", err)
+	}
+	return nil
+}
+
+func (b *boot) modules(ctx context.Context) error {
+	es, err := modload.ReadOrder(modload.OrderFile)
+	if err != nil {
+		return err
+	}
+	n, err := modload.LoadAll(es, modload.Finit)
+	b.detail = map[string]string{"loaded": fmt.Sprint(n)}
+	return err
+}
+
+// hostChannel opens the event channel to the host: the virtio-serial port
+// under QEMU, a vsock connection under libkrun, or none (console only).
+func (b *boot) hostChannel(ctx context.Context) error {
+	if p, err := vport.Open(ctx, event.PortName); err == nil {
+		b.report.Attach(p)
+		b.host = p
+		b.detail = map[string]string{"channel": "virtio-serial"}
+		return nil
+	}
+	if _, err := os.Stat("/dev/vsock"); err == nil {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if c, err := dialVsock(dctx); err == nil {
+			b.report.Attach(c)
+			b.host = c
+			b.detail = map[string]string{"channel": "vsock"}
+			return nil
+		}
+	}
+	b.detail = map[string]string{"channel": "console"}
+	return nil
+}
+
+func dialVsock(ctx context.Context) (net.Conn, error) {
+	return vsock.DialContext(ctx, vsock.Host, event.VsockPort, nil)
+}
+
+func (b *boot) waitDisk(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, b.opts.diskTimeout)
+	defer cancel()
+	if err := pid1.WaitForDevice(ctx, b.opts.root); err != nil {
+		return fmt.Errorf("root disk: %w (is the disk attached as the first virtio-blk device?)", err)
+	}
+	return nil
+}
+
+// readConfig reads the KRUN footer of the root disk, or the data disk's
+// config when the root disk has none.
+func (b *boot) readConfig(ctx context.Context) error {
+	raw, err := footerOf(b.opts.root)
+	if errors.Is(err, cryptsetup.ErrNoFooter) {
+		if _, serr := os.Stat("/dev/vdb"); serr == nil {
+			raw, err = configFromDataDisk("/dev/vdb")
+			if err != nil {
+				return fmt.Errorf("%s has no KRUN footer, and the data disk: %w", b.opts.root, err)
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Parse(raw)
+	if err != nil {
+		return err
+	}
+	b.cfg = cfg
+	b.detail = map[string]string{"tee": cfg.TEE, "workload_id": cfg.WorkloadID}
+	return nil
+}
+
+func footerOf(dev string) ([]byte, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", dev, err)
+	}
+	defer f.Close()
+	size, err := pid1.DeviceSize(f)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := cryptsetup.ReadFooter(f, size)
+	if err != nil {
+		return nil, fmt.Errorf("footer of %s: %w", dev, err)
+	}
+	return raw, nil
+}
+
+// configFromDataDisk accepts a data disk with a KRUN footer, or one that
+// starts with the config JSON (NUL-padded to the disk's size).
+func configFromDataDisk(dev string) ([]byte, error) {
+	raw, err := footerOf(dev)
+	if err == nil || !errors.Is(err, cryptsetup.ErrNoFooter) {
+		return raw, err
+	}
+	f, err := os.Open(dev)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, cryptsetup.MaxFooterJSON)
+	n, _ := f.ReadAt(buf, 0)
+	buf = bytes.TrimRight(buf[:n], "\x00")
+	if len(buf) == 0 || buf[0] != '{' {
+		return nil, fmt.Errorf("%s holds neither a KRUN footer nor config JSON", dev)
+	}
+	return buf, nil
+}
+
+// luksMagic starts a LUKS1 or LUKS2 header.
+var luksMagic = []byte{'L', 'U', 'K', 'S', 0xba, 0xbe}
+
+func isLUKS(dev string) (bool, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	var m [6]byte
+	if _, err := f.ReadAt(m[:], 0); err != nil {
+		return false, fmt.Errorf("reading %s: %w", dev, err)
+	}
+	return bytes.Equal(m[:], luksMagic), nil
+}
+
+// unlock decides how the root filesystem is reached: directly for a plain
+// payload, through attestation and dm-crypt for a LUKS one.
+func (b *boot) unlock(ctx context.Context) error {
+	enc, err := isLUKS(b.opts.root)
+	if err != nil {
+		return err
+	}
+	if b.cfg.Encrypted != nil && *b.cfg.Encrypted != enc {
+		return fmt.Errorf("config says encrypted=%v but %s is %s", *b.cfg.Encrypted, b.opts.root, map[bool]string{true: "LUKS", false: "not LUKS"}[enc])
+	}
+	if !enc {
+		if b.cfg.TEE != "none" {
+			return fail(event.StatusUnlockFailed, fmt.Errorf("tee %q but the payload of %s is not encrypted: refusing to boot an unprotected root as confidential", b.cfg.TEE, b.opts.root))
+		}
+		b.rootFS = b.opts.root
+		b.detail = map[string]string{"encrypted": "false"}
+		return nil
+	}
+	if b.cfg.TEE == "none" {
+		return fmt.Errorf("%s is LUKS-encrypted but tee is \"none\": no broker to ask for the key", b.opts.root)
+	}
+	return unlockEncrypted(ctx, b)
+}
+
+func (b *boot) mountRoot(ctx context.Context) error {
+	fstype, flags, err := mount.FSFromBlock(b.rootFS)
+	if err != nil {
+		return fmt.Errorf("detecting the filesystem on %s: %w", b.rootFS, err)
+	}
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(b.rootFS, newRoot, fstype, flags, ""); err != nil {
+		return fmt.Errorf("mounting %s (%s) on %s: %w", b.rootFS, fstype, newRoot, err)
+	}
+	b.detail = map[string]string{"fstype": fstype}
+	return nil
+}
+
+func (b *boot) switchRoot(ctx context.Context) error {
+	return pid1.SwitchRoot(newRoot)
+}
+
+func (b *boot) prepareWorkload(ctx context.Context) error {
+	raw, err := os.ReadFile(workload.ConfigPath)
+	if errors.Is(err, os.ErrNotExist) {
+		b.report.Log("workload", "%s not found: running %s", workload.ConfigPath, workload.DefaultShell)
+		raw = []byte("{}")
+	} else if err != nil {
+		return fmt.Errorf("reading %s: %w", workload.ConfigPath, err)
+	}
+	spec, err := workload.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if err := spec.SetRlimits(); err != nil {
+		return err
+	}
+	b.spec = spec
+	b.detail = map[string]string{"shape": spec.Shape}
+	return nil
+}
+
+func (b *boot) runWorkload(ctx context.Context) error {
+	p, err := b.spec.Resolve("/")
+	var se *workload.StartError
+	if errors.As(err, &se) {
+		b.report.Fail("run", se.Status, err)
+		b.exitStatus, b.done = se.Status, true
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	sv := &workload.Supervisor{Stdin: devnull, Stdout: os.Stdout, Stderr: os.Stderr, Grace: b.opts.grace}
+	b.report.Log("run", "starting %s", p.Path)
+	status, err := sv.Run(p)
+	if errors.As(err, &se) {
+		b.report.Fail("run", se.Status, err)
+	}
+	b.detail = map[string]string{"status": fmt.Sprint(status)}
+	b.exitStatus, b.done = status, true
+	return nil
+}
