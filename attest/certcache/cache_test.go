@@ -19,8 +19,8 @@ func TestPutGetSurvivesReopen(t *testing.T) {
 	}
 	entries := map[string][]byte{
 		"snp/vcek/Milan/3ac3fe21/0544000000000002": []byte("vcek der"),
-		"plain-key.der": []byte("x"),
-		"empty":         {},
+		"plain-key.der":    []byte("x"),
+		"empty":            {},
 		"../../etc/passwd": []byte("must stay inside"),
 	}
 	for k, v := range entries {
