@@ -1,0 +1,157 @@
+package kbs
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/gowebpki/jcs"
+)
+
+// Attestation is the body of the Trustee dialect's POST /attest. Outer keys
+// are kebab-case, the keys inside tee-evidence snake_case. There is no tee
+// key: the TEE is the session's.
+type Attestation struct {
+	// InitData is passed through; sealroot sends null.
+	InitData    json.RawMessage `json:"init-data"`
+	RuntimeData RuntimeData     `json:"runtime-data"`
+	TEEEvidence TEEEvidence     `json:"tee-evidence"`
+}
+
+// RuntimeData carries the challenge nonce and the guest's fresh public key.
+type RuntimeData struct {
+	Nonce     string `json:"nonce"`
+	TEEPubKey JWK    `json:"tee-pubkey"`
+}
+
+// TEEEvidence is the composite evidence: a TEE-specific JSON object and an
+// optional additional-evidence string ("" when none).
+type TEEEvidence struct {
+	PrimaryEvidence    json.RawMessage `json:"primary_evidence"`
+	AdditionalEvidence string          `json:"additional_evidence"`
+}
+
+// AttestationResult is the reply to a successful Trustee /attest.
+type AttestationResult struct {
+	Token string `json:"token"`
+}
+
+// ParseAttestation decodes a Trustee /attest body. The pre-0.4 flat shape
+// (tee-evidence as a string, no runtime-data) is rejected.
+func ParseAttestation(body []byte) (*Attestation, error) {
+	var a Attestation
+	if err := unmarshalObject(body, &a); err != nil {
+		return nil, fmt.Errorf("attest request: %w", err)
+	}
+	if a.RuntimeData.Nonce == "" {
+		return nil, errors.New("attest request: runtime-data.nonce is missing")
+	}
+	if a.RuntimeData.TEEPubKey.Kty == "" {
+		return nil, errors.New("attest request: runtime-data.tee-pubkey is missing")
+	}
+	pe := bytes.TrimSpace(a.TEEEvidence.PrimaryEvidence)
+	if len(pe) == 0 || pe[0] != '{' {
+		return nil, errors.New("attest request: tee-evidence.primary_evidence is not a JSON object")
+	}
+	return &a, nil
+}
+
+// TrusteeReportData is the Trustee dialect's binding: SHA-384 of the RFC
+// 8785 canonical JSON of {"additional-evidence","nonce","tee-pubkey"}, the
+// key reduced to its binding members (kty,crv,alg,x,y or kty,alg,n,e). The
+// digest is zero-padded to size bytes (64 for SNP and TDX); a size below 48
+// returns the bare 48-byte digest (the sample TEE's form).
+func TrusteeReportData(nonce string, jwk JWK, additionalEvidence string, size int) []byte {
+	doc := struct {
+		AdditionalEvidence string `json:"additional-evidence"`
+		Nonce              string `json:"nonce"`
+		TEEPubKey          JWK    `json:"tee-pubkey"`
+	}{additionalEvidence, nonce, jwk.bindingMembers()}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	// Encoding strings can not fail, and jcs accepts every document
+	// encoding/json writes; a failure here is a programming error.
+	if err := enc.Encode(doc); err != nil {
+		panic(fmt.Sprintf("kbs: encoding binding document: %v", err))
+	}
+	canon, err := jcs.Transform(bytes.TrimSpace(buf.Bytes()))
+	if err != nil {
+		panic(fmt.Sprintf("kbs: canonicalizing binding document: %v", err))
+	}
+	sum := sha512.Sum384(canon)
+	if size < len(sum) {
+		return sum[:]
+	}
+	out := make([]byte, size)
+	copy(out, sum[:])
+	return out
+}
+
+// NewTrusteeNonce encodes 32 random bytes the way Trustee does: standard
+// base64 with padding.
+func NewTrusteeNonce(random [32]byte) string {
+	return base64.StdEncoding.EncodeToString(random[:])
+}
+
+// TDXEvidence is the primary_evidence object for tee "tdx".
+type TDXEvidence struct {
+	// CCEventLog is standard base64 of the CC event log, or nil.
+	CCEventLog *string `json:"cc_eventlog"`
+	// Quote is standard base64 of the raw v4/v5 quote.
+	Quote string `json:"quote"`
+}
+
+// maxQuote bounds a TDX quote or CCA token.
+const maxQuote = 64 << 10
+
+// DecodeTDXEvidence parses a tdx primary_evidence into the quote and the
+// optional event log.
+func DecodeTDXEvidence(primary []byte) (quote, eventLog []byte, err error) {
+	var e TDXEvidence
+	if err := unmarshalObject(primary, &e); err != nil {
+		return nil, nil, fmt.Errorf("tdx evidence: %w", err)
+	}
+	if e.Quote == "" || len(e.Quote) > base64.StdEncoding.EncodedLen(maxQuote) {
+		return nil, nil, fmt.Errorf("tdx evidence: quote is empty or longer than %d bytes", maxQuote)
+	}
+	quote, err = base64.StdEncoding.DecodeString(e.Quote)
+	if err != nil {
+		return nil, nil, errors.New("tdx evidence: quote is not standard base64")
+	}
+	if e.CCEventLog != nil && *e.CCEventLog != "" {
+		if len(*e.CCEventLog) > MaxRequestBody {
+			return nil, nil, errors.New("tdx evidence: cc_eventlog too long")
+		}
+		eventLog, err = base64.StdEncoding.DecodeString(*e.CCEventLog)
+		if err != nil {
+			return nil, nil, errors.New("tdx evidence: cc_eventlog is not standard base64")
+		}
+	}
+	return quote, eventLog, nil
+}
+
+// CCAEvidence is the primary_evidence object sealroot's agent sends for tee
+// "cca": the CBOR realm token as standard base64.
+type CCAEvidence struct {
+	Token string `json:"token"`
+}
+
+// DecodeCCAEvidence parses a cca primary_evidence into the CBOR token.
+func DecodeCCAEvidence(primary []byte) ([]byte, error) {
+	var e CCAEvidence
+	if err := unmarshalObject(primary, &e); err != nil {
+		return nil, fmt.Errorf("cca evidence: %w", err)
+	}
+	if e.Token == "" || len(e.Token) > base64.StdEncoding.EncodedLen(maxQuote) {
+		return nil, fmt.Errorf("cca evidence: token is empty or longer than %d bytes", maxQuote)
+	}
+	tok, err := base64.StdEncoding.DecodeString(e.Token)
+	if err != nil {
+		return nil, errors.New("cca evidence: token is not standard base64")
+	}
+	return tok, nil
+}
