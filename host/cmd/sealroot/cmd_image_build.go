@@ -1,0 +1,209 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/sealroot/sealroot/host/image"
+	"github.com/sealroot/sealroot/init/config"
+	"github.com/spf13/cobra"
+)
+
+type imageBuildFlags struct {
+	rootfs, oci, out                string
+	noEncrypt, luks1, luks2         bool
+	tee, workloadID, attestationURL string
+	kbsProtocol                     string
+	cpus, memory                    int
+	slop                            string
+	passphraseFile, passphraseOut   string
+	register                        bool
+	adminTokenFile                  string
+	entrypoint, cmd, env            []string
+	workdir, user                   string
+	jsonOut                         bool
+}
+
+func init() {
+	var f imageBuildFlags
+	c := &cobra.Command{
+		Use:   "build (--rootfs DIR | --oci DIR[:REF]) -o OUTDIR",
+		Short: "Build disk.img and krun-sev.json from a rootfs or an OCI image layout",
+		Long: `Build a confidential workload disk in buildah's layout: OUTDIR/disk.img (LUKS + ext4 +
+KRUN footer) and OUTDIR/krun-sev.json. The workload (/.krun_config.json) comes from the OCI image
+config, or from the flags for a rootfs directory. The filesystem is sized like buildah's: the rootfs
+plus --slop (25% by default), at least 10 MiB.`,
+		Example: `  sealroot image build --rootfs ./rootfs --no-encrypt --cmd /app -o out/
+  sealroot image build --oci ./layout:myapp --tee sim --attestation-url http://10.0.2.100:8000 \
+      --passphrase-out out/passphrase -o out/`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runImageBuild(cmd, &f) },
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.rootfs, "rootfs", "", "root filesystem directory")
+	fl.StringVar(&f.oci, "oci", "", "OCI image layout directory, optionally :REF")
+	fl.StringVarP(&f.out, "output", "o", "", "output directory (required)")
+	fl.BoolVar(&f.noEncrypt, "no-encrypt", false, "build a plain ext4 payload (tee none)")
+	fl.BoolVar(&f.luks1, "luks1", false, "encrypt with LUKS1 exactly as buildah does")
+	fl.BoolVar(&f.luks2, "luks2", false, "encrypt with LUKS2 (default)")
+	fl.StringVar(&f.tee, "tee", "", "TEE: none, sim, snp, tdx, cca (default snp, none with --no-encrypt)")
+	fl.StringVar(&f.workloadID, "workload-id", "", "workload id at the broker (default: random)")
+	fl.StringVar(&f.attestationURL, "attestation-url", "", "broker URL as the guest reaches it")
+	fl.StringVar(&f.kbsProtocol, "kbs-protocol", "", "broker dialect the guest speaks: krun (default) or trustee")
+	fl.IntVar(&f.cpus, "cpus", 2, "vCPUs recorded in the config")
+	fl.IntVar(&f.memory, "memory", 512, "memory in MiB recorded in the config")
+	fl.StringVar(&f.slop, "slop", "25%", "free space added to the filesystem: a percentage or a size (512M)")
+	fl.StringVar(&f.passphraseFile, "passphrase-file", "", "read the LUKS passphrase from FILE (default: generate 32 random bytes)")
+	fl.StringVar(&f.passphraseOut, "passphrase-out", "", "write the generated passphrase to FILE (mode 0600)")
+	fl.BoolVar(&f.register, "register", false, "register the workload and its passphrase with the broker")
+	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "broker admin token for --register")
+	fl.StringArrayVar(&f.entrypoint, "entrypoint", nil, "workload entrypoint argument (repeat)")
+	fl.StringArrayVar(&f.cmd, "cmd", nil, "workload command argument (repeat)")
+	fl.StringArrayVar(&f.env, "env", nil, "workload environment K=V (repeat)")
+	fl.StringVar(&f.workdir, "workdir", "", "workload working directory")
+	fl.StringVar(&f.user, "user", "", "workload user (name, uid, uid:gid)")
+	fl.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
+	imageCmd.AddCommand(c)
+}
+
+// encryptorFor returns the LUKS encryptor for the flags; set by the LUKS
+// wiring (cmd_image_encrypt.go).
+var encryptorFor func(f *imageBuildFlags, ramMiB int, generated bool) (image.Encryptor, error)
+
+// registerHook registers a built image with a broker (set by the broker CLI).
+var registerHook func(cmd *cobra.Command, f *imageBuildFlags, res *image.Result, passphrase []byte) error
+
+func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
+	if (f.rootfs == "") == (f.oci == "") {
+		return usageError("give exactly one of --rootfs DIR or --oci DIR[:REF]")
+	}
+	if f.out == "" {
+		return usageError("-o OUTDIR is required")
+	}
+	if f.luks1 && f.luks2 {
+		return usageError("--luks1 and --luks2 exclude each other")
+	}
+	if f.noEncrypt && (f.luks1 || f.luks2 || f.passphraseFile != "" || f.passphraseOut != "" || f.register) {
+		return usageError("--no-encrypt excludes --luks1/--luks2, passphrase flags and --register")
+	}
+	if f.passphraseFile != "" && f.passphraseOut != "" {
+		return usageError("--passphrase-file and --passphrase-out exclude each other")
+	}
+	for _, kv := range f.env {
+		if !strings.Contains(kv, "=") {
+			return usageError("--env %q: want K=V", kv)
+		}
+	}
+	tee := f.tee
+	if tee == "" {
+		tee = "snp"
+		if f.noEncrypt {
+			tee = "none"
+		}
+	}
+	if f.noEncrypt && tee != "none" {
+		return usageError("--no-encrypt builds an unprotected root: --tee must be none")
+	}
+	if !f.noEncrypt && tee == "none" {
+		return usageError("--tee none needs --no-encrypt: an encrypted root needs a TEE to get its key")
+	}
+	id := f.workloadID
+	if id == "" {
+		id = image.NewWorkloadID()
+	}
+	teeData := ""
+	if tee == "snp" {
+		teeData = `{"gen":"milan"}`
+	}
+	o := image.Options{
+		RootfsDir: f.rootfs,
+		OutDir:    f.out,
+		Slop:      f.slop,
+		Log:       os.Stderr,
+		Config: config.Config{TEE: tee, TEEData: teeData, WorkloadID: id, CPUs: f.cpus, RAMMiB: f.memory,
+			AttestationURL: f.attestationURL, KBSProtocol: f.kbsProtocol},
+		Workload: image.Workload{Entrypoint: f.entrypoint, Cmd: f.cmd, Env: f.env, WorkDir: f.workdir, User: f.user},
+	}
+	if f.oci != "" {
+		o.OCIDir, o.OCIRef = splitRef(f.oci)
+	}
+	var pass []byte
+	generated := false
+	if !f.noEncrypt {
+		var err error
+		if f.passphraseFile != "" {
+			if pass, err = readSecretFile(f.passphraseFile); err != nil {
+				return withStatus(1, err)
+			}
+		} else {
+			if pass, err = image.GeneratePassphrase(); err != nil {
+				return withStatus(1, err)
+			}
+			generated = true
+		}
+		defer clear(pass)
+		if encryptorFor == nil {
+			return withStatus(1, fmt.Errorf("this build of sealroot has no LUKS support"))
+		}
+		enc, err := encryptorFor(f, f.memory, generated)
+		if err != nil {
+			return withStatus(1, err)
+		}
+		o.Encrypt, o.Passphrase = enc, pass
+		if generated && f.passphraseOut == "" && !f.register {
+			return usageError("a generated passphrase must go somewhere: give --passphrase-out FILE or --register")
+		}
+	}
+	res, err := image.Build(o)
+	if err != nil {
+		return withStatus(1, err)
+	}
+	if generated && f.passphraseOut != "" {
+		if err := os.WriteFile(f.passphraseOut, pass, 0o600); err != nil {
+			return withStatus(1, fmt.Errorf("writing the passphrase: %w", err))
+		}
+		os.Chmod(f.passphraseOut, 0o600)
+	}
+	if f.register {
+		if registerHook == nil {
+			return withStatus(1, fmt.Errorf("this build of sealroot cannot register workloads"))
+		}
+		if err := registerHook(cmd, f, res, pass); err != nil {
+			return withStatus(1, err)
+		}
+	}
+	if f.jsonOut {
+		return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "disk:       %s (%d bytes, %s)\nconfig:     %s\nworkload:   %s (tee %s)\n",
+		res.Disk, res.Size, map[bool]string{true: "encrypted", false: "plain"}[res.Encrypted], res.ConfigFile, res.Config.WorkloadID, res.Config.TEE)
+	return nil
+}
+
+// splitRef splits DIR[:REF]; a colon inside the directory part (no ref)
+// is kept when the whole string names an existing directory.
+func splitRef(s string) (string, string) {
+	if fi, err := os.Stat(s); err == nil && fi.IsDir() {
+		return s, ""
+	}
+	if i := strings.LastIndex(s, ":"); i > 0 {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
+// readSecretFile reads a passphrase or token file, trimming one trailing
+// newline. Errors never include the content.
+func readSecretFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	b = []byte(strings.TrimRight(string(b), "\r\n"))
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%s is empty", path)
+	}
+	return b, nil
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sealroot/sealroot/cryptsetup"
+	"github.com/sealroot/sealroot/host/launch"
+	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/init/event"
+	"github.com/spf13/cobra"
+)
+
+type launchFlags struct {
+	kernel, initrd, disk, dataDisk string
+	tee, simDir, broker            string
+	cpus, memory                   int
+	appendArgs                     string
+	timeout                        time.Duration
+	events                         string
+	accel                          string
+	qemu                           string
+}
+
+// simServerFor builds the simulated secure processor for a launch (set by
+// the simulated TEE wiring, cmd_launch_sim.go).
+var simServerFor func(f *launchFlags, o *launch.Options) (launch.SimServer, error)
+
+func init() {
+	var f launchFlags
+	c := &cobra.Command{
+		Use:   "launch --kernel FILE --initrd FILE --disk FILE",
+		Short: "Boot a workload disk under QEMU and exit with the workload's status",
+		Long: `Boot a confidential workload disk under QEMU. The guest console goes to stdout.
+The exit status is the workload's (0-255; 128+N for a signal) when it ran. When it could not run,
+the status is one of:
+  200 launch failed          201 guest stopped without a status   202 timeout
+  203 root disk not found    204 invalid disk config               205 attestation evidence unavailable
+  206 broker refused         207 unlock failed                     208 mount or switch_root failed
+  209 invalid workload config 210 interrupted                      211 kernel module load failed
+  212 early setup failed
+A workload program that does not exist exits 127; one that cannot be executed, 126.`,
+		Example: `  sealroot launch --kernel vmlinuz --initrd initrd.cpio.gz --disk out/disk.img
+  sealroot launch --kernel vmlinuz --initrd initrd.cpio.gz --disk out/disk.img \
+      --tee sim --sim-dir ~/.sealroot/sim --broker http://127.0.0.1:8000 --events events.jsonl`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runLaunch(cmd, &f) },
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.kernel, "kernel", "", "guest kernel (bzImage)")
+	fl.StringVar(&f.initrd, "initrd", "", "sealroot initrd")
+	fl.StringVar(&f.disk, "disk", "", "workload disk (disk.img), the guest's /dev/vda")
+	fl.StringVar(&f.dataDisk, "data-disk", "", "optional data disk, the guest's /dev/vdb")
+	fl.StringVar(&f.tee, "tee", "none", "TEE the host provides: none or sim")
+	fl.StringVar(&f.simDir, "sim-dir", "", "simulated secure processor keys (sealroot sim init)")
+	fl.StringVar(&f.broker, "broker", "", "broker URL on this host (loopback) that the guest's attestation_url is forwarded to")
+	fl.IntVar(&f.cpus, "cpus", 0, "vCPUs (default: the disk config's)")
+	fl.IntVar(&f.memory, "memory", 0, "memory in MiB (default: the disk config's)")
+	fl.StringVar(&f.appendArgs, "append", "", "extra kernel command line arguments")
+	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "stop the VM after this long (0: never)")
+	fl.StringVar(&f.events, "events", "", "write the guest's structured events to FILE as JSON lines")
+	fl.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
+	fl.StringVar(&f.qemu, "qemu", "qemu-system-x86_64", "QEMU binary")
+	rootCmd.AddCommand(c)
+
+	rootCmd.AddCommand(&cobra.Command{
+		Use:    "relay HOST:PORT",
+		Short:  "Copy stdin/stdout to a loopback TCP address (used by QEMU guestfwd)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return launch.Relay(args[0], os.Stdin, os.Stdout)
+		},
+	})
+}
+
+func runLaunch(cmd *cobra.Command, f *launchFlags) error {
+	fail := func(err error) error { return withStatus(event.StatusLaunchFailed, err) }
+	if f.kernel == "" || f.initrd == "" || f.disk == "" {
+		return withStatus(event.StatusLaunchFailed, fmt.Errorf("--kernel, --initrd and --disk are required"))
+	}
+	cfg, err := diskConfig(f.disk)
+	if err != nil {
+		return fail(err)
+	}
+	o := launch.Options{
+		QEMU: f.qemu, Kernel: f.kernel, Initrd: f.initrd, Disk: f.disk, DataDisk: f.dataDisk,
+		CPUs: f.cpus, MemoryMiB: f.memory, Append: f.appendArgs, Timeout: f.timeout, Accel: f.accel,
+		Console: cmd.OutOrStdout(), Log: cmd.ErrOrStderr(),
+	}
+	if o.CPUs == 0 {
+		o.CPUs = cfg.CPUs
+	}
+	if o.MemoryMiB == 0 {
+		o.MemoryMiB = cfg.RAMMiB
+	}
+	switch f.tee {
+	case "none":
+		if f.simDir != "" {
+			return fail(fmt.Errorf("--sim-dir needs --tee sim"))
+		}
+	case "sim":
+		if simServerFor == nil {
+			return fail(fmt.Errorf("this build of sealroot has no simulated TEE"))
+		}
+		srv, err := simServerFor(f, &o)
+		if err != nil {
+			return fail(err)
+		}
+		o.Sim = srv
+	default:
+		return fail(fmt.Errorf("--tee %q: the launcher provides none or sim (hardware TEEs need their own VMM)", f.tee))
+	}
+	if f.broker != "" {
+		fw, err := forwardFor(cfg, f.broker)
+		if err != nil {
+			return fail(err)
+		}
+		o.Forward = fw
+	}
+	if f.events != "" {
+		ef, err := os.Create(f.events)
+		if err != nil {
+			return fail(err)
+		}
+		defer ef.Close()
+		o.Events = ef
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := launch.Run(ctx, o)
+	if err != nil {
+		return fail(err)
+	}
+	if res.Status >= 200 && res.Reason != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "sealroot launch: %s (status %d: %s)\n", res.Reason, res.Status, event.StatusText(res.Status))
+	} else if res.Status >= 200 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "sealroot launch: status %d: %s\n", res.Status, event.StatusText(res.Status))
+	}
+	if res.Status != 0 {
+		return withStatus(res.Status, nil)
+	}
+	return nil
+}
+
+// diskConfig reads the KRUN footer config of a disk image.
+func diskConfig(path string) (*config.Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := cryptsetup.ReadFooter(f, size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg, err := config.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// forwardFor maps the disk's attestation_url (an address inside QEMU's user
+// network) to the broker on this host's loopback.
+func forwardFor(cfg *config.Config, broker string) (*launch.Forward, error) {
+	bu, err := url.Parse(broker)
+	if err != nil || bu.Host == "" {
+		return nil, fmt.Errorf("--broker %q: want a URL like http://127.0.0.1:8000", broker)
+	}
+	if cfg.AttestationURL == "" {
+		return nil, fmt.Errorf("--broker given but the disk config has no attestation_url")
+	}
+	gu, err := url.Parse(cfg.AttestationURL)
+	if err != nil {
+		return nil, err
+	}
+	if gu.Scheme != "http" && gu.Scheme != "https" {
+		return nil, fmt.Errorf("attestation_url %s: only http(s) can be forwarded", cfg.AttestationURL)
+	}
+	gport := gu.Port()
+	if gport == "" {
+		gport = map[string]string{"http": "80", "https": "443"}[gu.Scheme]
+	}
+	if ip := net.ParseIP(gu.Hostname()); ip == nil || ip.To4() == nil {
+		return nil, fmt.Errorf("attestation_url %s: the host must be an IPv4 address in QEMU's user network (e.g. 10.0.2.100)", cfg.AttestationURL)
+	}
+	bport := bu.Port()
+	if bport == "" {
+		bport = map[string]string{"http": "80", "https": "443"}[bu.Scheme]
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return &launch.Forward{
+		GuestAddr:    net.JoinHostPort(gu.Hostname(), gport),
+		BrokerAddr:   net.JoinHostPort(bu.Hostname(), bport),
+		RelayCommand: []string{self, "relay"},
+	}, nil
+}

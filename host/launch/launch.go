@@ -1,0 +1,491 @@
+// Package launch runs a sealroot guest under QEMU and returns the
+// workload's exit status.
+//
+// The launcher owns the VM's whole life: it picks the accelerator (KVM only
+// when the CPU has vmx/svm and a probe boot finishes; TCG otherwise, never a
+// hang), listens on the host end of the guest's event port before QEMU
+// starts (QEMU connects as the client), streams the serial console to the
+// caller, serves the simulated secure processor when asked, forwards the
+// guest's broker address to a loopback broker through restricted user
+// networking, enforces the timeout, and tears QEMU and its helpers down on
+// every path. The status comes from the guest's exit event, else from the
+// final console line, else it is a documented boot-failure status.
+package launch
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sealroot/sealroot/init/event"
+)
+
+// SimServer answers the guest's report requests on the simulated TEE port
+// (attest/sim.Server implements it).
+type SimServer interface {
+	Serve(ctx context.Context, rw io.ReadWriter) error
+}
+
+// SimPortName is the virtio-serial port of the simulated secure processor.
+const SimPortName = "org.sealroot.sim-tee"
+
+// Options describe one launch.
+type Options struct {
+	QEMU      string // default qemu-system-x86_64
+	Kernel    string
+	Initrd    string
+	Disk      string
+	DataDisk  string
+	CPUs      int
+	MemoryMiB int
+	// Append is added to the kernel command line after BaseCmdline.
+	Append  string
+	Timeout time.Duration
+	// Accel is auto, kvm or tcg.
+	Accel string
+
+	// Sim, when set, is served on the simulated TEE port.
+	Sim SimServer
+	// Forward connects the guest's broker address (GuestAddr, host:port
+	// inside QEMU's user network) to BrokerAddr on 127.0.0.1, using
+	// RelayCommand (argv; the launcher appends the target address).
+	Forward *Forward
+
+	Console io.Writer         // guest console; default os.Stdout
+	Events  io.Writer         // JSON lines of guest events; may be nil
+	OnEvent func(event.Event) // called for each event; may be nil
+	Log     io.Writer         // launcher notes; default os.Stderr
+}
+
+// Forward is a guestfwd rule.
+type Forward struct {
+	GuestAddr    string // e.g. 10.0.2.100:8000
+	BrokerAddr   string // must be a loopback host:port
+	RelayCommand []string
+}
+
+// Result is the outcome of a launch.
+type Result struct {
+	Status int
+	// Reason explains a status >= 200.
+	Reason   string
+	Accel    string
+	Cmdline  string
+	Events   []event.Event
+	Duration time.Duration
+}
+
+// BaseCmdline is the kernel command line every launch starts with. It is
+// part of what the simulated TEE measures.
+const BaseCmdline = "console=ttyS0 panic=-1 quiet"
+
+// Cmdline returns the kernel command line for append.
+func Cmdline(appendArgs string) string {
+	if s := strings.TrimSpace(appendArgs); s != "" {
+		return BaseCmdline + " " + s
+	}
+	return BaseCmdline
+}
+
+func (o *Options) defaults() error {
+	if o.QEMU == "" {
+		o.QEMU = "qemu-system-x86_64"
+	}
+	if o.CPUs == 0 {
+		o.CPUs = 1
+	}
+	if o.MemoryMiB == 0 {
+		o.MemoryMiB = 512
+	}
+	if o.Accel == "" {
+		o.Accel = "auto"
+	}
+	if o.Console == nil {
+		o.Console = os.Stdout
+	}
+	if o.Log == nil {
+		o.Log = os.Stderr
+	}
+	for _, f := range []struct{ what, path string }{{"kernel", o.Kernel}, {"initrd", o.Initrd}, {"disk", o.Disk}, {"data disk", o.DataDisk}} {
+		if f.path == "" {
+			if f.what == "data disk" {
+				continue
+			}
+			return fmt.Errorf("no %s given", f.what)
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s: %w", f.what, err)
+		}
+		if strings.ContainsAny(f.path, ",\n") {
+			return fmt.Errorf("%s path %q contains a comma or newline, which QEMU options cannot carry", f.what, f.path)
+		}
+	}
+	if o.CPUs < 1 || o.CPUs > 255 {
+		return fmt.Errorf("cpus %d outside 1-255", o.CPUs)
+	}
+	if o.MemoryMiB < 64 {
+		return fmt.Errorf("memory %d MiB is below the 64 MiB a guest needs", o.MemoryMiB)
+	}
+	switch o.Accel {
+	case "auto", "kvm", "tcg":
+	default:
+		return fmt.Errorf("accel %q is not auto, kvm or tcg", o.Accel)
+	}
+	if o.Forward != nil {
+		h, _, err := net.SplitHostPort(o.Forward.BrokerAddr)
+		if err != nil {
+			return fmt.Errorf("broker address: %w", err)
+		}
+		if ip := net.ParseIP(h); ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("broker address %s is not a loopback address: the guest may reach only the local broker", o.Forward.BrokerAddr)
+		}
+		if _, _, err := net.SplitHostPort(o.Forward.GuestAddr); err != nil {
+			return fmt.Errorf("guest broker address: %w", err)
+		}
+		if len(o.Forward.RelayCommand) == 0 {
+			return errors.New("no relay command for the broker forward")
+		}
+	}
+	return nil
+}
+
+// Run launches the VM and waits for it. A non-nil error means the VM could
+// not be started at all (Result.Status is then StatusLaunchFailed).
+func Run(ctx context.Context, o Options) (*Result, error) {
+	t0 := time.Now()
+	res := &Result{Status: event.StatusLaunchFailed}
+	if err := o.defaults(); err != nil {
+		res.Reason = err.Error()
+		return res, err
+	}
+	accel, err := ChooseAccel(ctx, o.Accel, o.QEMU, o.Kernel)
+	if err != nil {
+		res.Reason = err.Error()
+		return res, err
+	}
+	res.Accel = accel
+	res.Cmdline = Cmdline(o.Append)
+
+	dir, err := os.MkdirTemp("", "sealroot-launch-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+
+	hostLn, err := net.Listen("unix", filepath.Join(dir, "host.sock"))
+	if err != nil {
+		return res, fmt.Errorf("listening for the guest event port: %w", err)
+	}
+	defer hostLn.Close()
+	var simLn net.Listener
+	if o.Sim != nil {
+		if simLn, err = net.Listen("unix", filepath.Join(dir, "sim.sock")); err != nil {
+			return res, fmt.Errorf("listening for the simulated TEE port: %w", err)
+		}
+		defer simLn.Close()
+	}
+
+	args := qemuArgs(&o, accel, res.Cmdline, hostLn.Addr().String(), addrOf(simLn))
+	runCtx := ctx
+	var cancel context.CancelFunc = func() {}
+	if o.Timeout > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, o.Timeout)
+	}
+	defer cancel()
+
+	cmd := exec.Command(o.QEMU, args...)
+	cmd.Stdin = nil
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return res, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		res.Reason = fmt.Sprintf("starting %s: %v", o.QEMU, err)
+		return res, errors.New(res.Reason)
+	}
+	// From here on, QEMU and everything it spawned (guestfwd relays) die
+	// with this function.
+	killed := make(chan struct{})
+	stopOnce := sync.Once{}
+	stop := func() {
+		stopOnce.Do(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			close(killed)
+		})
+	}
+	defer stop()
+
+	var wg sync.WaitGroup
+	evs := &eventLog{w: o.Events, on: o.OnEvent}
+	wg.Add(1)
+	go func() { defer wg.Done(); acceptEvents(hostLn, evs) }()
+	if simLn != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); serveSim(runCtx, simLn, o.Sim, o.Log) }()
+	}
+	consoleStatus := -1
+	consoleDone := make(chan struct{})
+	go func() {
+		defer close(consoleDone)
+		consoleStatus = copyConsole(o.Console, stdout)
+	}()
+
+	waitErr := make(chan error, 1)
+	go func() {
+		<-consoleDone
+		waitErr <- cmd.Wait()
+	}()
+	var exitErr error
+	select {
+	case exitErr = <-waitErr:
+	case <-runCtx.Done():
+		stop()
+		exitErr = <-waitErr
+	}
+	hostLn.Close()
+	if simLn != nil {
+		simLn.Close()
+	}
+	evs.closeConns()
+	wg.Wait()
+
+	res.Events = evs.all()
+	res.Duration = time.Since(t0)
+	final, ok := evs.final()
+	switch {
+	case ok:
+		res.Status = final
+	case consoleStatus >= 0:
+		res.Status = consoleStatus
+	case errors.Is(runCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+		res.Status = event.StatusTimeout
+		res.Reason = fmt.Sprintf("no exit status within %s; the VM was stopped", o.Timeout)
+	case ctx.Err() != nil:
+		res.Status = event.StatusInterrupted
+		res.Reason = "interrupted; the VM was stopped"
+	default:
+		res.Status = event.StatusBootFailed
+		res.Reason = "the guest stopped without reporting an exit status"
+		if e := lastError(res.Events); e != "" {
+			res.Reason += " (last error: " + e + ")"
+		}
+		if s := strings.TrimSpace(stderr.String()); s != "" {
+			res.Reason += "; qemu: " + lastLines(s, 3)
+		} else if exitErr != nil {
+			res.Reason += "; qemu: " + exitErr.Error()
+		}
+	}
+	return res, nil
+}
+
+func addrOf(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+// qemuOpt escapes a value for QEMU's option syntax (commas double).
+func qemuOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+func qemuArgs(o *Options, accel, cmdline, hostSock, simSock string) []string {
+	a := []string{
+		"-accel", accel,
+		"-m", strconv.Itoa(o.MemoryMiB),
+		"-smp", strconv.Itoa(o.CPUs),
+		"-nodefaults", "-no-user-config", "-no-reboot",
+		"-display", "none",
+		"-chardev", "stdio,id=con,signal=off",
+		"-serial", "chardev:con",
+		"-monitor", "none",
+		"-kernel", o.Kernel,
+		"-initrd", o.Initrd,
+		"-append", cmdline,
+		"-drive", "file=" + qemuOpt(o.Disk) + ",if=virtio,format=raw,cache=unsafe",
+	}
+	if o.DataDisk != "" {
+		a = append(a, "-drive", "file="+qemuOpt(o.DataDisk)+",if=virtio,format=raw,cache=unsafe")
+	}
+	a = append(a,
+		"-device", "virtio-serial-pci,id=vser",
+		"-chardev", "socket,id=host,path="+qemuOpt(hostSock),
+		"-device", "virtserialport,bus=vser.0,chardev=host,name="+event.PortName,
+	)
+	if simSock != "" {
+		a = append(a,
+			"-chardev", "socket,id=sim,path="+qemuOpt(simSock),
+			"-device", "virtserialport,bus=vser.0,chardev=sim,name="+SimPortName,
+		)
+	}
+	if o.Forward != nil {
+		relay := append(append([]string{}, o.Forward.RelayCommand...), o.Forward.BrokerAddr)
+		a = append(a, "-nic", "user,model=virtio-net-pci,restrict=on,guestfwd=tcp:"+
+			qemuOpt(o.Forward.GuestAddr)+"-cmd:"+qemuOpt(shellJoin(relay)))
+	} else {
+		a = append(a, "-nic", "none")
+	}
+	return a
+}
+
+// shellJoin quotes argv for /bin/sh (QEMU runs guestfwd commands with it).
+func shellJoin(argv []string) string {
+	q := make([]string, len(argv))
+	for i, s := range argv {
+		q[i] = "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}
+
+// copyConsole streams the console and returns the status of a final
+// console line, or -1.
+func copyConsole(w io.Writer, r io.Reader) int {
+	status := -1
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadString('\n')
+		if len(line) > 0 {
+			io.WriteString(w, line)
+			if s, ok := event.ParseConsoleLine(line); ok {
+				status = s
+			}
+		}
+		if err != nil {
+			return status
+		}
+	}
+}
+
+type eventLog struct {
+	mu    sync.Mutex
+	w     io.Writer
+	on    func(event.Event)
+	evs   []event.Event
+	conns []net.Conn
+}
+
+func (l *eventLog) add(e event.Event) {
+	l.mu.Lock()
+	l.evs = append(l.evs, e)
+	if l.w != nil {
+		l.w.Write(e.Marshal())
+	}
+	l.mu.Unlock()
+	if l.on != nil {
+		l.on(e)
+	}
+}
+
+func (l *eventLog) track(c net.Conn) {
+	l.mu.Lock()
+	l.conns = append(l.conns, c)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) closeConns() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		c.Close()
+	}
+}
+
+func (l *eventLog) all() []event.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]event.Event(nil), l.evs...)
+}
+
+func (l *eventLog) final() (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.evs) - 1; i >= 0; i-- {
+		if l.evs[i].Kind == event.KindExit {
+			return l.evs[i].Status, true
+		}
+	}
+	return 0, false
+}
+
+func acceptEvents(ln net.Listener, l *eventLog) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		l.track(c)
+		s := bufio.NewScanner(c)
+		s.Buffer(make([]byte, 4096), event.MaxLine)
+		for s.Scan() {
+			if e, err := event.Parse(s.Bytes()); err == nil {
+				l.add(e)
+			}
+		}
+		c.Close()
+	}
+}
+
+func serveSim(ctx context.Context, ln net.Listener, srv SimServer, log io.Writer) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			<-ctx.Done()
+			c.Close()
+		}()
+		if err := srv.Serve(ctx, c); err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			fmt.Fprintf(log, "sealroot launch: simulated TEE: %v\n", err)
+		}
+		c.Close()
+	}
+}
+
+func lastError(evs []event.Event) string {
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Kind == event.KindError {
+			return evs[i].Phase + ": " + evs[i].Message
+		}
+	}
+	return ""
+}
+
+func lastLines(s string, n int) string {
+	ls := strings.Split(s, "\n")
+	if len(ls) > n {
+		ls = ls[len(ls)-n:]
+	}
+	return strings.Join(ls, " | ")
+}
+
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n <= 0 {
+		return len(p), nil
+	}
+	q := p
+	if len(q) > l.n {
+		q = q[:l.n]
+	}
+	l.n -= len(q)
+	l.w.Write(q)
+	return len(p), nil
+}
