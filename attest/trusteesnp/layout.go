@@ -1,0 +1,181 @@
+// Package trusteesnp converts between the raw AMD SEV-SNP attestation report
+// (1184 bytes, plus a GHCB certificate table) and the JSON form in which
+// Confidential Containers' attestation agent sends SNP evidence to a Trustee
+// KBS: the `primary_evidence` object, which is the serde serialization of the
+// Rust `sev` crate's types (INTEROP.md §4).
+//
+// That JSON is not a byte container: it is the report taken apart into named
+// fields, byte fields as JSON arrays of integers, TCB versions as objects
+// whose byte layout depends on the processor generation. A verifier must put
+// the signed bytes back together exactly, so Decode is strict where a
+// generic JSON decoder is lenient: every field is looked up by name, every
+// array must have its exact length, every integer must fit its field, and
+// values that the 1184-byte layout cannot hold (an FMC on Milan, a
+// mitigation vector before version 5) are refused rather than dropped.
+// Reserved bytes are always zero in the rebuilt report, as the firmware
+// writes them; the signature check over bytes 0..0x2A0 then decides whether
+// the fields are genuine. Decode does not verify anything itself.
+//
+// The processor generation comes from the report's CPUID fields (versions 3
+// to 5): family 19h models 00h-0Fh are Milan, 10h-1Fh and A0h-AFh Genoa,
+// family 1Ah models 00h-11h Turin. Milan and Genoa lay a TCB version out as
+// [bl,tee,0,0,0,0,snp,ucode], Turin as [fmc,bl,tee,snp,0,0,0,ucode].
+// Version 2 reports carry no CPUID; they only exist on Milan and Genoa, so
+// they use that layout (Trustee itself refuses version 2).
+package trusteesnp
+
+import "fmt"
+
+// ReportSize is the size of a raw SNP attestation report.
+const ReportSize = 0x4A0
+
+// Byte offsets inside the report (AMD SEV-SNP ABI, ATTESTATION_REPORT).
+const (
+	offVersion          = 0x000
+	offGuestSVN         = 0x004
+	offPolicy           = 0x008
+	offFamilyID         = 0x010
+	offImageID          = 0x020
+	offVMPL             = 0x030
+	offSigAlgo          = 0x034
+	offCurrentTCB       = 0x038
+	offPlatInfo         = 0x040
+	offKeyInfo          = 0x048
+	offReportData       = 0x050
+	offMeasurement      = 0x090
+	offHostData         = 0x0C0
+	offIDKeyDigest      = 0x0E0
+	offAuthorKeyDigest  = 0x110
+	offReportID         = 0x140
+	offReportIDMA       = 0x160
+	offReportedTCB      = 0x180
+	offCPUIDFam         = 0x188
+	offCPUIDMod         = 0x189
+	offCPUIDStep        = 0x18A
+	offChipID           = 0x1A0
+	offCommittedTCB     = 0x1E0
+	offCurrentBuild     = 0x1E8 // then minor, major
+	offCommittedBuild   = 0x1EC // then minor, major
+	offLaunchTCB        = 0x1F0
+	offLaunchMitVector  = 0x1F8
+	offCurrentMitVector = 0x200
+	offSignatureR       = 0x2A0
+	offSignatureS       = 0x2E8
+	sigComponentSize    = 72
+	signatureEnd        = offSignatureS + sigComponentSize
+)
+
+// reserved lists the byte ranges [lo,hi) that are zero in every report
+// version this package handles. CPUID bytes (v3+) and mitigation vectors
+// (v5) are checked separately because their presence depends on the version.
+var reserved = [][2]int{
+	{0x04C, 0x050},
+	{0x18B, 0x1A0},
+	{0x1EB, 0x1EC},
+	{0x1EF, 0x1F0},
+	{0x208, offSignatureR},
+	{signatureEnd, ReportSize},
+}
+
+// byteFields are the fixed-size byte arrays of the report, by JSON name.
+var byteFields = []struct {
+	name string
+	off  int
+	size int
+}{
+	{"family_id", offFamilyID, 16},
+	{"image_id", offImageID, 16},
+	{"report_data", offReportData, 64},
+	{"measurement", offMeasurement, 48},
+	{"host_data", offHostData, 32},
+	{"id_key_digest", offIDKeyDigest, 48},
+	{"author_key_digest", offAuthorKeyDigest, 48},
+	{"report_id", offReportID, 32},
+	{"report_id_ma", offReportIDMA, 32},
+	{"chip_id", offChipID, 64},
+}
+
+// tcbFields are the four TCB_VERSION fields, by JSON name.
+var tcbFields = []struct {
+	name string
+	off  int
+}{
+	{"current_tcb", offCurrentTCB},
+	{"reported_tcb", offReportedTCB},
+	{"committed_tcb", offCommittedTCB},
+	{"launch_tcb", offLaunchTCB},
+}
+
+// Product is an SEV-SNP processor generation, which fixes the TCB layout.
+type Product int
+
+// Products known to this package.
+const (
+	ProductUnknown Product = iota // version 2 report: Milan or Genoa
+	ProductMilan
+	ProductGenoa
+	ProductTurin
+)
+
+func (p Product) String() string {
+	switch p {
+	case ProductMilan:
+		return "Milan"
+	case ProductGenoa:
+		return "Genoa"
+	case ProductTurin:
+		return "Turin"
+	}
+	return "Milan/Genoa (report v2)"
+}
+
+// turinLayout reports whether TCB versions use the Turin byte layout.
+func (p Product) turinLayout() bool { return p == ProductTurin }
+
+// ProductFromCPUID maps the report's CPUID family and model to a product.
+func ProductFromCPUID(family, model uint8) (Product, error) {
+	switch family {
+	case 0x19:
+		switch {
+		case model <= 0x0F:
+			return ProductMilan, nil
+		case model >= 0x10 && model <= 0x1F, model >= 0xA0 && model <= 0xAF:
+			return ProductGenoa, nil
+		}
+	case 0x1A:
+		if model <= 0x11 {
+			return ProductTurin, nil
+		}
+	}
+	return ProductUnknown, fmt.Errorf("cpu family %#x model %#x is not a known SEV-SNP product (Milan, Genoa, Turin)", family, model)
+}
+
+// tcbParts is a TCB_VERSION split into its named components; fmc is only
+// meaningful on Turin.
+type tcbParts struct {
+	fmc, bl, tee, snp, ucode uint8
+}
+
+func (t tcbParts) put(dst []byte, p Product) {
+	clear(dst[:8])
+	if p.turinLayout() {
+		dst[0], dst[1], dst[2], dst[3], dst[7] = t.fmc, t.bl, t.tee, t.snp, t.ucode
+		return
+	}
+	dst[0], dst[1], dst[6], dst[7] = t.bl, t.tee, t.snp, t.ucode
+}
+
+// tcbFrom splits 8 report bytes; it fails when a byte that the product's
+// layout reserves is not zero.
+func tcbFrom(src []byte, p Product) (tcbParts, error) {
+	if p.turinLayout() {
+		if src[4]|src[5]|src[6] != 0 {
+			return tcbParts{}, fmt.Errorf("reserved tcb bytes 4-6 are not zero for %s", p)
+		}
+		return tcbParts{fmc: src[0], bl: src[1], tee: src[2], snp: src[3], ucode: src[7]}, nil
+	}
+	if src[2]|src[3]|src[4]|src[5] != 0 {
+		return tcbParts{}, fmt.Errorf("reserved tcb bytes 2-5 are not zero for %s", p)
+	}
+	return tcbParts{bl: src[0], tee: src[1], snp: src[6], ucode: src[7]}, nil
+}
