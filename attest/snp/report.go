@@ -1,0 +1,176 @@
+package snp
+
+import (
+	"crypto/ecdsa"
+	"crypto/sha512"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/big"
+
+	"github.com/google/go-sev-guest/abi"
+	"github.com/google/go-sev-guest/kds"
+	spb "github.com/google/go-sev-guest/proto/sevsnp"
+
+	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/policy"
+)
+
+// Byte offsets in the 1184-byte ATTESTATION_REPORT (INTEROP.md §5).
+const (
+	offVersion     = 0x00
+	offGuestSVN    = 0x04
+	offPolicy      = 0x08
+	offFamilyID    = 0x10
+	offImageID     = 0x20
+	offVMPL        = 0x30
+	offSigAlgo     = 0x34
+	offCurrentTCB  = 0x38
+	offPlatformInf = 0x40
+	offSignerInfo  = 0x48
+	offReportData  = 0x50
+	offMeasurement = 0x90
+	offHostData    = 0xC0
+	offIDKeyDigest = 0xE0
+	offAuthorKey   = 0x110
+	offReportID    = 0x140
+	offReportIDMA  = 0x160
+	offReportedTCB = 0x180
+	offCPUIDFMS    = 0x188 // family, model, stepping bytes; report version 3 and later
+	offChipID      = 0x1A0
+	offCommitted   = 0x1E0
+	offCurrentFW   = 0x1E8 // build, minor, major
+	offCommittedFW = 0x1EC // build, minor, major
+	offLaunchTCB   = 0x1F0
+	// SignedSize is how many leading bytes of the report the signature covers.
+	SignedSize = 0x2A0
+	// ReportSize is the size of a raw report.
+	ReportSize = abi.ReportSize
+
+	policyDebugBit = 19
+	sigAlgoECDSA   = 1 // ECDSA P-384 with SHA-384
+	ecdsaPartSize  = 0x48
+)
+
+// header is what the verifier reads from a report before anything about it
+// is trusted: enough to find the key that should have signed it.
+type header struct {
+	version     uint32
+	signer      abi.ReportSigner
+	signerOK    bool // signing_key names the VCEK or the VLEK
+	chipID      []byte
+	reportedTCB uint64
+	// fmsLine is the product line named by the CPUID bytes (report
+	// version 3 and later), or "" when absent or unknown.
+	fmsLine string
+}
+
+// peekHeader reads the lookup fields of a report of exactly ReportSize
+// bytes without validating anything.
+func peekHeader(raw []byte) header {
+	h := header{
+		version:     binary.LittleEndian.Uint32(raw[offVersion:]),
+		chipID:      raw[offChipID : offChipID+abi.ChipIDSize],
+		reportedTCB: binary.LittleEndian.Uint64(raw[offReportedTCB:]),
+	}
+	h.signer = abi.ReportSigner((binary.LittleEndian.Uint32(raw[offSignerInfo:]) >> 2) & 7)
+	h.signerOK = h.signer == abi.VcekReportSigner || h.signer == abi.VlekReportSigner
+	if h.version >= abi.ReportVersion3 {
+		h.fmsLine = productLineFromFMS(raw[offCPUIDFMS], raw[offCPUIDFMS+1], raw[offCPUIDFMS+2])
+	}
+	return h
+}
+
+// productLineFromFMS maps CPUID family/model/stepping to "Milan", "Genoa"
+// or "Turin", or "" for anything else.
+func productLineFromFMS(family, model, stepping byte) string {
+	line := kds.ProductLineFromFms(abi.FmsToCpuid1Eax(family, model, stepping))
+	if line == "Unknown" {
+		return ""
+	}
+	return line
+}
+
+// ParseReport parses a raw SNP report strictly: exactly ReportSize bytes,
+// a version from 2 to 5, ECDSA P-384 signature algorithm, a valid guest
+// policy and signer info, and zero reserved bytes. It does not check the
+// signature.
+func ParseReport(b []byte) (*spb.Report, error) {
+	if len(b) != ReportSize {
+		return nil, fmt.Errorf("report is %d bytes, want %d", len(b), ReportSize)
+	}
+	v := binary.LittleEndian.Uint32(b[offVersion:])
+	if v < abi.MinSupportedReportVersion || v > abi.MaxSupportedReportVersion {
+		return nil, fmt.Errorf("report version %d is not supported (want %d to %d)", v, abi.MinSupportedReportVersion, abi.MaxSupportedReportVersion)
+	}
+	if a := binary.LittleEndian.Uint32(b[offSigAlgo:]); a != sigAlgoECDSA {
+		return nil, fmt.Errorf("signature algorithm %d is not ECDSA P-384 with SHA-384 (1)", a)
+	}
+	r, err := abi.ReportToProto(b)
+	if err != nil {
+		return nil, errors.New(truncate(err.Error(), 160))
+	}
+	return r, nil
+}
+
+// truncate shortens s to at most n bytes; go-sev-guest's format errors can
+// carry hex dumps of whole reserved areas.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// SplitExtendedReport splits an extended report (report || certificate
+// table, as SNP_GET_EXT_REPORT and configfs-tsm return it) into its parts.
+// A plain report gives a nil table.
+func SplitExtendedReport(b []byte) (report, certTable []byte, err error) {
+	if len(b) < ReportSize {
+		return nil, nil, fmt.Errorf("report is %d bytes, want at least %d", len(b), ReportSize)
+	}
+	if len(b) == ReportSize {
+		return b, nil, nil
+	}
+	return b[:ReportSize], b[ReportSize:], nil
+}
+
+// checkSignature checks the ECDSA P-384 signature over raw[0:SignedSize]
+// with pub. It looks at nothing else in the report, so that any change to
+// the signed bytes, reserved fields included, is reported as a signature
+// failure.
+func checkSignature(raw []byte, pub *ecdsa.PublicKey) error {
+	sig := raw[SignedSize:]
+	r := leInt(sig[:ecdsaPartSize])
+	s := leInt(sig[ecdsaPartSize : 2*ecdsaPartSize])
+	digest := sha512.Sum384(raw[:SignedSize])
+	if !ecdsa.Verify(pub, digest[:], r, s) {
+		return errors.New("ECDSA P-384 verification failed")
+	}
+	return nil
+}
+
+// leInt reads a little-endian unsigned integer.
+func leInt(b []byte) *big.Int {
+	be := make([]byte, len(b))
+	for i, c := range b {
+		be[len(b)-1-i] = c
+	}
+	return new(big.Int).SetBytes(be)
+}
+
+// decodeTCB splits a raw TCB_VERSION in the layout of the product line:
+// [bl,tee,0,0,0,0,snp,ucode] on Milan and Genoa, [fmc,bl,tee,snp,0,0,0,ucode]
+// on Turin.
+func decodeTCB(v uint64, productLine string) (attest.TCB, error) {
+	t, err := policy.TCBFromUint64(v, productLine == "Turin")
+	if err != nil {
+		return attest.TCB{}, err
+	}
+	return *t, nil
+}
+
+// firmwareVersion renders major.minor.build as AMD writes it.
+func firmwareVersion(major, minor, build uint32) string {
+	return fmt.Sprintf("%d.%d.%d", major, minor, build)
+}

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/certcache"
+	"github.com/sealroot/sealroot/attest/policy"
+	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/attest/snp"
+)
+
+// verifyFlags are the `sealroot verify` flags that say where the evidence
+// and its collateral come from. Verifier factories and evidence loaders
+// receive them whole.
+type verifyFlags struct {
+	tee          string // --tee
+	evidencePath string // --evidence
+	certsPath    string // --certs ("" when not given)
+	cacheDir     string // --cache-dir ("" when not given)
+	offline      bool   // --offline
+	simDir       string // --sim-dir
+	at           time.Time
+}
+
+// now is the time at which certificates must be valid: --at, else now.
+func (f verifyFlags) now() time.Time {
+	if f.at.IsZero() {
+		return time.Now()
+	}
+	return f.at
+}
+
+// readEvidence returns the bytes of the --evidence file.
+func (f verifyFlags) readEvidence() ([]byte, error) {
+	return readBounded(f.evidencePath, "evidence", 16<<20)
+}
+
+// readCerts returns the bytes of the --certs file, or nil without --certs.
+func (f verifyFlags) readCerts() ([]byte, error) {
+	if f.certsPath == "" {
+		return nil, nil
+	}
+	return readBounded(f.certsPath, "certificates", 16<<20)
+}
+
+// openCache opens --cache-dir, or returns nil without it.
+func (f verifyFlags) openCache() (*certcache.Cache, error) {
+	if f.cacheDir == "" {
+		return nil, nil
+	}
+	return certcache.Open(f.cacheDir)
+}
+
+func readBounded(path, what string, limit int64) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s %s: %w", what, path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s %s is larger than %d bytes", what, path, limit)
+	}
+	return b, nil
+}
+
+// verifierFactories build the Verifier for a --tee value. snp and sim are
+// registered here; tdx and cca in cmd_verify_tdxcca.go.
+var verifierFactories = map[string]func(verifyFlags) (attest.Verifier, error){}
+
+// evidenceLoaders turn the --evidence (and --certs) files into Evidence for
+// a --tee value. A TEE without a loader gets loadRawEvidence.
+var evidenceLoaders = map[string]func(verifyFlags) (*attest.Evidence, error){}
+
+// loadRawEvidence is the default loader: the whole --evidence file is
+// Evidence.Report and the --certs file, if any, Evidence.Certs.
+func loadRawEvidence(f verifyFlags) (*attest.Evidence, error) {
+	b, err := f.readEvidence()
+	if err != nil {
+		return nil, err
+	}
+	certs, err := f.readCerts()
+	if err != nil {
+		return nil, err
+	}
+	return &attest.Evidence{TEE: f.tee, Report: b, Certs: certs}, nil
+}
+
+// loadSNPEvidence reads a raw or extended SNP report and merges in --certs
+// (a certificate table, PEM or DER certificates), whose entries win over
+// the extended report's.
+func loadSNPEvidence(f verifyFlags) (*attest.Evidence, error) {
+	b, err := f.readEvidence()
+	if err != nil {
+		return nil, err
+	}
+	report, table, err := snp.SplitExtendedReport(b)
+	if err != nil {
+		return nil, fmt.Errorf("evidence %s: %w", f.evidencePath, err)
+	}
+	if _, err := snp.ParseCertTable(table); err != nil {
+		return nil, fmt.Errorf("evidence %s: certificate table after the report: %w", f.evidencePath, err)
+	}
+	extra, err := f.readCerts()
+	if err != nil {
+		return nil, err
+	}
+	if extra != nil {
+		given, err := snp.LoadCerts(extra)
+		if err != nil {
+			return nil, fmt.Errorf("certificates %s: %w", f.certsPath, err)
+		}
+		if table, err = snp.MergeCertTables(table, given); err != nil {
+			return nil, fmt.Errorf("certificates %s: %w", f.certsPath, err)
+		}
+	}
+	return &attest.Evidence{TEE: attest.TEESNP, Report: report, Certs: table}, nil
+}
+
+func init() {
+	verifierFactories[attest.TEESNP] = func(f verifyFlags) (attest.Verifier, error) {
+		cache, err := f.openCache()
+		if err != nil {
+			return nil, err
+		}
+		return snp.NewVerifier(snp.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+	}
+	evidenceLoaders[attest.TEESNP] = loadSNPEvidence
+
+	verifierFactories[attest.TEESim] = func(f verifyFlags) (attest.Verifier, error) {
+		if f.simDir == "" {
+			return nil, usageError("--tee sim needs --sim-dir (the directory made by 'sealroot sim init')")
+		}
+		a, err := sim.Load(f.simDir)
+		if err != nil {
+			return nil, err
+		}
+		cache, err := f.openCache()
+		if err != nil {
+			return nil, err
+		}
+		return sim.NewVerifier(a, snp.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+	}
+	evidenceLoaders[attest.TEESim] = loadSNPEvidence
+}
+
+// policyFlags are the claim checks of `sealroot verify`.
+type policyFlags struct {
+	measurements []string
+	reportData   string
+	hostData     string
+	allowDebug   bool
+	maxVMPL      int
+	minTCB       string
+}
+
+func (p policyFlags) policy(tee string) (*policy.Policy, error) {
+	pol := &policy.Policy{
+		AllowedTEEs:    []string{tee},
+		AllowDebug:     p.allowDebug,
+		MaxVMPL:        p.maxVMPL,
+		AllowSimulated: tee == attest.TEESim,
+	}
+	for _, m := range p.measurements {
+		b, err := decodeHexFlag("--measurement", m)
+		if err != nil {
+			return nil, err
+		}
+		pol.Measurements = append(pol.Measurements, b)
+	}
+	var err error
+	if p.reportData != "" {
+		if pol.ReportData, err = decodeHexFlag("--report-data", p.reportData); err != nil {
+			return nil, err
+		}
+	}
+	if p.hostData != "" {
+		if pol.HostData, err = decodeHexFlag("--host-data", p.hostData); err != nil {
+			return nil, err
+		}
+	}
+	if p.minTCB != "" {
+		if pol.MinTCB, err = policy.ParseTCB(p.minTCB); err != nil {
+			return nil, usageError("--min-tcb: %v", err)
+		}
+	}
+	if p.maxVMPL < 0 || p.maxVMPL > 3 {
+		return nil, usageError("--max-vmpl %d: want 0 to 3", p.maxVMPL)
+	}
+	return pol, nil
+}
+
+func decodeHexFlag(name, s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(s), "0x"))
+	if err != nil || len(b) == 0 {
+		return nil, usageError("%s %q: want hex bytes", name, s)
+	}
+	return b, nil
+}
+
+func init() {
+	var f verifyFlags
+	var p policyFlags
+	var asJSON bool
+	var at string
+	c := &cobra.Command{
+		Use:   "verify --tee snp|tdx|cca|sim --evidence FILE",
+		Short: "Verify attestation evidence and check its claims against a policy",
+		Long: `Verify attestation evidence: its signature and certificate chain up to the TEE vendor's
+root (or, for --tee sim, the simulated root in --sim-dir), then the policy given by the flags.
+The verified claims are printed in either case; the exit status is 1 when verification or the
+policy fails, with the reason on stderr.
+
+For snp and sim, --evidence is the raw 1184-byte report or an extended report (report followed
+by its certificate table), and --certs a certificate table, or PEM or DER certificates (the VCEK
+or VLEK; an ARK or ASK given there is never trusted). A VCEK missing from both is taken from
+--cache-dir, else fetched from AMD KDS (never with --offline) and then kept in --cache-dir.
+
+The policy refuses debug guests, VMPL above --max-vmpl, a TCB below --min-tcb, and, when given,
+a measurement other than every --measurement, other report_data or host_data. Hex values
+shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.`,
+		Example: `  sealroot verify --tee snp --evidence report.bin --certs vcek.der --offline
+  sealroot verify --tee snp --evidence ext-report.bin --cache-dir /var/cache/sealroot \
+      --measurement 6a6519d7...e73e --min-tcb bl=3,tee=0,snp=8,ucode=115 --json
+  sealroot verify --tee sim --sim-dir ~/.sealroot/sim --evidence report.bin \
+      --measurement "$(sealroot measure --tee sim --kernel vmlinuz --initrd initrd.cpio.gz)"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if at != "" {
+				t, err := time.Parse(time.RFC3339, at)
+				if err != nil {
+					return usageError("--at %q: want an RFC 3339 time such as 2024-01-02T15:04:05Z", at)
+				}
+				f.at = t
+			}
+			return runVerify(cmd.Context(), cmd.OutOrStdout(), f, p, asJSON)
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.tee, "tee", "", "kind of evidence: snp, tdx, cca or sim")
+	fl.StringVar(&f.evidencePath, "evidence", "", "evidence file (for snp and sim: raw or extended report)")
+	fl.StringVar(&f.certsPath, "certs", "", "certificates: an SNP certificate table, or PEM or DER certificates")
+	fl.StringVar(&f.cacheDir, "cache-dir", "", "certificate cache directory, read and filled")
+	fl.BoolVar(&f.offline, "offline", false, "never use the network: certificates come from --certs, the evidence or --cache-dir")
+	fl.StringVar(&f.simDir, "sim-dir", "", "simulated secure processor directory (sealroot sim init); needed by --tee sim")
+	fl.StringVar(&at, "at", "", "check certificate validity at this RFC 3339 time instead of now (evidence captured in the past)")
+	fl.StringArrayVar(&p.measurements, "measurement", nil, "accepted launch measurement as hex (repeatable; any one matches)")
+	fl.StringVar(&p.reportData, "report-data", "", "expected report_data as hex (zero-padded)")
+	fl.StringVar(&p.hostData, "host-data", "", "expected host_data as hex (zero-padded)")
+	fl.BoolVar(&p.allowDebug, "allow-debug", false, "accept a guest whose policy allows debugging")
+	fl.IntVar(&p.maxVMPL, "max-vmpl", 0, "highest accepted SNP VMPL")
+	fl.StringVar(&p.minTCB, "min-tcb", "", "lowest accepted TCB: bl=N,tee=N,snp=N,ucode=N[,fmc=N] or a raw 64-bit hex TCB_VERSION")
+	fl.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	rootCmd.AddCommand(c)
+}
+
+// verifyResult is the --json output.
+type verifyResult struct {
+	// Verified is true when the evidence is genuine.
+	Verified bool `json:"verified"`
+	// PolicyOK is true when the claims also satisfy the policy flags.
+	PolicyOK bool           `json:"policy_ok"`
+	Error    string         `json:"error,omitempty"`
+	Claims   *attest.Claims `json:"claims,omitempty"`
+}
+
+func runVerify(ctx context.Context, out io.Writer, f verifyFlags, p policyFlags, asJSON bool) error {
+	if f.tee == "" || f.evidencePath == "" {
+		return usageError("--tee and --evidence are required")
+	}
+	factory, ok := verifierFactories[f.tee]
+	if !ok {
+		known := make([]string, 0, len(verifierFactories))
+		for k := range verifierFactories {
+			known = append(known, k)
+		}
+		slices.Sort(known)
+		return usageError("--tee %q: want one of %s", f.tee, strings.Join(known, ", "))
+	}
+	if f.simDir != "" && f.tee != attest.TEESim {
+		return usageError("--sim-dir is only for --tee sim")
+	}
+	pol, err := p.policy(f.tee)
+	if err != nil {
+		return err
+	}
+	load := evidenceLoaders[f.tee]
+	if load == nil {
+		load = loadRawEvidence
+	}
+	ev, err := load(f)
+	if err != nil {
+		return withStatus(1, err)
+	}
+	v, err := factory(f)
+	if err != nil {
+		return withStatus(1, err)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	claims, verr := v.Verify(ctx, ev)
+	res := verifyResult{Verified: verr == nil, Claims: claims}
+	var perr error
+	if verr == nil {
+		perr = pol.Validate(claims)
+		if perr != nil {
+			perr = fmt.Errorf("policy: %w", perr)
+		}
+		res.PolicyOK = perr == nil
+	}
+	failure := verr
+	if failure == nil {
+		failure = perr
+	}
+	if failure != nil {
+		res.Error = failure.Error()
+	}
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return withStatus(1, err)
+		}
+	} else if claims != nil {
+		printClaims(out, claims)
+	}
+	if failure != nil {
+		return withStatus(1, failure)
+	}
+	return nil
+}
+
+// printClaims writes claims as an aligned two-column table.
+func printClaims(w io.Writer, c *attest.Claims) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row("tee", c.TEE)
+	if c.Simulated {
+		row("simulated", "true (chains to a simulated root, not to the TEE vendor)")
+	}
+	if c.ProductLine != "" {
+		row("product_line", c.ProductLine)
+	}
+	if c.ReportVersion != 0 {
+		row("report_version", fmt.Sprint(c.ReportVersion))
+	}
+	row("measurement", hex.EncodeToString(c.Measurement))
+	row("report_data", hex.EncodeToString(c.ReportData))
+	if c.HostData != nil {
+		row("host_data", hex.EncodeToString(c.HostData))
+	}
+	if c.ChipID != nil {
+		row("chip_id", hex.EncodeToString(c.ChipID))
+	}
+	row("debug", fmt.Sprint(c.Debug))
+	row("vmpl", fmt.Sprint(c.VMPL))
+	row("policy", fmt.Sprintf("%#x", c.Policy))
+	if c.ReportedTCB != (attest.TCB{}) {
+		row("reported_tcb", policy.FormatTCB(c.ReportedTCB))
+	}
+	keys := make([]string, 0, len(c.Extra))
+	for k := range c.Extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		row(k, c.Extra[k])
+	}
+	tw.Flush()
+}
