@@ -1,0 +1,5 @@
+package store
+
+import "time"
+
+func init() { lockTimeout = 200 * time.Millisecond }

@@ -1,0 +1,377 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// pgMigrations are the schema versions, applied in order, each in its own
+// transaction together with its row in schema_migrations. Append, never
+// edit: replicas of different ages may share one database.
+var pgMigrations = []string{
+	// 1: workloads, resources, sessions.
+	`CREATE TABLE workloads (
+		id          text PRIMARY KEY,
+		tee         text NOT NULL,
+		policy      jsonb NOT NULL,
+		passphrase  bytea,
+		tee_config  text NOT NULL DEFAULT '',
+		origin      text NOT NULL DEFAULT '',
+		created_at  timestamptz NOT NULL,
+		updated_at  timestamptz NOT NULL
+	);
+	CREATE TABLE resources (
+		workload_id text NOT NULL REFERENCES workloads(id) ON DELETE CASCADE,
+		path        text NOT NULL,
+		value       bytea NOT NULL,
+		updated_at  timestamptz NOT NULL,
+		PRIMARY KEY (workload_id, path)
+	);
+	CREATE TABLE sessions (
+		id          text PRIMARY KEY,
+		dialect     text NOT NULL,
+		tee         text NOT NULL,
+		nonce       text NOT NULL UNIQUE,
+		state       text NOT NULL,
+		workload_id text NOT NULL DEFAULT '',
+		client      text NOT NULL DEFAULT '',
+		created_at  timestamptz NOT NULL,
+		expires_at  timestamptz NOT NULL,
+		attested_at timestamptz,
+		pub_key     bytea,
+		claims      bytea
+	);
+	CREATE INDEX sessions_expires_at ON sessions (expires_at);`,
+}
+
+// migrationLock is the advisory lock key that serializes migrations of
+// replicas starting together ("sealroot" in ASCII).
+const migrationLock = 0x7365616c726f6f74
+
+// Postgres is the shared store for several broker replicas.
+type Postgres struct {
+	pool *pgxpool.Pool
+}
+
+var _ Store = (*Postgres)(nil)
+
+// OpenPostgres connects to dsn and applies pending migrations.
+func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx errors can quote the DSN; keep the password out.
+		return nil, fmt.Errorf("postgres dsn %s: invalid", RedactDSN(dsn))
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", RedactDSN(dsn), err)
+	}
+	s := &Postgres{pool: pool}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("migrating %s: %w", RedactDSN(dsn), err)
+	}
+	return s, nil
+}
+
+func (s *Postgres) migrate(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return err
+		}
+		var version int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&version); err != nil {
+			return err
+		}
+		if version > len(pgMigrations) {
+			return fmt.Errorf("database schema version %d is newer than this broker (%d)", version, len(pgMigrations))
+		}
+		for i := version; i < len(pgMigrations); i++ {
+			if _, err := tx.Exec(ctx, pgMigrations[i]); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, i+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// SchemaVersion reports the applied schema version.
+func (s *Postgres) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
+func (s *Postgres) Close() error { s.pool.Close(); return nil }
+
+func (s *Postgres) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+const workloadCols = `id, tee, policy, passphrase, tee_config, origin, created_at, updated_at`
+
+func scanWorkload(row pgx.Row) (*Workload, error) {
+	var w Workload
+	var policy []byte
+	if err := row.Scan(&w.ID, &w.TEE, &policy, &w.SealedPassphrase, &w.TEEConfig, &w.Origin, &w.CreatedAt, &w.UpdatedAt); err != nil {
+		return nil, err
+	}
+	w.Policy = json.RawMessage(policy)
+	return &w, nil
+}
+
+func policyJSON(w *Workload) string {
+	if len(w.Policy) == 0 {
+		return "{}"
+	}
+	return string(w.Policy)
+}
+
+func (s *Postgres) CreateWorkload(ctx context.Context, w *Workload) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO workloads (`+workloadCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
+		w.ID, w.TEE, policyJSON(w), w.SealedPassphrase, w.TEEConfig, w.Origin, w.CreatedAt, w.UpdatedAt)
+	if isUniqueViolation(err) {
+		return fmt.Errorf("workload %q: %w", w.ID, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("inserting workload: %w", err)
+	}
+	return nil
+}
+
+func (s *Postgres) PutWorkload(ctx context.Context, w *Workload) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO workloads (`+workloadCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
+		ON CONFLICT (id) DO UPDATE SET tee = excluded.tee, policy = excluded.policy, passphrase = excluded.passphrase,
+			tee_config = excluded.tee_config, origin = excluded.origin, updated_at = excluded.updated_at`,
+		w.ID, w.TEE, policyJSON(w), w.SealedPassphrase, w.TEEConfig, w.Origin, w.CreatedAt, w.UpdatedAt)
+	if err != nil {
+		return fmt.Errorf("upserting workload: %w", err)
+	}
+	return nil
+}
+
+func (s *Postgres) UpdateWorkload(ctx context.Context, id string, update func(*Workload) error) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		w, err := scanWorkload(tx.QueryRow(ctx, `SELECT `+workloadCols+` FROM workloads WHERE id = $1 FOR UPDATE`, id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("workload %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("reading workload: %w", err)
+		}
+		if err := update(w); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE workloads SET tee = $2, policy = $3, passphrase = $4, tee_config = $5,
+			origin = $6, updated_at = $7 WHERE id = $1`,
+			id, w.TEE, policyJSON(w), w.SealedPassphrase, w.TEEConfig, w.Origin, w.UpdatedAt)
+		if err != nil {
+			return fmt.Errorf("updating workload: %w", err)
+		}
+		return nil
+	})
+}
+
+func (s *Postgres) GetWorkload(ctx context.Context, id string) (*Workload, error) {
+	w, err := scanWorkload(s.pool.QueryRow(ctx, `SELECT `+workloadCols+` FROM workloads WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("workload %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading workload: %w", err)
+	}
+	return w, nil
+}
+
+func (s *Postgres) ListWorkloads(ctx context.Context) ([]*Workload, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+workloadCols+` FROM workloads ORDER BY id COLLATE "C"`)
+	if err != nil {
+		return nil, fmt.Errorf("listing workloads: %w", err)
+	}
+	defer rows.Close()
+	var out []*Workload
+	for rows.Next() {
+		w, err := scanWorkload(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing workloads: %w", err)
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
+
+func (s *Postgres) DeleteWorkload(ctx context.Context, id string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM workloads WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("deleting workload: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("workload %q: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+func (s *Postgres) PutResource(ctx context.Context, r *Resource) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO resources (workload_id, path, value, updated_at) VALUES ($1,$2,$3,$4)
+		ON CONFLICT (workload_id, path) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+		r.WorkloadID, r.Path, r.Sealed, r.UpdatedAt)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23503" { // foreign key: no such workload
+		return fmt.Errorf("workload %q: %w", r.WorkloadID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("storing resource: %w", err)
+	}
+	return nil
+}
+
+func (s *Postgres) GetResource(ctx context.Context, workloadID, path string) (*Resource, error) {
+	r := Resource{WorkloadID: workloadID, Path: path}
+	err := s.pool.QueryRow(ctx, `SELECT value, updated_at FROM resources WHERE workload_id = $1 AND path = $2`,
+		workloadID, path).Scan(&r.Sealed, &r.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("resource %q of workload %q: %w", path, workloadID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading resource: %w", err)
+	}
+	return &r, nil
+}
+
+func (s *Postgres) ListResources(ctx context.Context, workloadID string) ([]*Resource, error) {
+	rows, err := s.pool.Query(ctx, `SELECT path, value, updated_at FROM resources WHERE workload_id = $1
+		ORDER BY path COLLATE "C"`, workloadID)
+	if err != nil {
+		return nil, fmt.Errorf("listing resources: %w", err)
+	}
+	defer rows.Close()
+	var out []*Resource
+	for rows.Next() {
+		r := Resource{WorkloadID: workloadID}
+		if err := rows.Scan(&r.Path, &r.Sealed, &r.UpdatedAt); err != nil {
+			return nil, fmt.Errorf("listing resources: %w", err)
+		}
+		out = append(out, &r)
+	}
+	return out, rows.Err()
+}
+
+func (s *Postgres) DeleteResource(ctx context.Context, workloadID, path string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM resources WHERE workload_id = $1 AND path = $2`, workloadID, path)
+	if err != nil {
+		return fmt.Errorf("deleting resource: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("resource %q of workload %q: %w", path, workloadID, ErrNotFound)
+	}
+	return nil
+}
+
+const sessionCols = `id, dialect, tee, nonce, state, workload_id, client, created_at, expires_at, attested_at, pub_key, claims`
+
+func scanSession(row pgx.Row) (*Session, error) {
+	var s Session
+	var state string
+	var attested *time.Time
+	if err := row.Scan(&s.ID, &s.Dialect, &s.TEE, &s.Nonce, &state, &s.WorkloadID, &s.Client,
+		&s.CreatedAt, &s.ExpiresAt, &attested, &s.PubKey, &s.Claims); err != nil {
+		return nil, err
+	}
+	s.State = SessionState(state)
+	if attested != nil {
+		s.AttestedAt = *attested
+	}
+	return &s, nil
+}
+
+func (s *Postgres) CreateSession(ctx context.Context, sess *Session) error {
+	var attested *time.Time
+	if !sess.AttestedAt.IsZero() {
+		attested = &sess.AttestedAt
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
+		sess.ID, sess.Dialect, sess.TEE, sess.Nonce, string(sess.State), sess.WorkloadID, sess.Client,
+		sess.CreatedAt, sess.ExpiresAt, attested, sess.PubKey, sess.Claims)
+	if isUniqueViolation(err) {
+		return fmt.Errorf("session: %w", ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("inserting session: %w", err)
+	}
+	return nil
+}
+
+func (s *Postgres) GetSession(ctx context.Context, id string, now time.Time) (*Session, error) {
+	sess, err := scanSession(s.pool.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("session: %w", ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading session: %w", err)
+	}
+	if !now.Before(sess.ExpiresAt) {
+		return nil, fmt.Errorf("session: %w", ErrExpired)
+	}
+	return sess, nil
+}
+
+func (s *Postgres) ConsumeChallenge(ctx context.Context, id string, now time.Time) (*Session, error) {
+	// One conditional write: of two replicas racing on one nonce, exactly
+	// one sees a row come back.
+	sess, err := scanSession(s.pool.QueryRow(ctx, `UPDATE sessions SET state = $3
+		WHERE id = $1 AND state = $4 AND expires_at > $2 RETURNING `+sessionCols,
+		id, now, string(SessionConsumed), string(SessionChallenged)))
+	if err == nil {
+		return sess, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("consuming challenge: %w", err)
+	}
+	// Say why it failed.
+	cur, err := s.GetSession(ctx, id, now)
+	if err != nil {
+		return nil, err
+	}
+	if cur.State != SessionChallenged {
+		return nil, fmt.Errorf("session: %w", ErrNonceUsed)
+	}
+	return nil, fmt.Errorf("session: %w", ErrExpired)
+}
+
+func (s *Postgres) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE sessions SET state = $2, workload_id = $3, pub_key = $4, claims = $5, attested_at = $6
+		WHERE id = $1 AND state = $7`,
+		id, string(SessionAttested), workloadID, pubKey, claims, at, string(SessionConsumed))
+	if err != nil {
+		return fmt.Errorf("marking session attested: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("session: %w", ErrState)
+	}
+	return nil
+}
+
+func (s *Postgres) DeleteExpiredSessions(ctx context.Context, now time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE expires_at <= $1`, now)
+	if err != nil {
+		return 0, fmt.Errorf("deleting expired sessions: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
