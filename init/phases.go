@@ -122,8 +122,10 @@ func (b *boot) waitDisk(ctx context.Context) error {
 // config when the root disk has none.
 func (b *boot) readConfig(ctx context.Context) error {
 	raw, err := footerOf(b.opts.root)
+	source := "footer of " + b.opts.root
 	if errors.Is(err, cryptsetup.ErrNoFooter) {
 		if _, serr := os.Stat("/dev/vdb"); serr == nil {
+			source = "data disk /dev/vdb"
 			raw, err = configFromDataDisk("/dev/vdb")
 			if err != nil {
 				return fmt.Errorf("%s has no KRUN footer, and the data disk: %w", b.opts.root, err)
@@ -135,7 +137,7 @@ func (b *boot) readConfig(ctx context.Context) error {
 	}
 	cfg, err := config.Parse(raw)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", source, err)
 	}
 	b.cfg = cfg
 	b.detail = map[string]string{"tee": cfg.TEE, "workload_id": cfg.WorkloadID}

@@ -1,0 +1,89 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/sealroot/sealroot/host/image"
+	"github.com/sealroot/sealroot/host/launch"
+	"github.com/sealroot/sealroot/initramfs"
+	"github.com/sealroot/sealroot/tests/harness"
+)
+
+// BenchmarkInitrdSize reports the initrd's size for each compression.
+// Run: make bench (or go test -run '^$' -bench InitrdSize ./tests/).
+func BenchmarkInitrdSize(b *testing.B) {
+	e := harness.Setup(b)
+	for _, c := range []string{"none", "gzip", "xz", "zstd"} {
+		b.Run(c, func(b *testing.B) {
+			var res *initramfs.Result
+			for i := 0; i < b.N; i++ {
+				var err error
+				res, err = initramfs.Build(initramfs.Options{Output: filepath.Join(b.TempDir(), "initrd"), Compression: c,
+					KernelModules: e.Modules, ModuleRoot: e.Root})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(res.Size), "bytes")
+			b.ReportMetric(float64(res.Size)/(1<<20), "MiB")
+			b.ReportMetric(float64(len(res.Modules)), "modules")
+		})
+	}
+}
+
+// BenchmarkPlainBoot boots the plain hello image b.N times (at least 5) and
+// reports the median duration of each guest phase as measured by the init,
+// the median time from PID 1 start to the workload's exec, and the host's
+// wall time per boot.
+func BenchmarkPlainBoot(b *testing.B) {
+	e := harness.Setup(b)
+	img, err := image.Build(image.Options{RootfsDir: e.HelloRootfs(b), OutDir: b.TempDir(), Config: plainConfig(),
+		Workload: image.Workload{Cmd: []string{"/hello", "0"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := b.N
+	if n < 5 {
+		n = 5
+	}
+	phases := map[string][]float64{}
+	var toExec, wall []float64
+	var order []string
+	for i := 0; i < n; i++ {
+		boot := e.Boot(b, launch.Options{Disk: img.Disk, CPUs: 1, MemoryMiB: 512})
+		if boot.Status != 0 {
+			b.Fatalf("boot %d: status %d", i, boot.Status)
+		}
+		for _, ev := range boot.Events {
+			if ev.Kind == "phase" {
+				if _, ok := phases[ev.Phase]; !ok {
+					order = append(order, ev.Phase)
+				}
+				phases[ev.Phase] = append(phases[ev.Phase], ev.Millis)
+			}
+			if ev.Kind == "log" && ev.Phase == "run" {
+				toExec = append(toExec, ev.SinceStartMillis)
+			}
+		}
+		wall = append(wall, float64(boot.Duration.Milliseconds()))
+	}
+	for _, p := range order {
+		b.ReportMetric(median(phases[p]), p+"-ms")
+	}
+	b.ReportMetric(median(toExec), "pid1-to-exec-ms")
+	b.ReportMetric(median(wall), "wall-ms")
+	fmt.Fprintf(os.Stderr, "plain boot over %d boots (median): pid1→exec %.1f ms, wall %.0f ms\n", n, median(toExec), median(wall))
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
