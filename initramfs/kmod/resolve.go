@@ -118,7 +118,7 @@ func (t *Tree) Resolve(reqs []Request) (*Plan, error) {
 		notes: map[string]bool{},
 	}
 	for _, req := range reqs {
-		if !validName(req.Name) {
+		if !validRequest(req.Name) {
 			return nil, fmt.Errorf("module name %q is not valid", truncate(req.Name))
 		}
 		name := Normalize(req.Name)
@@ -166,6 +166,20 @@ func (t *Tree) Resolve(reqs []Request) (*Plan, error) {
 		}
 	}
 	return r.plan, nil
+}
+
+// validRequest accepts a module name or an alias: 1 to 255 printable,
+// non-space bytes without '/'.
+func validRequest(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '/' {
+			return false
+		}
+	}
+	return true
 }
 
 // visit places module name after everything it needs.
