@@ -75,18 +75,6 @@ type Result struct {
 	ConfigJSON []byte         `json:"-"`
 }
 
-// GeneratePassphrase returns 32 random bytes as 64 hex characters, as
-// buildah does.
-func GeneratePassphrase() ([]byte, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, err
-	}
-	out := make([]byte, 64)
-	hex.Encode(out, b[:])
-	return out, nil
-}
-
 // NewWorkloadID returns a random workload id.
 func NewWorkloadID() string {
 	var b [16]byte

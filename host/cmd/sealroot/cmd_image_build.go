@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/init/config"
 	"github.com/spf13/cobra"
@@ -24,6 +25,11 @@ type imageBuildFlags struct {
 	entrypoint, cmd, env            []string
 	workdir, user                   string
 	jsonOut                         bool
+
+	kdf                                  string
+	kdfIterations, kdfTime, kdfMemoryKiB uint32
+	kdfParallel                          uint32
+	sectorSize, keyBits                  int
 }
 
 func init() {
@@ -65,12 +71,23 @@ plus --slop (25% by default), at least 10 MiB.`,
 	fl.StringVar(&f.workdir, "workdir", "", "workload working directory")
 	fl.StringVar(&f.user, "user", "", "workload user (name, uid, uid:gid)")
 	fl.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
+	fl.StringVar(&f.kdf, "kdf", "", `keyslot KDF: pbkdf2, argon2i or argon2id. Default policy: a generated
+passphrase (256 random bits) gets a minimal KDF (PBKDF2-SHA256, 1000 iterations), since stretching
+a random secret adds no security and costs boot time; a user passphrase (--passphrase-file) gets
+argon2id sized to --memory (a quarter of it, at most 1 GiB) for LUKS2, or PBKDF2 benchmarked to
+about one second for LUKS1`)
+	fl.Uint32Var(&f.kdfIterations, "kdf-iterations", 0, "PBKDF2 iterations (overrides the policy)")
+	fl.Uint32Var(&f.kdfTime, "kdf-time", 0, "argon2 time cost (overrides the policy)")
+	fl.Uint32Var(&f.kdfMemoryKiB, "kdf-memory", 0, "argon2 memory cost in KiB (overrides the policy)")
+	fl.Uint32Var(&f.kdfParallel, "kdf-parallel", 0, "argon2 lanes (overrides the policy)")
+	fl.IntVar(&f.sectorSize, "sector-size", 0, "LUKS2 encryption sector size: 512-4096 (default 4096)")
+	fl.IntVar(&f.keyBits, "key-size", 0, "XTS key size in bits: 256 or 512 (default 512)")
 	imageCmd.AddCommand(c)
 }
 
 // encryptorFor returns the LUKS encryptor for the flags; set by the LUKS
 // wiring (cmd_image_encrypt.go).
-var encryptorFor func(f *imageBuildFlags, ramMiB int, generated bool) (image.Encryptor, error)
+var encryptorFor = luksEncryptor
 
 // registerHook registers a built image with a broker (set by the broker CLI).
 var registerHook func(cmd *cobra.Command, f *imageBuildFlags, res *image.Result, passphrase []byte) error
@@ -138,16 +155,13 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 				return withStatus(1, err)
 			}
 		} else {
-			if pass, err = image.GeneratePassphrase(); err != nil {
+			if pass, err = cryptsetup.GeneratePassphrase(); err != nil {
 				return withStatus(1, err)
 			}
 			generated = true
 		}
 		defer clear(pass)
-		if encryptorFor == nil {
-			return withStatus(1, fmt.Errorf("this build of sealroot has no LUKS support"))
-		}
-		enc, err := encryptorFor(f, f.memory, generated)
+		enc, err := encryptorFor(f, generated)
 		if err != nil {
 			return withStatus(1, err)
 		}
