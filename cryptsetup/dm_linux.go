@@ -1,0 +1,119 @@
+package cryptsetup
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/anatol/devmapper.go"
+	"golang.org/x/sys/unix"
+)
+
+// dmLoadCrypt loads a one-target crypt table into the (created, suspended)
+// device-mapper device name. It builds the DM_TABLE_LOAD ioctl itself
+// rather than through devmapper.Load because devmapper.go renders the key
+// into an immutable Go string; here the key's hex form lives only in a byte
+// buffer that is wiped after the ioctl, and DM_SECURE_DATA_FLAG asks the
+// kernel to wipe its copy of the ioctl data too.
+func dmLoadCrypt(name string, readOnly bool, lengthSectors uint64, params []byte) error {
+	const align = 8
+	specLen := (len(params) + 1 + align - 1) / align * align
+	size := unix.SizeofDmIoctl + unix.SizeofDmTargetSpec + specLen
+	data := make([]byte, size)
+	defer wipe(data)
+
+	io := (*unix.DmIoctl)(unsafe.Pointer(&data[0]))
+	io.Version = [3]uint32{4, 0, 0}
+	io.Data_size = uint32(size)
+	io.Data_start = unix.SizeofDmIoctl
+	io.Target_count = 1
+	io.Flags = unix.DM_SECURE_DATA_FLAG
+	if readOnly {
+		io.Flags |= unix.DM_READONLY_FLAG
+	}
+	if len(name) >= len(io.Name) {
+		return fmt.Errorf("device-mapper name %q is longer than %d bytes", name, len(io.Name)-1)
+	}
+	copy(io.Name[:], name)
+
+	spec := (*unix.DmTargetSpec)(unsafe.Pointer(&data[unix.SizeofDmIoctl]))
+	spec.Sector_start = 0
+	spec.Length = lengthSectors
+	spec.Next = uint32(unix.SizeofDmTargetSpec + specLen)
+	copy(spec.Target_type[:], "crypt")
+	copy(data[unix.SizeofDmIoctl+unix.SizeofDmTargetSpec:], params)
+
+	ctl, err := os.Open("/dev/mapper/control")
+	if err != nil {
+		return fmt.Errorf("opening device-mapper control (is dm-mod loaded?): %w", err)
+	}
+	defer ctl.Close()
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, ctl.Fd(), unix.DM_TABLE_LOAD, uintptr(unsafe.Pointer(&data[0])))
+	if errno != 0 {
+		hint := ""
+		if errno == unix.ENOENT || errno == unix.EINVAL {
+			hint = " (dm-crypt or the cipher's kernel modules may be missing: see KernelModules and dmesg)"
+		}
+		return fmt.Errorf("loading the crypt table: %w%s", errno, hint)
+	}
+	return nil
+}
+
+// findNode returns a device node for a block device number without udev:
+// the /dev/<DEVNAME> that devtmpfs creates (DEVNAME from sysfs), waiting up
+// to timeout for it, or else /dev/mapper/<name> made with mknod. created is
+// the node this call made, if any. With mapperNode the /dev/mapper node is
+// made in any case.
+func findNode(name string, major, minor uint32, timeout time.Duration, mapperNode bool) (dev, created string, err error) {
+	want := unix.Mkdev(major, minor)
+	isNode := func(p string) bool {
+		var st unix.Stat_t
+		return unix.Stat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK && uint64(st.Rdev) == want
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/uevent", major, minor)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if d, ok := strings.CutPrefix(line, "DEVNAME="); ok && d != "" && !strings.Contains(d, "..") {
+				p := filepath.Join("/dev", d)
+				for deadline := time.Now().Add(timeout); ; time.Sleep(5 * time.Millisecond) {
+					if isNode(p) {
+						dev = p
+						break
+					}
+					if time.Now().After(deadline) {
+						break
+					}
+				}
+			}
+		}
+	}
+	if dev != "" && !mapperNode {
+		return dev, "", nil
+	}
+	mp := filepath.Join("/dev/mapper", name)
+	if isNode(mp) {
+		if dev == "" {
+			dev = mp
+		}
+		return dev, "", nil
+	}
+	if err := os.MkdirAll("/dev/mapper", 0o755); err != nil {
+		return dev, "", fmt.Errorf("creating /dev/mapper: %w", err)
+	}
+	os.Remove(mp) // a stale node of another device
+	if err := unix.Mknod(mp, unix.S_IFBLK|0o600, int(want)); err != nil {
+		if dev != "" {
+			return dev, "", nil // the /dev/dm-N node is enough
+		}
+		return "", "", fmt.Errorf("no /dev/dm-%d from devtmpfs and mknod %s failed: %w", minor, mp, err)
+	}
+	if dev == "" {
+		dev = mp
+	}
+	return dev, mp, nil
+}
+
+// dmRemove removes a device-mapper device (cryptsetup close).
+func dmRemove(name string) error { return devmapper.Remove(name) }

@@ -1,0 +1,302 @@
+package cryptsetup
+
+import (
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha3"
+	"crypto/sha512"
+	"encoding"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"runtime/debug"
+
+	"github.com/jzelinskie/whirlpool"
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/blake2b"
+	"golang.org/x/crypto/blake2s"
+	"golang.org/x/crypto/ripemd160" //nolint:staticcheck // LUKS volumes may use it; it is only read here
+)
+
+// KDF types as they appear in LUKS2 JSON (LUKS1 is always pbkdf2).
+const (
+	KDFPBKDF2   = "pbkdf2"
+	KDFArgon2i  = "argon2i"
+	KDFArgon2id = "argon2id"
+)
+
+// Limits cryptsetup enforces when it formats a volume; sealroot's formatter
+// keeps within them so that every cryptsetup tool accepts its images.
+const (
+	MinPBKDF2Iterations = 1000
+	MinArgon2Time       = 4
+	MinArgon2MemoryKiB  = 32
+	MaxArgon2MemoryKiB  = 4 << 20 // 4 GiB
+	MaxArgon2Parallel   = 4
+)
+
+// Bounds applied when reading an untrusted header, so that a hostile header
+// cannot make the unlock run for days or allocate without limit. They are far
+// above anything cryptsetup chooses.
+const (
+	maxReadPBKDF2Iterations = 1 << 31
+	maxReadArgon2Time       = 1 << 20
+	maxReadArgon2Parallel   = 1 << 8
+)
+
+// KDF describes the key derivation of one keyslot.
+type KDF struct {
+	// Type is pbkdf2, argon2i or argon2id.
+	Type string `json:"type"`
+	// Hash is the PBKDF2 hash (sha256, sha512, ...); empty for argon2.
+	Hash string `json:"hash,omitempty"`
+	// Iterations is the PBKDF2 iteration count.
+	Iterations uint32 `json:"iterations,omitempty"`
+	// Time is the argon2 time cost (passes).
+	Time uint32 `json:"time,omitempty"`
+	// MemoryKiB is the argon2 memory cost in KiB.
+	MemoryKiB uint32 `json:"memory_kib,omitempty"`
+	// Parallel is the argon2 lane count (cryptsetup calls it cpus/threads).
+	Parallel uint32 `json:"parallel,omitempty"`
+
+	salt []byte
+}
+
+// String is a short human description, e.g. "argon2id t=4 m=65536KiB p=1".
+func (k KDF) String() string {
+	if k.Type == KDFPBKDF2 {
+		return fmt.Sprintf("pbkdf2-%s %d iterations", k.Hash, k.Iterations)
+	}
+	return fmt.Sprintf("%s t=%d m=%dKiB p=%d", k.Type, k.Time, k.MemoryKiB, k.Parallel)
+}
+
+// isArgon2 reports whether the KDF allocates its memory cost.
+func (k KDF) isArgon2() bool { return k.Type == KDFArgon2i || k.Type == KDFArgon2id }
+
+// validateRead checks KDF parameters read from a header.
+func (k KDF) validateRead() error {
+	switch k.Type {
+	case KDFPBKDF2:
+		if _, err := hashByName(k.Hash); err != nil {
+			return err
+		}
+		if k.Iterations == 0 || k.Iterations > maxReadPBKDF2Iterations {
+			return fmt.Errorf("%w: pbkdf2 iteration count %d is out of range", ErrCorruptKeyslot, k.Iterations)
+		}
+	case KDFArgon2i, KDFArgon2id:
+		if k.Time == 0 || k.Time > maxReadArgon2Time {
+			return fmt.Errorf("%w: %s time cost %d is out of range", ErrCorruptKeyslot, k.Type, k.Time)
+		}
+		if k.Parallel == 0 || k.Parallel > maxReadArgon2Parallel {
+			return fmt.Errorf("%w: %s parallel cost %d is out of range", ErrCorruptKeyslot, k.Type, k.Parallel)
+		}
+		if k.MemoryKiB < 8*k.Parallel || k.MemoryKiB > MaxArgon2MemoryKiB {
+			return fmt.Errorf("%w: %s memory cost %d KiB is out of range", ErrCorruptKeyslot, k.Type, k.MemoryKiB)
+		}
+	default:
+		return fmt.Errorf("%w: key derivation %q", ErrUnsupported, k.Type)
+	}
+	if len(k.salt) == 0 {
+		return fmt.Errorf("%w: %s salt is empty", ErrCorruptKeyslot, k.Type)
+	}
+	return nil
+}
+
+// validateFormat checks KDF parameters against cryptsetup's format limits.
+func (k KDF) validateFormat() error {
+	switch k.Type {
+	case KDFPBKDF2:
+		if _, err := hashByName(k.Hash); err != nil {
+			return err
+		}
+		if k.Iterations < MinPBKDF2Iterations {
+			return fmt.Errorf("pbkdf2 iterations %d: cryptsetup's minimum is %d", k.Iterations, MinPBKDF2Iterations)
+		}
+	case KDFArgon2i, KDFArgon2id:
+		if k.Time < MinArgon2Time {
+			return fmt.Errorf("%s time cost %d: cryptsetup's minimum is %d", k.Type, k.Time, MinArgon2Time)
+		}
+		if k.MemoryKiB < MinArgon2MemoryKiB || k.MemoryKiB > MaxArgon2MemoryKiB {
+			return fmt.Errorf("%s memory %d KiB: want %d to %d KiB", k.Type, k.MemoryKiB, MinArgon2MemoryKiB, MaxArgon2MemoryKiB)
+		}
+		if k.Parallel < 1 || k.Parallel > MaxArgon2Parallel {
+			return fmt.Errorf("%s parallel cost %d: want 1 to %d", k.Type, k.Parallel, MaxArgon2Parallel)
+		}
+		if k.MemoryKiB < 8*k.Parallel {
+			return fmt.Errorf("%s memory %d KiB is below 8 KiB per lane (%d lanes)", k.Type, k.MemoryKiB, k.Parallel)
+		}
+	default:
+		return fmt.Errorf("key derivation %q: want pbkdf2, argon2i or argon2id", k.Type)
+	}
+	return nil
+}
+
+// derive runs the KDF over the passphrase and returns keyLen bytes. The
+// caller wipes the result.
+func (k KDF) derive(passphrase []byte, keyLen int) ([]byte, error) {
+	switch k.Type {
+	case KDFPBKDF2:
+		h, err := hashByName(k.Hash)
+		if err != nil {
+			return nil, err
+		}
+		return pbkdf2Key(h, passphrase, k.salt, int(k.Iterations), keyLen), nil
+	case KDFArgon2i:
+		out := argon2.Key(passphrase, k.salt, k.Time, k.MemoryKiB, uint8(k.Parallel), uint32(keyLen))
+		// Hand the (unwiped) argon2 memory back to the kernel now rather
+		// than at the next GC cycle: in a small guest it is most of RAM.
+		debug.FreeOSMemory()
+		return out, nil
+	case KDFArgon2id:
+		out := argon2.IDKey(passphrase, k.salt, k.Time, k.MemoryKiB, uint8(k.Parallel), uint32(keyLen))
+		debug.FreeOSMemory()
+		return out, nil
+	}
+	return nil, fmt.Errorf("%w: key derivation %q", ErrUnsupported, k.Type)
+}
+
+// hashByName maps cryptsetup's hash names to Go implementations. stribog and
+// sm3, which cryptsetup can use through its crypto backends, have no Go
+// implementation here and are reported as unsupported.
+func hashByName(name string) (func() hash.Hash, error) {
+	switch name {
+	case "sha1":
+		return sha1.New, nil
+	case "sha224":
+		return sha256.New224, nil
+	case "sha256":
+		return sha256.New, nil
+	case "sha384":
+		return sha512.New384, nil
+	case "sha512":
+		return sha512.New, nil
+	case "sha3-224":
+		return func() hash.Hash { return sha3.New224() }, nil
+	case "sha3-256":
+		return func() hash.Hash { return sha3.New256() }, nil
+	case "sha3-384":
+		return func() hash.Hash { return sha3.New384() }, nil
+	case "sha3-512":
+		return func() hash.Hash { return sha3.New512() }, nil
+	case "ripemd160":
+		return ripemd160.New, nil
+	case "whirlpool":
+		return whirlpool.New, nil
+	case "blake2b-160", "blake2b-256", "blake2b-384", "blake2b-512":
+		var size int
+		fmt.Sscanf(name, "blake2b-%d", &size)
+		return func() hash.Hash {
+			h, err := blake2b.New(size/8, nil)
+			if err != nil {
+				panic(err) // unreachable: the sizes above are valid
+			}
+			return h
+		}, nil
+	case "blake2s-256":
+		return func() hash.Hash {
+			h, err := blake2s.New256(nil)
+			if err != nil {
+				panic(err) // unreachable: no key
+			}
+			return h
+		}, nil
+	}
+	return nil, fmt.Errorf("%w: hash %q", ErrUnsupported, name)
+}
+
+// pbkdf2Key is PBKDF2 (RFC 8018) with HMAC over h. It is written here rather
+// than taken from crypto/pbkdf2 because that API takes the password as a
+// string, an immutable copy that can never be wiped. The HMAC pads, the
+// saved hash states and the running blocks are wiped before returning; what
+// the hash implementations keep inside their own state is not reachable.
+func pbkdf2Key(h func() hash.Hash, password, salt []byte, iter, keyLen int) []byte {
+	inner, outer := h(), h()
+	bs, size := inner.BlockSize(), inner.Size()
+
+	// HMAC key schedule: K' = K, or H(K) when longer than a block.
+	pad := make([]byte, 2*bs)
+	defer wipe(pad)
+	ipad, opad := pad[:bs], pad[bs:]
+	if len(password) > bs {
+		inner.Write(password)
+		sum := inner.Sum(nil)
+		copy(ipad, sum)
+		copy(opad, sum)
+		wipe(sum)
+		inner.Reset()
+	} else {
+		copy(ipad, password)
+		copy(opad, password)
+	}
+	for i := range ipad {
+		ipad[i] ^= 0x36
+		opad[i] ^= 0x5c
+	}
+	inner.Write(ipad)
+	outer.Write(opad)
+
+	// Save the keyed states once so that each HMAC costs two compression
+	// calls, as in every serious PBKDF2; fall back to re-hashing the pads
+	// for hashes that cannot save their state.
+	var innerState, outerState []byte
+	mi, ok1 := inner.(encoding.BinaryMarshaler)
+	mo, ok2 := outer.(encoding.BinaryMarshaler)
+	ui, ok3 := inner.(encoding.BinaryUnmarshaler)
+	uo, ok4 := outer.(encoding.BinaryUnmarshaler)
+	saved := ok1 && ok2 && ok3 && ok4
+	if saved {
+		var err1, err2 error
+		innerState, err1 = mi.MarshalBinary()
+		outerState, err2 = mo.MarshalBinary()
+		saved = err1 == nil && err2 == nil
+		defer wipe(innerState)
+		defer wipe(outerState)
+	}
+	restore := func() {
+		if saved {
+			if ui.UnmarshalBinary(innerState) == nil && uo.UnmarshalBinary(outerState) == nil {
+				return
+			}
+			saved = false
+		}
+		inner.Reset()
+		inner.Write(ipad)
+		outer.Reset()
+		outer.Write(opad)
+	}
+	defer inner.Reset()
+	defer outer.Reset()
+
+	blocks := (keyLen + size - 1) / size
+	out := make([]byte, 0, blocks*size)
+	u := make([]byte, 0, size)
+	t := make([]byte, size)
+	defer wipe(u[:size])
+	defer wipe(t)
+	var ctr [4]byte
+	for block := 1; block <= blocks; block++ {
+		binary.BigEndian.PutUint32(ctr[:], uint32(block))
+		restore()
+		inner.Write(salt)
+		inner.Write(ctr[:])
+		u = inner.Sum(u[:0])
+		outer.Write(u)
+		u = outer.Sum(u[:0])
+		copy(t, u)
+		for n := 1; n < iter; n++ {
+			restore()
+			inner.Write(u)
+			u = inner.Sum(u[:0])
+			outer.Write(u)
+			u = outer.Sum(u[:0])
+			for i := range t {
+				t[i] ^= u[i]
+			}
+		}
+		out = append(out, t...)
+	}
+	if len(out) > keyLen {
+		wipe(out[keyLen:])
+	}
+	return out[:keyLen]
+}
