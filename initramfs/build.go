@@ -229,6 +229,9 @@ func assemble(opts *Options, tmp string) (*tree, *Result, error) {
 		}
 		res.Notes = append(res.Notes, plan.Notes...)
 		res.KernelRelease = plan.Release
+		if err := checkSameMachine(initImage, plan); err != nil {
+			return nil, nil, err
+		}
 		if len(plan.Modules) > 0 {
 			base := path.Join("/lib/modules", plan.Release)
 			for _, m := range plan.Modules {
@@ -255,7 +258,7 @@ func assemble(opts *Options, tmp string) (*tree, *Result, error) {
 	}
 
 	if opts.Debug {
-		if err := addDebugTools(opts, t, tmp); err != nil {
+		if err := addDebugTools(opts, t, tmp, elfGOARCH(initImage)); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -302,6 +305,27 @@ func planModules(opts *Options) (*kmod.Plan, error) {
 		return nil, fmt.Errorf("resolving kernel modules: %w", err)
 	}
 	return plan, nil
+}
+
+// checkSameMachine rejects an init built for another architecture than the
+// kernel's modules: such an image could never boot.
+func checkSameMachine(initImage []byte, plan *kmod.Plan) error {
+	if len(plan.Modules) == 0 {
+		return nil
+	}
+	im, err := elfMachine(initImage)
+	if err != nil {
+		return fmt.Errorf("init binary: %w", err)
+	}
+	m := plan.Modules[0]
+	mm, err := elfMachine(m.Image)
+	if err != nil {
+		return fmt.Errorf("module %s: %w", m.Path, err)
+	}
+	if im != mm {
+		return fmt.Errorf("the init binary is built for %v but the kernel modules (%s) are for %v", im, m.Path, mm)
+	}
+	return nil
 }
 
 // addHostFile adds the regular file src at image path p.

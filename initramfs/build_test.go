@@ -407,6 +407,10 @@ func TestBuildErrors(t *testing.T) {
 		return Options{InitBinary: tinyInit(t), Output: filepath.Join(tmp, "out"), Compression: CompressNone}
 	}
 	synth := writeSyntheticTree(t)
+	arm := filepath.Join(tmp, "armtree")
+	if err := kmodtest.WriteTree(arm, []kmodtest.Module{{Path: "kernel/a.ko", Machine: elf.EM_AARCH64}}, nil); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		mod     func(*Options)
@@ -418,6 +422,7 @@ func TestBuildErrors(t *testing.T) {
 		{"init not ELF", func(o *Options) { o.InitBinary = text }, "not an ELF"},
 		{"init is a directory", func(o *Options) { o.InitBinary = tmp }, "not a regular file"},
 		{"unknown required module", func(o *Options) { o.KernelModules = synth; o.Modules = []string{"virtio_blk", "no_such_module"} }, "module no_such_module: not in"},
+		{"init and modules for different machines", func(o *Options) { o.KernelModules = arm; o.Modules = []string{"a"} }, "built for EM_X86_64 but the kernel modules (kernel/a.ko) are for EM_AARCH64"},
 		{"tree without modules", func(o *Options) { o.KernelModules = emptyTree }, "holds no module files"},
 		{"missing tree", func(o *Options) { o.KernelModules = filepath.Join(tmp, "nope") }, "kernel module tree"},
 		{"extra file over /init", func(o *Options) { o.ExtraFiles = map[string]string{"/init": text} }, "added twice"},
@@ -606,5 +611,47 @@ func TestTreeAdd(t *testing.T) {
 	}
 	if recs[0].Mode != cpio.S_IFDIR|0o755 || recs[1].Mode != cpio.S_IFLNK|0o777 || recs[1].FileSize != uint64(len("../bbin/gosh")) {
 		t.Errorf("modes %o %o", recs[0].Mode, recs[1].Mode)
+	}
+}
+
+// TestBuildDebug builds a debug image: u-root's commands compiled into one
+// busybox binary (about 20 s, and u-root's dependencies may be fetched from
+// the Go module proxy), so it runs only when SEALROOT_TEST_DEBUG=1.
+func TestBuildDebug(t *testing.T) {
+	if os.Getenv("SEALROOT_TEST_DEBUG") != "1" {
+		t.Skip("set SEALROOT_TEST_DEBUG=1 to build the debug tools (about 20 s)")
+	}
+	out := filepath.Join(t.TempDir(), "initrd")
+	if _, err := Build(Options{Output: out, Compression: CompressNone, InitBinary: tinyInit(t), Debug: true}); err != nil {
+		t.Fatal(err)
+	}
+	recs := recordMap(readRecords(t, mustRead(t, out)))
+	bb, ok := recs["bbin/bb"]
+	if !ok || bb.Mode != cpio.S_IFREG|0o755 {
+		t.Fatalf("no /bbin/bb (mode %o)", bb.Mode)
+	}
+	if err := checkStaticELF(recordData(t, bb)); err != nil {
+		t.Errorf("/bbin/bb: %v", err)
+	}
+	if sh := recs["bin/sh"]; sh.Mode&cpio.S_IFMT != cpio.S_IFLNK || string(recordData(t, sh)) != "../bbin/gosh" {
+		t.Errorf("/bin/sh: mode %o target %q", sh.Mode, recordData(t, sh))
+	}
+	for _, c := range DebugCommands {
+		if l := recs["bbin/"+c]; string(recordData(t, l)) != "bb" {
+			t.Errorf("/bbin/%s is not a link to bb", c)
+		}
+	}
+	if _, ok := recs[DebugMarkerPath[1:]]; !ok {
+		t.Error("debug marker missing")
+	}
+	// The shell runs (the host is Linux on the same architecture).
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gosh")
+	if err := os.WriteFile(bin, recordData(t, bb), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got := runTool(t, []byte("echo debug-shell-ok\n"), bin)
+	if !strings.Contains(got, "debug-shell-ok") {
+		t.Errorf("gosh printed %q", got)
 	}
 }

@@ -70,10 +70,11 @@ func urootDir(goBin, version, tmp string) (string, error) {
 }
 
 // addDebugTools builds u-root's DebugCommands into one busybox binary and
-// adds it with its links and /bin/sh. The build uses the Go toolchain in
+// adds it with its links and /bin/sh, built for arch (the init's GOARCH;
+// the host's when empty). The build uses the Go toolchain in
 // GOPATH mode on sources gobusybox rewrites, with -trimpath and a stripped
 // binary, so it is as reproducible as the init.
-func addDebugTools(opts *Options, t *tree, tmp string) error {
+func addDebugTools(opts *Options, t *tree, tmp, arch string) error {
 	fail := func(err error) error {
 		return fmt.Errorf("debug tools (u-root shell and core commands) could not be built; build without --debug, or make the Go toolchain and module proxy (or a module cache holding u-root) available: %w", err)
 	}
@@ -99,6 +100,9 @@ func addDebugTools(opts *Options, t *tree, tmp string) error {
 	bin := filepath.Join(tmp, "bb")
 	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOROOT(goroot), golang.WithWorkingDir(dir), golang.WithMod(golang.ModOnly))
 	env.GO111MODULE = "on"
+	if arch != "" {
+		env.GOARCH = arch // the init's architecture, for cross-built images
+	}
 	err = bb.BuildBusybox(quietLogger{opts}, &bb.Opts{
 		Env:          env,
 		GenSrcDir:    filepath.Join(tmp, "bbsrc"),

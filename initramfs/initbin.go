@@ -3,6 +3,7 @@ package initramfs
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"go/build"
@@ -148,4 +149,52 @@ func checkStaticELF(b []byte) error {
 		return errors.New("ELF shared library, not an executable")
 	}
 	return nil
+}
+
+// elfMachine returns the machine an ELF image is built for.
+func elfMachine(b []byte) (elf.Machine, error) {
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.Machine, nil
+}
+
+// goarch maps an ELF machine to the GOARCH that produces it ("" if none).
+func goarch(m elf.Machine, class elf.Class, order binary.ByteOrder) string {
+	switch m {
+	case elf.EM_X86_64:
+		return "amd64"
+	case elf.EM_386:
+		return "386"
+	case elf.EM_AARCH64:
+		return "arm64"
+	case elf.EM_ARM:
+		return "arm"
+	case elf.EM_RISCV:
+		if class == elf.ELFCLASS64 {
+			return "riscv64"
+		}
+	case elf.EM_S390:
+		return "s390x"
+	case elf.EM_PPC64:
+		if order == binary.LittleEndian {
+			return "ppc64le"
+		}
+		return "ppc64"
+	case elf.EM_LOONGARCH:
+		return "loong64"
+	}
+	return ""
+}
+
+// elfGOARCH returns the GOARCH of an ELF image, or "".
+func elfGOARCH(b []byte) string {
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	return goarch(f.Machine, f.Class, f.ByteOrder)
 }

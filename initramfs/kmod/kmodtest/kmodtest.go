@@ -24,7 +24,10 @@ const Release = "6.6.6-test"
 
 // ModuleELF returns a minimal ELF64 little-endian x86-64 relocatable object
 // whose .modinfo section holds entries (each "key=value"), NUL-terminated.
-func ModuleELF(entries ...string) []byte {
+func ModuleELF(entries ...string) []byte { return ModuleELFFor(elf.EM_X86_64, entries...) }
+
+// ModuleELFFor is ModuleELF for another machine.
+func ModuleELFFor(machine elf.Machine, entries ...string) []byte {
 	var modinfo bytes.Buffer
 	for _, e := range entries {
 		modinfo.WriteString(e)
@@ -39,7 +42,7 @@ func ModuleELF(entries ...string) []byte {
 	var b bytes.Buffer
 	hdr := elf.Header64{
 		Type:      uint16(elf.ET_REL),
-		Machine:   uint16(elf.EM_X86_64),
+		Machine:   uint16(machine),
 		Version:   uint32(elf.EV_CURRENT),
 		Shoff:     shOff,
 		Ehsize:    ehsize,
@@ -90,6 +93,8 @@ type Module struct {
 	Aliases []string
 	// Vermagic is the vermagic= value; Release plus flags when empty.
 	Vermagic string
+	// Machine is the ELF machine; x86-64 when zero.
+	Machine elf.Machine
 	// Pad adds this many bytes of non-modinfo payload, to give the file a
 	// size.
 	Pad int
@@ -125,7 +130,12 @@ func (m Module) Entries() []string {
 }
 
 // Image returns the module's uncompressed ELF bytes.
-func (m Module) Image() []byte { return ModuleELF(m.Entries()...) }
+func (m Module) Image() []byte {
+	if m.Machine == 0 {
+		return ModuleELF(m.Entries()...)
+	}
+	return ModuleELFFor(m.Machine, m.Entries()...)
+}
 
 // Compress compresses image as the kernel's build does for suffix.
 func Compress(suffix string, image []byte) ([]byte, error) {
