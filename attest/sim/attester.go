@@ -103,6 +103,8 @@ func (a *attester) Attest(ctx context.Context, reportData [64]byte) (*attest.Evi
 func (a *attester) fail(ctx context.Context, err error, hint string) error {
 	if ctx.Err() != nil {
 		err = ctx.Err()
+	} else if dl, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(dl) {
+		err = context.DeadlineExceeded // the stream's timer fired first
 	}
 	if hint != "" {
 		return fmt.Errorf("sim: report port: %w (the secure processor said: %s)", err, hint)

@@ -67,15 +67,17 @@ var products = map[string]struct {
 }{
 	"Milan": {0x19, 0x01, 0x01, "Milan-B1"},
 	"Genoa": {0x19, 0x11, 0x01, "Genoa-B1"},
+	"Turin": {0x1A, 0x02, 0x01, "Turin-B1"},
 }
 
 // Info describes a simulated secure processor (sim.json).
 type Info struct {
 	// Format is the version of this file's layout (1).
 	Format int `json:"format"`
-	// ProductLine is "Milan" or "Genoa".
+	// ProductLine is "Milan", "Genoa" or "Turin".
 	ProductLine string `json:"product_line"`
-	// ChipID is the 64-byte CHIP_ID, random per installation, as hex.
+	// ChipID is the 64-byte CHIP_ID, random per installation, as hex. On
+	// Turin only the first 8 bytes are set, as on real parts.
 	ChipID string `json:"chip_id"`
 	// TCB is the platform's TCB, reported and certified in the VCEK.
 	TCB attest.TCB `json:"tcb"`
@@ -96,7 +98,7 @@ type Firmware struct {
 type InitOptions struct {
 	// Force replaces the keys of an existing directory.
 	Force bool
-	// ProductLine is "Milan" (default) or "Genoa".
+	// ProductLine is "Milan" (default), "Genoa" or "Turin".
 	ProductLine string
 	// Rand is the randomness source; nil is crypto/rand.
 	Rand io.Reader
@@ -107,6 +109,7 @@ type InitOptions struct {
 // Default simulated platform state: plausible values for a patched part.
 var (
 	defaultTCB      = attest.TCB{Bootloader: 4, TEE: 0, SNP: 22, Microcode: 213}
+	defaultTurinTCB = attest.TCB{FMC: 1, Bootloader: 1, TEE: 1, SNP: 3, Microcode: 84}
 	defaultFirmware = Firmware{Major: 1, Minor: 55, Build: 21}
 )
 
@@ -125,7 +128,7 @@ func InitWith(dir string, o InitOptions) error {
 	}
 	prod, ok := products[o.ProductLine]
 	if !ok {
-		return fmt.Errorf("sim: product line %q: want Milan or Genoa", o.ProductLine)
+		return fmt.Errorf("sim: product line %q: want Milan, Genoa or Turin", o.ProductLine)
 	}
 	if o.Rand == nil {
 		o.Rand = rand.Reader
@@ -148,7 +151,12 @@ func InitWith(dir string, o InitOptions) error {
 
 	info := Info{Format: 1, ProductLine: o.ProductLine, TCB: defaultTCB, Firmware: defaultFirmware, Created: o.Now.UTC().Truncate(time.Second)}
 	chip := make([]byte, abi.ChipIDSize)
-	if _, err := io.ReadFull(o.Rand, chip); err != nil {
+	hwid := chip // what the VCEK names the chip by
+	if o.ProductLine == "Turin" {
+		info.TCB = defaultTurinTCB
+		hwid = chip[:8]
+	}
+	if _, err := io.ReadFull(o.Rand, hwid); err != nil {
 		return fmt.Errorf("sim: chip id: %w", err)
 	}
 	info.ChipID = hex.EncodeToString(chip)
@@ -186,7 +194,7 @@ func InitWith(dir string, o InitOptions) error {
 		MaxPathLenZero:        true,
 		SignatureAlgorithm:    x509.SHA384WithRSAPSS,
 	}
-	exts, err := vcekExtensions(prod.name, info.TCB, chip)
+	exts, err := vcekExtensions(prod.name, info.TCB, hwid)
 	if err != nil {
 		return err
 	}
@@ -267,38 +275,54 @@ func amdName(cn string) pkix.Name {
 	}
 }
 
-// vcekExtensions are the KDS extensions of a VCEK certificate: structure
-// version, product name, each SPL of the TCB, and the chip id (as raw
-// bytes, the way KDS writes it).
-func vcekExtensions(productName string, tcb attest.TCB, chip []byte) ([]pkix.Extension, error) {
-	intExt := func(oid asn1.ObjectIdentifier, v int) (pkix.Extension, error) {
-		b, err := asn1.Marshal(v)
-		return pkix.Extension{Id: oid, Value: b}, err
-	}
+// vcekExtensions are the KDS extensions of a VCEK certificate, in AMD's
+// order: structure version, product name, each SPL of the TCB, and the
+// chip id (as raw bytes, the way KDS writes it). Turin's (structure
+// version 1, 8-byte chip id) add the FMC SPL and drop the reserved SPL 4.
+func vcekExtensions(productName string, tcb attest.TCB, hwid []byte) ([]pkix.Extension, error) {
 	name, err := asn1.MarshalWithParams(productName, "ia5")
 	if err != nil {
 		return nil, fmt.Errorf("sim: product name extension: %w", err)
 	}
-	exts := []pkix.Extension{{Id: kds.OidProductName1, Value: name}, {Id: kds.OidHwid, Value: chip}}
-	for _, e := range []struct {
+	type ext struct {
 		oid asn1.ObjectIdentifier
-		v   uint8
-	}{
-		{kds.OidStructVersion, 1},
-		{kds.OidBlSpl, tcb.Bootloader},
-		{kds.OidTeeSpl, tcb.TEE},
-		{kds.OidSpl4, 0}, {kds.OidSpl5, 0}, {kds.OidSpl6, 0}, {kds.OidSpl7, 0},
-		{kds.OidSnpSpl, tcb.SNP},
-		{kds.OidUcodeSpl, tcb.Microcode},
-	} {
-		x, err := intExt(e.oid, int(e.v))
-		if err != nil {
-			return nil, fmt.Errorf("sim: VCEK extension %v: %w", e.oid, err)
-		}
-		exts = append(exts, x)
+		v   any // uint8 as an INTEGER, or raw bytes
 	}
-	return exts, nil
+	var list []ext
+	if len(hwid) == 8 {
+		list = []ext{
+			{kds.OidStructVersion, uint8(1)}, {kds.OidProductName1, name},
+			{oidFmcSpl, tcb.FMC}, {kds.OidBlSpl, tcb.Bootloader}, {kds.OidTeeSpl, tcb.TEE}, {kds.OidSnpSpl, tcb.SNP},
+			{kds.OidSpl5, uint8(0)}, {kds.OidSpl6, uint8(0)}, {kds.OidSpl7, uint8(0)},
+			{kds.OidUcodeSpl, tcb.Microcode}, {kds.OidHwid, hwid},
+		}
+	} else {
+		list = []ext{
+			{kds.OidStructVersion, uint8(0)}, {kds.OidProductName1, name},
+			{kds.OidBlSpl, tcb.Bootloader}, {kds.OidTeeSpl, tcb.TEE},
+			{kds.OidSpl4, uint8(0)}, {kds.OidSpl5, uint8(0)}, {kds.OidSpl6, uint8(0)}, {kds.OidSpl7, uint8(0)},
+			{kds.OidSnpSpl, tcb.SNP}, {kds.OidUcodeSpl, tcb.Microcode}, {kds.OidHwid, hwid},
+		}
+	}
+	out := make([]pkix.Extension, 0, len(list))
+	for _, e := range list {
+		switch v := e.v.(type) {
+		case uint8:
+			b, err := asn1.Marshal(int(v))
+			if err != nil {
+				return nil, fmt.Errorf("sim: VCEK extension %v: %w", e.oid, err)
+			}
+			out = append(out, pkix.Extension{Id: e.oid, Value: b})
+		case []byte:
+			out = append(out, pkix.Extension{Id: e.oid, Value: v})
+		}
+	}
+	return out, nil
 }
+
+// oidFmcSpl is the FMC SPL extension of Turin certificates (KDS structure
+// version 1), which go-sev-guest v0.15.0 does not define.
+var oidFmcSpl = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 9}
 
 func serial(r io.Reader) (*big.Int, error) {
 	n, err := rand.Int(r, new(big.Int).Lsh(big.NewInt(1), 127))
@@ -370,7 +394,7 @@ func Load(dir string) (*Authority, error) {
 	}
 	prod, ok := products[a.info.ProductLine]
 	if !ok {
-		return nil, fmt.Errorf("sim: %s: product line %q: want Milan or Genoa", InfoFile, a.info.ProductLine)
+		return nil, fmt.Errorf("sim: %s: product line %q: want Milan, Genoa or Turin", InfoFile, a.info.ProductLine)
 	}
 	a.prod.family, a.prod.model, a.prod.stepping = prod.family, prod.model, prod.stepping
 	if a.chipID, err = hex.DecodeString(a.info.ChipID); err != nil || len(a.chipID) != abi.ChipIDSize {
@@ -397,13 +421,11 @@ func Load(dir string) (*Authority, error) {
 	if _, err := a.vcek.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
 		return nil, fmt.Errorf("sim: %s does not chain to %s through %s: %w", VCEKFile, ARKFile, ASKFile, err)
 	}
-	exts, err := kds.VcekCertificateExtensions(a.vcek)
+	e, err := snp.ParseEndorsement(a.vcek)
 	if err != nil {
 		return nil, fmt.Errorf("sim: %s: %w", VCEKFile, err)
 	}
-	p := kds.DecomposeTCBVersion(exts.TCBVersion)
-	if exts.ProductName != prod.name || !bytes.Equal(exts.HWID, a.chipID) ||
-		(attest.TCB{Bootloader: p.BlSpl, TEE: p.TeeSpl, SNP: p.SnpSpl, Microcode: p.UcodeSpl}) != a.info.TCB {
+	if e.ProductName != prod.name || e.HWID == nil || !bytes.Equal(e.HWID, a.chipID[:len(e.HWID)]) || e.TCB != a.info.TCB {
 		return nil, fmt.Errorf("sim: %s does not certify the product, chip id and TCB of %s", VCEKFile, InfoFile)
 	}
 	a.table = snp.MarshalCertTable([]snp.CertEntry{
@@ -488,17 +510,27 @@ type ReportParams struct {
 	ImageID  [16]byte
 	// ReportID identifies the guest; zero is allowed.
 	ReportID [32]byte
+	// Version is the report format version, 2 to 5; 0 means 3. Version 2
+	// has no CPUID fields, so its product line comes from the VCEK alone.
+	Version uint32
 }
 
 // DefaultPolicy is the guest policy reports carry unless told otherwise:
 // SMT allowed (bit 16), the must-be-one bit 17, debugging off, ABI 0.0.
 const DefaultPolicy uint64 = 1<<16 | 1<<17
 
-// Sign returns a version-3 SNP report over p signed by the simulated VCEK,
-// and the certificate table (ARK, ASK, VCEK) that goes with it.
+// Sign returns an SNP report (version 3 unless p says otherwise) over p,
+// signed by the simulated VCEK, and the certificate table (ARK, ASK, VCEK)
+// that goes with it.
 func (a *Authority) Sign(p ReportParams) (report []byte, certTable []byte, err error) {
 	if p.Policy == 0 {
 		p.Policy = DefaultPolicy
+	}
+	if p.Version == 0 {
+		p.Version = abi.ReportVersion3
+	}
+	if p.Version < abi.ReportVersion2 || p.Version > abi.ReportVersion5 {
+		return nil, nil, fmt.Errorf("sim: report version %d: want 2 to 5", p.Version)
 	}
 	if _, err := abi.ParseSnpPolicy(p.Policy); err != nil {
 		return nil, nil, fmt.Errorf("sim: guest policy %#x: %w", p.Policy, err)
@@ -506,38 +538,35 @@ func (a *Authority) Sign(p ReportParams) (report []byte, certTable []byte, err e
 	if p.VMPL > 3 {
 		return nil, nil, fmt.Errorf("sim: vmpl %d: want 0 to 3", p.VMPL)
 	}
-	tcb, err := kds.ComposeTCBParts(kds.TCBParts{
-		BlSpl: a.info.TCB.Bootloader, TeeSpl: a.info.TCB.TEE, SnpSpl: a.info.TCB.SNP, UcodeSpl: a.info.TCB.Microcode,
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("sim: tcb: %w", err)
-	}
+	tcb := encodeTCB(a.info.TCB, a.info.ProductLine)
 	r := make([]byte, abi.ReportSize)
 	le32 := binary.LittleEndian.PutUint32
 	le64 := binary.LittleEndian.PutUint64
-	le32(r[0x00:], abi.ReportVersion3)
+	le32(r[0x00:], p.Version)
 	le32(r[0x04:], p.GuestSVN)
 	le64(r[0x08:], p.Policy)
 	copy(r[0x10:], p.FamilyID[:])
 	copy(r[0x20:], p.ImageID[:])
 	le32(r[0x30:], p.VMPL)
 	le32(r[0x34:], abi.SignEcdsaP384Sha384)
-	le64(r[0x38:], uint64(tcb)) // current TCB
-	le64(r[0x40:], 1)           // platform info: SMT enabled
-	le32(r[0x48:], 0)           // signer info: VCEK, chip id not masked, no author key
+	le64(r[0x38:], tcb) // current TCB
+	le64(r[0x40:], 1)   // platform info: SMT enabled
+	le32(r[0x48:], 0)   // signer info: VCEK, chip id not masked, no author key
 	copy(r[0x50:], p.ReportData[:])
 	copy(r[0x90:], p.Measurement[:])
 	copy(r[0xC0:], p.HostData[:])
 	copy(r[0x140:], p.ReportID[:])
 	copy(r[0x160:], bytes.Repeat([]byte{0xff}, 32)) // report_id_ma: no migration agent
-	le64(r[0x180:], uint64(tcb))                    // reported TCB
-	r[0x188], r[0x189], r[0x18A] = a.prod.family, a.prod.model, a.prod.stepping
+	le64(r[0x180:], tcb)                            // reported TCB
+	if p.Version >= abi.ReportVersion3 {
+		r[0x188], r[0x189], r[0x18A] = a.prod.family, a.prod.model, a.prod.stepping
+	}
 	copy(r[0x1A0:], a.chipID)
-	le64(r[0x1E0:], uint64(tcb)) // committed TCB
+	le64(r[0x1E0:], tcb) // committed TCB
 	fw := a.info.Firmware
 	r[0x1E8], r[0x1E9], r[0x1EA] = fw.Build, fw.Minor, fw.Major // current
 	r[0x1EC], r[0x1ED], r[0x1EE] = fw.Build, fw.Minor, fw.Major // committed
-	le64(r[0x1F0:], uint64(tcb))                                // launch TCB
+	le64(r[0x1F0:], tcb)                                        // launch TCB
 
 	digest := sha512.Sum384(r[:snp.SignedSize])
 	sr, ss, err := ecdsa.Sign(rand.Reader, a.vcekKey, digest[:])
@@ -548,4 +577,17 @@ func (a *Authority) Sign(p ReportParams) (report []byte, certTable []byte, err e
 		return nil, nil, fmt.Errorf("sim: signing report: %w", err)
 	}
 	return r, a.CertTable(), nil
+}
+
+// encodeTCB is the TCB_VERSION of t in the product line's byte layout:
+// [bl,tee,0,0,0,0,snp,ucode] on Milan and Genoa, [fmc,bl,tee,snp,0,0,0,ucode]
+// on Turin.
+func encodeTCB(t attest.TCB, productLine string) uint64 {
+	var b [8]byte
+	if productLine == "Turin" {
+		b[0], b[1], b[2], b[3], b[7] = t.FMC, t.Bootloader, t.TEE, t.SNP, t.Microcode
+	} else {
+		b[0], b[1], b[6], b[7] = t.Bootloader, t.TEE, t.SNP, t.Microcode
+	}
+	return binary.LittleEndian.Uint64(b[:])
 }

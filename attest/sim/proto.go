@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"strings"
 )
 
 // PortName is the virtio-serial port the simulated secure processor
@@ -99,12 +100,22 @@ func encodeFrame(f frame) []byte {
 }
 
 // readFrame reads the next frame from r. It first skips any bytes before a
-// magic, returning how many. A malformed frame returns a *malformedError
-// after consuming one byte, so that the next call resynchronises. Other
-// errors are the stream's (io.EOF between frames, io.ErrUnexpectedEOF
-// inside one).
+// magic, returning how many; when it has skipped bytes and has no more at
+// hand it returns them as a *malformedError instead of waiting, so that a
+// peer learns at once that it sent garbage. A malformed frame returns a
+// *malformedError after consuming one byte, so that the next call
+// resynchronises. Other errors are the stream's (io.EOF between frames,
+// io.ErrUnexpectedEOF inside one).
 func readFrame(r *bufio.Reader) (f frame, skipped int, err error) {
 	for {
+		if n := r.Buffered(); skipped > 0 && n < len(frameMagic) {
+			if b, _ := r.Peek(n); !strings.HasPrefix(frameMagic, string(b)) {
+				r.Discard(1) // cannot be the start of a magic
+				skipped++
+				continue
+			}
+			return f, skipped, &malformedError{reason: fmt.Sprintf("skipped %d bytes that are not a frame", skipped)}
+		}
 		b, err := r.Peek(len(frameMagic))
 		if err != nil {
 			if errors.Is(err, io.EOF) && (len(b) > 0 || skipped > 0) {

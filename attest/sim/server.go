@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 )
@@ -62,28 +63,27 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriter) error {
 
 func (s *Server) loop(rw io.ReadWriter) error {
 	br := newFrameReader(rw)
-	afterMalformed := false // skipped bytes belong to an incident already answered
+	// After a malformed frame, the rest of its bytes are skipped as
+	// garbage: that is the same incident, answered once.
+	afterMalformed := false
 	for {
-		f, skipped, err := readFrame(br)
-		if skipped > 0 && !afterMalformed {
-			if werr := writeFrame(rw, errorFrame(0, fmt.Sprintf("skipped %d bytes that are not a frame", skipped))); werr != nil {
-				return werr
-			}
-		}
-		afterMalformed = false
+		f, _, err := readFrame(br)
 		var me *malformedError
 		switch {
 		case errors.As(err, &me):
-			afterMalformed = true
-			if werr := writeFrame(rw, errorFrame(0, err.Error())); werr != nil {
-				return werr
+			if !afterMalformed || !strings.HasPrefix(me.reason, "skipped") {
+				if werr := writeFrame(rw, errorFrame(0, err.Error())); werr != nil {
+					return werr
+				}
 			}
+			afterMalformed = true
 			continue
 		case errors.Is(err, io.EOF):
 			return nil
 		case err != nil:
 			return fmt.Errorf("sim: reading request: %w", err)
 		}
+		afterMalformed = false
 		if err := writeFrame(rw, s.answer(f)); err != nil {
 			return err
 		}

@@ -24,7 +24,8 @@
 //     certificate's.
 //  5. go-sev-guest's verify.SnpAttestation repeats the chain and signature
 //     checks and adds AMD's KDS certificate profile (names, algorithms,
-//     extensions).
+//     extensions). Not on Turin: go-sev-guest v0.15.0 cannot read Turin's
+//     certificates (KDS structure version 1, with an FMC SPL).
 //  6. The certificate's TCB (and for a VCEK, its chip id) equals the
 //     report's reported TCB and CHIP_ID, so the reported TCB in the claims
 //     is one AMD certified for this chip.
@@ -46,7 +47,6 @@ import (
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
-	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	"github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
@@ -174,20 +174,23 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 	}
 
 	// 5. go-sev-guest's own verification, on a fresh attestation (it
-	// mutates its argument).
-	att := &spb.Attestation{Report: report, CertificateChain: &spb.CertificateChain{Extras: map[string][]byte{}}}
-	if end.key == abi.VlekReportSigner {
-		att.CertificateChain.VlekCert = end.der
-	} else {
-		att.CertificateChain.VcekCert = end.der
-	}
-	vopts := &verify.Options{
-		DisableCertFetching: true,
-		TrustedRoots:        map[string][]*trust.AMDRootCerts{line: roots},
-		Now:                 v.o.Now(),
-	}
-	if err := verify.SnpAttestationContext(ctx, att, vopts); err != nil {
-		return nil, fmt.Errorf("snp: %v certificate or report rejected by go-sev-guest: %w", end.key, err)
+	// mutates its argument). Its v0.15.0 cannot read Turin certificates
+	// (KDS structure version 1), so on Turin steps 2, 3 and 6 stand alone.
+	if line != "Turin" {
+		att := &spb.Attestation{Report: report, CertificateChain: &spb.CertificateChain{Extras: map[string][]byte{}}}
+		if end.key == abi.VlekReportSigner {
+			att.CertificateChain.VlekCert = end.der
+		} else {
+			att.CertificateChain.VcekCert = end.der
+		}
+		vopts := &verify.Options{
+			DisableCertFetching: true,
+			TrustedRoots:        map[string][]*trust.AMDRootCerts{line: roots},
+			Now:                 v.o.Now(),
+		}
+		if err := verify.SnpAttestationContext(ctx, att, vopts); err != nil {
+			return nil, fmt.Errorf("snp: %v certificate or report rejected by go-sev-guest: %w", end.key, err)
+		}
 	}
 
 	// 6. The certificate certifies this chip at this TCB.
@@ -333,26 +336,22 @@ func chainTo(roots []*trust.AMDRootCerts, cert *x509.Certificate, key abi.Report
 // checkBinding compares what the endorsement certificate certifies (TCB,
 // and a VCEK's chip id) with the report.
 func checkBinding(cert *x509.Certificate, key abi.ReportSigner, line string, r *spb.Report, reported attest.TCB) error {
-	exts, err := kds.CertificateExtensions(cert, key)
+	e, err := ParseEndorsement(cert)
 	if err != nil {
 		return fmt.Errorf("certificate extensions: %w", err)
 	}
-	p := kds.DecomposeTCBVersion(exts.TCBVersion)
-	certified := attest.TCB{Bootloader: p.BlSpl, TEE: p.TeeSpl, SNP: p.SnpSpl, Microcode: p.UcodeSpl}
-	got := reported
-	got.FMC = 0 // the KDS extensions go-sev-guest reads carry no FMC SPL
-	if certified != got {
-		return fmt.Errorf("it certifies TCB %s, the report claims %s", policy.FormatTCB(certified), policy.FormatTCB(reported))
+	if e.TCB != reported {
+		return fmt.Errorf("it certifies TCB %s, the report claims %s", policy.FormatTCB(e.TCB), policy.FormatTCB(reported))
 	}
 	if key != abi.VcekReportSigner || allZero(r.GetChipId()) {
 		return nil // VLEKs are not per chip; a masked CHIP_ID cannot be compared
 	}
-	want, got2 := exts.HWID, r.GetChipId()
-	if line == "Turin" { // KDS identifies Turin chips by the first 8 bytes
-		want, got2 = want[:8], got2[:8]
+	if e.HWID == nil {
+		return errors.New("it names no chip")
 	}
-	if !bytes.Equal(want, got2) {
-		return fmt.Errorf("it is for chip %s, the report is from chip %s", shortHex(exts.HWID), shortHex(r.GetChipId()))
+	// Turin certificates name the chip by the first 8 bytes of CHIP_ID.
+	if !bytes.Equal(e.HWID, r.GetChipId()[:len(e.HWID)]) {
+		return fmt.Errorf("it is for chip %s, the report is from chip %s", shortHex(e.HWID), shortHex(r.GetChipId()))
 	}
 	return nil
 }
