@@ -158,6 +158,10 @@ func (t *Tree) Resolve(reqs []Request) (*Plan, error) {
 		if rel == "" {
 			return nil, fmt.Errorf("module %s: no vermagic", m.Path)
 		}
+		if !validRelease(rel) {
+			// It becomes a directory name in the initrd.
+			return nil, fmt.Errorf("module %s: vermagic release %q is not a kernel release", m.Path, truncate(rel))
+		}
 		if r.plan.Release == "" {
 			r.plan.Release = rel
 		} else if rel != r.plan.Release {
@@ -166,6 +170,23 @@ func (t *Tree) Resolve(reqs []Request) (*Plan, error) {
 		}
 	}
 	return r.plan, nil
+}
+
+// validRelease accepts a kernel release usable as one path element:
+// letters, digits and "._+-~", not starting with '.'.
+func validRelease(s string) bool {
+	if s == "" || len(s) > 64 || s[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.IndexByte("._+-~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // validRequest accepts a module name or an alias: 1 to 255 printable,

@@ -39,6 +39,7 @@ var synthetic = []kmodtest.Module{
 	{Path: "updates/misc/dup.ko"},
 	{Path: "kernel/misc/other_kernel.ko", Vermagic: "9.9.9 SMP"},
 	{Path: "kernel/misc/no_vermagic.ko", Vermagic: " "},
+	{Path: "kernel/misc/evil_vermagic.ko", Vermagic: "../../etc SMP"},
 	{Path: "kernel/misc/liar.ko", Name: "truth"},
 	{Path: "kernel/misc/garbled_softdep.ko", Softdeps: []string{"gcm"}},
 }
@@ -131,6 +132,7 @@ func TestResolveSynthetic(t *testing.T) {
 		{name: "updates/ wins over kernel/", reqs: req("dup"), want: []string{"dup"}, wantNotes: []string{"module dup is in both kernel/misc/dup.ko and updates/misc/dup.ko; using updates/misc/dup.ko"}},
 		{name: "modules for two kernels", reqs: req("ecb", "other_kernel"), wantErr: "built for kernel 9.9.9"},
 		{name: "module without vermagic", reqs: req("no_vermagic"), wantErr: "no vermagic"},
+		{name: "vermagic that is not a release", reqs: req("evil_vermagic"), wantErr: `release "../../etc" is not a kernel release`},
 		{name: "file named unlike its modinfo", reqs: req("liar"), wantErr: "names it truth"},
 		{name: "garbled softdep is a note", reqs: req("garbled_softdep"), want: []string{"garbled_softdep"}, wantNotes: []string{`softdep "gcm"`}},
 		{name: "invalid request name", reqs: req("../x"), wantErr: "not valid"},
