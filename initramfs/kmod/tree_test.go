@@ -403,3 +403,24 @@ func BenchmarkResolveReal(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParseModulesDep: whatever a modules.dep holds, accepted paths are
+// clean, relative module paths.
+func FuzzParseModulesDep(f *testing.F) {
+	f.Add([]byte("kernel/a.ko: kernel/b.ko.xz kernel/c.ko\nkernel/b.ko.xz:\nkernel/c.ko:\n"))
+	f.Add([]byte("# comment\n\n"))
+	f.Add([]byte("kernel/a.ko:kernel/../b.ko\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dep, err := ParseModulesDep(data)
+		if err != nil {
+			return
+		}
+		for mod, deps := range dep {
+			for _, p := range append([]string{mod}, deps...) {
+				if !cleanRel(p) || moduleSuffix(p) == "" {
+					t.Fatalf("accepted path %q", p)
+				}
+			}
+		}
+	})
+}
