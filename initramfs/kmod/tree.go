@@ -401,6 +401,10 @@ func (t *Tree) load(name string) (*Module, error) {
 	if !ok {
 		return nil, fmt.Errorf("module %s: no file in %s", name, t.dir)
 	}
+	if strings.IndexFunc(rel, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		// modules.dep and the order file separate fields with spaces.
+		return nil, fmt.Errorf("module %s: path %q contains a space or control character", name, rel)
+	}
 	file := filepath.Join(t.dir, filepath.FromSlash(rel))
 	image, err := readModuleFile(file)
 	if err != nil {

@@ -42,6 +42,7 @@ var synthetic = []kmodtest.Module{
 	{Path: "kernel/misc/evil_vermagic.ko", Vermagic: "../../etc SMP"},
 	{Path: "kernel/misc/liar.ko", Name: "truth"},
 	{Path: "kernel/misc/garbled_softdep.ko", Softdeps: []string{"gcm"}},
+	{Path: "kernel/odd dir/spaced.ko"},
 }
 
 var syntheticBuiltin = []string{"kernel/fs/ext4/ext4.ko", "kernel/misc/builtin-thing.ko", "kernel/crypto/crc32c_generic.ko"}
@@ -135,6 +136,7 @@ func TestResolveSynthetic(t *testing.T) {
 		{name: "vermagic that is not a release", reqs: req("evil_vermagic"), wantErr: `release "../../etc" is not a kernel release`},
 		{name: "file named unlike its modinfo", reqs: req("liar"), wantErr: "names it truth"},
 		{name: "garbled softdep is a note", reqs: req("garbled_softdep"), want: []string{"garbled_softdep"}, wantNotes: []string{`softdep "gcm"`}},
+		{name: "module path with a space", reqs: req("spaced"), wantErr: `path "kernel/odd dir/spaced.ko" contains a space`},
 		{name: "invalid request name", reqs: req("../x"), wantErr: "not valid"},
 		{name: "empty request", reqs: nil, want: nil},
 	}
