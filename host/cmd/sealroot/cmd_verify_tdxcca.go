@@ -1,0 +1,93 @@
+package main
+
+// The tdx and cca backends of `sealroot verify` (the command itself is in
+// cmd_verify.go).
+//
+// tdx: --evidence is a raw v4 quote, or Trustee's TDX evidence JSON
+// {"quote":"<base64>","cc_eventlog":"<base64>"|null}. Collateral (TCB info,
+// QE identity, CRLs) comes from --cache-dir or Intel PCS; with --offline and
+// no cached collateral only the signature and PCK chain are checked, which
+// the output states in its "collateral" line.
+//
+// cca: --evidence is the CBOR token as the guest read it from configfs-tsm,
+// --certs a PEM file of trusted CPAK public keys (PUBLIC KEY or CERTIFICATE
+// blocks). There is no built-in CCA trust anchor, so --certs is required.
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+
+	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/cca"
+	"github.com/sealroot/sealroot/attest/tdx"
+)
+
+func init() {
+	verifierFactories[attest.TEETDX] = func(f verifyFlags) (attest.Verifier, error) {
+		cache, err := f.openCache()
+		if err != nil {
+			return nil, err
+		}
+		return tdx.NewVerifier(tdx.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+	}
+	evidenceLoaders[attest.TEETDX] = loadTDXEvidence
+
+	verifierFactories[attest.TEECCA] = func(f verifyFlags) (attest.Verifier, error) {
+		if f.certsPath == "" {
+			return nil, usageError("--tee cca needs --certs FILE: the PEM public keys (CPAKs) of the platforms you trust")
+		}
+		b, err := f.readCerts()
+		if err != nil {
+			return nil, err
+		}
+		keys, err := cca.ParseCPAKs(b)
+		if err != nil {
+			return nil, fmt.Errorf("certificates %s: %w", f.certsPath, err)
+		}
+		return cca.NewVerifier(cca.Options{TrustedCPAKs: keys}), nil
+	}
+	evidenceLoaders[attest.TEECCA] = func(f verifyFlags) (*attest.Evidence, error) {
+		b, err := f.readEvidence()
+		if err != nil {
+			return nil, err
+		}
+		// --certs holds trust anchors, read by the factory; it is never
+		// part of the evidence.
+		return &attest.Evidence{TEE: attest.TEECCA, Report: b}, nil
+	}
+}
+
+// loadTDXEvidence reads a raw quote or Trustee's TDX evidence JSON.
+func loadTDXEvidence(f verifyFlags) (*attest.Evidence, error) {
+	if f.certsPath != "" {
+		return nil, usageError("--certs is not used with --tee tdx: the PCK chain is inside the quote")
+	}
+	b, err := f.readEvidence()
+	if err != nil {
+		return nil, err
+	}
+	trimmed := bytes.TrimSpace(b)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return &attest.Evidence{TEE: attest.TEETDX, Report: b}, nil
+	}
+	var j struct {
+		Quote      string  `json:"quote"`
+		CCEventLog *string `json:"cc_eventlog"`
+	}
+	if err := json.Unmarshal(trimmed, &j); err != nil {
+		return nil, fmt.Errorf("evidence %s: not a raw quote and not tdx evidence json: %w", f.evidencePath, err)
+	}
+	quote, err := base64.StdEncoding.DecodeString(j.Quote)
+	if err != nil || len(quote) == 0 {
+		return nil, fmt.Errorf("evidence %s: \"quote\" is not standard base64 of a quote", f.evidencePath)
+	}
+	ev := &attest.Evidence{TEE: attest.TEETDX, Report: quote}
+	if j.CCEventLog != nil && *j.CCEventLog != "" {
+		if ev.EventLog, err = base64.StdEncoding.DecodeString(*j.CCEventLog); err != nil {
+			return nil, fmt.Errorf("evidence %s: \"cc_eventlog\" is not standard base64", f.evidencePath)
+		}
+	}
+	return ev, nil
+}
