@@ -148,7 +148,7 @@ func LoadCerts(b []byte) ([]byte, error) {
 		if len(bytes.TrimSpace(rest)) != 0 {
 			return nil, errors.New("PEM data has trailing bytes that are not a certificate")
 		}
-	case b[0] == 0x30: // a DER SEQUENCE: one certificate
+	case b[0] == 0x30 && isCertificate(b): // one DER certificate
 		ders = [][]byte{b}
 	default:
 		entries, err := ParseCertTable(b)
@@ -178,6 +178,11 @@ func LoadCerts(b []byte) ([]byte, error) {
 		entries = append(entries, CertEntry{GUID: g, Data: der})
 	}
 	return MarshalCertTable(entries), nil
+}
+
+func isCertificate(der []byte) bool {
+	_, err := x509.ParseCertificate(der)
+	return err == nil
 }
 
 // roleGUID maps an AMD certificate's subject common name to its table GUID.
