@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -347,4 +348,59 @@ func TestEvidenceWithoutCertificates(t *testing.T) {
 
 func kdsParts(t attest.TCB) kds.TCBParts {
 	return kds.TCBParts{BlSpl: t.Bootloader, TeeSpl: t.TEE, SnpSpl: t.SNP, UcodeSpl: t.Microcode}
+}
+
+// resign signs an edited report with the simulated VCEK, as a VCEK holder
+// could.
+func resign(t *testing.T, a *Authority, r []byte) {
+	t.Helper()
+	digest := sha512.Sum384(r[:snp.SignedSize])
+	sr, ss, err := ecdsa.Sign(rand.Reader, a.vcekKey, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := abi.SetSignature(sr, ss, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifierChecksVCEKBinding: a report correctly signed by the VCEK but
+// claiming another chip or a higher TCB than the VCEK certifies is refused,
+// so the reported TCB in claims is one the root vouched for.
+func TestVerifierChecksVCEKBinding(t *testing.T) {
+	a, _ := testAuthority(t)
+	v := NewVerifier(a, snp.Options{Offline: true})
+	tests := []struct {
+		name string
+		edit func(r []byte)
+		want string
+	}{
+		{"other chip", func(r []byte) { r[0x1A0] ^= 1 }, "VCEK does not match the report: it is for chip"},
+		{"higher snp spl", func(r []byte) { r[0x186]++ }, "VCEK does not match the report: it certifies TCB bl=4,tee=0,snp=22,ucode=213, the report claims bl=4,tee=0,snp=23"},
+		{"cpuid of another product", func(r []byte) { r[0x189] = 0x11 }, `names product "Genoa" but the VCEK is Milan's`},
+		{"signer says VLEK", func(r []byte) { r[0x48] = 1 << 2 }, "names signing key VLEK but carries a VCEK"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, table, err := a.Sign(ReportParams{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.edit(r)
+			resign(t, a, r)
+			_, err = v.Verify(context.Background(), &attest.Evidence{TEE: attest.TEESNP, Report: r, Certs: table})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Verify = %v\nwant an error containing %q", err, tt.want)
+			}
+		})
+	}
+	// A masked chip id is accepted (nothing to compare) when signer info
+	// says so.
+	r, table, _ := a.Sign(ReportParams{})
+	r[0x48] = 2
+	clear(r[0x1A0:0x1E0])
+	resign(t, a, r)
+	if _, err := v.Verify(context.Background(), &attest.Evidence{TEE: attest.TEESNP, Report: r, Certs: table}); err != nil {
+		t.Fatalf("masked chip id: %v", err)
+	}
 }
