@@ -1,0 +1,196 @@
+package broker
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/policy"
+)
+
+// WorkloadPolicy is a workload's stored policy document: what its evidence
+// must show. It is JSON on the admin API and in the store.
+type WorkloadPolicy struct {
+	// Measurements are the acceptable launch measurements (lowercase hex);
+	// at least one is required.
+	Measurements []string `json:"measurements"`
+	// HostData, when set, must equal SNP HOST_DATA / TDX MRCONFIGID (hex).
+	HostData string `json:"host_data,omitempty"`
+	// MinTCB is the lowest acceptable reported TCB ("bl=3,tee=0,snp=8,ucode=115").
+	MinTCB string `json:"min_tcb,omitempty"`
+	// AllowDebug accepts guests whose policy permits debugging. Never set
+	// by unauthenticated registration.
+	AllowDebug bool `json:"allow_debug,omitempty"`
+	// MaxVMPL is the highest acceptable SNP VMPL (0 unless set).
+	MaxVMPL int `json:"max_vmpl,omitempty"`
+}
+
+// TEEs a workload can be registered for. "sim" workloads are SNP workloads
+// whose evidence may only come from the simulated secure processor.
+var registrableTEEs = map[string]bool{attest.TEESNP: true, attest.TEESim: true, attest.TEETDX: true, attest.TEECCA: true}
+
+// evidenceTEE is the TEE evidence for a workload of TEE tee carries on the
+// wire ("sim" reports are SNP reports).
+func evidenceTEE(tee string) string {
+	if tee == attest.TEESim {
+		return attest.TEESNP
+	}
+	return tee
+}
+
+// measurementSizes are the launch measurement lengths of each TEE.
+var measurementSizes = map[string][]int{
+	attest.TEESNP: {48}, attest.TEESim: {48}, attest.TEETDX: {48}, attest.TEECCA: {32, 48, 64},
+}
+
+// workloadIDPattern bounds workload ids: printable, no path separators, so
+// that an id is safe in URLs, logs and resource paths.
+var workloadIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.:@+-]{1,128}$`)
+
+func validateWorkloadID(id string) error {
+	if !workloadIDPattern.MatchString(id) || id == "." || id == ".." {
+		return fmt.Errorf("workload id %q: want 1 to 128 characters from A-Z a-z 0-9 _ . : @ + -", truncate(id, 64))
+	}
+	return nil
+}
+
+// Validate checks the document for a workload of TEE tee.
+func (p *WorkloadPolicy) Validate(tee string) error {
+	if !registrableTEEs[tee] {
+		return fmt.Errorf("tee %q: want snp, sim, tdx or cca", truncate(tee, 16))
+	}
+	if len(p.Measurements) == 0 {
+		return errors.New("policy: at least one measurement is required")
+	}
+	if len(p.Measurements) > 64 {
+		return errors.New("policy: more than 64 measurements")
+	}
+	for i, m := range p.Measurements {
+		b, err := hex.DecodeString(m)
+		if err != nil || !sizeOK(tee, len(b)) || strings.ToLower(m) != m {
+			return fmt.Errorf("policy: measurement %d is not %s of lowercase hex for %s", i+1, sizesText(tee), tee)
+		}
+	}
+	if p.HostData != "" {
+		b, err := hex.DecodeString(p.HostData)
+		if err != nil || len(b) == 0 || len(b) > 48 {
+			return errors.New("policy: host_data is not 1 to 48 bytes of hex")
+		}
+	}
+	if p.MinTCB != "" {
+		if _, err := policy.ParseTCB(p.MinTCB); err != nil {
+			return fmt.Errorf("policy: min_tcb: %w", err)
+		}
+	}
+	if p.MaxVMPL < 0 || p.MaxVMPL > 3 {
+		return fmt.Errorf("policy: max_vmpl %d: want 0 to 3", p.MaxVMPL)
+	}
+	return nil
+}
+
+func sizeOK(tee string, n int) bool {
+	for _, s := range measurementSizes[tee] {
+		if s == n {
+			return true
+		}
+	}
+	return false
+}
+
+func sizesText(tee string) string {
+	var parts []string
+	for _, s := range measurementSizes[tee] {
+		parts = append(parts, fmt.Sprintf("%d bytes", s))
+	}
+	return strings.Join(parts, " or ")
+}
+
+// parsePolicy decodes a stored document.
+func parsePolicy(raw []byte) (*WorkloadPolicy, error) {
+	var p WorkloadPolicy
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, fmt.Errorf("stored policy: %w", err)
+	}
+	return &p, nil
+}
+
+// compile turns the document into the attest/policy form for a workload of
+// TEE tee. trustSimulated is the broker's --trust-sim-root: only then is
+// simulated evidence acceptable, and a "sim" workload accepts nothing else.
+// reportData is the session's binding (nil skips the comparison).
+func (p *WorkloadPolicy) compile(tee string, trustSimulated bool, reportData []byte) (*policy.Policy, error) {
+	out := &policy.Policy{
+		AllowedTEEs:    []string{evidenceTEE(tee)},
+		ReportData:     reportData,
+		AllowDebug:     p.AllowDebug,
+		MaxVMPL:        p.MaxVMPL,
+		AllowSimulated: trustSimulated,
+	}
+	for _, m := range p.Measurements {
+		b, err := hex.DecodeString(m)
+		if err != nil {
+			return nil, fmt.Errorf("stored policy: measurement is not hex")
+		}
+		out.Measurements = append(out.Measurements, b)
+	}
+	if p.HostData != "" {
+		b, err := hex.DecodeString(p.HostData)
+		if err != nil {
+			return nil, fmt.Errorf("stored policy: host_data is not hex")
+		}
+		out.HostData = b
+	}
+	if p.MinTCB != "" {
+		t, err := policy.ParseTCB(p.MinTCB)
+		if err != nil {
+			return nil, fmt.Errorf("stored policy: %w", err)
+		}
+		out.MinTCB = t
+	}
+	return out, nil
+}
+
+// validateClaims judges verified claims against a workload: its policy,
+// and for "sim" workloads that the evidence really is simulated.
+func validateClaims(tee string, doc *WorkloadPolicy, c *attest.Claims, trustSimulated bool, reportData []byte) error {
+	pol, err := doc.compile(tee, trustSimulated, reportData)
+	if err != nil {
+		return err
+	}
+	if err := pol.Validate(c); err != nil {
+		return err
+	}
+	if tee == attest.TEESim && !c.Simulated {
+		return fmt.Errorf("%w: workload is registered for the simulated tee, evidence is from hardware", policy.ErrTEE)
+	}
+	return nil
+}
+
+// checkName names the policy check an error failed, for audit records and
+// metrics.
+func checkName(err error) string {
+	for _, c := range []struct {
+		err  error
+		name string
+	}{
+		{policy.ErrTEE, "tee"}, {policy.ErrSimulated, "simulated"}, {policy.ErrMeasurement, "measurement"},
+		{policy.ErrReportData, "report_data"}, {policy.ErrHostData, "host_data"}, {policy.ErrDebug, "debug"},
+		{policy.ErrVMPL, "vmpl"}, {policy.ErrTCB, "tcb"},
+	} {
+		if errors.Is(err, c.err) {
+			return c.name
+		}
+	}
+	return "policy"
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

@@ -1,0 +1,406 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/cca"
+	"github.com/sealroot/sealroot/attest/certcache"
+	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/attest/snp"
+	"github.com/sealroot/sealroot/attest/tdx"
+	"github.com/sealroot/sealroot/host/broker/kek"
+	"github.com/sealroot/sealroot/host/broker/store"
+)
+
+// EnvKEK, when set, holds the key-encryption key (64 hex characters or
+// base64 of 32 bytes) instead of the key file.
+const EnvKEK = "SEALROOT_BROKER_KEK"
+
+// Options are the settings of `sealroot broker`, one per flag.
+type Options struct {
+	Listen                string
+	State                 string
+	Store                 string
+	TrustSimRoot          string
+	AdminTokenFile        string
+	AdminClientCA         string
+	Registration          string
+	RegistrationTokenFile string
+	TLSCert               string
+	TLSKey                string
+	KEKFile               string
+	TokenKeyFile          string
+	CCACPAKFile           string
+	SessionTTL            time.Duration
+	VerifyTimeout         time.Duration
+	ShutdownTimeout       time.Duration
+	Offline               bool
+	RateLimit             float64
+	RateBurst             int
+	TrustedProxies        []string
+	AuditLog              string
+	LogLevel              string
+	Config                string
+}
+
+// RegisterFlags defines the broker's flags on fs (CLI.md names).
+func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8000", "address to serve on (host:port)")
+	fs.StringVar(&o.State, "state", "", "state directory: database, key-encryption key, token key, certificate cache (required)")
+	fs.StringVar(&o.Store, "store", "bbolt", "store: bbolt (in --state) or a postgres:// URL shared by replicas")
+	fs.StringVar(&o.TrustSimRoot, "trust-sim-root", "", "also accept reports of the simulated secure processor in DIR (tests only; never in production)")
+	fs.StringVar(&o.AdminTokenFile, "admin-token-file", "", "file holding the admin bearer token (enables the admin API)")
+	fs.StringVar(&o.AdminClientCA, "admin-client-ca", "", "PEM CA bundle: TLS clients with a certificate it verifies are admins (needs --tls-cert)")
+	fs.StringVar(&o.Registration, "registration", RegistrationOpen, "who may call /kbs/v0/register_workload: open, token or closed")
+	fs.StringVar(&o.RegistrationTokenFile, "registration-token-file", "", "file holding the registration token for --registration token (default: the admin token)")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate chain (PEM); with --tls-key serves HTTPS")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "TLS private key (PEM)")
+	fs.StringVar(&o.KEKFile, "kek-file", "", "key-encryption key file, created on first start (default STATE/kek; $"+EnvKEK+" overrides)")
+	fs.StringVar(&o.TokenKeyFile, "token-key", "", "ES256 key signing Trustee attestation tokens, created on first start (default STATE/token-key.pem)")
+	fs.StringVar(&o.CCACPAKFile, "cca-cpak", "", "PEM file of Arm CCA platform keys to trust (enables tee cca)")
+	fs.DurationVar(&o.SessionTTL, "session-ttl", 5*time.Minute, "lifetime of an attestation session")
+	fs.DurationVar(&o.VerifyTimeout, "verify-timeout", 30*time.Second, "time limit of one evidence verification (certificate fetches included)")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight requests may finish")
+	fs.BoolVar(&o.Offline, "offline", false, "never fetch certificates or collateral (AMD KDS, Intel PCS): evidence or the cache must carry them")
+	fs.Float64Var(&o.RateLimit, "rate-limit", 0, "requests per second per client address (0: unlimited)")
+	fs.IntVar(&o.RateBurst, "rate-burst", 0, "burst size of --rate-limit (default: the rate, at least 1)")
+	fs.StringSliceVar(&o.TrustedProxies, "trusted-proxy", nil, "CIDR of a reverse proxy whose X-Forwarded-For names the client (repeatable)")
+	fs.StringVar(&o.AuditLog, "audit-log", "", "append audit records to FILE instead of the log stream")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.Config, "config", "", "YAML or JSON file of flag settings (keys are flag names; command-line flags win)")
+}
+
+// ApplyConfigFile sets every flag named in the YAML (or JSON) file at path
+// that was not given on the command line. Lists set repeatable flags.
+func ApplyConfigFile(fs *pflag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading config: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("config %s: not a YAML or JSON mapping: %w", path, err)
+	}
+	for key, val := range m {
+		f := fs.Lookup(key)
+		if f == nil || key == "config" {
+			return fmt.Errorf("config %s: unknown setting %q (use flag names, e.g. listen, state, store)", path, key)
+		}
+		if f.Changed {
+			continue
+		}
+		vals := []any{val}
+		if list, ok := val.([]any); ok {
+			vals = list
+		}
+		for _, v := range vals {
+			if err := fs.Set(key, fmt.Sprint(v)); err != nil {
+				return fmt.Errorf("config %s: %s: %w", path, key, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Run serves the broker until ctx is done, then shuts down gracefully.
+// logOut receives JSON log lines. ready, when not nil, is called with the
+// bound address once the listener is up.
+func Run(ctx context.Context, o Options, logOut io.Writer, ready func(net.Addr)) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", o.LogLevel)
+	}
+	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
+	if o.State == "" {
+		return errors.New("--state is required (the broker's state directory)")
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.AdminClientCA != "" && o.TLSCert == "" {
+		return errors.New("--admin-client-ca needs TLS (--tls-cert and --tls-key)")
+	}
+	if err := os.MkdirAll(o.State, 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+
+	cfg, closeFn, err := buildConfig(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	srv, err := New(cfg)
+	if err != nil {
+		return err
+	}
+
+	var tlsConf *tls.Config
+	if o.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return fmt.Errorf("loading TLS certificate: %w", err)
+		}
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		if o.AdminClientCA != "" {
+			pem, err := os.ReadFile(o.AdminClientCA)
+			if err != nil {
+				return fmt.Errorf("reading --admin-client-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--admin-client-ca %s: no PEM certificates", o.AdminClientCA)
+			}
+			tlsConf.ClientCAs, tlsConf.ClientAuth = pool, tls.VerifyClientCertIfGiven
+		}
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.Listen, err)
+	}
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      90 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if tlsConf != nil {
+		scheme = "https"
+	}
+	log.Info("broker listening", "addr", ln.Addr().String(), "scheme", scheme, "store", store.RedactDSN(storeName(o.Store)),
+		"registration", cfg.Registration, "admin_api", cfg.AdminToken != "" || cfg.AdminClientCerts, "offline", o.Offline,
+		"tees", verifierNames(cfg.Verifiers))
+	if ready != nil {
+		ready(ln.Addr())
+	}
+
+	purgeCtx, stopPurge := context.WithCancel(ctx)
+	defer stopPurge()
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-purgeCtx.Done():
+				return
+			case <-t.C:
+				if n, err := srv.PurgeExpired(purgeCtx); err != nil {
+					log.Warn("purging expired sessions", "err", err)
+				} else if n > 0 {
+					log.Debug("purged expired sessions", "count", n)
+				}
+			}
+		}
+	}()
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", o.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("shutdown did not finish in time", "err", err)
+		hs.Close()
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func storeName(s string) string {
+	if s == "" {
+		return "bbolt"
+	}
+	return s
+}
+
+func verifierNames(v map[string]attest.Verifier) []string {
+	var out []string
+	for _, t := range []string{attest.TEESNP, attest.TEETDX, attest.TEECCA} {
+		if v[t] != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// buildConfig loads keys, opens the store and builds the verifiers.
+func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func(), error) {
+	cfg := Config{Logger: log, Audit: log, SessionTTL: o.SessionTTL, VerifyTimeout: o.VerifyTimeout,
+		Registration: o.Registration, RateLimit: o.RateLimit, RateBurst: o.RateBurst}
+	closers := []func(){}
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	fail := func(err error) (Config, func(), error) { closeAll(); return Config{}, nil, err }
+
+	if v := os.Getenv(EnvKEK); v != "" {
+		k, err := kek.Parse(v)
+		if err != nil {
+			return fail(fmt.Errorf("$%s: %w", EnvKEK, err))
+		}
+		cfg.KEK = k
+	} else {
+		path := o.KEKFile
+		if path == "" {
+			path = filepath.Join(o.State, "kek")
+		}
+		k, created, err := kek.LoadOrCreate(path)
+		if err != nil {
+			return fail(err)
+		}
+		if created {
+			log.Warn("generated a new key-encryption key; back it up, and give replicas the same one", "path", path)
+		}
+		cfg.KEK = k
+	}
+
+	tokenPath := o.TokenKeyFile
+	if tokenPath == "" {
+		tokenPath = filepath.Join(o.State, "token-key.pem")
+	}
+	key, created, err := LoadOrCreateTokenKey(tokenPath)
+	if err != nil {
+		return fail(err)
+	}
+	if created {
+		log.Info("generated the attestation token signing key", "path", tokenPath)
+	}
+	cfg.TokenKey = key
+
+	if o.AdminTokenFile != "" {
+		if cfg.AdminToken, err = readToken(o.AdminTokenFile, "--admin-token-file", log); err != nil {
+			return fail(err)
+		}
+	}
+	if o.RegistrationTokenFile != "" {
+		if cfg.RegistrationToken, err = readToken(o.RegistrationTokenFile, "--registration-token-file", log); err != nil {
+			return fail(err)
+		}
+	} else {
+		cfg.RegistrationToken = cfg.AdminToken
+	}
+	cfg.AdminClientCerts = o.AdminClientCA != ""
+	for _, c := range o.TrustedProxies {
+		_, n, err := net.ParseCIDR(c)
+		if err != nil {
+			return fail(fmt.Errorf("--trusted-proxy %q: not a CIDR", c))
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, n)
+	}
+	if o.AuditLog != "" {
+		f, err := os.OpenFile(o.AuditLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return fail(fmt.Errorf("opening --audit-log: %w", err))
+		}
+		closers = append(closers, func() { f.Close() })
+		cfg.Audit = slog.New(slog.NewJSONHandler(f, nil))
+	}
+
+	st, err := store.Open(ctx, o.Store, o.State)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() { st.Close() })
+	cfg.Store = st
+
+	cache, err := certcache.Open(filepath.Join(o.State, "certs"))
+	if err != nil {
+		return fail(fmt.Errorf("certificate cache: %w", err))
+	}
+	cfg.Verifiers = map[string]attest.Verifier{
+		attest.TEESNP: snp.NewVerifier(snp.Options{Cache: cache, Offline: o.Offline}),
+		attest.TEETDX: tdx.NewVerifier(tdx.Options{Cache: cache, Offline: o.Offline}),
+	}
+	if o.TrustSimRoot != "" {
+		a, err := sim.Load(o.TrustSimRoot)
+		if err != nil {
+			return fail(fmt.Errorf("--trust-sim-root: %w", err))
+		}
+		log.Warn("TRUSTING THE SIMULATED SECURE PROCESSOR: evidence signed by the simulated root in this directory is accepted as SNP evidence. "+
+			"Whoever holds its VCEK key can unlock every workload this broker serves. Never use this in production.", "dir", o.TrustSimRoot)
+		cfg.TrustSimulated = true
+		cfg.Verifiers[attest.TEESNP] = firstOf{
+			names:     []string{"simulated root", "AMD root"},
+			verifiers: []attest.Verifier{sim.NewVerifier(a, snp.Options{Cache: cache, Offline: true}), cfg.Verifiers[attest.TEESNP]},
+		}
+	}
+	if o.CCACPAKFile != "" {
+		pem, err := os.ReadFile(o.CCACPAKFile)
+		if err != nil {
+			return fail(fmt.Errorf("reading --cca-cpak: %w", err))
+		}
+		keys, err := cca.ParseCPAKs(pem)
+		if err != nil {
+			return fail(fmt.Errorf("--cca-cpak: %w", err))
+		}
+		cfg.Verifiers[attest.TEECCA] = cca.NewVerifier(cca.Options{TrustedCPAKs: keys})
+	}
+	return cfg, closeAll, nil
+}
+
+// readToken reads a token file: the first line, at least 16 characters.
+func readToken(path, flag string, log *slog.Logger) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", flag, err)
+	}
+	tok := strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+	if len(tok) < 16 {
+		return "", fmt.Errorf("%s %s: the token must be at least 16 characters", flag, path)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("token file is readable by group or others; chmod 600 it", "flag", flag, "path", path)
+	}
+	return tok, nil
+}
+
+// firstOf verifies with each verifier in turn and returns the first
+// success: the real AMD root and, with --trust-sim-root, the simulated one.
+type firstOf struct {
+	names     []string
+	verifiers []attest.Verifier
+}
+
+func (f firstOf) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Claims, error) {
+	var errs []string
+	for i, v := range f.verifiers {
+		c, err := v.Verify(ctx, ev)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, f.names[i]+": "+err.Error())
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.New(strings.Join(errs, "; "))
+}

@@ -1,0 +1,284 @@
+package broker
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/sealroot/sealroot/agent/kbs"
+	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/trusteesnp"
+	"github.com/sealroot/sealroot/host/broker/store"
+)
+
+// PassphraseRepository and PassphraseTag place a workload's LUKS
+// passphrase in the Trustee resource namespace:
+// /kbs/v0/resource/default/<workload_id>/passphrase.
+const (
+	PassphraseRepository = "default"
+	PassphraseTag        = "passphrase"
+)
+
+// PassphrasePath is the resource path of workload id's passphrase.
+func PassphrasePath(id string) string {
+	return PassphraseRepository + "/" + id + "/" + PassphraseTag
+}
+
+// resourceSegment is Trustee's rule for repository, type and tag.
+var resourceSegment = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_.-]*$`)
+
+func validResourcePath(repo, typ, tag string) bool {
+	for _, p := range []string{repo, typ, tag} {
+		if len(p) > 128 || !resourceSegment.MatchString(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// isPassphrasePath reports whether a path is the passphrase form and for
+// which workload.
+func isPassphrasePath(repo, typ, tag string) (string, bool) {
+	return typ, repo == PassphraseRepository && tag == PassphraseTag
+}
+
+// decodeTrusteeAttest reads a Trustee /attest body. The runtime-data nonce
+// must be the session's; report_data must be SHA-384 of the canonical
+// runtime data, zero-padded to 64 bytes.
+func decodeTrusteeAttest(sess *store.Session, body []byte) (*attempt, *refusal) {
+	bad := func(err error) *refusal {
+		return refuse(http.StatusBadRequest, kbs.ProblemInvalidRequest, "request", err.Error(), err.Error())
+	}
+	a, err := kbs.ParseAttestation(body)
+	if err != nil {
+		return nil, bad(err)
+	}
+	if subtle.ConstantTimeCompare([]byte(a.RuntimeData.Nonce), []byte(sess.Nonce)) != 1 {
+		return nil, refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "nonce",
+			"runtime-data nonce is not this session's challenge", "runtime-data nonce differs from the session's challenge")
+	}
+	if _, err := a.RuntimeData.TEEPubKey.PublicKey(); err != nil {
+		return nil, bad(err)
+	}
+	ev, err := trusteeEvidence(sess.TEE, a.TEEEvidence.PrimaryEvidence)
+	if err != nil {
+		return nil, bad(err)
+	}
+	pk, err := json.Marshal(a.RuntimeData.TEEPubKey)
+	if err != nil {
+		return nil, bad(err)
+	}
+	return &attempt{
+		sess:       sess,
+		evidence:   ev,
+		reportData: kbs.TrusteeReportData(a.RuntimeData.Nonce, a.RuntimeData.TEEPubKey, a.TEEEvidence.AdditionalEvidence, 64),
+		pubKey:     pk,
+	}, nil
+}
+
+// trusteeEvidence decodes primary_evidence for the session's TEE.
+func trusteeEvidence(tee string, primary json.RawMessage) (*attest.Evidence, error) {
+	switch tee {
+	case attest.TEESNP:
+		ev, err := trusteesnp.Decode(primary)
+		if err != nil {
+			return nil, fmt.Errorf("snp evidence: %w", err)
+		}
+		ev.TEE = attest.TEESNP
+		return ev, nil
+	case attest.TEETDX:
+		quote, log, err := kbs.DecodeTDXEvidence(primary)
+		if err != nil {
+			return nil, err
+		}
+		return &attest.Evidence{TEE: attest.TEETDX, Report: quote, EventLog: log}, nil
+	case attest.TEECCA:
+		tok, err := kbs.DecodeCCAEvidence(primary)
+		if err != nil {
+			return nil, err
+		}
+		return &attest.Evidence{TEE: attest.TEECCA, Report: tok}, nil
+	}
+	return nil, fmt.Errorf("tee %q has no evidence decoder", tee)
+}
+
+// replyToken answers a successful Trustee attestation with a signed JWT
+// that expires with the session.
+func (s *Server) replyToken(ctx context.Context, w http.ResponseWriter, sess *store.Session, claims *attest.Claims, a *attempt) {
+	var jwk kbs.JWK
+	_ = json.Unmarshal(a.pubKey, &jwk) // encoded by us a moment ago
+	tok, err := s.tokens.issue(tokenClaims{
+		Claims: jwt.Claims{
+			Issuer: tokenIssuer, Subject: sess.WorkloadID, ID: sess.ID,
+			IssuedAt: jwt.NewNumericDate(s.cfg.Now()), Expiry: jwt.NewNumericDate(sess.ExpiresAt),
+		},
+		TEE: sess.TEE, Workload: sess.WorkloadID, Measurement: hex.EncodeToString(claims.Measurement),
+		Simulated: claims.Simulated, TEEPubKey: &jwk,
+	})
+	if err != nil {
+		s.log.Error("issuing token", "err", err)
+		writeProblem(w, http.StatusInternalServerError, kbs.ProblemInternal, "could not issue a token")
+		return
+	}
+	writeJSON(w, http.StatusOK, kbs.AttestationResult{Token: tok})
+}
+
+// trusteeSession finds the attested session of a resource request: from a
+// Bearer token (signed by this broker; its jti names the session) or from
+// the kbs-session-id cookie.
+func (s *Server) trusteeSession(r *http.Request) (*store.Session, *refusal) {
+	var id string
+	if h := r.Header.Get("Authorization"); h != "" {
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok {
+			return nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidToken, "token", "Authorization is not a Bearer token", "authorization header is not a bearer token")
+		}
+		c, err := s.tokens.verify(strings.TrimSpace(tok), s.cfg.Now())
+		if err != nil {
+			return nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidToken, "token", "invalid attestation token", err.Error())
+		}
+		id = c.ID
+	} else if c, err := r.Cookie(kbs.TrusteeCookie); err == nil {
+		id = c.Value
+	} else {
+		return nil, refuse(http.StatusUnauthorized, kbs.ProblemTokenNotFound, "session", "attestation token not found", "no token and no session cookie")
+	}
+	if !sessionIDPattern.MatchString(id) {
+		return nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidCookie, "session", "invalid session", "malformed session id")
+	}
+	sess, err := s.store.GetSession(r.Context(), id, s.cfg.Now())
+	if err != nil {
+		return nil, sessionRefusal(err)
+	}
+	if sess.Dialect != kbs.DialectTrustee {
+		return nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidCookie, "dialect", "invalid session", "a krun session asked for a trustee resource")
+	}
+	if sess.State != store.SessionAttested {
+		return sess, refuse(http.StatusUnauthorized, kbs.ProblemUnauthenticated, "not_attested", "session has not attested", "session has not attested")
+	}
+	return sess, nil
+}
+
+// handleResource releases a resource as JWE to the attested session's key:
+// GET /kbs/v0/resource/{repo}/{type}/{tag}. default/<workload>/passphrase
+// is the workload's passphrase; other paths are resources the admin stored
+// for a workload, looked up in the workloads the session attested as.
+func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	repo, typ, tag := r.PathValue("repo"), r.PathValue("type"), r.PathValue("tag")
+	rec := auditRecord{Dialect: kbs.DialectTrustee, Client: s.clientIP(r)}
+	if !validResourcePath(repo, typ, tag) {
+		writeProblem(w, http.StatusNotFound, kbs.ProblemInvalidRequestPath, "resource path segments must match [A-Za-z0-9_-][A-Za-z0-9_.-]*")
+		return
+	}
+	path := repo + "/" + typ + "/" + tag
+	rec.Resource = path
+	sess, ref := s.trusteeSession(r)
+	if sess != nil {
+		rec.Session, rec.TEE, rec.Workload = sessionRef(sess.ID), sess.TEE, sess.WorkloadID
+	}
+	if ref != nil {
+		s.refused(ctx, w, rec, ref)
+		return
+	}
+
+	var secret []byte
+	var owner string
+	if id, ok := isPassphrasePath(repo, typ, tag); ok {
+		wl, ref := s.authorize(ctx, sess, id)
+		rec.Workload = id
+		if ref != nil {
+			s.refused(ctx, w, rec, ref)
+			return
+		}
+		if secret, ref = s.openPassphrase(wl); ref != nil {
+			s.refused(ctx, w, rec, ref)
+			return
+		}
+		owner = id
+	} else {
+		var ref *refusal
+		if secret, owner, ref = s.openResource(ctx, sess, path); ref != nil {
+			rec.Workload = owner
+			s.refused(ctx, w, rec, ref)
+			return
+		}
+		rec.Workload = owner
+	}
+	defer clear(secret)
+
+	var jwk kbs.JWK
+	if err := json.Unmarshal(sess.PubKey, &jwk); err != nil {
+		s.refused(ctx, w, rec, refuse(http.StatusInternalServerError, kbs.ProblemInternal, "session", "internal error", "stored guest key unreadable"))
+		return
+	}
+	jwe, err := kbs.EncryptJWE(jwk, secret)
+	if err != nil {
+		s.refused(ctx, w, rec, refuse(http.StatusInternalServerError, kbs.ProblemJWEFailed, "encrypt", "JWE encryption failed", err.Error()))
+		return
+	}
+	s.released(r, rec)
+	writeJSON(w, http.StatusOK, jwe)
+}
+
+// openResource finds path among the resources of the workloads the session
+// attested as and unseals it. A session that named its workload looks only
+// there; an unnamed one in every workload whose policy accepts its claims,
+// and a path held by more than one of them is refused as ambiguous.
+func (s *Server) openResource(ctx context.Context, sess *store.Session, path string) ([]byte, string, *refusal) {
+	candidates := []string{sess.WorkloadID}
+	if sess.WorkloadID == "" {
+		var claims attest.Claims
+		if err := json.Unmarshal(sess.Claims, &claims); err != nil {
+			return nil, "", refuse(http.StatusInternalServerError, kbs.ProblemInternal, "session", "internal error", "stored claims unreadable")
+		}
+		ids, err := s.acceptingWorkloads(ctx, &claims)
+		if err != nil {
+			return nil, "", refuse(http.StatusInternalServerError, kbs.ProblemInternal, "store", "internal error", err.Error())
+		}
+		candidates = ids
+	}
+	var found []*store.Resource
+	for _, id := range candidates {
+		res, err := s.store.GetResource(ctx, id, path)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, "", refuse(http.StatusInternalServerError, kbs.ProblemInternal, "store", "internal error", err.Error())
+		}
+		found = append(found, res)
+	}
+	switch len(found) {
+	case 0:
+		return nil, "", refuse(http.StatusNotFound, kbs.ProblemResourceNotFound, "not_found", "resource not found", "no workload the session attested as holds this resource")
+	case 1:
+	default:
+		owners := make([]string, len(found))
+		for i, f := range found {
+			owners[i] = f.WorkloadID
+		}
+		return nil, "", refuse(http.StatusUnauthorized, kbs.ProblemPolicyDeny, "ambiguous_workload",
+			"several workloads accept this evidence and hold this resource; name the workload in extra-params",
+			"resource held by workloads "+strings.Join(owners, ","))
+	}
+	res := found[0]
+	// Authorize against the owner as it is now.
+	if _, ref := s.authorize(ctx, sess, res.WorkloadID); ref != nil {
+		return nil, res.WorkloadID, ref
+	}
+	secret, err := s.cfg.KEK.Open(res.Sealed, resourceAAD(res.WorkloadID, path))
+	if err != nil {
+		s.log.Error("unsealing resource", "workload", res.WorkloadID, "resource", path, "err", err)
+		return nil, res.WorkloadID, refuse(http.StatusInternalServerError, kbs.ProblemInternal, "unseal", "internal error", err.Error())
+	}
+	return secret, res.WorkloadID, nil
+}
