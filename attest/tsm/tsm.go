@@ -1,0 +1,89 @@
+// Package tsm holds the guest-side hardware Attesters: AMD SEV-SNP, Intel TDX
+// and Arm CCA. Each asks the kernel for evidence binding 64 bytes of
+// report_data and returns it unmodified: the raw SNP report and its
+// certificate table, the raw TDX quote, the CCA token.
+//
+// The kernel offers two interfaces. configfs-tsm (/sys/kernel/config/tsm/
+// report, Linux 6.7+) serves all three TEEs; its "provider" attribute names
+// the driver behind it (sev_guest, tdx_guest, arm_cca_guest). The older
+// per-vendor character devices (/dev/sev-guest, /dev/tdx_guest) serve one
+// each. An Attester uses configfs-tsm when its provider is the right one and
+// falls back to the vendor device; it never uses another TEE's provider.
+// New returns exactly the Attester for the TEE named and fails, naming the
+// paths it looked at, when that TEE's interface is absent, so a guest whose
+// config says "tdx" cannot quietly produce SNP evidence or none.
+//
+// Library choices follow the ecosystem: go-sev-guest's QuoteProviders for SNP
+// (configfs first, then the ioctl, with a selectable VMPL), go-configfs-tsm
+// for TDX's and CCA's configfs path (go-tdx-guest's configfs provider does
+// not check the provider attribute) and go-tdx-guest for the /dev/tdx_guest
+// ioctl.
+//
+// The guest init mounts configfs with MountConfigfs before the first
+// attestation: u-root's rootfs setup does not.
+package tsm
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/go-configfs-tsm/configfs/configfsi"
+	sevclient "github.com/google/go-sev-guest/client"
+	tdxclient "github.com/google/go-tdx-guest/client"
+
+	"github.com/sealroot/sealroot/attest"
+)
+
+// Paths the Attesters look at, for error messages and docs.
+const (
+	ConfigfsDir   = "/sys/kernel/config"
+	TSMReportDir  = configfsi.TsmPrefix + "/report"
+	SEVGuestPath  = "/dev/sev-guest"
+	TDXGuestPath  = "/dev/tdx_guest"
+	providerSEV   = "sev_guest"
+	providerTDX   = "tdx_guest"
+	providerCCA   = "arm_cca_guest"
+	providerCCA2  = "arm_cca" // module name after the driver's rename
+	snpReportSize = 0x4A0
+)
+
+// Options configure the Attesters. The zero value uses the real kernel
+// interfaces; the provider fields exist for tests and unusual setups.
+type Options struct {
+	// VMPL is the SNP privilege level to request reports at (0-3).
+	VMPL int
+	// SNPQuoteProvider replaces the SNP provider selection (configfs, then
+	// ioctl). When it is not a LeveledQuoteProvider only VMPL 0 works.
+	SNPQuoteProvider sevclient.QuoteProvider
+	// TDXQuoteProvider replaces the TDX provider selection.
+	TDXQuoteProvider tdxclient.QuoteProvider
+	// TSM replaces the configfs-tsm client (TDX and CCA configfs paths).
+	TSM configfsi.Client
+}
+
+// New returns the Attester for tee ("snp", "tdx" or "cca"). It fails when
+// that TEE's kernel interface is missing; it never returns an Attester for
+// another TEE.
+func New(tee string, opts Options) (attest.Attester, error) {
+	switch tee {
+	case attest.TEESNP:
+		return newSNP(opts)
+	case attest.TEETDX:
+		return newTDX(opts)
+	case attest.TEECCA:
+		return newCCA(opts)
+	case attest.TEESim:
+		return nil, fmt.Errorf("tsm: tee %q is the simulated secure processor, not hardware: use its own attester", tee)
+	default:
+		return nil, fmt.Errorf("tsm: tee %q has no hardware attester (want snp, tdx or cca)", tee)
+	}
+}
+
+// ctxDone returns ctx's error, if any. The kernel calls cannot be
+// interrupted, so cancellation is honoured before them only.
+func ctxDone(ctx context.Context) error {
+	if ctx == nil {
+		return nil
+	}
+	return ctx.Err()
+}
