@@ -88,8 +88,8 @@ func TestVerifyTDXOffline(t *testing.T) {
 		{"other measurement", []string{"--tee", "tdx", "--evidence", quote, "--offline", at, "--measurement", strings.Repeat("00", 48)},
 			1, []string{cliRealMRTD}, "measurement mismatch"},
 		{"tampered", []string{"--tee", "tdx", "--evidence", tamperedFile, "--offline", at}, 1, nil, "signature"},
-		{"certs refused", []string{"--tee", "tdx", "--evidence", quote, "--certs", quote, "--offline"}, 1, nil, "--certs is not used"},
-		{"cca without certs", []string{"--tee", "cca", "--evidence", quote}, 1, nil, "needs --certs"},
+		{"certs refused", []string{"--tee", "tdx", "--evidence", quote, "--certs", quote, "--offline"}, 2, nil, "--certs is not used"},
+		{"cca without certs", []string{"--tee", "cca", "--evidence", quote}, 2, nil, "needs --certs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
