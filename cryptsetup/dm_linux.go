@@ -1,6 +1,7 @@
 package cryptsetup
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -117,3 +118,50 @@ func findNode(name string, major, minor uint32, timeout time.Duration, mapperNod
 
 // dmRemove removes a device-mapper device (cryptsetup close).
 func dmRemove(name string) error { return devmapper.Remove(name) }
+
+// dmTableOptions reads back the crypt table of a mapping through
+// DM_TABLE_STATUS and returns its optional parameters (allow_discards,
+// sector_size:4096, ...), so that tests can see what the kernel applied.
+// The table text holds the key in hex; the buffer is wiped and only the
+// options are returned.
+func dmTableOptions(name string) ([]string, error) {
+	const size = 16 << 10
+	data := make([]byte, size)
+	defer wipe(data)
+	io := (*unix.DmIoctl)(unsafe.Pointer(&data[0]))
+	io.Version = [3]uint32{4, 0, 0}
+	io.Data_size = size
+	io.Data_start = unix.SizeofDmIoctl
+	io.Flags = unix.DM_STATUS_TABLE_FLAG | unix.DM_SECURE_DATA_FLAG
+	copy(io.Name[:], name)
+	ctl, err := os.Open("/dev/mapper/control")
+	if err != nil {
+		return nil, err
+	}
+	defer ctl.Close()
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, ctl.Fd(), unix.DM_TABLE_STATUS, uintptr(unsafe.Pointer(&data[0]))); errno != 0 {
+		return nil, fmt.Errorf("reading the table of %q: %w", name, errno)
+	}
+	if io.Target_count != 1 || io.Flags&unix.DM_BUFFER_FULL_FLAG != 0 {
+		return nil, fmt.Errorf("table of %q has %d targets", name, io.Target_count)
+	}
+	spec := (*unix.DmTargetSpec)(unsafe.Pointer(&data[io.Data_start]))
+	if cString(spec.Target_type[:]) != "crypt" {
+		return nil, fmt.Errorf("table of %q is a %q target", name, cString(spec.Target_type[:]))
+	}
+	params := data[int(io.Data_start)+unix.SizeofDmTargetSpec:]
+	if i := bytes.IndexByte(params, 0); i >= 0 {
+		params = params[:i]
+	}
+	// <cipher> <key> <iv_offset> <device> <offset> [<#opts> <opts>...]
+	// Work on sub-slices of the wiped buffer: no string holds the key.
+	f := bytes.Fields(params)
+	if len(f) < 5 {
+		return nil, fmt.Errorf("table of %q has %d fields", name, len(f))
+	}
+	var opts []string
+	for _, o := range f[min(6, len(f)):] {
+		opts = append(opts, string(o))
+	}
+	return opts, nil
+}

@@ -68,8 +68,8 @@ type KDFOptions struct {
 // stretching buys nothing and only slows every boot: it gets PBKDF2-SHA256
 // with 1000 iterations, or with KDF.Type argon2i/argon2id the cryptsetup
 // minimum t=4 with 32 MiB and one lane. A user passphrase gets, for LUKS2,
-// argon2id with t=4, a quarter of GuestRAMMiB (at most 1 GiB, at least
-// 32 MiB) and min(GuestCPUs, 4) lanes, so that the guest can always afford
+// argon2id with t=4, a quarter of GuestRAMMiB (at most 1 GiB, as
+// cryptsetup caps it) and min(GuestCPUs, 4) lanes, so that the guest can always afford
 // the unlock; for LUKS1 (and LUKS2 with KDF.Type pbkdf2), PBKDF2-SHA256
 // benchmarked on this machine to KDF.IterTime. Every value can be set
 // explicitly in KDF and is checked against cryptsetup's limits.
@@ -216,7 +216,7 @@ func (o *FormatOptions) keyslotKDF(version int) (KDF, error) {
 				return k, fmt.Errorf("argon2 memory for a user passphrase is sized to the guest: set GuestRAMMiB (or KDF.MemoryKiB)")
 			default:
 				m := uint64(o.GuestRAMMiB) * 1024 / 4
-				k.MemoryKiB = uint32(max(min(m, 1<<20), 32<<10))
+				k.MemoryKiB = uint32(max(min(m, 1<<20), MinArgon2MemoryKiB))
 			}
 		}
 	}

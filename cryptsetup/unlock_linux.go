@@ -54,6 +54,10 @@ func (v *Volume) Unlock(passphrase []byte, o UnlockOptions) (*Mapping, error) {
 		flags = append(flags, "sector_size:"+strconv.Itoa(h.SectorSize))
 	}
 
+	if _, err := devmapper.InfoByName(name); err == nil {
+		return nil, fmt.Errorf("a device-mapper device named %q already exists", name)
+	}
+
 	u, err := unseal(v.f, v.size, h, passphrase, o.keyOptions())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", v.path, err)
