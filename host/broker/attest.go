@@ -192,13 +192,13 @@ func (s *Server) judge(ctx context.Context, a *attempt) (*attest.Claims, []strin
 		return claims, nil, refuse(http.StatusUnauthorized, kbs.ProblemPolicyDeny, "report_data", "evidence does not satisfy the policy",
 			fmt.Sprintf("report_data mismatch: expected %x, found %x", a.reportData, claims.ReportData))
 	}
-	ids, err := s.acceptingWorkloads(ctx, claims)
+	ids, rejected, err := s.acceptingWorkloads(ctx, claims)
 	if err != nil {
 		return claims, nil, refuse(http.StatusInternalServerError, kbs.ProblemInternal, "store", "internal error", err.Error())
 	}
 	if len(ids) == 0 {
 		return claims, nil, refuse(http.StatusUnauthorized, kbs.ProblemPolicyDeny, "no_workload", "evidence does not satisfy any workload's policy",
-			fmt.Sprintf("no registered workload accepts %s evidence with measurement %x", claims.TEE, claims.Measurement))
+			fmt.Sprintf("no registered workload accepts %s evidence with measurement %x%s", claims.TEE, claims.Measurement, rejected))
 	}
 	return claims, ids, nil
 }
@@ -231,25 +231,33 @@ func (s *Server) loadWorkload(ctx context.Context, id string) (*store.Workload, 
 }
 
 // acceptingWorkloads lists the workloads whose policy accepts claims
-// (report_data aside). It reads every workload: fine for the hundreds a
-// broker serves; name the workload in extra-params to skip it.
-func (s *Server) acceptingWorkloads(ctx context.Context, claims *attest.Claims) ([]string, error) {
+// (report_data aside), and says for the first few others which check they
+// failed. It reads every workload: fine for the hundreds a broker serves;
+// name the workload in extra-params to skip it.
+func (s *Server) acceptingWorkloads(ctx context.Context, claims *attest.Claims) (ids []string, rejected string, err error) {
 	all, err := s.store.ListWorkloads(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	var ids []string
+	var why []string
 	for _, w := range all {
 		doc, err := parsePolicy(w.Policy)
 		if err != nil {
 			s.log.Warn("skipping workload with unreadable policy", "workload", w.ID, "err", err)
 			continue
 		}
-		if validateClaims(w.TEE, doc, claims, s.cfg.TrustSimulated, nil) == nil {
-			ids = append(ids, w.ID)
+		if err := validateClaims(w.TEE, doc, claims, s.cfg.TrustSimulated, nil); err != nil {
+			if len(why) < 5 {
+				why = append(why, w.ID+": "+checkName(err))
+			}
+			continue
 		}
+		ids = append(ids, w.ID)
 	}
-	return ids, nil
+	if len(why) > 0 {
+		rejected = " (" + strings.Join(why, ", ") + ")"
+	}
+	return ids, rejected, nil
 }
 
 // authorize decides whether an attested session may read a secret of

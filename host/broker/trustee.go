@@ -240,7 +240,7 @@ func (s *Server) openResource(ctx context.Context, sess *store.Session, path str
 		if err := json.Unmarshal(sess.Claims, &claims); err != nil {
 			return nil, "", refuse(http.StatusInternalServerError, kbs.ProblemInternal, "session", "internal error", "stored claims unreadable")
 		}
-		ids, err := s.acceptingWorkloads(ctx, &claims)
+		ids, _, err := s.acceptingWorkloads(ctx, &claims)
 		if err != nil {
 			return nil, "", refuse(http.StatusInternalServerError, kbs.ProblemInternal, "store", "internal error", err.Error())
 		}
