@@ -32,16 +32,24 @@ type boot struct {
 	opts   options
 	detail map[string]string
 
-	host   interface{ Close() error }
-	cfg    *config.Config
-	rootFS string // block device holding the root filesystem
-	spec   *workload.Spec
+	host    interface{ Close() error }
+	closers []interface{ Close() error }
+	cfg     *config.Config
+	// encrypted says the root payload is LUKS; passphrase lives from the
+	// attest phase to the unlock phase, which wipes it.
+	encrypted  bool
+	passphrase []byte
+	rootFS     string // block device holding the root filesystem
+	spec       *workload.Spec
 
 	done       bool
 	exitStatus int
 }
 
 func (b *boot) closeHost() {
+	for _, c := range b.closers {
+		c.Close()
+	}
 	if b.host != nil {
 		b.host.Close()
 	}
@@ -54,7 +62,10 @@ var phases = []phase{
 	{"hostchan", 3 * time.Second, event.StatusEarlySetup, (*boot).hostChannel},
 	{"disk", time.Hour, event.StatusNoRootDisk, (*boot).waitDisk}, // deadline: sealroot.disk_timeout
 	{"config", 10 * time.Second, event.StatusBadConfig, (*boot).readConfig},
-	{"unlock", 5 * time.Minute, event.StatusUnlockFailed, (*boot).unlock},
+	{"payload", 10 * time.Second, event.StatusUnlockFailed, (*boot).payload},
+	{"network", 10 * time.Second, event.StatusBrokerRefused, (*boot).network},
+	{"attest", 10 * time.Minute, event.StatusBrokerRefused, (*boot).attest}, // deadline: the config's attest_timeout
+	{"unlock", 5 * time.Minute, event.StatusUnlockFailed, (*boot).unlockRoot},
 	{"mount", 30 * time.Second, event.StatusMountFailed, (*boot).mountRoot},
 	{"switchroot", 30 * time.Second, event.StatusMountFailed, (*boot).switchRoot},
 	{"workload", 30 * time.Second, event.StatusBadWorkload, (*boot).prepareWorkload},
@@ -198,9 +209,9 @@ func isLUKS(dev string) (bool, error) {
 	return bytes.Equal(m[:], luksMagic), nil
 }
 
-// unlock decides how the root filesystem is reached: directly for a plain
+// payload decides how the root filesystem is reached: directly for a plain
 // payload, through attestation and dm-crypt for a LUKS one.
-func (b *boot) unlock(ctx context.Context) error {
+func (b *boot) payload(ctx context.Context) error {
 	enc, err := isLUKS(b.opts.root)
 	if err != nil {
 		return err
@@ -216,10 +227,12 @@ func (b *boot) unlock(ctx context.Context) error {
 		b.detail = map[string]string{"encrypted": "false"}
 		return nil
 	}
-	if b.cfg.TEE == "none" {
-		return fmt.Errorf("%s is LUKS-encrypted but tee is \"none\": no broker to ask for the key", b.opts.root)
+	if b.cfg.TEE == "none" || b.cfg.TEE == "sev" {
+		return fmt.Errorf("%s is LUKS-encrypted but tee is %q: no attested way to get its key", b.opts.root, b.cfg.TEE)
 	}
-	return unlockEncrypted(ctx, b)
+	b.encrypted = true
+	b.detail = map[string]string{"encrypted": "true"}
+	return nil
 }
 
 func (b *boot) mountRoot(ctx context.Context) error {

@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/initramfs"
 	"github.com/sealroot/sealroot/init/event"
+	"github.com/sealroot/sealroot/initramfs"
 )
 
 // Env is what every boot shares.
@@ -182,4 +182,28 @@ func (e *Env) Boot(t testing.TB, o launch.Options) *Boot {
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// Sealroot returns the path of a `sealroot` binary built from this checkout
+// (QEMU runs it as the guestfwd relay).
+func (e *Env) Sealroot(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binPath = filepath.Join(e.Dir, "sealroot")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "./host/cmd/sealroot")
+		cmd.Dir = e.Root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build sealroot: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
 }

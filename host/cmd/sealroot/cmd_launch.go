@@ -26,6 +26,7 @@ type launchFlags struct {
 	events                         string
 	accel                          string
 	qemu                           string
+	timeline                       bool
 }
 
 // simServerFor builds the simulated secure processor for a launch (set by
@@ -67,6 +68,7 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
 	fl.StringVar(&f.events, "events", "", "write the guest's structured events to FILE as JSON lines")
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fl.StringVar(&f.qemu, "qemu", "qemu-system-x86_64", "QEMU binary")
+	fl.BoolVar(&f.timeline, "timeline", false, "print the guest's boot timeline (per-phase durations) on stderr at the end")
 	rootCmd.AddCommand(c)
 
 	rootCmd.AddCommand(&cobra.Command{
@@ -138,6 +140,9 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 	if err != nil {
 		return fail(err)
 	}
+	if f.timeline {
+		printTimeline(cmd.ErrOrStderr(), res)
+	}
 	if res.Status >= 200 && res.Reason != "" {
 		fmt.Fprintf(cmd.ErrOrStderr(), "sealroot launch: %s (status %d: %s)\n", res.Reason, res.Status, event.StatusText(res.Status))
 	} else if res.Status >= 200 {
@@ -208,4 +213,18 @@ func forwardFor(cfg *config.Config, broker string) (*launch.Forward, error) {
 		BrokerAddr:   net.JoinHostPort(bu.Hostname(), bport),
 		RelayCommand: []string{self, "relay"},
 	}, nil
+}
+
+// printTimeline prints the guest's phases with their durations.
+func printTimeline(w io.Writer, res *launch.Result) {
+	fmt.Fprintf(w, "boot timeline (guest clock, from PID 1 start; accel %s):\n", res.Accel)
+	for _, e := range res.Events {
+		switch e.Kind {
+		case event.KindPhase:
+			fmt.Fprintf(w, "  %-11s %8.1f ms   done at %8.1f ms\n", e.Phase, e.Millis, e.SinceStartMillis)
+		case event.KindError:
+			fmt.Fprintf(w, "  %-11s   FAILED     at %8.1f ms: %s\n", e.Phase, e.SinceStartMillis, e.Message)
+		}
+	}
+	fmt.Fprintf(w, "  host wall time %.2f s, exit status %d\n", res.Duration.Seconds(), res.Status)
 }

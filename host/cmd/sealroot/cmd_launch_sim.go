@@ -1,0 +1,28 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/launch"
+	"github.com/sealroot/sealroot/host/measure"
+)
+
+func init() { simServerFor = newSimServer }
+
+// newSimServer loads the simulated secure processor and measures exactly
+// what this launch boots: kernel, initrd, command line, vCPUs and memory.
+func newSimServer(f *launchFlags, o *launch.Options) (launch.SimServer, error) {
+	if f.simDir == "" {
+		return nil, fmt.Errorf("--tee sim needs --sim-dir DIR (create one with `sealroot sim init --dir DIR`)")
+	}
+	auth, err := sim.Load(f.simDir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := measure.Sim(measure.SimInputs{Kernel: o.Kernel, Initrd: o.Initrd, Cmdline: launch.Cmdline(o.Append), CPUs: o.CPUs, MemoryMiB: o.MemoryMiB})
+	if err != nil {
+		return nil, fmt.Errorf("measuring the launch: %w", err)
+	}
+	return &sim.Server{Authority: auth, Measurement: m}, nil
+}

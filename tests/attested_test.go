@@ -1,0 +1,221 @@
+package tests
+
+import (
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/cryptsetup"
+	"github.com/sealroot/sealroot/host/image"
+	"github.com/sealroot/sealroot/host/launch"
+	"github.com/sealroot/sealroot/host/measure"
+	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/init/event"
+	"github.com/sealroot/sealroot/tests/harness"
+)
+
+// guestBroker is the broker's address inside QEMU's user network.
+const guestBroker = "10.0.2.100:8000"
+
+type attestedCase struct {
+	luks1       bool
+	dialect     string
+	timeout     string // the config's attest_timeout
+	passphrase  []byte // registered; nil = the disk's
+	measurement *[48]byte
+	policy      uint64 // simulated report policy (0 = default, no debug)
+}
+
+type attestedRun struct {
+	boot       *harness.Boot
+	broker     *harness.Broker
+	passphrase []byte
+}
+
+// encryptedImage builds the hello image encrypted for the simulated TEE.
+func encryptedImage(t *testing.T, e *harness.Env, id string, c attestedCase) (*image.Result, []byte) {
+	t.Helper()
+	pass, err := cryptsetup.GeneratePassphrase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	format := cryptsetup.FormatLUKS2
+	if c.luks1 {
+		format = cryptsetup.FormatLUKS1
+	}
+	fo := cryptsetup.FormatOptions{GeneratedPassphrase: true, GuestRAMMiB: 512, GuestCPUs: 1}
+	img, err := image.Build(image.Options{
+		RootfsDir: e.HelloRootfs(t), OutDir: t.TempDir(), Passphrase: pass,
+		Encrypt: func(dst, src *os.File, size int64, p []byte) (int64, error) { return format(dst, src, size, p, fo) },
+		Config: config.Config{TEE: "sim", WorkloadID: id, CPUs: 1, RAMMiB: 512,
+			AttestationURL: "http://" + guestBroker, KBSProtocol: c.dialect, AttestTimeout: c.timeout},
+		Workload: image.Workload{Cmd: []string{"/hello", "5"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img, pass
+}
+
+func simLaunch(t *testing.T, e *harness.Env, img *image.Result, brokerAddr string, policy uint64) launch.Options {
+	t.Helper()
+	auth, err := sim.Load(e.SimDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := launch.Options{Disk: img.Disk, CPUs: 1, MemoryMiB: 512}
+	m := launchMeasurement(t, e, o)
+	o.Sim = &sim.Server{Authority: auth, Measurement: m, Policy: policy}
+	o.Forward = &launch.Forward{GuestAddr: guestBroker, BrokerAddr: brokerAddr, RelayCommand: []string{e.Sealroot(t), "relay"}}
+	return o
+}
+
+func launchMeasurement(t *testing.T, e *harness.Env, o launch.Options) [48]byte {
+	t.Helper()
+	m, err := measure.Sim(measure.SimInputs{Kernel: e.Kernel, Initrd: e.Initrd, Cmdline: launch.Cmdline(o.Append), CPUs: o.CPUs, MemoryMiB: o.MemoryMiB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// runAttested builds, registers and boots one case against a fresh broker.
+func runAttested(t *testing.T, c attestedCase) *attestedRun {
+	e := harness.Setup(t)
+	id := "e2e-" + strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
+	img, pass := encryptedImage(t, e, id, c)
+	b := harness.StartBroker(t, t.TempDir(), "", "--trust-sim-root", e.SimDir(t))
+	o := simLaunch(t, e, img, b.Addr, c.policy)
+	m := launchMeasurement(t, e, o)
+	if c.measurement != nil {
+		m = *c.measurement
+	}
+	reg := pass
+	if c.passphrase != nil {
+		reg = c.passphrase
+	}
+	b.RegisterBuildah(t, id, m, reg)
+	boot := e.Boot(t, o)
+	b.Stop()
+	harness.AssertNoSecret(t, pass, map[string]string{"console": boot.Console, "broker log": b.Log.String()})
+	harness.AssertNoSecret(t, reg, map[string]string{"console": boot.Console, "broker log": b.Log.String()})
+	return &attestedRun{boot: boot, broker: b, passphrase: pass}
+}
+
+// TestAttestedBoot is the product working: sim-attested boots of encrypted
+// images through both broker dialects.
+func TestAttestedBoot(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    attestedCase
+	}{
+		{"krun LUKS2", attestedCase{dialect: "krun"}},
+		{"krun LUKS1 like buildah", attestedCase{dialect: "krun", luks1: true}},
+		{"trustee LUKS2", attestedCase{dialect: "trustee"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runAttested(t, tc.c)
+			if r.boot.Status != 5 {
+				t.Fatalf("status %d (%s), want the workload's 5", r.boot.Status, r.boot.Reason)
+			}
+			if !strings.Contains(r.boot.Console, "hello from the workload") {
+				t.Fatal("workload output missing")
+			}
+			for _, p := range []string{"network", "attest", "unlock"} {
+				if _, ok := r.boot.Phase(p); !ok {
+					t.Errorf("no %s phase event", p)
+				}
+			}
+			if ev, _ := r.boot.Phase("unlock"); !strings.HasPrefix(ev.Detail["device"], "/dev/") {
+				t.Errorf("unlock detail %v", ev.Detail)
+			}
+		})
+	}
+}
+
+// TestAttestedRefusals: the broker refuses, the guest names the step and
+// reason, powers off, and the host sees the documented status. Neither
+// the console nor the broker log ever holds the passphrase.
+func TestAttestedRefusals(t *testing.T) {
+	wrong := [48]byte{1, 2, 3}
+	debugPolicy := uint64(1<<17 | 1<<16 | 1<<19)
+	for _, tc := range []struct {
+		name   string
+		c      attestedCase
+		status int
+		phase  string
+		msg    string
+		audit  string
+	}{
+		{"wrong measurement", attestedCase{measurement: &wrong, timeout: "20s"}, event.StatusBrokerRefused, "attest", "attest", "measurement"},
+		{"debug report", attestedCase{policy: debugPolicy, timeout: "20s"}, event.StatusBrokerRefused, "attest", "attest", "debug"},
+		{"wrong passphrase registered", attestedCase{passphrase: []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")}, event.StatusUnlockFailed, "unlock", "passphrase", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runAttested(t, tc.c)
+			if r.boot.Status != tc.status {
+				t.Fatalf("status %d (%s), want %d", r.boot.Status, r.boot.Reason, tc.status)
+			}
+			ev, ok := r.boot.Error()
+			if !ok || ev.Phase != tc.phase || !strings.Contains(ev.Message, tc.msg) {
+				t.Fatalf("error event %+v, want phase %s with %q", ev, tc.phase, tc.msg)
+			}
+			if tc.audit != "" && !strings.Contains(r.broker.Log.String(), tc.audit) {
+				t.Errorf("broker log does not name the failed check %q", tc.audit)
+			}
+		})
+	}
+}
+
+// TestBrokerAvailability: a broker that is down makes the agent retry until
+// its deadline; one that comes up inside the window lets the boot succeed.
+func TestBrokerAvailability(t *testing.T) {
+	e := harness.Setup(t)
+	freePort := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
+	t.Run("down past the deadline", func(t *testing.T) {
+		img, pass := encryptedImage(t, e, "e2e-down", attestedCase{timeout: "6s"})
+		o := simLaunch(t, e, img, freePort(), 0)
+		b := e.Boot(t, o)
+		if b.Status != event.StatusBrokerRefused {
+			t.Fatalf("status %d, want %d", b.Status, event.StatusBrokerRefused)
+		}
+		if ev, _ := b.Error(); ev.Phase != "attest" || !strings.Contains(ev.Message, "auth") {
+			t.Fatalf("error event %+v", ev)
+		}
+		harness.AssertNoSecret(t, pass, map[string]string{"console": b.Console})
+	})
+	t.Run("started during the retry window", func(t *testing.T) {
+		img, pass := encryptedImage(t, e, "e2e-late", attestedCase{timeout: "90s"})
+		addr := freePort()
+		o := simLaunch(t, e, img, addr, 0)
+		state := t.TempDir()
+		started := make(chan *harness.Broker, 1)
+		o.OnEvent = func(ev event.Event) {
+			if ev.Kind == event.KindPhase && ev.Phase == "network" {
+				go func() {
+					time.Sleep(2 * time.Second)
+					br := harness.StartBroker(t, state, addr, "--trust-sim-root", e.SimDir(t))
+					br.RegisterBuildah(t, "e2e-late", launchMeasurement(t, e, o), pass)
+					started <- br
+				}()
+			}
+		}
+		b := e.Boot(t, o)
+		br := <-started
+		br.Stop()
+		if b.Status != 5 {
+			t.Fatalf("status %d (%s), want 5", b.Status, b.Reason)
+		}
+		harness.AssertNoSecret(t, pass, map[string]string{"console": b.Console, "broker log": br.Log.String()})
+	})
+}

@@ -1,0 +1,148 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/broker"
+	"github.com/spf13/pflag"
+)
+
+var (
+	simOnce sync.Once
+	simDir  string
+	simErr  error
+)
+
+// SimDir returns a simulated secure processor created once per test binary.
+func (e *Env) SimDir(t testing.TB) string {
+	t.Helper()
+	simOnce.Do(func() {
+		simDir = filepath.Join(e.Dir, "sim")
+		simErr = sim.Init(simDir)
+	})
+	if simErr != nil {
+		t.Fatal(simErr)
+	}
+	return simDir
+}
+
+// lockedBuffer is a goroutine-safe log sink.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Broker is an in-process `sealroot broker` on loopback.
+type Broker struct {
+	URL   string
+	Addr  string
+	State string
+	Log   *lockedBuffer
+	stop  context.CancelFunc
+	done  chan error
+}
+
+// StartBroker runs the broker with the flags args (as `sealroot broker`
+// takes them) plus --state and --listen when absent; --listen defaults to
+// a free loopback port.
+func StartBroker(t testing.TB, state, listen string, args ...string) *Broker {
+	t.Helper()
+	var o broker.Options
+	fs := pflag.NewFlagSet("broker", pflag.ContinueOnError)
+	o.RegisterFlags(fs)
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	if err := fs.Parse(append([]string{"--state", state, "--listen", listen}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Broker{State: state, Log: &lockedBuffer{}, stop: cancel, done: make(chan error, 1)}
+	ready := make(chan net.Addr, 1)
+	go func() { b.done <- broker.Run(ctx, o, b.Log, func(a net.Addr) { ready <- a }) }()
+	select {
+	case a := <-ready:
+		b.Addr = a.String()
+		b.URL = "http://" + b.Addr
+	case err := <-b.done:
+		cancel()
+		t.Fatalf("broker did not start: %v\n%s", err, b.Log.String())
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("broker did not start in 30s")
+	}
+	t.Cleanup(b.Stop)
+	return b
+}
+
+// Stop shuts the broker down and waits for it.
+func (b *Broker) Stop() {
+	if b.stop == nil {
+		return
+	}
+	b.stop()
+	b.stop = nil
+	<-b.done
+}
+
+// RegisterBuildah registers a workload exactly as buildah does (INTEROP §2).
+func (b *Broker) RegisterBuildah(t testing.TB, id string, measurement [48]byte, passphrase []byte) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{
+		"workload_id":        id,
+		"launch_measurement": hex.EncodeToString(measurement[:]),
+		"passphrase":         string(passphrase),
+		"tee_config":         `{"flags":{"bits":15},"minfw":{"major":0,"minor":0}}`,
+	})
+	resp, err := http.Post(b.URL+"/kbs/v0/register_workload", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 && resp.StatusCode != 202 {
+		t.Fatalf("registration of %s: HTTP %d", id, resp.StatusCode)
+	}
+}
+
+// AssertNoSecret fails t when secret appears in any of the texts.
+func AssertNoSecret(t testing.TB, secret []byte, texts map[string]string) {
+	t.Helper()
+	for name, s := range texts {
+		if len(secret) > 0 && bytes.Contains([]byte(s), secret) {
+			t.Errorf("the passphrase appears in the %s", name)
+		}
+	}
+}
+
+// WriteFile writes b to a new file in t's temp dir.
+func WriteFile(t testing.TB, name string, b []byte, perm os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, perm); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
