@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -242,6 +243,7 @@ shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.
       --measurement "$(sealroot measure --tee sim --kernel vmlinuz --initrd initrd.cpio.gz)"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.at = time.Time{}
 			if at != "" {
 				t, err := time.Parse(time.RFC3339, at)
 				if err != nil {
@@ -275,9 +277,40 @@ type verifyResult struct {
 	// Verified is true when the evidence is genuine.
 	Verified bool `json:"verified"`
 	// PolicyOK is true when the claims also satisfy the policy flags.
-	PolicyOK bool           `json:"policy_ok"`
-	Error    string         `json:"error,omitempty"`
-	Claims   *attest.Claims `json:"claims,omitempty"`
+	PolicyOK bool        `json:"policy_ok"`
+	Error    string      `json:"error,omitempty"`
+	Claims   *claimsJSON `json:"claims,omitempty"`
+}
+
+// claimsJSON is attest.Claims with byte fields as lowercase hex, the way
+// every other sealroot command prints measurements.
+type claimsJSON struct {
+	TEE           string            `json:"tee"`
+	Simulated     bool              `json:"simulated"`
+	Measurement   string            `json:"measurement"`
+	ReportData    string            `json:"report_data"`
+	HostData      string            `json:"host_data,omitempty"`
+	ChipID        string            `json:"chip_id,omitempty"`
+	Debug         bool              `json:"debug"`
+	VMPL          int               `json:"vmpl"`
+	Policy        uint64            `json:"policy"`
+	ReportedTCB   attest.TCB        `json:"reported_tcb"`
+	ProductLine   string            `json:"product_line,omitempty"`
+	ReportVersion uint32            `json:"report_version,omitempty"`
+	Extra         map[string]string `json:"extra,omitempty"`
+}
+
+func toClaimsJSON(c *attest.Claims) *claimsJSON {
+	if c == nil {
+		return nil
+	}
+	return &claimsJSON{
+		TEE: c.TEE, Simulated: c.Simulated,
+		Measurement: hex.EncodeToString(c.Measurement), ReportData: hex.EncodeToString(c.ReportData),
+		HostData: hex.EncodeToString(c.HostData), ChipID: hex.EncodeToString(c.ChipID),
+		Debug: c.Debug, VMPL: c.VMPL, Policy: c.Policy, ReportedTCB: c.ReportedTCB,
+		ProductLine: c.ProductLine, ReportVersion: c.ReportVersion, Extra: c.Extra,
+	}
 }
 
 func runVerify(ctx context.Context, out io.Writer, f verifyFlags, p policyFlags, asJSON bool) error {
@@ -306,17 +339,17 @@ func runVerify(ctx context.Context, out io.Writer, f verifyFlags, p policyFlags,
 	}
 	ev, err := load(f)
 	if err != nil {
-		return withStatus(1, err)
+		return failed(err)
 	}
 	v, err := factory(f)
 	if err != nil {
-		return withStatus(1, err)
+		return failed(err)
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	claims, verr := v.Verify(ctx, ev)
-	res := verifyResult{Verified: verr == nil, Claims: claims}
+	res := verifyResult{Verified: verr == nil, Claims: toClaimsJSON(claims)}
 	var perr error
 	if verr == nil {
 		perr = pol.Validate(claims)
@@ -339,7 +372,11 @@ func runVerify(ctx context.Context, out io.Writer, f verifyFlags, p policyFlags,
 			return withStatus(1, err)
 		}
 	} else if claims != nil {
-		printClaims(out, claims)
+		verdict := "genuine; policy satisfied"
+		if perr != nil {
+			verdict = "genuine; refused by policy"
+		}
+		printClaims(out, claims, verdict)
 	}
 	if failure != nil {
 		return withStatus(1, failure)
@@ -347,8 +384,18 @@ func runVerify(ctx context.Context, out io.Writer, f verifyFlags, p policyFlags,
 	return nil
 }
 
+// failed gives err exit status 1 unless it already carries a status (a
+// loader or factory may report a usage error).
+func failed(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	return withStatus(1, err)
+}
+
 // printClaims writes claims as an aligned two-column table.
-func printClaims(w io.Writer, c *attest.Claims) {
+func printClaims(w io.Writer, c *attest.Claims, verdict string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	row("tee", c.TEE)
@@ -383,5 +430,6 @@ func printClaims(w io.Writer, c *attest.Claims) {
 	for _, k := range keys {
 		row(k, c.Extra[k])
 	}
+	row("verdict", verdict)
 	tw.Flush()
 }

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealroot/sealroot/host/launch"
+	"github.com/sealroot/sealroot/host/measure"
+)
+
+// Defaults of `sealroot measure` when neither --cpus/--memory nor --disk
+// say otherwise.
+const (
+	defaultMeasureCPUs      = 1
+	defaultMeasureMemoryMiB = 512
+)
+
+func init() {
+	var tee, kernel, initrd, appendArgs, disk string
+	var cpus, memory int
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "measure --tee sim --kernel FILE --initrd FILE",
+		Short: "Print the expected launch measurement of a VM",
+		Long: `Print, as lowercase hex, the launch measurement the simulated secure processor will put into
+the reports of a VM launched by 'sealroot launch --tee sim' with the same kernel, initrd, --append,
+vCPUs and memory. Register it with the broker (sealroot register --measurement) or check reports
+with 'sealroot verify --measurement'.
+
+Every input counts: the kernel and initrd bytes, the full kernel command line (the launcher's fixed
+arguments followed by --append), the vCPU count and the memory size. sealroot launch takes vCPUs
+and memory from the disk's config unless told otherwise, so give the same --disk here (or the same
+--cpus and --memory as the launch); without either, 1 vCPU and 512 MiB are measured.`,
+		Example: `  sealroot measure --tee sim --kernel vmlinuz --initrd initrd.cpio.gz --disk out/disk.img
+  sealroot measure --tee sim --kernel vmlinuz --initrd initrd.cpio.gz --cpus 2 --memory 1024 --append "loglevel=4"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tee != "sim" {
+				return usageError("--tee %q: only sim launch measurements can be computed here (for snp, use the VMM's own tooling)", tee)
+			}
+			if kernel == "" || initrd == "" {
+				return usageError("--kernel and --initrd are required")
+			}
+			in := measure.SimInputs{Kernel: kernel, Initrd: initrd, Cmdline: launch.Cmdline(appendArgs),
+				CPUs: defaultMeasureCPUs, MemoryMiB: defaultMeasureMemoryMiB}
+			if disk != "" {
+				cfg, err := diskConfig(disk)
+				if err != nil {
+					return withStatus(1, err)
+				}
+				in.CPUs, in.MemoryMiB = cfg.CPUs, cfg.RAMMiB
+			}
+			if cmd.Flags().Changed("cpus") {
+				in.CPUs = cpus
+			}
+			if cmd.Flags().Changed("memory") {
+				in.MemoryMiB = memory
+			}
+			m, err := measure.Sim(in)
+			if err != nil {
+				return withStatus(1, err)
+			}
+			out := cmd.OutOrStdout()
+			if !asJSON {
+				fmt.Fprintln(out, hex.EncodeToString(m[:]))
+				return nil
+			}
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(map[string]any{
+				"tee": "sim", "measurement": hex.EncodeToString(m[:]), "kernel": kernel, "initrd": initrd,
+				"cmdline": in.Cmdline, "cpus": in.CPUs, "memory_mib": in.MemoryMiB,
+			})
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&tee, "tee", "sim", "TEE whose measurement to compute: sim")
+	fl.StringVar(&kernel, "kernel", "", "guest kernel, as given to sealroot launch")
+	fl.StringVar(&initrd, "initrd", "", "initrd, as given to sealroot launch")
+	fl.StringVar(&appendArgs, "append", "", "extra kernel command line arguments, as given to sealroot launch --append")
+	fl.IntVar(&cpus, "cpus", 0, "vCPUs the VM is launched with (default: --disk's config, else 1)")
+	fl.IntVar(&memory, "memory", 0, "memory in MiB the VM is launched with (default: --disk's config, else 512)")
+	fl.StringVar(&disk, "disk", "", "take vCPUs and memory from this disk image's config, as sealroot launch does")
+	fl.BoolVar(&asJSON, "json", false, "print the measurement and its inputs as JSON")
+	rootCmd.AddCommand(c)
+}
