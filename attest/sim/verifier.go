@@ -16,10 +16,13 @@ type simVerifier struct {
 // NewVerifier returns the SNP verifier rooted in a's simulated ARK and ASK:
 // o.Roots is replaced by a.Roots() and o.Simulated set, so claims say
 // Simulated. Evidence without a VCEK (the krun dialect sends an empty
-// cert_chain) is verified with a's VCEK.
+// cert_chain) is verified with a's VCEK. o.Cache is not used: the VCEK is
+// always at hand, and a cache shared with real verifiers should not fill
+// with simulated certificates.
 func NewVerifier(a *Authority, o snp.Options) attest.Verifier {
 	o.Roots = a.Roots()
 	o.Simulated = true
+	o.Cache = nil
 	return &simVerifier{a: a, v: snp.NewVerifier(o)}
 }
 
