@@ -77,7 +77,12 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return launch.Relay(args[0], os.Stdin, os.Stdout)
+			// QEMU wires this process's output into the guest's TCP
+			// stream: an error must close the stream, never be printed.
+			if err := launch.Relay(args[0], os.Stdin, os.Stdout); err != nil {
+				return withStatus(1, nil)
+			}
+			return nil
 		},
 	})
 }
