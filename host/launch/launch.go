@@ -42,13 +42,18 @@ const SimPortName = "org.sealroot.sim-tee"
 
 // Options describe one launch.
 type Options struct {
-	QEMU      string // default qemu-system-x86_64
-	Kernel    string
-	Initrd    string
-	Disk      string
-	DataDisk  string
-	CPUs      int
-	MemoryMiB int
+	QEMU     string // default qemu-system-x86_64
+	Kernel   string
+	Initrd   string
+	Disk     string
+	DataDisk string
+	// ExtraDisks follow the data disk (/dev/vdc, /dev/vdd, ...).
+	ExtraDisks []string
+	// RootDiskInterface is how the root disk is attached: "virtio" (the
+	// default, /dev/vda) or "ide" (for tests of a guest without /dev/vda).
+	RootDiskInterface string
+	CPUs              int
+	MemoryMiB         int
 	// Append is added to the kernel command line after BaseCmdline.
 	Append  string
 	Timeout time.Duration
@@ -117,7 +122,18 @@ func (o *Options) defaults() error {
 	if o.Log == nil {
 		o.Log = os.Stderr
 	}
-	for _, f := range []struct{ what, path string }{{"kernel", o.Kernel}, {"initrd", o.Initrd}, {"disk", o.Disk}, {"data disk", o.DataDisk}} {
+	files := []struct{ what, path string }{{"kernel", o.Kernel}, {"initrd", o.Initrd}, {"disk", o.Disk}, {"data disk", o.DataDisk}}
+	for _, d := range o.ExtraDisks {
+		files = append(files, struct{ what, path string }{"extra disk", d})
+	}
+	switch o.RootDiskInterface {
+	case "":
+		o.RootDiskInterface = "virtio"
+	case "virtio", "ide":
+	default:
+		return fmt.Errorf("root disk interface %q is not virtio or ide", o.RootDiskInterface)
+	}
+	for _, f := range files {
 		if f.path == "" {
 			if f.what == "data disk" {
 				continue
@@ -315,10 +331,12 @@ func qemuArgs(o *Options, accel, cmdline, hostSock, simSock string) []string {
 		"-kernel", o.Kernel,
 		"-initrd", o.Initrd,
 		"-append", cmdline,
-		"-drive", "file=" + qemuOpt(o.Disk) + ",if=virtio,format=raw,cache=unsafe",
+		"-drive", "file=" + qemuOpt(o.Disk) + ",if=" + o.RootDiskInterface + ",format=raw,cache=unsafe",
 	}
-	if o.DataDisk != "" {
-		a = append(a, "-drive", "file="+qemuOpt(o.DataDisk)+",if=virtio,format=raw,cache=unsafe")
+	for _, d := range append([]string{o.DataDisk}, o.ExtraDisks...) {
+		if d != "" {
+			a = append(a, "-drive", "file="+qemuOpt(d)+",if=virtio,format=raw,cache=unsafe")
+		}
 	}
 	a = append(a,
 		"-device", "virtio-serial-pci,id=vser",
