@@ -1,0 +1,461 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/sealroot/sealroot/attest/policy"
+	"github.com/sealroot/sealroot/host/broker"
+)
+
+// `sealroot register` and `sealroot workloads`: the broker's admin API.
+
+// adminFlags are the connection flags of every admin command.
+type adminFlags struct {
+	broker     string
+	tokenFile  string
+	caCert     string
+	clientCert string
+	clientKey  string
+	asJSON     bool
+}
+
+func (f *adminFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.broker, "broker", "", "broker base URL (http://HOST:PORT or https://HOST:PORT)")
+	fs.StringVar(&f.tokenFile, "admin-token-file", "", "file holding the broker's admin token")
+	fs.StringVar(&f.caCert, "ca-cert", "", "PEM CA bundle to verify an https broker (default: system roots)")
+	fs.StringVar(&f.clientCert, "client-cert", "", "TLS client certificate for mTLS admin access (with --client-key)")
+	fs.StringVar(&f.clientKey, "client-key", "", "TLS client key")
+	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+}
+
+// client builds the admin client from the flags.
+func (f *adminFlags) client() (*broker.AdminClient, error) {
+	if f.broker == "" {
+		return nil, usageError("--broker is required (the broker's base URL)")
+	}
+	if f.tokenFile == "" && f.clientCert == "" {
+		return nil, usageError("--admin-token-file is required (or --client-cert for mTLS)")
+	}
+	var token string
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return nil, withStatus(1, fmt.Errorf("reading --admin-token-file: %w", err))
+		}
+		token = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+		if token == "" {
+			return nil, withStatus(1, fmt.Errorf("--admin-token-file %s is empty", f.tokenFile))
+		}
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.caCert != "" {
+		pem, err := os.ReadFile(f.caCert)
+		if err != nil {
+			return nil, withStatus(1, fmt.Errorf("reading --ca-cert: %w", err))
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, withStatus(1, fmt.Errorf("--ca-cert %s: no PEM certificates", f.caCert))
+		}
+	}
+	if (f.clientCert == "") != (f.clientKey == "") {
+		return nil, usageError("--client-cert and --client-key go together")
+	}
+	if f.clientCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.clientCert, f.clientKey)
+		if err != nil {
+			return nil, withStatus(1, fmt.Errorf("loading client certificate: %w", err))
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}}
+	c, err := broker.NewAdminClient(f.broker, token, hc)
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	return c, nil
+}
+
+// adminFailure turns an admin API error into the exit status 1 error.
+func adminFailure(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	return withStatus(1, err)
+}
+
+// policyFlagValues are the policy flags of register and workloads set-policy.
+type policyFlagValues struct {
+	measurements []string
+	hostData     string
+	minTCB       string
+	allowDebug   bool
+	maxVMPL      int
+}
+
+func (p *policyFlagValues) register(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&p.measurements, "measurement", nil, "accepted launch measurement as hex (repeatable; any one matches)")
+	fs.StringVar(&p.hostData, "host-data", "", "required SNP HOST_DATA / TDX MRCONFIGID as hex")
+	fs.StringVar(&p.minTCB, "min-tcb", "", "lowest accepted TCB: bl=N,tee=N,snp=N,ucode=N[,fmc=N] or a raw 64-bit hex TCB_VERSION")
+	fs.BoolVar(&p.allowDebug, "allow-debug", false, "accept guests whose policy allows debugging (never for production secrets)")
+	fs.IntVar(&p.maxVMPL, "max-vmpl", 0, "highest accepted SNP VMPL (0 to 3)")
+}
+
+func (p *policyFlagValues) policy(tee string) (broker.WorkloadPolicy, error) {
+	doc := broker.WorkloadPolicy{HostData: strings.ToLower(p.hostData), AllowDebug: p.allowDebug, MaxVMPL: p.maxVMPL}
+	if len(p.measurements) == 0 {
+		return doc, usageError("--measurement is required (the expected launch measurement as hex)")
+	}
+	for _, m := range p.measurements {
+		m = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(m), "0x"))
+		if _, err := hex.DecodeString(m); err != nil {
+			return doc, usageError("--measurement %q: not hex", m)
+		}
+		doc.Measurements = append(doc.Measurements, m)
+	}
+	if p.minTCB != "" {
+		t, err := policy.ParseTCB(p.minTCB)
+		if err != nil {
+			return doc, usageError("--min-tcb: %v", err)
+		}
+		doc.MinTCB = policy.FormatTCB(*t)
+	}
+	if err := doc.Validate(tee); err != nil {
+		return doc, usageError("%v", err)
+	}
+	return doc, nil
+}
+
+// readPassphraseFile reads a passphrase file: its content without one
+// trailing newline.
+func readPassphraseFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", withStatus(1, fmt.Errorf("reading passphrase file: %w", err))
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if s == "" {
+		return "", withStatus(1, fmt.Errorf("passphrase file %s is empty", path))
+	}
+	return s, nil
+}
+
+func init() {
+	var af adminFlags
+	var pf policyFlagValues
+	var id, tee, passFile, teeConfig string
+	var replace bool
+	c := &cobra.Command{
+		Use:   "register --broker URL --admin-token-file FILE --workload-id ID --tee T --measurement HEX",
+		Short: "Register a workload, its policy and its LUKS passphrase with a broker",
+		Long: `Register a confidential workload with a sealroot broker through its admin API: the TEE it runs
+in (snp, sim, tdx or cca), the launch measurements it may show, the rest of its policy, and
+the LUKS passphrase of its disk. Without --passphrase-file no passphrase is stored (set one
+later with 'sealroot workloads set-passphrase'). The passphrase never appears in output.
+
+By default debug guests and VMPL above 0 are refused; --allow-debug and --max-vmpl loosen
+that and should stay off for real secrets. An existing workload id is refused unless
+--replace is given (a replacement keeps the stored passphrase when none is given).
+
+A krun-dialect guest fetches the passphrase from /kbs/v0/key/ID; a Trustee-dialect guest
+from /kbs/v0/resource/default/ID/passphrase.`,
+		Example: `  sealroot register --broker http://127.0.0.1:8000 --admin-token-file admin-token \
+      --workload-id myapp --tee snp --measurement "$(cat measurement.hex)" --passphrase-file pass.txt
+  sealroot register --broker https://kbs.example:8443 --admin-token-file admin-token \
+      --workload-id myapp --tee snp --measurement 6a65…e73e --min-tcb bl=3,tee=0,snp=8,ucode=115 \
+      --host-data 00ff… --replace --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if id == "" || tee == "" {
+				return usageError("--workload-id and --tee are required")
+			}
+			doc, err := pf.policy(tee)
+			if err != nil {
+				return err
+			}
+			reg := broker.AdminRegistration{WorkloadID: id, TEE: tee, Policy: doc, TEEConfig: teeConfig, Replace: replace}
+			if passFile != "" {
+				pass, err := readPassphraseFile(passFile)
+				if err != nil {
+					return err
+				}
+				reg.Passphrase = &pass
+			}
+			cl, err := af.client()
+			if err != nil {
+				return err
+			}
+			w, err := cl.Register(cmd.Context(), reg)
+			if errors.Is(err, broker.ErrConflict) {
+				return withStatus(1, fmt.Errorf("workload %q is already registered; add --replace to overwrite it", id))
+			}
+			if err != nil {
+				return adminFailure(err)
+			}
+			return printWorkload(cmd.OutOrStdout(), w, af.asJSON)
+		},
+	}
+	fl := c.Flags()
+	af.register(fl)
+	pf.register(fl)
+	fl.StringVar(&id, "workload-id", "", "workload id (the disk config's workload_id)")
+	fl.StringVar(&tee, "tee", "", "TEE the workload runs in: snp, sim, tdx or cca")
+	fl.StringVar(&passFile, "passphrase-file", "", "file holding the LUKS passphrase (one trailing newline is ignored)")
+	fl.StringVar(&teeConfig, "tee-config", "", "buildah's tee_config JSON to keep with the workload (informational)")
+	fl.BoolVar(&replace, "replace", false, "overwrite an existing workload of this id")
+	rootCmd.AddCommand(c)
+
+	workloadsCmd := &cobra.Command{
+		Use:   "workloads",
+		Short: "List, show, change and delete the workloads of a broker",
+		Example: `  sealroot workloads list --broker http://127.0.0.1:8000 --admin-token-file admin-token
+  sealroot workloads show myapp --broker http://127.0.0.1:8000 --admin-token-file admin-token --json
+  sealroot workloads delete myapp --broker http://127.0.0.1:8000 --admin-token-file admin-token`,
+	}
+	var wf adminFlags
+	wf.register(workloadsCmd.PersistentFlags())
+	rootCmd.AddCommand(workloadsCmd)
+
+	workloadsCmd.AddCommand(&cobra.Command{
+		Use:     "list",
+		Short:   "List the registered workloads",
+		Example: `  sealroot workloads list --broker http://127.0.0.1:8000 --admin-token-file admin-token`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := wf.client()
+			if err != nil {
+				return err
+			}
+			list, err := cl.List(cmd.Context())
+			if err != nil {
+				return adminFailure(err)
+			}
+			if wf.asJSON {
+				return writeJSONOut(cmd.OutOrStdout(), list)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "WORKLOAD\tTEE\tPASSPHRASE\tMEASUREMENTS\tORIGIN\tUPDATED")
+			for _, w := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", w.WorkloadID, w.TEE, yesNo(w.HasPassphrase),
+					shortList(w.Policy.Measurements), w.Origin, w.UpdatedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	})
+	workloadsCmd.AddCommand(&cobra.Command{
+		Use:     "show ID",
+		Short:   "Show one workload: policy, passphrase presence, resources",
+		Example: `  sealroot workloads show myapp --broker http://127.0.0.1:8000 --admin-token-file admin-token`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := wf.client()
+			if err != nil {
+				return err
+			}
+			w, err := cl.Show(cmd.Context(), args[0])
+			if err != nil {
+				return adminFailure(err)
+			}
+			return printWorkload(cmd.OutOrStdout(), w, wf.asJSON)
+		},
+	})
+	workloadsCmd.AddCommand(&cobra.Command{
+		Use:     "delete ID",
+		Short:   "Delete a workload with its passphrase and resources",
+		Example: `  sealroot workloads delete myapp --broker http://127.0.0.1:8000 --admin-token-file admin-token`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := wf.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.Delete(cmd.Context(), args[0]); err != nil {
+				return adminFailure(err)
+			}
+			if wf.asJSON {
+				return writeJSONOut(cmd.OutOrStdout(), map[string]any{"workload_id": args[0], "deleted": true})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted workload %s\n", args[0])
+			return nil
+		},
+	})
+
+	var spf policyFlagValues
+	setPolicy := &cobra.Command{
+		Use:   "set-policy ID --measurement HEX [policy flags]",
+		Short: "Replace a workload's policy",
+		Example: `  sealroot workloads set-policy myapp --measurement 6a65…e73e --min-tcb bl=3,tee=0,snp=8,ucode=115 \
+      --broker http://127.0.0.1:8000 --admin-token-file admin-token`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := wf.client()
+			if err != nil {
+				return err
+			}
+			cur, err := cl.Show(cmd.Context(), args[0])
+			if err != nil {
+				return adminFailure(err)
+			}
+			doc, err := spf.policy(cur.TEE)
+			if err != nil {
+				return err
+			}
+			w, err := cl.SetPolicy(cmd.Context(), args[0], doc)
+			if err != nil {
+				return adminFailure(err)
+			}
+			return printWorkload(cmd.OutOrStdout(), w, wf.asJSON)
+		},
+	}
+	spf.register(setPolicy.Flags())
+	workloadsCmd.AddCommand(setPolicy)
+
+	var newPass string
+	setPass := &cobra.Command{
+		Use:   "set-passphrase ID --passphrase-file FILE",
+		Short: "Replace a workload's LUKS passphrase (after changing it on the disk)",
+		Example: `  sealroot workloads set-passphrase myapp --passphrase-file new-pass.txt \
+      --broker http://127.0.0.1:8000 --admin-token-file admin-token`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if newPass == "" {
+				return usageError("--passphrase-file is required")
+			}
+			pass, err := readPassphraseFile(newPass)
+			if err != nil {
+				return err
+			}
+			cl, err := wf.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.SetPassphrase(cmd.Context(), args[0], pass); err != nil {
+				return adminFailure(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "passphrase of workload %s replaced\n", args[0])
+			return nil
+		},
+	}
+	setPass.Flags().StringVar(&newPass, "passphrase-file", "", "file holding the new passphrase")
+	workloadsCmd.AddCommand(setPass)
+
+	var resFile string
+	putRes := &cobra.Command{
+		Use:   "put-resource ID REPO/TYPE/TAG --file FILE",
+		Short: "Store a secret a Trustee-dialect guest of the workload can fetch",
+		Example: `  sealroot workloads put-resource myapp default/key/1 --file key.bin \
+      --broker http://127.0.0.1:8000 --admin-token-file admin-token`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if resFile == "" {
+				return usageError("--file is required")
+			}
+			b, err := os.ReadFile(resFile)
+			if err != nil {
+				return withStatus(1, fmt.Errorf("reading --file: %w", err))
+			}
+			cl, err := wf.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.PutResource(cmd.Context(), args[0], args[1], b); err != nil {
+				return adminFailure(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "stored resource %s of workload %s (%d bytes)\n", args[1], args[0], len(b))
+			return nil
+		},
+	}
+	putRes.Flags().StringVar(&resFile, "file", "", "file holding the resource value (at most 64 KiB)")
+	workloadsCmd.AddCommand(putRes)
+	workloadsCmd.AddCommand(&cobra.Command{
+		Use:   "delete-resource ID REPO/TYPE/TAG",
+		Short: "Delete a resource of a workload",
+		Example: `  sealroot workloads delete-resource myapp default/key/1 \
+      --broker http://127.0.0.1:8000 --admin-token-file admin-token`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := wf.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.DeleteResource(cmd.Context(), args[0], args[1]); err != nil {
+				return adminFailure(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted resource %s of workload %s\n", args[1], args[0])
+			return nil
+		},
+	})
+}
+
+func printWorkload(out io.Writer, w *broker.AdminWorkload, asJSON bool) error {
+	if asJSON {
+		return writeJSONOut(out, w)
+	}
+	fmt.Fprintf(out, "workload:      %s\n", w.WorkloadID)
+	fmt.Fprintf(out, "tee:           %s\n", w.TEE)
+	fmt.Fprintf(out, "passphrase:    %s (Trustee resource %s)\n", yesNo(w.HasPassphrase), w.PassphraseResource)
+	for i, m := range w.Policy.Measurements {
+		label := "measurement:  "
+		if i > 0 {
+			label = "              "
+		}
+		fmt.Fprintf(out, "%s %s\n", label, m)
+	}
+	if w.Policy.HostData != "" {
+		fmt.Fprintf(out, "host data:     %s\n", w.Policy.HostData)
+	}
+	if w.Policy.MinTCB != "" {
+		fmt.Fprintf(out, "minimum tcb:   %s\n", w.Policy.MinTCB)
+	}
+	fmt.Fprintf(out, "debug allowed: %s\n", yesNo(w.Policy.AllowDebug))
+	fmt.Fprintf(out, "max vmpl:      %d\n", w.Policy.MaxVMPL)
+	fmt.Fprintf(out, "origin:        %s\n", w.Origin)
+	fmt.Fprintf(out, "created:       %s\n", w.CreatedAt.Format(time.RFC3339))
+	fmt.Fprintf(out, "updated:       %s\n", w.UpdatedAt.Format(time.RFC3339))
+	for _, r := range w.Resources {
+		fmt.Fprintf(out, "resource:      %s (%d bytes, %s)\n", r.Path, r.Size, r.UpdatedAt.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func writeJSONOut(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func shortList(ms []string) string {
+	if len(ms) == 0 {
+		return "-"
+	}
+	s := ms[0]
+	if len(s) > 16 {
+		s = s[:16] + "…"
+	}
+	if len(ms) > 1 {
+		s += fmt.Sprintf(" (+%d)", len(ms)-1)
+	}
+	return s
+}

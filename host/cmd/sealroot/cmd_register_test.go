@@ -1,0 +1,186 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/sealroot/sealroot/host/broker"
+	"github.com/sealroot/sealroot/host/broker/kek"
+	"github.com/sealroot/sealroot/host/broker/store"
+)
+
+// runAdminCLI runs sealroot with args after resetting the flags of the
+// command it names (cobra keeps values between runs in one process).
+func runAdminCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	c, _, err := rootCmd.Find(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset := func(fs *pflag.FlagSet) {
+		fs.VisitAll(func(f *pflag.Flag) {
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				sv.Replace(nil)
+			} else {
+				f.Value.Set(f.DefValue)
+			}
+			f.Changed = false
+		})
+	}
+	for p := c; p != nil; p = p.Parent() {
+		reset(p.Flags())
+		reset(p.PersistentFlags())
+	}
+	errFile, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := os.Stderr
+	os.Stderr = errFile
+	var stdout strings.Builder
+	rootCmd.SetOut(&stdout)
+	code := run(args)
+	rootCmd.SetOut(nil)
+	os.Stderr = saved
+	errFile.Close()
+	b, _ := os.ReadFile(errFile.Name())
+	return code, stdout.String(), string(b)
+}
+
+// testAdminBroker serves a broker with an admin token on loopback.
+func testAdminBroker(t *testing.T) (url, tokenFile string) {
+	t.Helper()
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "broker.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	k, _, err := kek.LoadOrCreate(filepath.Join(t.TempDir(), "kek"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	const token = "cli-admin-token-0123456789"
+	srv, err := broker.New(broker.Config{Store: st, KEK: k, TokenKey: tk, AdminToken: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	tokenFile = filepath.Join(t.TempDir(), "admin-token")
+	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
+	return hs.URL, tokenFile
+}
+
+func TestRegisterAndWorkloadsCLI(t *testing.T) {
+	url, tok := testAdminBroker(t)
+	dir := t.TempDir()
+	passFile := filepath.Join(dir, "pass")
+	const pass = "0123456789abcdef0123456789abcdef"
+	os.WriteFile(passFile, []byte(pass+"\n"), 0o600)
+	m := hex.EncodeToString(make([]byte, 48))
+	conn := []string{"--broker", url, "--admin-token-file", tok}
+
+	code, out, errOut := runAdminCLI(t, append([]string{"register", "--workload-id", "cli-wl", "--tee", "snp",
+		"--measurement", m, "--passphrase-file", passFile, "--min-tcb", "bl=1,tee=0,snp=2,ucode=3", "--json"}, conn...)...)
+	if code != 0 {
+		t.Fatalf("register: %d %s", code, errOut)
+	}
+	var w broker.AdminWorkload
+	if err := json.Unmarshal([]byte(out), &w); err != nil || w.WorkloadID != "cli-wl" || !w.HasPassphrase || w.Policy.MinTCB != "bl=1,tee=0,snp=2,ucode=3" {
+		t.Fatalf("register output %s", out)
+	}
+	if strings.Contains(out+errOut, pass) {
+		t.Fatal("passphrase printed")
+	}
+	// Again: refused with exit 1 and a hint.
+	code, _, errOut = runAdminCLI(t, append([]string{"register", "--workload-id", "cli-wl", "--tee", "snp", "--measurement", m}, conn...)...)
+	if code != 1 || !strings.Contains(errOut, "--replace") {
+		t.Fatalf("duplicate register: %d %s", code, errOut)
+	}
+	// Usage errors exit 2.
+	for _, args := range [][]string{
+		{"register", "--workload-id", "x", "--tee", "snp"},
+		{"register", "--workload-id", "x", "--tee", "snp", "--measurement", "zz"},
+		{"register", "--workload-id", "x", "--tee", "snp", "--measurement", m, "--max-vmpl", "7"},
+		{"register", "--workload-id", "x", "--tee", "quantum", "--measurement", m},
+	} {
+		if code, _, errOut := runAdminCLI(t, append(args, conn...)...); code != 2 {
+			t.Errorf("%v: exit %d (%s), want 2", args, code, errOut)
+		}
+	}
+	if code, _, _ := runAdminCLI(t, "workloads", "list", "--broker", url); code != 2 {
+		t.Error("list without a token file is not a usage error")
+	}
+
+	code, out, errOut = runAdminCLI(t, append([]string{"workloads", "list"}, conn...)...)
+	if code != 0 || !strings.Contains(out, "cli-wl") || !strings.Contains(out, "WORKLOAD") {
+		t.Fatalf("list: %d %s %s", code, out, errOut)
+	}
+	code, out, _ = runAdminCLI(t, append([]string{"workloads", "show", "cli-wl"}, conn...)...)
+	if code != 0 || !strings.Contains(out, "default/cli-wl/passphrase") {
+		t.Fatalf("show: %d %s", code, out)
+	}
+	resFile := filepath.Join(dir, "res")
+	os.WriteFile(resFile, []byte("resource value"), 0o600)
+	if code, _, errOut := runAdminCLI(t, append([]string{"workloads", "put-resource", "cli-wl", "default/key/1", "--file", resFile}, conn...)...); code != 0 {
+		t.Fatalf("put-resource: %s", errOut)
+	}
+	m2 := hex.EncodeToString(append(make([]byte, 47), 1))
+	if code, out, errOut := runAdminCLI(t, append([]string{"workloads", "set-policy", "cli-wl", "--measurement", m2, "--json"}, conn...)...); code != 0 || !strings.Contains(out, m2) || !strings.Contains(out, "default/key/1") {
+		t.Fatalf("set-policy: %d %s %s", code, out, errOut)
+	}
+	if code, _, errOut := runAdminCLI(t, append([]string{"workloads", "set-passphrase", "cli-wl", "--passphrase-file", passFile}, conn...)...); code != 0 {
+		t.Fatalf("set-passphrase: %s", errOut)
+	}
+	if code, _, _ := runAdminCLI(t, append([]string{"workloads", "delete-resource", "cli-wl", "default/key/1"}, conn...)...); code != 0 {
+		t.Fatal("delete-resource")
+	}
+	if code, out, _ := runAdminCLI(t, append([]string{"workloads", "delete", "cli-wl", "--json"}, conn...)...); code != 0 || !strings.Contains(out, `"deleted": true`) {
+		t.Fatalf("delete: %d %s", code, out)
+	}
+	code, _, errOut = runAdminCLI(t, append([]string{"workloads", "show", "cli-wl"}, conn...)...)
+	if code != 1 || !strings.Contains(errOut, "404") {
+		t.Fatalf("show deleted: %d %s", code, errOut)
+	}
+	// A wrong token says what to check.
+	bad := filepath.Join(dir, "bad-token")
+	os.WriteFile(bad, []byte("not-the-token-0123456789"), 0o600)
+	code, _, errOut = runAdminCLI(t, "workloads", "list", "--broker", url, "--admin-token-file", bad)
+	if code != 1 || !strings.Contains(errOut, "401") || !strings.Contains(errOut, "--admin-token-file") {
+		t.Fatalf("wrong token: %d %s", code, errOut)
+	}
+}
+
+func TestBrokerCLIUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"broker"},
+		{"broker", "--state", t.TempDir(), "--registration", "sometimes"},
+		{"broker", "--state", t.TempDir(), "--registration", "token"},
+		{"broker", "--config", filepath.Join(t.TempDir(), "missing.yaml")},
+	} {
+		if code, _, errOut := runAdminCLI(t, args...); code != 2 {
+			t.Errorf("%v: exit %d (%s), want 2", args, code, errOut)
+		}
+	}
+}
+
+func TestBrokerHelpHasExamples(t *testing.T) {
+	for _, args := range [][]string{{"broker"}, {"register"}, {"workloads"}, {"workloads", "list"}, {"workloads", "show"},
+		{"workloads", "delete"}, {"workloads", "set-policy"}, {"workloads", "set-passphrase"}, {"workloads", "put-resource"}, {"workloads", "delete-resource"}} {
+		c, _, err := rootCmd.Find(args)
+		if err != nil || c.Example == "" {
+			t.Errorf("%v: no example (%v)", args, err)
+		}
+	}
+}
