@@ -270,3 +270,21 @@ func FuzzParseCertTable(f *testing.F) {
 		}
 	})
 }
+
+func TestProductLineFromCPUID(t *testing.T) {
+	tests := []struct {
+		family, model byte
+		want          string
+	}{
+		{0x19, 0x01, "Milan"}, {0x19, 0x0F, "Milan"},
+		{0x19, 0x11, "Genoa"}, {0x19, 0xA0, "Genoa"}, {0x19, 0xAF, "Genoa"},
+		{0x19, 0x21, ""}, {0x19, 0xB0, ""},
+		{0x1A, 0x02, "Turin"}, {0x1A, 0x11, "Turin"}, {0x1A, 0x12, ""},
+		{0x17, 0x31, ""}, // Rome: SEV-ES, no SNP reports
+	}
+	for _, tt := range tests {
+		if got := ProductLineFromCPUID(tt.family, tt.model); got != tt.want {
+			t.Errorf("ProductLineFromCPUID(%#x, %#x) = %q, want %q", tt.family, tt.model, got, tt.want)
+		}
+	}
+}

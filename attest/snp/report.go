@@ -9,7 +9,6 @@ import (
 	"math/big"
 
 	"github.com/google/go-sev-guest/abi"
-	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 
 	"github.com/sealroot/sealroot/attest"
@@ -83,12 +82,26 @@ func peekHeader(raw []byte) header {
 
 // productLineFromFMS maps CPUID family/model/stepping to "Milan", "Genoa"
 // or "Turin", or "" for anything else.
-func productLineFromFMS(family, model, stepping byte) string {
-	line := kds.ProductLineFromFms(abi.FmsToCpuid1Eax(family, model, stepping))
-	if line == "Unknown" {
-		return ""
+func productLineFromFMS(family, model, _ byte) string {
+	return ProductLineFromCPUID(family, model)
+}
+
+// ProductLineFromCPUID returns the SNP product line (the name AMD's KDS
+// uses) of a CPU family and model: Milan is family 19h models 00h-0Fh;
+// Genoa is family 19h models 10h-1Fh and A0h-AFh (Bergamo and Siena are
+// Genoa to KDS); Turin is family 1Ah models 00h-11h. Anything else gives "".
+// go-sev-guest v0.15.0 knows a single model per product line (it calls a
+// real Genoa part of model A0h "Unknown"), hence this table.
+func ProductLineFromCPUID(family, model byte) string {
+	switch {
+	case family == 0x19 && model <= 0x0F:
+		return "Milan"
+	case family == 0x19 && (model >= 0x10 && model <= 0x1F || model >= 0xA0 && model <= 0xAF):
+		return "Genoa"
+	case family == 0x1A && model <= 0x11:
+		return "Turin"
 	}
-	return line
+	return ""
 }
 
 // ParseReport parses a raw SNP report strictly: exactly ReportSize bytes,

@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
+	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	"github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
@@ -183,9 +184,16 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 		} else {
 			att.CertificateChain.VcekCert = end.der
 		}
+		trusted := map[string][]*trust.AMDRootCerts{line: roots}
+		if fms := report.GetCpuid1EaxFms(); fms != 0 {
+			// go-sev-guest files reports of CPU models it does not know
+			// (a Genoa of model A0h) under "Unknown"; step 4 has already
+			// tied this one to line.
+			trusted[kds.ProductLineFromFms(fms)] = roots
+		}
 		vopts := &verify.Options{
 			DisableCertFetching: true,
-			TrustedRoots:        map[string][]*trust.AMDRootCerts{line: roots},
+			TrustedRoots:        trusted,
 			Now:                 v.o.Now(),
 		}
 		if err := verify.SnpAttestationContext(ctx, att, vopts); err != nil {
