@@ -57,7 +57,7 @@ func needMatrix(t *testing.T) *testdisks.Manifest {
 	return matrix
 }
 
-func cryptsetupPath(t *testing.T) string {
+func cryptsetupPath(t testing.TB) string {
 	t.Helper()
 	for _, p := range []string{"cryptsetup", "/usr/sbin/cryptsetup", "/sbin/cryptsetup"} {
 		if q, err := exec.LookPath(p); err == nil {

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealroot/sealroot/cryptsetup"
+	"github.com/sealroot/sealroot/init/config"
+)
+
+// `sealroot image inspect` and `sealroot image check`: read-only views of a
+// disk image (cryptsetup.Inspect, cryptsetup.Check).
+func init() {
+	var inspectJSON bool
+	inspect := &cobra.Command{
+		Use:   "inspect IMAGE",
+		Short: "Show a disk image's KRUN footer config and LUKS header",
+		Long: `Show what a confidential workload disk holds without unlocking it: the config JSON of the
+KRUN footer (checked as the guest init would), and the LUKS header: version, cipher, key and
+sector size, where the encrypted payload lies, and each keyslot's key derivation with the
+memory it needs to unlock. For an unencrypted image it shows the filesystem instead.
+Works on images made by sealroot, buildah and cryptsetup. Nothing is written.`,
+		Example: `  sealroot image inspect out/disk.img
+  sealroot image inspect --json out/disk.img | jq .luks.keyslots`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			info, err := cryptsetup.Inspect(args[0])
+			if err != nil {
+				return withStatus(1, err)
+			}
+			if inspectJSON {
+				return printLUKSJSON(cmd.OutOrStdout(), info)
+			}
+			printImageInfo(cmd.OutOrStdout(), info)
+			return nil
+		},
+	}
+	inspect.Flags().BoolVar(&inspectJSON, "json", false, "print the description as JSON")
+
+	var (
+		passFile  string
+		keyslots  []int
+		checkJSON bool
+		memLimit  uint64
+	)
+	check := &cobra.Command{
+		Use:   "check IMAGE --passphrase-file FILE",
+		Short: "Check that a passphrase unlocks a disk image and that it holds a filesystem",
+		Long: `Unlock a LUKS disk image in user space (no root, no device-mapper), decrypt the start of its
+payload and confirm the filesystem the guest will mount: its type, size and that it fits
+the payload. It reports which keyslot the passphrase opened and how long the key derivation
+took here (expect several times longer in a TCG guest). Keyslots are tried by priority, as
+the guest does; --key-slot names the ones to try, including "ignore" slots.
+
+The passphrase file is read as is, except that one trailing newline is dropped; "-" reads
+standard input. Nothing is written to the image.`,
+		Example: `  sealroot image check out/disk.img --passphrase-file out/passphrase
+  sealroot image check disk.img --passphrase-file - --key-slot 1 < pass.txt
+  sealroot image check --json disk.img --passphrase-file pass.txt`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pass, err := readLUKSPassphrase(passFile, cmd.InOrStdin())
+			if err != nil {
+				return withStatus(1, err)
+			}
+			defer cryptsetup.Wipe(pass)
+			v, err := cryptsetup.Open(args[0])
+			if err != nil {
+				return withStatus(1, err)
+			}
+			defer v.Close()
+			res, err := v.Check(pass, cryptsetup.UnlockOptions{Keyslots: keyslots, MemoryLimitKiB: memLimit})
+			if err != nil {
+				return withStatus(1, err)
+			}
+			if checkJSON {
+				return printLUKSJSON(cmd.OutOrStdout(), res)
+			}
+			printImageCheck(cmd.OutOrStdout(), res)
+			return nil
+		},
+	}
+	check.Flags().StringVar(&passFile, "passphrase-file", "", `file holding the passphrase ("-" for standard input)`)
+	check.Flags().IntSliceVar(&keyslots, "key-slot", nil, "try only these keyslots, in this order (repeatable)")
+	check.Flags().BoolVar(&checkJSON, "json", false, "print the result as JSON")
+	check.Flags().Uint64Var(&memLimit, "memory-limit-kib", 0, "refuse argon2 keyslots needing more memory than this (default: MemAvailable)")
+	check.MarkFlagRequired("passphrase-file")
+
+	imageCmd.AddCommand(inspect, check)
+}
+
+// readLUKSPassphrase reads a passphrase, dropping one trailing newline.
+func readLUKSPassphrase(path string, stdin io.Reader) ([]byte, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(io.LimitReader(stdin, 1<<20))
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the passphrase: %w", err)
+	}
+	n := len(b)
+	if n > 0 && b[n-1] == '\n' {
+		n--
+		if n > 0 && b[n-1] == '\r' {
+			n--
+		}
+	}
+	cryptsetup.Wipe(b[n:])
+	if n == 0 {
+		return nil, fmt.Errorf("the passphrase file %s is empty", path)
+	}
+	return b[:n], nil
+}
+
+func printLUKSJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return withStatus(1, err)
+	}
+	return nil
+}
+
+func kibToMiB(kib uint32) string { return fmt.Sprintf("%d MiB", (kib+1023)/1024) }
+
+func printImageInfo(out io.Writer, info *cryptsetup.Info) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+	fmt.Fprintf(w, "image:\t%s (%d bytes)\n", info.Path, info.Size)
+	switch f := info.Footer; {
+	case f == nil:
+		fmt.Fprintf(w, "footer:\tnone\n")
+	case f.Error != "":
+		fmt.Fprintf(w, "footer:\tdamaged: %s\n", f.Error)
+	default:
+		fmt.Fprintf(w, "footer:\tconfig of %d bytes at offset %d\n", f.Length, f.Offset)
+		c, err := config.Parse(f.Config)
+		if err != nil {
+			fmt.Fprintf(w, "config:\tinvalid: %v\n", err)
+			var compact bytes.Buffer
+			if json.Compact(&compact, f.Config) == nil {
+				fmt.Fprintf(w, "\t%s\n", compact.String())
+			}
+			break
+		}
+		fmt.Fprintf(w, "config:\ttee=%s workload_id=%s cpus=%d ram_mib=%d\n", c.TEE, c.WorkloadID, c.CPUs, c.RAMMiB)
+		if c.TEEData != "" {
+			fmt.Fprintf(w, "\ttee_data=%s\n", c.TEEData)
+		}
+		if c.AttestationURL != "" {
+			fmt.Fprintf(w, "\tattestation_url=%s (%s dialect)\n", c.AttestationURL, c.Dialect())
+		}
+	}
+	if !info.Encrypted {
+		if fs := info.Filesystem; fs != nil {
+			fmt.Fprintf(w, "payload:\tunencrypted %s, %d bytes (filesystem %d bytes)\n", fs.Type, info.PayloadSize, fs.Size)
+		} else {
+			fmt.Fprintf(w, "payload:\tnot LUKS and no known filesystem\n")
+		}
+		return
+	}
+	h := info.LUKS
+	fmt.Fprintf(w, "encryption:\tLUKS%d, %s, %d-bit key, %d-byte sectors\n", h.Version, h.Cipher, h.KeyBits, h.SectorSize)
+	fmt.Fprintf(w, "uuid:\t%s\n", h.UUID)
+	if h.Label != "" || h.Subsystem != "" {
+		fmt.Fprintf(w, "label:\t%q subsystem %q\n", h.Label, h.Subsystem)
+	}
+	if info.PayloadError != "" {
+		fmt.Fprintf(w, "payload:\tERROR: %s\n", info.PayloadError)
+	} else {
+		extent := "to the end of the device"
+		if h.PayloadSize > 0 {
+			extent = "fixed size"
+		}
+		fmt.Fprintf(w, "payload:\t%d bytes at offset %d (%s)\n", info.PayloadSize, info.PayloadOffset, extent)
+	}
+	if len(h.Flags) > 0 {
+		fmt.Fprintf(w, "flags:\t%s\n", strings.Join(h.Flags, ", "))
+	}
+	if len(h.Requirements) > 0 {
+		fmt.Fprintf(w, "requirements:\t%s\n", strings.Join(h.Requirements, ", "))
+	}
+	if mods, err := cryptsetup.KernelModules(h.Cipher); err == nil {
+		fmt.Fprintf(w, "kernel modules:\t%s\n", strings.Join(mods, " "))
+	}
+	for _, ks := range h.Keyslots {
+		line := fmt.Sprintf("%s, priority %s", ks.KDF, ks.Priority)
+		if ks.Type != "luks1" && ks.Type != "luks2" {
+			line = fmt.Sprintf("%s keyslot (holds no passphrase)", ks.Type)
+		} else if ks.KDF.Type == cryptsetup.KDFArgon2i || ks.KDF.Type == cryptsetup.KDFArgon2id {
+			line += ", needs " + kibToMiB(ks.KDF.MemoryKiB) + " to unlock"
+		}
+		fmt.Fprintf(w, "keyslot %d:\t%s\n", ks.ID, line)
+	}
+	if info.Unusable != "" {
+		fmt.Fprintf(w, "unusable:\t%s\n", info.Unusable)
+	}
+	for _, warn := range h.Warnings {
+		fmt.Fprintf(w, "warning:\t%s\n", warn)
+	}
+}
+
+func printImageCheck(out io.Writer, r *cryptsetup.CheckResult) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+	fmt.Fprintf(w, "image:\t%s\n", r.Path)
+	fmt.Fprintf(w, "unlocked:\tkeyslot %d (%s) in %v\n", r.Keyslot, r.KDF, r.KDFTime.Round(time.Millisecond))
+	fmt.Fprintf(w, "payload:\tLUKS%d %s, %d-bit key, %d-byte sectors, %d bytes at offset %d\n",
+		r.LUKSVersion, r.Cipher, r.KeyBits, r.SectorSize, r.PayloadSize, r.PayloadOffset)
+	fs := r.Filesystem
+	line := fmt.Sprintf("%s, %d bytes", fs.Type, fs.Size)
+	if fs.Label != "" {
+		line += fmt.Sprintf(", label %q", fs.Label)
+	}
+	if fs.UUID != "" {
+		line += ", UUID " + fs.UUID
+	}
+	fmt.Fprintf(w, "filesystem:\t%s\n", line)
+	fmt.Fprintf(w, "result:\tOK\n")
+}
