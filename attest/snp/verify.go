@@ -144,7 +144,8 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 	if err != nil {
 		return nil, err
 	}
-	if err := chainTo(roots, cert, end.key, v.o.Now()); err != nil {
+	now := v.o.Now()
+	if err := chainTo(roots, cert, end.key, now); err != nil {
 		return nil, fmt.Errorf("snp: %v certificate does not chain to a trusted %s root: %w", end.key, line, err)
 	}
 
@@ -167,8 +168,12 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 		return nil, fmt.Errorf("snp: malformed report: %w", err)
 	}
 	if h.version >= abi.ReportVersion3 && h.fmsLine != line {
-		return nil, fmt.Errorf("snp: report CPUID %02x/%02x/%02x names product %q but the %v is %s's",
-			raw[offCPUIDFMS], raw[offCPUIDFMS+1], raw[offCPUIDFMS+2], h.fmsLine, end.key, line)
+		named := "no SNP product"
+		if h.fmsLine != "" {
+			named = fmt.Sprintf("product %q", h.fmsLine)
+		}
+		return nil, fmt.Errorf("snp: report CPUID family/model/stepping %02x/%02x/%02x names %s but the %v is %s's",
+			raw[offCPUIDFMS], raw[offCPUIDFMS+1], raw[offCPUIDFMS+2], named, end.key, line)
 	}
 	if h.signer != end.key {
 		return nil, fmt.Errorf("snp: report names signing key %v but carries a %v", h.signer, end.key)
@@ -194,7 +199,7 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 		vopts := &verify.Options{
 			DisableCertFetching: true,
 			TrustedRoots:        trusted,
-			Now:                 v.o.Now(),
+			Now:                 now,
 		}
 		if err := verify.SnpAttestationContext(ctx, att, vopts); err != nil {
 			return nil, fmt.Errorf("snp: %v certificate or report rejected by go-sev-guest: %w", end.key, err)
