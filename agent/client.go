@@ -108,7 +108,10 @@ func badTLS(err error) bool {
 		ale tls.AlertError
 	)
 	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) ||
-		errors.As(err, &rh) || errors.As(err, &ale)
+		errors.As(err, &rh) || errors.As(err, &ale) ||
+		// net/http replaces the tls.RecordHeaderError of a plain-HTTP
+		// server with an error of its own that has no type.
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 // transportErr strips the URL that net/http wraps around transport errors:

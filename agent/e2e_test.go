@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,14 +193,42 @@ func (b *testBroker) restart() {
 
 func (b *testBroker) url() string { return "http://" + b.addr }
 
-// register creates a workload the way buildah does.
-func register(t *testing.T, baseURL, id string, m [48]byte) {
+func newBoltStore(t *testing.T) store.Store {
 	t.Helper()
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "broker.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// registration is buildah's registration body for workload id with launch
+// measurement m.
+func registration(id string, m [48]byte) []byte {
 	body, _ := json.Marshal(broker.Registration{
 		WorkloadID: id, LaunchMeasurement: hex.EncodeToString(m[:]), Passphrase: passphrase,
 		TEEConfig: `{"flags":{"bits":15},"minfw":{"major":0,"minor":0}}`,
 	})
-	resp, err := http.Post(baseURL+"/kbs/v0/register_workload", "application/json", bytes.NewReader(body))
+	return body
+}
+
+// registerIn registers a workload by calling the broker's handler directly.
+func registerIn(t *testing.T, h http.Handler, id string, m [48]byte) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/kbs/v0/register_workload", bytes.NewReader(registration(id, m)))
+	req.Header.Set("Content-Type", "application/json")
+	h.ServeHTTP(rec, req)
+	if rec.Code/100 != 2 {
+		t.Fatalf("register %s: HTTP %d: %s", id, rec.Code, rec.Body)
+	}
+}
+
+// register creates a workload the way buildah does, over HTTP.
+func register(t *testing.T, baseURL, id string, m [48]byte) {
+	t.Helper()
+	resp, err := http.Post(baseURL+"/kbs/v0/register_workload", "application/json", bytes.NewReader(registration(id, m)))
 	if err != nil {
 		t.Fatalf("register: %v", err)
 	}
@@ -593,6 +622,92 @@ func TestFinalFailuresStopAtOnce(t *testing.T) {
 			if !strings.Contains(err.Error(), "injected fault") {
 				t.Fatalf("error %q does not carry the broker's text", err)
 			}
+		})
+	}
+}
+
+// TestBrokerAnomalies: replies no honest broker sends end the exchange with
+// a final error naming the step.
+func TestBrokerAnomalies(t *testing.T) {
+	cases := []struct {
+		name    string
+		dialect string
+		wrap    func(h http.Handler) http.Handler
+		step    string
+		wantErr string
+	}{
+		{"secret that does not decrypt (krun)", "", rewrite("secret", func(w http.ResponseWriter) {
+			w.Write([]byte(`"00ff"`))
+		}), StepDecrypt, "ciphertext is 2 bytes"},
+		{"secret that does not decrypt (trustee)", "trustee", rewrite("secret", func(w http.ResponseWriter) {
+			w.Write([]byte(`{"protected":"e30","encrypted_key":"","iv":"AAAAAAAAAAAAAAAA","ciphertext":"","tag":"AAAAAAAAAAAAAAAAAAAAAA"}`))
+		}), StepDecrypt, "jwe"},
+		{"redirect", "", rewrite("/kbs/v0/auth", func(w http.ResponseWriter) {
+			w.Header().Set("Location", "http://198.51.100.7/kbs/v0/auth")
+			w.WriteHeader(http.StatusTemporaryRedirect)
+		}), StepAuth, "redirects to"},
+		{"huge reply", "", rewrite("/kbs/v0/auth", func(w http.ResponseWriter) {
+			w.Write(bytes.Repeat([]byte("x"), maxResponse+10))
+		}), StepAuth, "exceeds"},
+		{"no cookie (krun)", "", func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r)
+				w.WriteHeader(rec.Code)
+				w.Write(rec.Body.Bytes())
+			})
+		}, StepAuth, "no session_id cookie"},
+		{"no cookie (trustee)", "trustee", func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r)
+				w.WriteHeader(rec.Code)
+				w.Write(rec.Body.Bytes())
+			})
+		}, StepAuth, "no kbs-session-id cookie"},
+		{"challenge that is not JSON", "", rewrite("/kbs/v0/auth", func(w http.ResponseWriter) {
+			w.Write([]byte("<html>captive portal</html>"))
+		}), StepAuth, "not a JSON object"},
+		{"hash the agent did not offer", "trustee", rewrite("/kbs/v0/auth", func(w http.ResponseWriter) {
+			http.SetCookie(w, &http.Cookie{Name: "kbs-session-id", Value: "0123456789abcdef0123456789abcdef"})
+			w.Write([]byte(`{"nonce":"AAAA","extra-params":{"selected-hash-algorithm":"sm3"}}`))
+		}), StepAuth, `"sm3"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := newTestBroker(t, c.wrap)
+			register(t, b.url(), "wl-1", measurement)
+			logs := &logBuffer{}
+			o := testOptions(testConfig("wl-1", b.url(), c.dialect, "20s"), simAttester(t, measurement), logs)
+			slept := 0
+			o.Sleep = func(context.Context, time.Duration) error { slept++; return nil }
+			_, err := FetchPassphrase(context.Background(), o)
+			checkNoSecret(t, err, logs)
+			var ae *Error
+			if !errors.As(err, &ae) || ae.Step != c.step || ae.Retryable() || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("error = %v, want a final %s failure containing %q", err, c.step, c.wantErr)
+			}
+			if slept != 0 {
+				t.Fatalf("retried %d times", slept)
+			}
+		})
+	}
+}
+
+// rewrite answers requests to path ("secret" for key and resource
+// requests) with reply instead of the broker.
+func rewrite(path string, reply func(w http.ResponseWriter)) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p := r.URL.Path
+			if strings.HasPrefix(p, "/kbs/v0/key/") || strings.HasPrefix(p, "/kbs/v0/resource/") {
+				p = "secret"
+			}
+			if p == path {
+				reply(w)
+				return
+			}
+			h.ServeHTTP(w, r)
 		})
 	}
 }
