@@ -18,9 +18,9 @@ import (
 	"github.com/sealroot/sealroot/attest"
 )
 
-// genoaEvidence is real Trustee-dialect evidence from Genoa hardware, kept in
-// the shared test data beside the clone (see shared/testdata/README.md).
-const genoaEvidence = "../../../shared/testdata/trustee-snp-genoa-evidence.json"
+// genoaEvidence is real Trustee-dialect evidence from Genoa hardware (see
+// testdata/README.md for its source and licence).
+const genoaEvidence = "testdata/trustee-snp-genoa-evidence.json"
 
 const genoaMeasurement = "6a6519d757e68c2e939c9dbbbc1828498e8de35d2766dd05f1a2cca5059d0cf4ae62a36d75c837974dd50b315506e73e"
 
@@ -28,7 +28,7 @@ func readGenoa(t testing.TB) []byte {
 	t.Helper()
 	b, err := os.ReadFile(genoaEvidence)
 	if err != nil {
-		t.Fatalf("reading the real Genoa evidence (shared/ must sit beside the clone): %v", err)
+		t.Fatalf("reading the real Genoa evidence : %v", err)
 	}
 	return b
 }
