@@ -389,3 +389,60 @@ func TestFormatPlaintextSize(t *testing.T) {
 		t.Error("unknown LUKS2 flag accepted")
 	}
 }
+
+// A LUKS1 volume whose only keyslot was killed has nothing to try.
+func TestNoActiveKeyslot(t *testing.T) {
+	p := formatted(t, 1, fakeExt4(1<<20), cryptsetup.FormatOptions{})
+	patch(t, p, 208, []byte{0, 0, 0xde, 0xad}) // keyslot 0 inactive
+	_, err := cryptsetup.Check(p, testPass)
+	if !errors.Is(err, cryptsetup.ErrNoKeyslot) || !strings.Contains(err.Error(), "no active keyslot") {
+		t.Fatalf("Check = %v", err)
+	}
+}
+
+func TestInspect(t *testing.T) {
+	// An unencrypted image with a footer: the filesystem and the payload
+	// before the footer.
+	dir := t.TempDir()
+	plainImg := filepath.Join(dir, "plain.img")
+	f, _ := os.Create(plainImg)
+	f.Write(fakeExt4(1 << 20))
+	cfg := []byte(`{"tee":"none","tee_data":"","workload_id":"w","cpus":1,"ram_mib":256,"attestation_url":""}`)
+	total, err := cryptsetup.AppendFooter(f, 1<<20, cfg)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cryptsetup.Inspect(plainImg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Encrypted || info.Size != total || info.Filesystem == nil || info.Filesystem.Type != "ext4" ||
+		info.Footer == nil || string(info.Footer.Config) != string(cfg) || info.PayloadSize != total-cryptsetup.FooterSize-int64(len(cfg)) {
+		t.Fatalf("plain image: %+v footer %+v", info, info.Footer)
+	}
+
+	// A buildah-style LUKS1 image: header, payload, footer.
+	img := formatted(t, 1, fakeExt4(1<<20), cryptsetup.FormatOptions{})
+	f, _ = os.OpenFile(img, os.O_RDWR, 0)
+	st, _ := f.Stat()
+	cryptsetup.AppendFooter(f, st.Size(), []byte("{not json"))
+	f.Close()
+	info, err = cryptsetup.Inspect(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := info.LUKS
+	if !info.Encrypted || h.Version != 1 || h.PayloadOffset != cryptsetup.LUKS1PayloadSectors*512 || len(h.Keyslots) != 1 ||
+		h.Keyslots[0].KDF.Iterations != 1000 || info.Footer.Error == "" || info.Unusable != "" {
+		t.Fatalf("LUKS1 image: %+v header %+v footer %+v", info, h, info.Footer)
+	}
+	// LUKS1 maps to the end of the device, footer included.
+	if info.PayloadSize != info.Size-info.PayloadOffset {
+		t.Fatalf("payload size %d, want %d", info.PayloadSize, info.Size-info.PayloadOffset)
+	}
+
+	if _, err := cryptsetup.Inspect(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("Inspect of a missing file succeeded")
+	}
+}

@@ -189,6 +189,9 @@ func (h *Header) orderedSlots(named []int) ([]*Keyslot, error) {
 			}
 		}
 	}
+	if len(h.Keyslots) == 0 {
+		return nil, fmt.Errorf("%w: the volume has no active keyslot", ErrNoKeyslot)
+	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: active keyslots are %s and none has priority normal or prefer (name one to use an ignored keyslot)", ErrNoKeyslot, h.slotList())
 	}
@@ -224,8 +227,10 @@ func (h *Header) usable() error {
 	if err != nil {
 		return fmt.Errorf("data segment: %w", err)
 	}
-	if err := c.checkKeySize(h.KeyBits / 8); err != nil {
-		return fmt.Errorf("data segment: %w", err)
+	if h.KeyBits != 0 { // 0: no keyslot with a digest; orderedSlots says so
+		if err := c.checkKeySize(h.KeyBits / 8); err != nil {
+			return fmt.Errorf("data segment: %w", err)
+		}
 	}
 	switch h.SectorSize {
 	case 512, 1024, 2048, 4096:
