@@ -143,6 +143,8 @@ type dialect interface {
 	open(body []byte) ([]byte, error)
 	// wipe clears the private key as far as Go allows.
 	wipe()
+	// close releases the connections the exchange kept open.
+	close()
 }
 
 // FetchPassphrase runs the broker exchange the config asks for and returns
@@ -155,6 +157,7 @@ func FetchPassphrase(ctx context.Context, o Options) ([]byte, error) {
 		return nil, e
 	}
 	defer d.wipe()
+	defer d.close()
 	o.Logf("agent: %s dialect, broker %s, workload %s, tee %s", d.name(), target, o.Config.WorkloadID, o.Config.TEE)
 	return o.run(ctx, d)
 }
@@ -216,12 +219,14 @@ func (o Options) prepare() (dialect, *Target, *Error) {
 		return nil, nil, finalErr(StepEvidence, 0, fmt.Errorf("attester serves tee %q, the config asks for %q", clip(o.Attester.TEE()), cfg.TEE))
 	}
 	rt := o.Transport
+	var own *http.Transport
 	if rt == nil {
 		if rt, err = NewTransport(target, cfg.CABundle, o.VsockDial); err != nil {
 			return nil, nil, finalErr(StepAuth, 0, err)
 		}
+		own, _ = rt.(*http.Transport)
 	}
-	c := newClient(rt, target.Base, o.AttemptTimeout)
+	c := newClient(rt, target.Base, o.AttemptTimeout, own)
 
 	start := o.Now()
 	switch cfg.Dialect() {

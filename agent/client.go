@@ -27,10 +27,12 @@ type client struct {
 	hc      *http.Client
 	base    *url.URL
 	timeout time.Duration
+	own     *http.Transport // the transport the agent built, closed at the end
 }
 
-func newClient(rt http.RoundTripper, base *url.URL, timeout time.Duration) *client {
+func newClient(rt http.RoundTripper, base *url.URL, timeout time.Duration, own *http.Transport) *client {
 	return &client{
+		own: own,
 		hc: &http.Client{
 			Transport: rt,
 			// A redirect could carry the session cookie to another
@@ -42,6 +44,14 @@ func newClient(rt http.RoundTripper, base *url.URL, timeout time.Duration) *clie
 	}
 }
 
+// close drops the idle connections of a transport the agent built; a
+// caller's Transport is left alone.
+func (c *client) close() {
+	if c.own != nil {
+		c.own.CloseIdleConnections()
+	}
+}
+
 // reply is a successful (2xx) response.
 type reply struct {
 	status  int
@@ -49,15 +59,21 @@ type reply struct {
 	cookies []*http.Cookie
 }
 
-// do sends method path with body (nil for none) and the cookie (nil for
+// do sends method path (escaped, relative to the base URL) with body (nil for none) and the cookie (nil for
 // none). Any non-2xx status or transport error comes back as *Error for
 // step, classified for the retry loop.
 func (c *client) do(ctx context.Context, step, method, path string, body []byte, cookie *http.Cookie) (*reply, *Error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	// path arrives escaped (a workload id may hold characters a path
+	// cannot); keep that escaping on the wire.
 	u := *c.base
-	u.Path = c.base.Path + path
-	u.RawPath = ""
+	u.RawPath = c.base.EscapedPath() + path
+	p, err := url.PathUnescape(u.RawPath)
+	if err != nil {
+		return nil, finalErr(step, 0, fmt.Errorf("request path: %w", err))
+	}
+	u.Path = p
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)

@@ -228,7 +228,9 @@ func registerIn(t *testing.T, h http.Handler, id string, m [48]byte) {
 // register creates a workload the way buildah does, over HTTP.
 func register(t *testing.T, baseURL, id string, m [48]byte) {
 	t.Helper()
-	resp, err := http.Post(baseURL+"/kbs/v0/register_workload", "application/json", bytes.NewReader(registration(id, m)))
+	// No keep-alive: the broker may be restarted between registrations.
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := hc.Post(baseURL+"/kbs/v0/register_workload", "application/json", bytes.NewReader(registration(id, m)))
 	if err != nil {
 		t.Fatalf("register: %v", err)
 	}

@@ -25,6 +25,8 @@ type krun struct {
 	key      *rsa.PrivateKey
 }
 
+func (k *krun) close() { k.c.close() }
+
 func (k *krun) name() string { return kbs.DialectKrun }
 
 func (k *krun) handshake(ctx context.Context) (*http.Cookie, *Error) {

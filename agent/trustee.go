@@ -38,6 +38,8 @@ type trustee struct {
 // spelling.
 var hashAlgorithms = []string{"sha256", "sha384", "sha512"}
 
+func (t *trustee) close() { t.c.close() }
+
 func (t *trustee) name() string { return kbs.DialectTrustee }
 
 func (t *trustee) handshake(ctx context.Context) (*http.Cookie, *Error) {

@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -510,4 +512,31 @@ func TestWipeRSA(t *testing.T) {
 		t.Fatal("private values not zero after wipe")
 	}
 	wipeRSA(nil)
+}
+
+func TestRequestPathEscaping(t *testing.T) {
+	var got []string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.RequestURI)
+		w.Write([]byte(`"00"`))
+	}))
+	defer ts.Close()
+	for _, tt := range []struct{ base, path, want string }{
+		{ts.URL, "/kbs/v0/key/" + url.PathEscape("a b/c?d"), "/kbs/v0/key/a%20b%2Fc%3Fd"},
+		{ts.URL + "/pre%20fix", "/kbs/v0/key/wl-1", "/pre%20fix/kbs/v0/key/wl-1"},
+		{ts.URL + "/x/", "/kbs/v0/resource/default/wl-1/passphrase", "/x/kbs/v0/resource/default/wl-1/passphrase"},
+	} {
+		target, err := ParseTarget(tt.base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newClient(http.DefaultTransport, target.Base, 5*time.Second, nil)
+		got = nil
+		if _, e := c.do(context.Background(), StepKey, http.MethodGet, tt.path, nil, nil); e != nil {
+			t.Fatal(e)
+		}
+		if len(got) != 1 || got[0] != tt.want {
+			t.Fatalf("request to %s%s reached %q, want %q", tt.base, tt.path, got, tt.want)
+		}
+	}
 }
