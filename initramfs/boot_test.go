@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// TestBootQEMU boots the Debian cloud kernel under QEMU (TCG) with an image
-// of each compression whose /init loads every module of modules.order with
+// TestBootQEMU boots the Debian cloud kernel under QEMU (TCG) with a gzip,
+// an xz and a zstd image whose /init loads every module of modules.order with
 // finit_module. It proves the kernel unpacks each compressed form (xz with
 // its CRC32 check, zstd, gzip) and that the computed order loads without a
 // single failure. Each boot takes about 2 s here; it is skipped with -short
@@ -34,7 +34,9 @@ func TestBootQEMU(t *testing.T) {
 	if _, err := os.Stat(kernel); err != nil {
 		t.Skipf("no kernel: %v", err)
 	}
-	for _, method := range []string{CompressNone, CompressGzip, CompressXZ, CompressZstd} {
+	// The uncompressed form is what each of these decompresses to (checked by
+	// TestBuildReproducible); booting it too would only add time.
+	for _, method := range []string{CompressGzip, CompressXZ, CompressZstd} {
 		t.Run(method, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "initrd")
 			res, err := Build(Options{Output: out, Compression: method, InitBinary: tinyInit(t), KernelModules: modules})
