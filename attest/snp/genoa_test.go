@@ -12,10 +12,10 @@ import (
 	"github.com/sealroot/sealroot/attest/trusteesnp"
 )
 
-// Real Genoa hardware evidence (report version 3) in Trustee's form, kept in
-// the shared test data beside the clone (see shared/testdata/README.md).
+// Real Genoa hardware evidence (report version 3) in Trustee's form, kept
+// with its source and licence in attest/trusteesnp/testdata.
 const (
-	genoaEvidence    = "../../../shared/testdata/trustee-snp-genoa-evidence.json"
+	genoaEvidence    = "../trusteesnp/testdata/trustee-snp-genoa-evidence.json"
 	genoaMeasurement = "6a6519d757e68c2e939c9dbbbc1828498e8de35d2766dd05f1a2cca5059d0cf4ae62a36d75c837974dd50b315506e73e"
 )
 
@@ -25,7 +25,7 @@ const (
 func TestRealGenoaReport(t *testing.T) {
 	b, err := os.ReadFile(genoaEvidence)
 	if err != nil {
-		t.Fatalf("reading the real Genoa evidence (shared/ must sit beside the clone): %v", err)
+		t.Fatalf("reading the real Genoa evidence: %v", err)
 	}
 	ev, err := trusteesnp.Decode(b)
 	if err != nil {
