@@ -26,19 +26,19 @@ func dmLoadCrypt(name string, readOnly bool, lengthSectors uint64, params []byte
 	data := make([]byte, size)
 	defer wipe(data)
 
-	io := (*unix.DmIoctl)(unsafe.Pointer(&data[0]))
-	io.Version = [3]uint32{4, 0, 0}
-	io.Data_size = uint32(size)
-	io.Data_start = unix.SizeofDmIoctl
-	io.Target_count = 1
-	io.Flags = unix.DM_SECURE_DATA_FLAG
+	dmio := (*unix.DmIoctl)(unsafe.Pointer(&data[0]))
+	dmio.Version = [3]uint32{4, 0, 0}
+	dmio.Data_size = uint32(size)
+	dmio.Data_start = unix.SizeofDmIoctl
+	dmio.Target_count = 1
+	dmio.Flags = unix.DM_SECURE_DATA_FLAG
 	if readOnly {
-		io.Flags |= unix.DM_READONLY_FLAG
+		dmio.Flags |= unix.DM_READONLY_FLAG
 	}
-	if len(name) >= len(io.Name) {
-		return fmt.Errorf("device-mapper name %q is longer than %d bytes", name, len(io.Name)-1)
+	if len(name) >= len(dmio.Name) {
+		return fmt.Errorf("device-mapper name %q is longer than %d bytes", name, len(dmio.Name)-1)
 	}
-	copy(io.Name[:], name)
+	copy(dmio.Name[:], name)
 
 	spec := (*unix.DmTargetSpec)(unsafe.Pointer(&data[unix.SizeofDmIoctl]))
 	spec.Sector_start = 0
@@ -128,12 +128,12 @@ func dmTableOptions(name string) ([]string, error) {
 	const size = 16 << 10
 	data := make([]byte, size)
 	defer wipe(data)
-	io := (*unix.DmIoctl)(unsafe.Pointer(&data[0]))
-	io.Version = [3]uint32{4, 0, 0}
-	io.Data_size = size
-	io.Data_start = unix.SizeofDmIoctl
-	io.Flags = unix.DM_STATUS_TABLE_FLAG | unix.DM_SECURE_DATA_FLAG
-	copy(io.Name[:], name)
+	dmio := (*unix.DmIoctl)(unsafe.Pointer(&data[0]))
+	dmio.Version = [3]uint32{4, 0, 0}
+	dmio.Data_size = size
+	dmio.Data_start = unix.SizeofDmIoctl
+	dmio.Flags = unix.DM_STATUS_TABLE_FLAG | unix.DM_SECURE_DATA_FLAG
+	copy(dmio.Name[:], name)
 	ctl, err := os.Open("/dev/mapper/control")
 	if err != nil {
 		return nil, err
@@ -142,14 +142,14 @@ func dmTableOptions(name string) ([]string, error) {
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, ctl.Fd(), unix.DM_TABLE_STATUS, uintptr(unsafe.Pointer(&data[0]))); errno != 0 {
 		return nil, fmt.Errorf("reading the table of %q: %w", name, errno)
 	}
-	if io.Target_count != 1 || io.Flags&unix.DM_BUFFER_FULL_FLAG != 0 {
-		return nil, fmt.Errorf("table of %q has %d targets", name, io.Target_count)
+	if dmio.Target_count != 1 || dmio.Flags&unix.DM_BUFFER_FULL_FLAG != 0 {
+		return nil, fmt.Errorf("table of %q has %d targets", name, dmio.Target_count)
 	}
-	spec := (*unix.DmTargetSpec)(unsafe.Pointer(&data[io.Data_start]))
+	spec := (*unix.DmTargetSpec)(unsafe.Pointer(&data[dmio.Data_start]))
 	if cString(spec.Target_type[:]) != "crypt" {
 		return nil, fmt.Errorf("table of %q is a %q target", name, cString(spec.Target_type[:]))
 	}
-	params := data[int(io.Data_start)+unix.SizeofDmTargetSpec:]
+	params := data[int(dmio.Data_start)+unix.SizeofDmTargetSpec:]
 	if i := bytes.IndexByte(params, 0); i >= 0 {
 		params = params[:i]
 	}

@@ -151,7 +151,7 @@ func (o *FormatOptions) prepare(version int, plaintextSize int64) (*prepared, er
 		return nil, fmt.Errorf("UUID %q is not a lowercase RFC 4122 UUID", p.uuid)
 	}
 	var err error
-	if p.kdf, err = o.keyslotKDF(version); err != nil {
+	if p.kdf, err = o.keyslotKDF(version, p.keyLen); err != nil {
 		return nil, err
 	}
 	if p.kdf.salt, err = randomBytes(p.rnd, saltSize); err != nil {
@@ -160,8 +160,9 @@ func (o *FormatOptions) prepare(version int, plaintextSize int64) (*prepared, er
 	return p, nil
 }
 
-// keyslotKDF applies the KDF policy (see FormatOptions).
-func (o *FormatOptions) keyslotKDF(version int) (KDF, error) {
+// keyslotKDF applies the KDF policy (see FormatOptions) for a keyslot that
+// derives keyLen bytes.
+func (o *FormatOptions) keyslotKDF(version, keyLen int) (KDF, error) {
 	k := KDF{Type: o.KDF.Type}
 	if k.Type == "" {
 		k.Type = KDFArgon2id
@@ -187,7 +188,7 @@ func (o *FormatOptions) keyslotKDF(version int) (KDF, error) {
 				if target <= 0 {
 					target = time.Second
 				}
-				n, err := benchmarkPBKDF2(k.Hash, target)
+				n, err := benchmarkPBKDF2(k.Hash, keyLen, target)
 				if err != nil {
 					return k, err
 				}
@@ -223,8 +224,9 @@ func (o *FormatOptions) keyslotKDF(version int) (KDF, error) {
 	return k, k.validateFormat()
 }
 
-// benchmarkPBKDF2 finds the iteration count that takes target here.
-func benchmarkPBKDF2(hashName string, target time.Duration) (uint32, error) {
+// benchmarkPBKDF2 finds the iteration count that takes target here for a
+// keyLen-byte output (a 64-byte key from sha256 costs two PBKDF2 blocks).
+func benchmarkPBKDF2(hashName string, keyLen int, target time.Duration) (uint32, error) {
 	h, err := hashByName(hashName)
 	if err != nil {
 		return 0, err
@@ -232,7 +234,7 @@ func benchmarkPBKDF2(hashName string, target time.Duration) (uint32, error) {
 	pass, salt := []byte("benchmark passphrase"), make([]byte, saltSize)
 	for n := 1000; ; n *= 2 {
 		start := time.Now()
-		pbkdf2Key(h, pass, salt, n, 32)
+		pbkdf2Key(h, pass, salt, n, keyLen)
 		el := time.Since(start)
 		if el >= 100*time.Millisecond || n >= 1<<30 {
 			it := float64(n) * float64(target) / float64(el)

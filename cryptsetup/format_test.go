@@ -41,7 +41,7 @@ func TestKDFPolicy(t *testing.T) {
 		{"unknown type", 2, FormatOptions{KDF: KDFOptions{Type: "scrypt"}}, KDF{}, "want pbkdf2, argon2i or argon2id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := tc.o.keyslotKDF(tc.version)
+			got, err := tc.o.keyslotKDF(tc.version, 64)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("got %v, %v; want error %q", got, err, tc.err)

@@ -54,6 +54,9 @@ func (v *Volume) Unlock(passphrase []byte, o UnlockOptions) (*Mapping, error) {
 		flags = append(flags, "sector_size:"+strconv.Itoa(h.SectorSize))
 	}
 
+	if _, _, _, err := devmapper.GetVersion(); err != nil {
+		return nil, fmt.Errorf("device-mapper is not available (load dm-mod and dm-crypt first): %w", err)
+	}
 	if _, err := devmapper.InfoByName(name); err == nil {
 		return nil, fmt.Errorf("a device-mapper device named %q already exists", name)
 	}
