@@ -64,9 +64,11 @@ func (b *boot) attest(ctx context.Context) error {
 	actx, cancel := context.WithTimeout(ctx, b.cfg.Deadline())
 	defer cancel()
 	pass, err := agent.FetchPassphrase(actx, agent.Options{
-		Config:   b.cfg,
-		Attester: att,
-		Logf:     func(format string, a ...any) { b.report.Log("attest", format, a...) },
+		Config:       b.cfg,
+		Attester:     att,
+		ResourcePath: b.cfg.KBSResource,
+		TrusteeKey:   b.cfg.KBSKey,
+		Logf:         func(format string, a ...any) { b.report.Log("attest", format, a...) },
 	})
 	if err != nil {
 		var ae *agent.Error

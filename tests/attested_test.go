@@ -23,6 +23,7 @@ const guestBroker = "10.0.2.100:8000"
 type attestedCase struct {
 	luks1       bool
 	dialect     string
+	kbsKey      string // Trustee guest key type
 	timeout     string // the config's attest_timeout
 	passphrase  []byte // registered; nil = the disk's
 	measurement *[48]byte
@@ -51,7 +52,7 @@ func encryptedImage(t *testing.T, e *harness.Env, id string, c attestedCase) (*i
 		RootfsDir: e.HelloRootfs(t), OutDir: t.TempDir(), Passphrase: pass,
 		Encrypt: func(dst, src *os.File, size int64, p []byte) (int64, error) { return format(dst, src, size, p, fo) },
 		Config: config.Config{TEE: "sim", WorkloadID: id, CPUs: 1, RAMMiB: 512,
-			AttestationURL: "http://" + guestBroker, KBSProtocol: c.dialect, AttestTimeout: c.timeout},
+			AttestationURL: "http://" + guestBroker, KBSProtocol: c.dialect, KBSKey: c.kbsKey, AttestTimeout: c.timeout},
 		Workload: image.Workload{Cmd: []string{"/hello", "5"}},
 	})
 	if err != nil {
@@ -114,7 +115,8 @@ func TestAttestedBoot(t *testing.T) {
 	}{
 		{"krun LUKS2", attestedCase{dialect: "krun"}},
 		{"krun LUKS1 like buildah", attestedCase{dialect: "krun", luks1: true}},
-		{"trustee LUKS2", attestedCase{dialect: "trustee"}},
+		{"trustee LUKS2 EC key", attestedCase{dialect: "trustee"}},
+		{"trustee LUKS1 RSA key", attestedCase{dialect: "trustee", kbsKey: "rsa", luks1: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runAttested(t, tc.c)

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -32,9 +33,18 @@ type Config struct {
 	// AttestTimeout bounds the whole broker exchange including retries, as
 	// a Go duration ("60s", the default).
 	AttestTimeout string `json:"attest_timeout,omitempty"`
+	// KBSResource is the Trustee resource path ("repository/type/tag")
+	// holding the passphrase; default "default/<workload_id>/passphrase",
+	// where sealroot's broker serves it.
+	KBSResource string `json:"kbs_resource,omitempty"`
+	// KBSKey is the Trustee guest key type: "ec" (P-256, default) or "rsa".
+	KBSKey string `json:"kbs_key,omitempty"`
 	// Encrypted says whether the payload is LUKS; absent means "detect".
 	Encrypted *bool `json:"encrypted,omitempty"`
 }
+
+// resourceSegment is one segment of a Trustee resource path (INTEROP §4).
+var resourceSegment = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_.-]*$`)
 
 // Known TEE values.
 var knownTEE = map[string]bool{"snp": true, "sev": true, "tdx": true, "cca": true, "sim": true, "none": true}
@@ -93,6 +103,22 @@ func (c *Config) Validate() error {
 	case "", "krun", "trustee":
 	default:
 		return fmt.Errorf("config key \"kbs_protocol\": %q is not krun or trustee", c.KBSProtocol)
+	}
+	switch c.KBSKey {
+	case "", "ec", "rsa":
+	default:
+		return fmt.Errorf("config key \"kbs_key\": %q is not ec or rsa", c.KBSKey)
+	}
+	if c.KBSResource != "" {
+		parts := strings.Split(c.KBSResource, "/")
+		if len(parts) != 3 {
+			return fmt.Errorf("config key \"kbs_resource\": %q is not repository/type/tag", c.KBSResource)
+		}
+		for _, p := range parts {
+			if !resourceSegment.MatchString(p) {
+				return fmt.Errorf("config key \"kbs_resource\": segment %q is not [A-Za-z0-9_-][A-Za-z0-9_.-]*", p)
+			}
+		}
 	}
 	if c.AttestTimeout != "" {
 		d, err := time.ParseDuration(c.AttestTimeout)

@@ -23,6 +23,10 @@ func TestParse(t *testing.T) {
 		{strings.Replace(ok, `http://`, `ftp://`, 1), `scheme "ftp"`},
 		{strings.Replace(ok, `"http://127.0.0.1:8000"`, `""`, 1), `needs a broker`},
 		{strings.Replace(ok, `"future":1`, `"kbs_protocol":"x"`, 1), `"kbs_protocol"`},
+		{strings.Replace(ok, `"future":1`, `"kbs_key":"dsa"`, 1), `"kbs_key"`},
+		{strings.Replace(ok, `"future":1`, `"kbs_resource":"a/b"`, 1), `not repository/type/tag`},
+		{strings.Replace(ok, `"future":1`, `"kbs_resource":"a/../c"`, 1), `segment ".."`},
+		{strings.Replace(ok, `"future":1`, `"attest_timeout":"-1s"`, 1), `"attest_timeout"`},
 	} {
 		_, err := Parse([]byte(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
