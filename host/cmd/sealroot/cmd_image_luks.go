@@ -215,7 +215,7 @@ func printImageCheck(out io.Writer, r *cryptsetup.CheckResult) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	fmt.Fprintf(w, "image:\t%s\n", r.Path)
-	fmt.Fprintf(w, "unlocked:\tkeyslot %d (%s) in %v\n", r.Keyslot, r.KDF, r.KDFTime.Round(time.Millisecond))
+	fmt.Fprintf(w, "unlocked:\tkeyslot %d (%s) in %v\n", r.Keyslot, r.KDF, r.KDFTime.Round(100*time.Microsecond))
 	fmt.Fprintf(w, "payload:\tLUKS%d %s, %d-bit key, %d-byte sectors, %d bytes at offset %d\n",
 		r.LUKSVersion, r.Cipher, r.KeyBits, r.SectorSize, r.PayloadSize, r.PayloadOffset)
 	fs := r.Filesystem
