@@ -37,7 +37,7 @@ type attestedRun struct {
 }
 
 // encryptedImage builds the hello image encrypted for the simulated TEE.
-func encryptedImage(t *testing.T, e *harness.Env, id string, c attestedCase) (*image.Result, []byte) {
+func encryptedImage(t testing.TB, e *harness.Env, id string, c attestedCase) (*image.Result, []byte) {
 	t.Helper()
 	pass, err := cryptsetup.GeneratePassphrase()
 	if err != nil {
@@ -61,7 +61,7 @@ func encryptedImage(t *testing.T, e *harness.Env, id string, c attestedCase) (*i
 	return img, pass
 }
 
-func simLaunch(t *testing.T, e *harness.Env, img *image.Result, brokerAddr string, policy uint64) launch.Options {
+func simLaunch(t testing.TB, e *harness.Env, img *image.Result, brokerAddr string, policy uint64) launch.Options {
 	t.Helper()
 	auth, err := sim.Load(e.SimDir(t))
 	if err != nil {
@@ -74,7 +74,7 @@ func simLaunch(t *testing.T, e *harness.Env, img *image.Result, brokerAddr strin
 	return o
 }
 
-func launchMeasurement(t *testing.T, e *harness.Env, o launch.Options) [48]byte {
+func launchMeasurement(t testing.TB, e *harness.Env, o launch.Options) [48]byte {
 	t.Helper()
 	m, err := measure.Sim(measure.SimInputs{Kernel: e.Kernel, Initrd: e.Initrd, Cmdline: launch.Cmdline(o.Append), CPUs: o.CPUs, MemoryMiB: o.MemoryMiB})
 	if err != nil {
@@ -104,6 +104,22 @@ func runAttested(t *testing.T, c attestedCase) *attestedRun {
 	harness.AssertNoSecret(t, pass, map[string]string{"console": boot.Console, "broker log": b.Log.String()})
 	harness.AssertNoSecret(t, reg, map[string]string{"console": boot.Console, "broker log": b.Log.String()})
 	return &attestedRun{boot: boot, broker: b, passphrase: pass}
+}
+
+// attestedBenchBoot is one successful attested boot in dialect, for the
+// benchmark.
+func attestedBenchBoot(b *testing.B, e *harness.Env, dialect string) *harness.Boot {
+	id := "bench-" + dialect
+	img, pass := encryptedImage(b, e, id, attestedCase{dialect: dialect})
+	br := harness.StartBroker(b, b.TempDir(), "", "--trust-sim-root", e.SimDir(b))
+	o := simLaunch(b, e, img, br.Addr, 0)
+	br.RegisterBuildah(b, id, launchMeasurement(b, e, o), pass)
+	boot := e.Boot(b, o)
+	br.Stop()
+	if boot.Status != 5 {
+		b.Fatalf("attested boot: status %d (%s)", boot.Status, boot.Reason)
+	}
+	return boot
 }
 
 // TestAttestedBoot is the product working: sim-attested boots of encrypted
