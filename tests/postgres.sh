@@ -4,7 +4,9 @@
 #
 #   export SEALROOT_TEST_POSTGRES=$(bash tests/postgres.sh)
 #   go test ./host/broker/...
-#   bash tests/postgres.sh stop            # stops every cluster this script started
+#   bash tests/postgres.sh stop            # stops the cluster of $SEALROOT_TEST_POSTGRES
+#   bash tests/postgres.sh stop DIR        # stops the cluster in DIR
+#   bash tests/postgres.sh stop all        # stops every cluster this script started
 #
 # The cluster lives in a fresh /tmp/sealroot-pg.XXXXXX directory, runs as the
 # postgres user, listens on 127.0.0.1 only (a free port), and has one role
@@ -41,15 +43,26 @@ stop_cluster() {
 }
 
 if [ "${1:-start}" = stop ]; then
-  if [ -n "${2:-}" ]; then
-    stop_cluster "$2"
-  else
+  target=${2:-}
+  if [ -z "$target" ]; then
+    # The cluster whose DSN the caller exported, found by its port.
+    port=$(printf '%s' "${SEALROOT_TEST_POSTGRES:-}" | sed -n 's#.*@127\.0\.0\.1:\([0-9]*\)/.*#\1#p')
+    [ -n "$port" ] || { log "stop: SEALROOT_TEST_POSTGRES names no cluster of this script; give DIR or 'all'"; exit 1; }
+    for d in /tmp/sealroot-pg.*; do
+      [ "$(cat "$d/port" 2>/dev/null)" = "$port" ] && target=$d
+    done
+    [ -n "$target" ] || { log "stop: no cluster on port $port"; exit 0; }
+  fi
+  if [ "$target" = all ]; then
     for d in /tmp/sealroot-pg.*; do
       [ -f "$d/.sealroot-test-cluster" ] && stop_cluster "$d"
     done
+  else
+    stop_cluster "$target"
   fi
   exit 0
 fi
+[ "${1:-start}" = start ] || { log "usage: postgres.sh [start] | stop [DIR|all]"; exit 2; }
 
 bindir=$(find_bindir || true)
 if [ -z "$bindir" ]; then
@@ -77,6 +90,7 @@ chown postgres: "$dir/data" "$dir/sock" "$dir/pwfile"
 chmod 0700 "$dir/data" "$dir/sock"
 chmod 0600 "$dir/pwfile"
 echo "$bindir" >"$dir/.sealroot-test-cluster"
+echo "$port" >"$dir/port"
 
 as_pg "$bindir/initdb" -D "$dir/data" -U sealroot --pwfile="$dir/pwfile" \
   --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \

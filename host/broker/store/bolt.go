@@ -42,6 +42,11 @@ var boltMigrations = []func(tx *bolt.Tx) error{
 // lockTimeout bounds the wait for another process's lock on the file.
 var lockTimeout = 5 * time.Second
 
+// batchDelay is how long a session write waits for others to share its
+// fsync: short enough not to show in one handshake's latency, long enough
+// to coalesce writers under load.
+var batchDelay = 2 * time.Millisecond
+
 // Bolt is the embedded store.
 type Bolt struct {
 	db *bolt.DB
@@ -63,6 +68,7 @@ func OpenBolt(path string) (*Bolt, error) {
 		}
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
+	db.MaxBatchDelay = batchDelay
 	s := &Bolt{db: db}
 	if err := s.migrate(); err != nil {
 		db.Close()
