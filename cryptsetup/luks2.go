@@ -368,7 +368,6 @@ func headerFromL2(c *l2Copy, size int64) (*Header, error) {
 
 	// Digests, by keyslot.
 	slotDigest := map[int]*digest{}
-	segKeyBits := 0
 	for id, d := range m.Digests {
 		if d.Type != "pbkdf2" {
 			continue // keyslots that rely on it fail with "no digest"
@@ -449,14 +448,19 @@ func headerFromL2(c *l2Copy, size int64) (*Header, error) {
 			if ks.KDF.Type != KDFPBKDF2 {
 				ks.KDF.Hash, ks.KDF.Iterations = "", 0
 			}
-			if segKeyBits == 0 && ks.digest != nil {
-				segKeyBits = ks.KeyBits
-			}
 		}
 		h.Keyslots = append(h.Keyslots, ks)
 	}
 	sortKeyslots(h.Keyslots)
-	h.KeyBits = segKeyBits
+	// The segment's key length is that of the keyslots its digest covers
+	// (LUKS2 does not store it in the segment); take the lowest-numbered
+	// one, and let checkSlot refuse any keyslot that disagrees.
+	for _, ks := range h.Keyslots {
+		if ks.Type == "luks2" && ks.digest != nil {
+			h.KeyBits = ks.KeyBits
+			break
+		}
+	}
 	return h, nil
 }
 
