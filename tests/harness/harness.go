@@ -153,6 +153,12 @@ func (b *Boot) Error() (event.Event, bool) {
 // Boot launches o (kernel and initrd filled in) and logs the console.
 func (e *Env) Boot(t testing.TB, o launch.Options) *Boot {
 	t.Helper()
+	return e.BootContext(context.Background(), t, o)
+}
+
+// BootContext is Boot with a context that interrupts the launch.
+func (e *Env) BootContext(ctx context.Context, t testing.TB, o launch.Options) *Boot {
+	t.Helper()
 	if o.Kernel == "" {
 		o.Kernel = e.Kernel
 	}
@@ -169,7 +175,7 @@ func (e *Env) Boot(t testing.TB, o launch.Options) *Boot {
 	o.Console = &console
 	var logBuf bytes.Buffer
 	o.Log = &logBuf
-	res, err := launch.Run(context.Background(), o)
+	res, err := launch.Run(ctx, o)
 	t.Logf("console:\n%s", indent(console.String()))
 	if logBuf.Len() > 0 {
 		t.Logf("launcher:\n%s", indent(logBuf.String()))
