@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/init/config"
@@ -154,5 +155,32 @@ func TestBootFailures(t *testing.T) {
 				t.Fatalf("console has %d lines starting %q, want 1", n, line)
 			}
 		})
+	}
+}
+
+// TestOCILayoutBoot builds from an OCI image layout (as skopeo and buildah
+// push write it): the whole image config goes to /.krun_config.json nested
+// as buildah writes it, and the workload runs with its argv, env and cwd.
+func TestOCILayoutBoot(t *testing.T) {
+	e := harness.Setup(t)
+	layoutDir := filepath.Join(t.TempDir(), "layout")
+	err := image.WriteOCILayout(layoutDir, "hello:1", e.HelloRootfs(t), v1.Config{
+		Entrypoint: []string{"/hello"}, Cmd: []string{"oci", "9"}, Env: []string{"FOO=from-oci"}, WorkingDir: "/work"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := image.Build(image.Options{OCIDir: layoutDir, OCIRef: "hello:1", OutDir: t.TempDir(), Config: plainConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.Boot(t, launch.Options{Disk: res.Disk, CPUs: 1, MemoryMiB: 512})
+	if b.Status != 9 {
+		t.Fatalf("status %d (%s), want 9", b.Status, b.Reason)
+	}
+	if !strings.Contains(b.Console, `args=["oci" "9"] cwd=/work FOO=from-oci`) {
+		t.Fatal("the OCI config's argv, env or cwd did not reach the workload")
+	}
+	if ev, _ := b.Phase("workload"); ev.Detail["shape"] != "oci-image" {
+		t.Fatalf("shape %q, want oci-image", ev.Detail["shape"])
 	}
 }

@@ -121,7 +121,7 @@ func extractTar(r io.Reader, dest string) error {
 		}
 		if dir := path.Dir(name); dir != "." {
 			if err := root.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("creating %s: %w", dir, err)
+				return fmt.Errorf("layer entry %s: creating its directory: %w", name, err)
 			}
 		}
 		switch h.Typeflag {
