@@ -38,6 +38,7 @@ type boot struct {
 	// encrypted says the root payload is LUKS; passphrase lives from the
 	// attest phase to the unlock phase, which wipes it.
 	encrypted  bool
+	volume     *cryptsetup.Volume
 	passphrase []byte
 	rootFS     string // block device holding the root filesystem
 	spec       *workload.Spec
@@ -193,28 +194,13 @@ func configFromDataDisk(dev string) ([]byte, error) {
 	return buf, nil
 }
 
-// luksMagic starts a LUKS1 or LUKS2 header.
-var luksMagic = []byte{'L', 'U', 'K', 'S', 0xba, 0xbe}
-
-func isLUKS(dev string) (bool, error) {
-	f, err := os.Open(dev)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	var m [6]byte
-	if _, err := f.ReadAt(m[:], 0); err != nil {
-		return false, fmt.Errorf("reading %s: %w", dev, err)
-	}
-	return bytes.Equal(m[:], luksMagic), nil
-}
-
 // payload decides how the root filesystem is reached: directly for a plain
 // payload, through attestation and dm-crypt for a LUKS one.
 func (b *boot) payload(ctx context.Context) error {
-	enc, err := isLUKS(b.opts.root)
-	if err != nil {
-		return err
+	vol, err := cryptsetup.Open(b.opts.root)
+	enc := err == nil
+	if err != nil && !errors.Is(err, cryptsetup.ErrNotLUKS) {
+		return err // a LUKS header that cannot be read: never boot it as plain
 	}
 	if b.cfg.Encrypted != nil && *b.cfg.Encrypted != enc {
 		return fmt.Errorf("config says encrypted=%v but %s is %s", *b.cfg.Encrypted, b.opts.root, map[bool]string{true: "LUKS", false: "not LUKS"}[enc])
@@ -231,7 +217,9 @@ func (b *boot) payload(ctx context.Context) error {
 		return fmt.Errorf("%s is LUKS-encrypted but tee is %q: no attested way to get its key", b.opts.root, b.cfg.TEE)
 	}
 	b.encrypted = true
-	b.detail = map[string]string{"encrypted": "true"}
+	b.volume = vol
+	b.closers = append(b.closers, vol)
+	b.detail = map[string]string{"encrypted": "true", "luks": fmt.Sprint(vol.Header().Version)}
 	return nil
 }
 

@@ -91,12 +91,7 @@ func (b *boot) unlockRoot(ctx context.Context) error {
 		cryptsetup.Wipe(b.passphrase)
 		b.passphrase = nil
 	}()
-	vol, err := cryptsetup.Open(b.opts.root)
-	if err != nil {
-		return err
-	}
-	defer vol.Close()
-	m, err := vol.Unlock(b.passphrase, cryptsetup.UnlockOptions{Name: "root"})
+	m, err := b.volume.Unlock(b.passphrase, cryptsetup.UnlockOptions{Name: "root"})
 	if err != nil {
 		return err
 	}
