@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
 )
 
@@ -172,13 +173,10 @@ func (s *Server) resourceViews(ctx context.Context, id string) ([]AdminResource,
 	out := make([]AdminResource, 0, len(res))
 	for _, x := range res {
 		// The sealed size less the sealing overhead is the value's size.
-		out = append(out, AdminResource{Path: x.Path, Size: max(0, len(x.Sealed)-sealOverhead), UpdatedAt: x.UpdatedAt})
+		out = append(out, AdminResource{Path: x.Path, Size: max(0, len(x.Sealed)-kek.Overhead), UpdatedAt: x.UpdatedAt})
 	}
 	return out, nil
 }
-
-// sealOverhead is kek's version byte, GCM nonce and tag.
-const sealOverhead = 1 + 12 + 16
 
 func decodeAdminBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	body, err := readBody(w, r, 128<<10)

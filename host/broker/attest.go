@@ -27,8 +27,6 @@ type refusal struct {
 	public  string // what the client is told
 }
 
-func (r *refusal) Error() string { return r.check + ": " + r.reason }
-
 func refuse(code int, variant, check, public, reason string) *refusal {
 	return &refusal{code: code, variant: variant, check: check, public: public, reason: reason}
 }

@@ -175,12 +175,6 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Store returns the (instrumented) store the server uses.
-func (s *Server) Store() store.Store { return s.store }
-
-// Registry returns the metrics registry.
-func (s *Server) Registry() *prometheus.Registry { return s.cfg.Registry }
-
 func (s *Server) routes() {
 	mux := http.NewServeMux()
 	handle := func(pattern, route string, h http.HandlerFunc) {

@@ -21,7 +21,7 @@ import (
 // reaches the store.
 var sessionIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
-// authHandled are the evidence TEEs each dialect accepts at /auth.
+// authTEEs are the evidence TEEs each dialect accepts at /auth.
 var authTEEs = map[string]map[string]bool{
 	kbs.DialectKrun:    {attest.TEESNP: true},
 	kbs.DialectTrustee: {attest.TEESNP: true, attest.TEETDX: true, attest.TEECCA: true},

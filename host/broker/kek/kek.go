@@ -30,6 +30,10 @@ const Size = 32
 // version prefixes every sealed value so the format can change later.
 const version = 1
 
+// Overhead is how much longer a sealed value is than its plaintext: the
+// version byte, the GCM nonce and the GCM tag.
+const Overhead = 1 + 12 + 16
+
 // KEK seals and opens secrets.
 type KEK struct {
 	aead cipher.AEAD
