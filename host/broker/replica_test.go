@@ -65,7 +65,7 @@ func TestReplicasShareOnePostgres(t *testing.T) {
 
 // TestNoErrorsNoGoroutineGrowth runs many full attestations concurrently
 // and checks that none fails and that goroutines return to their level.
-// `go test -run NoGoroutine -attestations 10000` runs the full count.
+// `go test ./host/broker -run NoGoroutine -attestations=10000` runs the full count.
 func TestNoErrorsNoGoroutineGrowth(t *testing.T) {
 	n := *attestations
 	if testing.Short() {
