@@ -190,8 +190,15 @@ func TestRateLimit(t *testing.T) {
 	if code, _ := post(t, b.URL+"/kbs/v0/auth", "", `{"version":"0.0.0","tee":"snp","extra-params":"{\"workload_id\":\"w\"}"}`); code != 200 {
 		t.Fatalf("after refill: %d", code)
 	}
+	// A path that merely ends like a health check is limited: spend the
+	// second refilled token, then ask.
+	post(t, b.URL+"/kbs/v0/auth", "", "{}")
+	req, _ := http.NewRequest(http.MethodGet, b.URL+"/kbs/v0/key/xyz", nil)
+	if code, _ := do(t, http.DefaultClient, req); code != http.StatusTooManyRequests {
+		t.Fatalf("key path ending in z: %d, want 429", code)
+	}
 	// Health checks are never limited.
-	req, _ := http.NewRequest(http.MethodGet, b.URL+"/healthz", nil)
+	req, _ = http.NewRequest(http.MethodGet, b.URL+"/healthz", nil)
 	for range 5 {
 		if code, _ := do(t, http.DefaultClient, req); code != 200 {
 			t.Fatal("healthz rate limited")

@@ -206,9 +206,13 @@ func (s *Server) routes() {
 	s.mux = mux
 }
 
+// unlimitedPaths are never rate limited: monitoring must see an overloaded
+// broker.
+var unlimitedPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
 // ServeHTTP serves the broker's API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.limiter != nil && !strings.HasPrefix(r.URL.Path, "/metrics") && !strings.HasSuffix(r.URL.Path, "z") {
+	if s.limiter != nil && !unlimitedPaths[r.URL.Path] {
 		if !s.limiter.allow(s.clientIP(r)) {
 			s.metrics.rateLimited.Inc()
 			w.Header().Set("Retry-After", "1")

@@ -69,7 +69,9 @@ func (t *tokenSigner) verify(token string, now time.Time) (*tokenClaims, error) 
 	if err := tok.Claims(&t.key.PublicKey, &c); err != nil {
 		return nil, errors.New("token signature is not the broker's")
 	}
-	if err := c.Claims.ValidateWithLeeway(jwt.Expected{Issuer: tokenIssuer, Time: now}, 0); err != nil {
+	// A minute of leeway absorbs clock skew between replicas; the session
+	// behind the token expires on the store's clock without leeway.
+	if err := c.Claims.ValidateWithLeeway(jwt.Expected{Issuer: tokenIssuer, Time: now}, time.Minute); err != nil {
 		return nil, fmt.Errorf("token: %w", err)
 	}
 	if c.ID == "" || c.Expiry == nil {
