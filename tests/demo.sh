@@ -15,7 +15,7 @@ kernel=${SEALROOT_KERNEL:-$PWD/.cache/kernel/vmlinuz}
 kmods=${SEALROOT_KMODULES:-$PWD/.cache/kernel/modules}
 
 if [ -t 1 ]; then B=$'\e[1m'; G=$'\e[32m'; C=$'\e[36m'; D=$'\e[2m'; R=$'\e[0m'; else B= G= C= D= R=; fi
-n=0; total=9
+n=0; total=8
 t0=$(date +%s%N)
 step() { n=$((n+1)); ts=$(date +%s%N); printf '\n%s▶ [%d/%d] %s%s\n' "$B" "$n" "$total" "$1" "$R"; }
 ok() { printf '  %s✓%s %s %s(%.1f s)%s\n' "$G" "$R" "$1" "$D" "$(( ($(date +%s%N) - ts) / 1000000 ))e-3" "$R"; }
@@ -25,7 +25,7 @@ broker_pid=""
 cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null || true; }
 trap cleanup EXIT
 
-rm -rf "$out/image" "$out/broker" "$out/rootfs"
+rm -rf "$out/image" "$out/broker" "$out/rootfs" "$out/passphrase"
 mkdir -p "$out"
 
 step "Build the sealroot initrd (the guest's PID 1 and its kernel modules)"
@@ -49,20 +49,6 @@ fi
 ok "secure processor ready"
 where sim "$out/sim"
 
-step "Build the encrypted image (LUKS2, tee sim, broker at 10.0.2.100:8000 inside the VM)"
-"$bin" image build --rootfs "$out/rootfs" --tee sim --workload-id sealroot-demo \
-  --attestation-url http://10.0.2.100:8000 --cpus 1 --memory 512 \
-  --cmd /demo --cmd attested --env "DEMO_MESSAGE=the root disk was unlocked with a key released only after attestation" \
-  --passphrase-out "$out/passphrase" -o "$out/image" 2>&1 | sed 's/^/  /'
-ok "image built; the passphrase never left $out/passphrase (0600)"
-where disk "$out/image/disk.img"
-where config "$out/image/krun-sev.json"
-
-step "Compute the expected launch measurement"
-measurement=$("$bin" measure --tee sim --kernel "$kernel" --initrd "$out/initrd.cpio.gz" --disk "$out/image/disk.img")
-echo "  $measurement"
-ok "measured kernel, initrd, command line, vCPUs and memory"
-
 step "Start the key broker on loopback (embedded bbolt store)"
 port=""
 for _ in $(seq 1 50); do
@@ -82,10 +68,22 @@ done
 ok "broker listening on http://127.0.0.1:$port"
 where "broker log" "$out/broker.log"
 
-step "Register the workload: its measurement, policy and passphrase"
-"$bin" register --broker "http://127.0.0.1:$port" --admin-token-file "$out/admin-token" \
-  --workload-id sealroot-demo --tee sim --measurement "$measurement" --passphrase-file "$out/passphrase" | sed 's/^/  /'
-ok "registered"
+step "Build the encrypted image (LUKS2, tee sim) and register it with the broker"
+echo "  the guest will reach the broker at 10.0.2.100:8000 (forwarded to 127.0.0.1:$port);"
+echo "  the generated passphrase goes straight to the broker and is never written to disk"
+"$bin" image build --rootfs "$out/rootfs" --tee sim --workload-id sealroot-demo \
+  --attestation-url http://10.0.2.100:8000 --cpus 1 --memory 512 \
+  --cmd /demo --cmd attested --env "DEMO_MESSAGE=the root disk was unlocked with a key released only after attestation" \
+  --register --broker "http://127.0.0.1:$port" --admin-token-file "$out/admin-token" \
+  --kernel "$kernel" --initrd "$out/initrd.cpio.gz" -o "$out/image" 2>&1 | sed 's/^/  /'
+ok "image built and registered"
+where disk "$out/image/disk.img"
+where config "$out/image/krun-sev.json"
+
+step "What the broker expects: the launch measurement and policy"
+echo "  sealroot measure: $("$bin" measure --tee sim --kernel "$kernel" --initrd "$out/initrd.cpio.gz" --disk "$out/image/disk.img")"
+"$bin" workloads show sealroot-demo --broker "http://127.0.0.1:$port" --admin-token-file "$out/admin-token" | sed 's/^/  /'
+ok "the measurement covers the kernel, initrd, command line, vCPUs and memory"
 
 step "Launch the VM: attest, receive the key, unlock, switch root, run"
 set +e

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/sealroot/sealroot/host/broker"
+	"github.com/sealroot/sealroot/host/image"
+	"github.com/sealroot/sealroot/host/launch"
+	"github.com/sealroot/sealroot/host/measure"
+	"github.com/spf13/cobra"
+)
+
+// imageRegisterFlags are the flags `image build --register` needs besides
+// --admin-token-file: where the broker's admin API is, and the launch
+// measurements the workload may show.
+type imageRegisterFlags struct {
+	broker       string
+	measurements []string
+	kernel       string
+	initrd       string
+	appendArgs   string
+}
+
+var imageRegister imageRegisterFlags
+
+func init() {
+	registerHook = registerBuiltImage
+	c, _, _ := rootCmd.Find([]string{"image", "build"})
+	fl := c.Flags()
+	fl.StringVar(&imageRegister.broker, "broker", "", "with --register: the broker's admin URL on this host (e.g. http://127.0.0.1:8000)")
+	fl.StringArrayVar(&imageRegister.measurements, "measurement", nil, "with --register: an acceptable launch measurement, hex (repeat)")
+	fl.StringVar(&imageRegister.kernel, "kernel", "", "with --register and --tee sim: the kernel to compute the simulated launch measurement for")
+	fl.StringVar(&imageRegister.initrd, "initrd", "", "with --register and --tee sim: the initrd to compute the measurement for (as sealroot measure)")
+	fl.StringVar(&imageRegister.appendArgs, "append", "", "with --register and --tee sim: the extra kernel arguments the VM will be launched with")
+}
+
+// registerBuiltImage registers the image's workload, policy and passphrase
+// through the broker's admin API, so the generated passphrase never
+// touches the disk.
+func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Result, pass []byte) error {
+	r := imageRegister
+	if r.broker == "" {
+		return usageError("--register needs --broker URL (the broker's admin API as this host reaches it)")
+	}
+	ms := append([]string(nil), r.measurements...)
+	if r.kernel != "" || r.initrd != "" {
+		if res.Config.TEE != "sim" {
+			return usageError("--kernel/--initrd compute a simulated measurement: only with --tee sim (give --measurement for hardware TEEs)")
+		}
+		if r.kernel == "" || r.initrd == "" {
+			return usageError("--kernel and --initrd go together")
+		}
+		m, err := measure.Sim(measure.SimInputs{Kernel: r.kernel, Initrd: r.initrd, Cmdline: launch.Cmdline(r.appendArgs),
+			CPUs: res.Config.CPUs, MemoryMiB: res.Config.RAMMiB})
+		if err != nil {
+			return err
+		}
+		ms = append(ms, hex.EncodeToString(m[:]))
+	}
+	if len(ms) == 0 {
+		return usageError("--register needs the launch measurement: --measurement HEX, or --kernel and --initrd with --tee sim")
+	}
+	for i, m := range ms {
+		ms[i] = strings.ToLower(strings.TrimSpace(m))
+	}
+	af := adminFlags{broker: r.broker, tokenFile: f.adminTokenFile}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	p := string(pass)
+	w, err := c.Register(cmd.Context(), broker.AdminRegistration{
+		WorkloadID: res.Config.WorkloadID,
+		TEE:        res.Config.TEE,
+		Policy:     broker.WorkloadPolicy{Measurements: ms},
+		Passphrase: &p,
+	})
+	if err != nil {
+		return adminFailure(err)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "registered workload %s (tee %s) with %s\n", w.WorkloadID, w.TEE, r.broker)
+	return nil
+}
