@@ -74,11 +74,7 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		s.refused(ctx, w, rec, ref)
 	}
 	if !ok {
-		ref := refuse(http.StatusUnauthorized, kbs.ProblemMissingCookie, "session", "missing or malformed session cookie", "no valid session cookie")
-		if id == "" {
-			rec.Session = ""
-		}
-		fail(ref)
+		fail(refuse(http.StatusUnauthorized, kbs.ProblemMissingCookie, "session", "missing or malformed session cookie", "no valid session cookie"))
 		return
 	}
 	body, err := readBody(w, r, kbs.MaxRequestBody)
@@ -94,7 +90,7 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		fail(sessionRefusal(err))
 		return
 	}
-	rec.Dialect, rec.TEE, rec.Workload, rec.Client = sess.Dialect, sess.TEE, sess.WorkloadID, s.clientIP(r)
+	rec.Dialect, rec.TEE, rec.Workload = sess.Dialect, sess.TEE, sess.WorkloadID
 
 	var a *attempt
 	var ref *refusal
@@ -147,7 +143,7 @@ func (s *Server) describeSession(ctx context.Context, id string, rec *auditRecor
 	}
 }
 
-// refused writes the audit record and metrics of a refusal and answers.
+// refused writes the audit record of a refusal and answers.
 func (s *Server) refused(ctx context.Context, w http.ResponseWriter, rec auditRecord, ref *refusal) {
 	rec.Event, rec.Check, rec.Reason = eventRefusal, ref.check, ref.reason
 	s.audit.write(ctx, rec)
