@@ -8,7 +8,7 @@ import (
 
 	"github.com/sealroot/sealroot/agent"
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/attest/simport"
 	"github.com/sealroot/sealroot/attest/tsm"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/init/event"
@@ -37,12 +37,12 @@ func (b *boot) attesterFor(ctx context.Context) (attest.Attester, error) {
 	case attest.TEESim:
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		p, err := vport.Open(pctx, sim.PortName)
+		p, err := vport.Open(pctx, simport.PortName)
 		if err != nil {
-			return nil, fmt.Errorf("simulated TEE port %s: %w (launch with --tee sim)", sim.PortName, err)
+			return nil, fmt.Errorf("simulated TEE port %s: %w (launch with --tee sim)", simport.PortName, err)
 		}
 		b.closers = append(b.closers, p)
-		return sim.NewAttester(p), nil
+		return simport.NewAttester(p), nil
 	case attest.TEESNP, attest.TEETDX, attest.TEECCA:
 		if err := tsm.MountConfigfs(); err != nil {
 			b.report.Log("attest", "configfs: %v", err)

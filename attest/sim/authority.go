@@ -11,9 +11,10 @@
 // the owner, can mint a second VCEK under this root. The launcher runs a
 // Server that signs real version-3 SNP reports over the launch digest it
 // computed (host/measure) and serves them over a virtio-serial port; the
-// guest's Attester asks for them. The broker verifies them with
-// NewVerifier, whose claims say Simulated, which a policy refuses unless
-// told otherwise.
+// guest's Attester (package attest/simport, which also holds the port's
+// frame protocol and is all the guest links of the simulated TEE) asks for
+// them. The broker verifies them with NewVerifier, whose claims say
+// Simulated, which a policy refuses unless told otherwise.
 //
 // The simulated root proves nothing about hardware: whoever holds
 // vcek-key.pem can sign anything. It is for development, tests and CI.

@@ -6,10 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/simport"
 )
+
+// NewAttester is simport.NewAttester: the guest side of the report port,
+// for host-side tests and tools that play the guest. The guest init
+// imports simport itself, which keeps this package's verifier out of it.
+func NewAttester(rw io.ReadWriter) attest.Attester { return simport.NewAttester(rw) }
 
 // Server is the host side of the report port: it answers a guest's report
 // requests with reports signed by Authority over the launch's measurement,
@@ -62,17 +69,17 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriter) error {
 }
 
 func (s *Server) loop(rw io.ReadWriter) error {
-	br := newFrameReader(rw)
+	fr := simport.NewReader(rw)
 	// After a malformed frame, the rest of its bytes are skipped as
 	// garbage: that is the same incident, answered once.
 	afterMalformed := false
 	for {
-		f, _, err := readFrame(br)
-		var me *malformedError
+		f, _, err := fr.ReadFrame()
+		var me *simport.MalformedError
 		switch {
 		case errors.As(err, &me):
-			if !afterMalformed || !strings.HasPrefix(me.reason, "skipped") {
-				if werr := writeFrame(rw, errorFrame(0, err.Error())); werr != nil {
+			if !afterMalformed || !me.Garbage {
+				if werr := simport.WriteFrame(rw, simport.ErrorFrame(0, err.Error())); werr != nil {
 					return werr
 				}
 			}
@@ -84,20 +91,20 @@ func (s *Server) loop(rw io.ReadWriter) error {
 			return fmt.Errorf("sim: reading request: %w", err)
 		}
 		afterMalformed = false
-		if err := writeFrame(rw, s.answer(f)); err != nil {
+		if err := simport.WriteFrame(rw, s.answer(f)); err != nil {
 			return err
 		}
 	}
 }
 
 // answer serves one well-formed frame.
-func (s *Server) answer(f frame) frame {
-	if f.typ != typeReportRequest {
-		return errorFrame(f.id, fmt.Sprintf("frame type %d is not a report request", f.typ))
+func (s *Server) answer(f simport.Frame) simport.Frame {
+	if f.Type != simport.TypeReportRequest {
+		return simport.ErrorFrame(f.ID, fmt.Sprintf("frame type %d is not a report request", f.Type))
 	}
-	rd, vmpl, err := decodeRequest(f.payload)
+	rd, vmpl, err := simport.DecodeRequest(f.Payload)
 	if err != nil {
-		return errorFrame(f.id, err.Error())
+		return simport.ErrorFrame(f.ID, err.Error())
 	}
 	report, table, err := s.Authority.Sign(ReportParams{
 		ReportData:  rd,
@@ -108,15 +115,7 @@ func (s *Server) answer(f frame) frame {
 		ReportID:    s.reportID,
 	})
 	if err != nil {
-		return errorFrame(f.id, err.Error())
+		return simport.ErrorFrame(f.ID, err.Error())
 	}
-	return frame{typ: typeReportResponse, id: f.id, payload: encodeResponse(report, table)}
-}
-
-// writeFrame writes one frame in a single Write.
-func writeFrame(w io.Writer, f frame) error {
-	if _, err := w.Write(encodeFrame(f)); err != nil {
-		return fmt.Errorf("sim: writing frame: %w", err)
-	}
-	return nil
+	return simport.Frame{Type: simport.TypeReportResponse, ID: f.ID, Payload: simport.EncodeResponse(report, table)}
 }

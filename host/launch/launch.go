@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sealroot/sealroot/attest/simport"
 	"github.com/sealroot/sealroot/init/event"
 )
 
@@ -37,8 +38,9 @@ type SimServer interface {
 	Serve(ctx context.Context, rw io.ReadWriter) error
 }
 
-// SimPortName is the virtio-serial port of the simulated secure processor.
-const SimPortName = "org.sealroot.sim-tee"
+// SimPortName is the virtio-serial port of the simulated secure processor,
+// the name the guest looks for.
+const SimPortName = simport.PortName
 
 // Options describe one launch.
 type Options struct {

@@ -1,19 +1,13 @@
-package sim
-
-import (
-	"bufio"
-	"encoding/binary"
-	"errors"
-	"fmt"
-	"hash/crc32"
-	"io"
-	"strings"
-)
-
-// PortName is the virtio-serial port the simulated secure processor
-// listens on (QEMU: -device virtserialport,name=org.sealroot.sim-tee).
-const PortName = "org.sealroot.sim-tee"
-
+// Package simport is the guest half of sealroot's simulated secure
+// processor: the report port's frame protocol and the Attester that asks
+// the launcher for reports over it.
+//
+// It is split from attest/sim, the host half (the Authority that signs
+// reports, the Server that answers the port, the Verifier), so that the
+// guest init links only what it runs: this package imports no verifier,
+// policy or certificate code, and every dependency of the init ships in
+// every initrd and is read by every auditor.
+//
 // The report port protocol: request/response frames over a byte stream
 // (virtio-serial in a guest, any io.ReadWriter in tests).
 //
@@ -41,6 +35,22 @@ const PortName = "org.sealroot.sim-tee"
 // cannot serve (unknown type, wrong payload) with an error response
 // carrying its id, and a malformed frame or a run of garbage with an error
 // response of id 0, whose header could not be trusted.
+package simport
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"strings"
+)
+
+// PortName is the virtio-serial port the simulated secure processor
+// listens on (QEMU: -device virtserialport,name=org.sealroot.sim-tee).
+const PortName = "org.sealroot.sim-tee"
+
 const (
 	frameMagic   = "SRTE"
 	frameVersion = 1
@@ -53,60 +63,86 @@ const (
 	// MaxErrorLen bounds an error message.
 	MaxErrorLen = 1024
 
-	typeReportRequest  = 1
-	typeReportResponse = 2
-	typeError          = 3
-
 	requestPayloadSize = 64 + 4
+)
+
+// Frame types.
+const (
+	TypeReportRequest  byte = 1
+	TypeReportResponse byte = 2
+	TypeError          byte = 3
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// frame is one decoded frame.
-type frame struct {
-	typ     byte
-	id      uint32
-	payload []byte
+// Frame is one decoded frame.
+type Frame struct {
+	Type    byte
+	ID      uint32
+	Payload []byte
 }
 
-// errMalformed marks bytes that are not a valid frame; the stream can be
+// ErrMalformed marks bytes that are not a valid frame; the stream can be
 // resynchronised past them.
-var errMalformed = errors.New("malformed frame")
+var ErrMalformed = errors.New("malformed frame")
 
-// malformedError says why bytes starting with the magic are not a frame.
-type malformedError struct {
-	reason string
+// MalformedError says why bytes are not a frame.
+type MalformedError struct {
+	Reason string
+	// Garbage is true for a run of bytes that held no magic, false for
+	// bytes that started with the magic but failed a check.
+	Garbage bool
 }
 
-func (e *malformedError) Error() string { return "malformed frame: " + e.reason }
-func (e *malformedError) Unwrap() error { return errMalformed }
+func (e *MalformedError) Error() string { return "malformed frame: " + e.Reason }
+func (e *MalformedError) Unwrap() error { return ErrMalformed }
 
-// encodeFrame serializes a frame. It panics on an oversized payload, which
+// EncodeFrame serializes a frame. It panics on an oversized payload, which
 // only a programming error can produce.
-func encodeFrame(f frame) []byte {
-	if len(f.payload) > MaxPayload {
-		panic(fmt.Sprintf("sim: frame payload of %d bytes", len(f.payload)))
+func EncodeFrame(f Frame) []byte {
+	if len(f.Payload) > MaxPayload {
+		panic(fmt.Sprintf("sim: frame payload of %d bytes", len(f.Payload)))
 	}
-	b := make([]byte, headerSize+len(f.payload)+trailerSize)
+	b := make([]byte, headerSize+len(f.Payload)+trailerSize)
 	copy(b, frameMagic)
 	b[4] = frameVersion
-	b[5] = f.typ
-	binary.BigEndian.PutUint32(b[8:], f.id)
-	binary.BigEndian.PutUint32(b[12:], uint32(len(f.payload)))
-	copy(b[headerSize:], f.payload)
-	n := headerSize + len(f.payload)
+	b[5] = f.Type
+	binary.BigEndian.PutUint32(b[8:], f.ID)
+	binary.BigEndian.PutUint32(b[12:], uint32(len(f.Payload)))
+	copy(b[headerSize:], f.Payload)
+	n := headerSize + len(f.Payload)
 	binary.BigEndian.PutUint32(b[n:], crc32.Checksum(b[:n], castagnoli))
 	return b
 }
 
-// readFrame reads the next frame from r. It first skips any bytes before a
-// magic, returning how many; when it has skipped bytes and has no more at
-// hand it returns them as a *malformedError instead of waiting, so that a
-// peer learns at once that it sent garbage. A malformed frame returns a
-// *malformedError after consuming one byte, so that the next call
-// resynchronises. Other errors are the stream's (io.EOF between frames,
-// io.ErrUnexpectedEOF inside one).
-func readFrame(r *bufio.Reader) (f frame, skipped int, err error) {
+// WriteFrame writes one frame in a single Write.
+func WriteFrame(w io.Writer, f Frame) error {
+	if _, err := w.Write(EncodeFrame(f)); err != nil {
+		return fmt.Errorf("sim: writing frame: %w", err)
+	}
+	return nil
+}
+
+// Reader reads frames from a stream. Its buffer holds the largest frame,
+// so a frame is checked whole before any of it is consumed.
+type Reader struct {
+	br *bufio.Reader
+}
+
+// NewReader returns a frame reader over r.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{br: bufio.NewReaderSize(r, headerSize+MaxPayload+trailerSize)}
+}
+
+// ReadFrame reads the next frame. It first skips any bytes before a magic,
+// returning how many; when it has skipped bytes and has no more at hand it
+// returns them as a *MalformedError (Garbage set) instead of waiting, so
+// that a peer learns at once that it sent garbage. A malformed frame
+// returns a *MalformedError after consuming one byte, so that the next
+// call resynchronises. Other errors are the stream's (io.EOF between
+// frames, io.ErrUnexpectedEOF inside one).
+func (fr *Reader) ReadFrame() (f Frame, skipped int, err error) {
+	r := fr.br
 	for {
 		if n := r.Buffered(); skipped > 0 && n < len(frameMagic) {
 			if b, _ := r.Peek(n); !strings.HasPrefix(frameMagic, string(b)) {
@@ -114,7 +150,7 @@ func readFrame(r *bufio.Reader) (f frame, skipped int, err error) {
 				skipped++
 				continue
 			}
-			return f, skipped, &malformedError{reason: fmt.Sprintf("skipped %d bytes that are not a frame", skipped)}
+			return f, skipped, &MalformedError{Reason: fmt.Sprintf("skipped %d bytes that are not a frame", skipped), Garbage: true}
 		}
 		b, err := r.Peek(len(frameMagic))
 		if err != nil {
@@ -135,9 +171,9 @@ func readFrame(r *bufio.Reader) (f frame, skipped int, err error) {
 	}
 	id := binary.BigEndian.Uint32(hdr[8:])
 	n := binary.BigEndian.Uint32(hdr[12:])
-	bad := func(reason string) (frame, int, error) {
+	bad := func(reason string) (Frame, int, error) {
 		r.Discard(1)
-		return frame{}, skipped, &malformedError{reason: reason}
+		return Frame{}, skipped, &MalformedError{Reason: reason}
 	}
 	switch {
 	case hdr[4] != frameVersion:
@@ -161,14 +197,9 @@ func readFrame(r *bufio.Reader) (f frame, skipped int, err error) {
 	if binary.BigEndian.Uint32(whole[headerSize+int(n):]) != crc32.Checksum(body, castagnoli) {
 		return bad("CRC mismatch")
 	}
-	f = frame{typ: hdr[5], id: id, payload: append([]byte(nil), whole[headerSize:headerSize+int(n)]...)}
+	f = Frame{Type: hdr[5], ID: id, Payload: append([]byte(nil), whole[headerSize:headerSize+int(n)]...)}
 	r.Discard(total)
 	return f, skipped, nil
-}
-
-// newFrameReader returns a reader whose buffer holds the largest frame.
-func newFrameReader(r io.Reader) *bufio.Reader {
-	return bufio.NewReaderSize(r, headerSize+MaxPayload+trailerSize)
 }
 
 func unexpected(err error) error {
@@ -178,16 +209,16 @@ func unexpected(err error) error {
 	return err
 }
 
-// encodeRequest builds a report request payload.
-func encodeRequest(reportData [64]byte, vmpl uint32) []byte {
+// EncodeRequest builds a report request payload.
+func EncodeRequest(reportData [64]byte, vmpl uint32) []byte {
 	p := make([]byte, requestPayloadSize)
 	copy(p, reportData[:])
 	binary.BigEndian.PutUint32(p[64:], vmpl)
 	return p
 }
 
-// decodeRequest parses a report request payload.
-func decodeRequest(p []byte) (reportData [64]byte, vmpl uint32, err error) {
+// DecodeRequest parses a report request payload.
+func DecodeRequest(p []byte) (reportData [64]byte, vmpl uint32, err error) {
 	if len(p) != requestPayloadSize {
 		return reportData, 0, fmt.Errorf("report request payload is %d bytes, want %d", len(p), requestPayloadSize)
 	}
@@ -195,16 +226,16 @@ func decodeRequest(p []byte) (reportData [64]byte, vmpl uint32, err error) {
 	return reportData, binary.BigEndian.Uint32(p[64:]), nil
 }
 
-// encodeResponse builds a report response payload.
-func encodeResponse(report, certTable []byte) []byte {
+// EncodeResponse builds a report response payload.
+func EncodeResponse(report, certTable []byte) []byte {
 	p := make([]byte, 4, 4+len(report)+len(certTable))
 	binary.BigEndian.PutUint32(p, uint32(len(report)))
 	p = append(p, report...)
 	return append(p, certTable...)
 }
 
-// decodeResponse parses a report response payload.
-func decodeResponse(p []byte) (report, certTable []byte, err error) {
+// DecodeResponse parses a report response payload.
+func DecodeResponse(p []byte) (report, certTable []byte, err error) {
 	if len(p) < 4 {
 		return nil, nil, errors.New("report response payload is shorter than its length field")
 	}
@@ -219,10 +250,10 @@ func decodeResponse(p []byte) (report, certTable []byte, err error) {
 	return report, certTable, nil
 }
 
-// errorFrame builds an error response, truncating the message to fit.
-func errorFrame(id uint32, msg string) frame {
+// ErrorFrame builds an error response, truncating the message to fit.
+func ErrorFrame(id uint32, msg string) Frame {
 	if len(msg) > MaxErrorLen {
 		msg = msg[:MaxErrorLen]
 	}
-	return frame{typ: typeError, id: id, payload: []byte(msg)}
+	return Frame{Type: TypeError, ID: id, Payload: []byte(msg)}
 }

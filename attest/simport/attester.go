@@ -1,40 +1,47 @@
-package sim
+package simport
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/go-sev-guest/abi"
+
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/snp"
 )
+
+// offReportData is where REPORT_DATA sits in an SNP report.
+const offReportData = 0x50
 
 // attester is the guest side of the report port.
 type attester struct {
 	mu     sync.Mutex
 	rw     io.ReadWriter
-	br     *bufio.Reader
+	fr     *Reader
 	nextID uint32
 }
 
+// deadliner is a stream whose blocking calls can be interrupted.
+type deadliner interface {
+	SetDeadline(time.Time) error
+}
+
 // NewAttester returns the simulated TEE's Attester, speaking the report
-// port protocol over rw (the guest's virtio-serial port PortName; see
-// FindPort). Its evidence is SNP evidence: TEE "snp", a raw report and the
-// certificate table.
+// port protocol over rw (the guest's virtio-serial port PortName, which
+// the init opens with init/vport). Its evidence is SNP evidence: TEE
+// "snp", a raw report and the certificate table.
 //
 // Calls are serialized. A call's context bounds it when rw has
 // SetDeadline (a pollable *os.File or a net.Conn); a call given up on
 // leaves its response to be discarded by the next call, by request id.
 func NewAttester(rw io.ReadWriter) attest.Attester {
-	return &attester{rw: rw, br: newFrameReader(rw), nextID: 1}
+	return &attester{rw: rw, fr: NewReader(rw), nextID: 1}
 }
 
 func (a *attester) TEE() string { return attest.TEESim }
@@ -61,40 +68,39 @@ func (a *attester) Attest(ctx context.Context, reportData [64]byte) (*attest.Evi
 	if a.nextID == 0 { // 0 is the id of unattributed errors
 		a.nextID = 1
 	}
-	if err := writeFrame(a.rw, frame{typ: typeReportRequest, id: id, payload: encodeRequest(reportData, 0)}); err != nil {
+	if err := WriteFrame(a.rw, Frame{Type: TypeReportRequest, ID: id, Payload: EncodeRequest(reportData, 0)}); err != nil {
 		return nil, a.fail(ctx, err, "")
 	}
 	var hint string // the last unattributed complaint, for the error message
 	for {
-		f, _, err := readFrame(a.br)
-		var me *malformedError
-		if errors.As(err, &me) {
+		f, _, err := a.fr.ReadFrame()
+		if errors.Is(err, ErrMalformed) {
 			continue
 		}
 		if err != nil {
 			return nil, a.fail(ctx, err, hint)
 		}
 		switch {
-		case f.typ == typeError && f.id == 0:
-			hint = printable(f.payload)
-		case f.id != id:
+		case f.Type == TypeError && f.ID == 0:
+			hint = printable(f.Payload)
+		case f.ID != id:
 			// A response to an earlier request that was given up on.
-		case f.typ == typeError:
-			return nil, fmt.Errorf("sim: the secure processor refused the report request: %s", printable(f.payload))
-		case f.typ == typeReportResponse:
-			report, table, err := decodeResponse(f.payload)
+		case f.Type == TypeError:
+			return nil, fmt.Errorf("sim: the secure processor refused the report request: %s", printable(f.Payload))
+		case f.Type == TypeReportResponse:
+			report, table, err := DecodeResponse(f.Payload)
 			if err != nil {
 				return nil, fmt.Errorf("sim: %w", err)
 			}
-			if len(report) != snp.ReportSize {
-				return nil, fmt.Errorf("sim: report is %d bytes, want %d", len(report), snp.ReportSize)
+			if len(report) != abi.ReportSize {
+				return nil, fmt.Errorf("sim: report is %d bytes, want %d", len(report), abi.ReportSize)
 			}
-			if !bytes.Equal(report[0x50:0x90], reportData[:]) {
+			if !bytes.Equal(report[offReportData:offReportData+64], reportData[:]) {
 				return nil, errors.New("sim: the report does not carry the requested report_data")
 			}
 			return &attest.Evidence{TEE: attest.TEESNP, Report: bytes.Clone(report), Certs: bytes.Clone(table)}, nil
 		default:
-			return nil, fmt.Errorf("sim: unexpected frame type %d in response", f.typ)
+			return nil, fmt.Errorf("sim: unexpected frame type %d in response", f.Type)
 		}
 	}
 }
@@ -121,23 +127,4 @@ func printable(b []byte) string {
 		}
 		return r
 	}, strings.ToValidUTF8(string(b), "?"))
-}
-
-// FindPort returns the device node of the virtio-serial port named
-// PortName, looking in sysRoot (normally "/sys") at
-// class/virtio-ports/vport*/name. Port numbers depend on the device order,
-// so the name is what identifies it.
-func FindPort(sysRoot string) (string, error) {
-	dir := filepath.Join(sysRoot, "class", "virtio-ports")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return "", fmt.Errorf("sim: looking for port %s: %w", PortName, err)
-	}
-	for _, e := range entries {
-		name, err := os.ReadFile(filepath.Join(dir, e.Name(), "name"))
-		if err == nil && strings.TrimSpace(string(name)) == PortName {
-			return filepath.Join("/dev", e.Name()), nil
-		}
-	}
-	return "", fmt.Errorf("sim: no virtio-serial port named %s under %s (is the VM launched with --tee sim?)", PortName, dir)
 }
