@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/policy"
+	"github.com/sealroot/sealroot/attest/trusteesnp"
 )
 
 // Byte offsets in the 1184-byte ATTESTATION_REPORT (INTEROP.md §5).
@@ -75,33 +76,22 @@ func peekHeader(raw []byte) header {
 	h.signer = abi.ReportSigner((binary.LittleEndian.Uint32(raw[offSignerInfo:]) >> 2) & 7)
 	h.signerOK = h.signer == abi.VcekReportSigner || h.signer == abi.VlekReportSigner
 	if h.version >= abi.ReportVersion3 {
-		h.fmsLine = productLineFromFMS(raw[offCPUIDFMS], raw[offCPUIDFMS+1], raw[offCPUIDFMS+2])
+		h.fmsLine = ProductLineFromCPUID(raw[offCPUIDFMS], raw[offCPUIDFMS+1])
 	}
 	return h
 }
 
-// productLineFromFMS maps CPUID family/model/stepping to "Milan", "Genoa"
-// or "Turin", or "" for anything else.
-func productLineFromFMS(family, model, _ byte) string {
-	return ProductLineFromCPUID(family, model)
-}
-
 // ProductLineFromCPUID returns the SNP product line (the name AMD's KDS
-// uses) of a CPU family and model: Milan is family 19h models 00h-0Fh;
-// Genoa is family 19h models 10h-1Fh and A0h-AFh (Bergamo and Siena are
-// Genoa to KDS); Turin is family 1Ah models 00h-11h. Anything else gives "".
-// go-sev-guest v0.15.0 knows a single model per product line (it calls a
-// real Genoa part of model A0h "Unknown"), hence this table.
+// uses: "Milan", "Genoa" or "Turin") of a CPU family and model, or "" for
+// anything else. The table is trusteesnp.ProductFromCPUID, which the guest
+// agent shares. go-sev-guest v0.15.0 knows a single model per product line
+// (it calls a real Genoa part of model A0h "Unknown"), hence a table.
 func ProductLineFromCPUID(family, model byte) string {
-	switch {
-	case family == 0x19 && model <= 0x0F:
-		return "Milan"
-	case family == 0x19 && (model >= 0x10 && model <= 0x1F || model >= 0xA0 && model <= 0xAF):
-		return "Genoa"
-	case family == 0x1A && model <= 0x11:
-		return "Turin"
+	p, err := trusteesnp.ProductFromCPUID(family, model)
+	if err != nil {
+		return ""
 	}
-	return ""
+	return p.String()
 }
 
 // ParseReport parses a raw SNP report strictly: exactly ReportSize bytes,

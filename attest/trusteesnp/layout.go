@@ -132,7 +132,11 @@ func (p Product) String() string {
 // turinLayout reports whether TCB versions use the Turin byte layout.
 func (p Product) turinLayout() bool { return p == ProductTurin }
 
-// ProductFromCPUID maps the report's CPUID family and model to a product.
+// ProductFromCPUID maps the report's CPUID family and model to a product:
+// Milan is family 19h models 00h-0Fh; Genoa is family 19h models 10h-1Fh
+// and A0h-AFh (Bergamo and Siena are Genoa to AMD's KDS); Turin is family
+// 1Ah models 00h-11h. It is sealroot's one table of this fact: the host's
+// verifier (attest/snp.ProductLineFromCPUID) and the guest agent use it.
 func ProductFromCPUID(family, model uint8) (Product, error) {
 	switch family {
 	case 0x19:

@@ -513,3 +513,27 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestProductFromCPUID(t *testing.T) {
+	tests := []struct {
+		family, model uint8
+		want          Product // ProductUnknown: an error
+	}{
+		{0x19, 0x00, ProductMilan}, {0x19, 0x01, ProductMilan}, {0x19, 0x0F, ProductMilan},
+		{0x19, 0x10, ProductGenoa}, {0x19, 0x11, ProductGenoa}, {0x19, 0x1F, ProductGenoa},
+		{0x19, 0xA0, ProductGenoa}, {0x19, 0xAF, ProductGenoa},
+		{0x19, 0x21, ProductUnknown}, {0x19, 0x9F, ProductUnknown}, {0x19, 0xB0, ProductUnknown},
+		{0x1A, 0x00, ProductTurin}, {0x1A, 0x02, ProductTurin}, {0x1A, 0x11, ProductTurin},
+		{0x1A, 0x12, ProductUnknown},
+		{0x17, 0x31, ProductUnknown}, // Rome: SEV-ES, no SNP reports
+	}
+	for _, tt := range tests {
+		got, err := ProductFromCPUID(tt.family, tt.model)
+		if got != tt.want || (err != nil) != (tt.want == ProductUnknown) {
+			t.Errorf("ProductFromCPUID(%#x, %#x) = %v, %v; want %v", tt.family, tt.model, got, err, tt.want)
+		}
+		if err != nil && !strings.Contains(err.Error(), "not a known SEV-SNP product") {
+			t.Errorf("ProductFromCPUID(%#x, %#x): error %q does not say why", tt.family, tt.model, err)
+		}
+	}
+}
