@@ -175,6 +175,7 @@ func FuzzDecodeTDXEvidence(f *testing.F) {
 	f.Add([]byte(`{"cc_eventlog":null,"quote":"AAAA"}`))
 	f.Add([]byte(`{"cc_eventlog":"AAAA","quote":"AAAA"}`))
 	f.Add([]byte(`{"token":"` + hex.EncodeToString([]byte("x")) + `"}`))
+	f.Add([]byte(`{"token":[217,1,143,161]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		q, _, err := DecodeTDXEvidence(b)
 		if err == nil && len(q) > maxQuote {

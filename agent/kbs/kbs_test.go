@@ -353,4 +353,13 @@ func TestTDXAndCCAEvidence(t *testing.T) {
 	if _, err := DecodeCCAEvidence([]byte(`{"token":""}`)); err == nil {
 		t.Error("cca: empty token accepted")
 	}
+	// CoCo's attestation agent sends the token as an array of byte values.
+	if tok, err := DecodeCCAEvidence([]byte(`{"token":[113,117,111,116,101]}`)); err != nil || string(tok) != "quote" {
+		t.Fatalf("cca byte array: %q %v", tok, err)
+	}
+	for _, bad := range []string{`{"token":[]}`, `{"token":[256]}`, `{"token":[-1]}`, `{"token":[1.5]}`, `{"token":7}`} {
+		if _, err := DecodeCCAEvidence([]byte(bad)); err == nil {
+			t.Errorf("cca: %s accepted", bad)
+		}
+	}
 }

@@ -134,10 +134,12 @@ func DecodeTDXEvidence(primary []byte) (quote, eventLog []byte, err error) {
 	return quote, eventLog, nil
 }
 
-// CCAEvidence is the primary_evidence object sealroot's agent sends for tee
-// "cca": the CBOR realm token as standard base64.
+// CCAEvidence is the primary_evidence object for tee "cca". CoCo's
+// attestation agent (and so sealroot's) sends the CBOR token as a JSON array
+// of byte values, {"token":[217,1,143,...]}; standard base64 in a string is
+// accepted too.
 type CCAEvidence struct {
-	Token string `json:"token"`
+	Token json.RawMessage `json:"token"`
 }
 
 // DecodeCCAEvidence parses a cca primary_evidence into the CBOR token.
@@ -146,12 +148,38 @@ func DecodeCCAEvidence(primary []byte) ([]byte, error) {
 	if err := unmarshalObject(primary, &e); err != nil {
 		return nil, fmt.Errorf("cca evidence: %w", err)
 	}
-	if e.Token == "" || len(e.Token) > base64.StdEncoding.EncodedLen(maxQuote) {
-		return nil, fmt.Errorf("cca evidence: token is empty or longer than %d bytes", maxQuote)
+	raw := bytes.TrimSpace(e.Token)
+	var tok []byte
+	switch {
+	case len(raw) > 0 && raw[0] == '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil || len(s) > base64.StdEncoding.EncodedLen(maxQuote) {
+			return nil, fmt.Errorf("cca evidence: token string is malformed or longer than %d bytes", maxQuote)
+		}
+		var err error
+		if tok, err = base64.StdEncoding.DecodeString(s); err != nil {
+			return nil, errors.New("cca evidence: token is not standard base64")
+		}
+	case len(raw) > 0 && raw[0] == '[':
+		if len(raw) > 4*maxQuote+2 {
+			return nil, fmt.Errorf("cca evidence: token longer than %d bytes", maxQuote)
+		}
+		var ints []int
+		if err := json.Unmarshal(raw, &ints); err != nil {
+			return nil, errors.New("cca evidence: token is not an array of byte values")
+		}
+		tok = make([]byte, len(ints))
+		for i, v := range ints {
+			if v < 0 || v > 255 {
+				return nil, fmt.Errorf("cca evidence: token byte %d is %d, outside 0-255", i, v)
+			}
+			tok[i] = byte(v)
+		}
+	default:
+		return nil, errors.New("cca evidence: token is neither an array of byte values nor a base64 string")
 	}
-	tok, err := base64.StdEncoding.DecodeString(e.Token)
-	if err != nil {
-		return nil, errors.New("cca evidence: token is not standard base64")
+	if len(tok) == 0 || len(tok) > maxQuote {
+		return nil, fmt.Errorf("cca evidence: token is empty or longer than %d bytes", maxQuote)
 	}
 	return tok, nil
 }
