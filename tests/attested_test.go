@@ -1,9 +1,13 @@
 package tests
 
 import (
+	"bytes"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,4 +240,95 @@ func TestBrokerAvailability(t *testing.T) {
 		}
 		harness.AssertNoSecret(t, pass, map[string]string{"console": b.Console, "broker log": br.Log.String()})
 	})
+}
+
+// TestBrokerSessionLost restarts the broker (with a store that does not
+// keep sessions) between the guest's auth and attest: the agent sees its
+// session gone, runs the handshake again, and the boot succeeds.
+func TestBrokerSessionLost(t *testing.T) {
+	e := harness.Setup(t)
+	img, pass := encryptedImage(t, e, "e2e-restart", attestedCase{timeout: "90s"})
+	first := harness.StartBroker(t, t.TempDir(), "", "--trust-sim-root", e.SimDir(t))
+	proxy := harness.StartProxy(t, first.Addr)
+	o := simLaunch(t, e, img, proxy.Addr, 0)
+	m := launchMeasurement(t, e, o)
+	first.RegisterBuildah(t, "e2e-restart", m, pass)
+	var second *harness.Broker
+	var once sync.Once
+	proxy.Before = func(r *http.Request) {
+		if r.URL.Path != "/kbs/v0/attest" {
+			return
+		}
+		once.Do(func() {
+			first.Stop()
+			second = harness.StartBroker(t, t.TempDir(), "", "--trust-sim-root", e.SimDir(t))
+			second.RegisterBuildah(t, "e2e-restart", m, pass)
+			proxy.SetTarget(second.Addr)
+		})
+	}
+	b := e.Boot(t, o)
+	if b.Status != 5 {
+		t.Fatalf("status %d (%s), want 5", b.Status, b.Reason)
+	}
+	if n := proxy.Count("/kbs/v0/auth", 200); n != 2 {
+		t.Fatalf("%d successful auth requests, want 2 (the handshake again after the restart)", n)
+	}
+	if n := proxy.Count("/kbs/v0/attest", 401); n != 1 {
+		t.Fatalf("%d attest requests refused, want 1 (the lost session)", n)
+	}
+	harness.AssertNoSecret(t, pass, map[string]string{"console": b.Console, "broker log": first.Log.String() + second.Log.String()})
+}
+
+// TestBrokerRefusesReplayAndCrossWorkload replays the guest's own requests
+// after a successful attested boot: the spent nonce is refused, and the
+// attested session cannot read another workload's key.
+func TestBrokerRefusesReplayAndCrossWorkload(t *testing.T) {
+	e := harness.Setup(t)
+	img, pass := encryptedImage(t, e, "e2e-replay", attestedCase{})
+	br := harness.StartBroker(t, t.TempDir(), "", "--trust-sim-root", e.SimDir(t))
+	proxy := harness.StartProxy(t, br.Addr)
+	o := simLaunch(t, e, img, proxy.Addr, 0)
+	m := launchMeasurement(t, e, o)
+	br.RegisterBuildah(t, "e2e-replay", m, pass)
+	other := []byte("other-workload-passphrase-0123456789")
+	br.RegisterBuildah(t, "e2e-other", m, other)
+	b := e.Boot(t, o)
+	if b.Status != 5 {
+		t.Fatalf("status %d (%s), want 5", b.Status, b.Reason)
+	}
+	var attest harness.Exchange
+	for _, x := range proxy.Exchanges() {
+		if x.Path == "/kbs/v0/attest" && x.Status == 200 {
+			attest = x
+		}
+	}
+	if attest.Cookie == "" {
+		t.Fatal("no successful attest went through the proxy")
+	}
+	send := func(method, path string, body []byte) (int, string) {
+		req, _ := http.NewRequest(method, br.URL+path, bytes.NewReader(body))
+		req.Header.Set("Cookie", attest.Cookie)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		rb, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(rb)
+	}
+	if st, _ := send("POST", "/kbs/v0/attest", attest.Body); st == 200 {
+		t.Error("a replayed attest (spent nonce) was accepted")
+	}
+	if st, body := send("GET", "/kbs/v0/key/e2e-other", nil); st != 401 || strings.Contains(body, string(other)) {
+		t.Errorf("another workload's key: HTTP %d, want 401", st)
+	}
+	br.Stop()
+	log := br.Log.String()
+	for _, check := range []string{`"check":"nonce_reused"`, `"check":"workload_mismatch"`} {
+		if !strings.Contains(log, check) {
+			t.Errorf("the audit log has no refusal with %s", check)
+		}
+	}
+	harness.AssertNoSecret(t, other, map[string]string{"broker log": log, "console": b.Console})
 }
