@@ -72,7 +72,7 @@ func TestImageInspectCheckCLI(t *testing.T) {
 		{args: []string{"image", "inspect"}, code: 2, errs: "accepts 1 arg"},
 		{args: []string{"image", "inspect", filepath.Join(t.TempDir(), "missing.img")}, code: 1, errs: "no such file"},
 	} {
-		code, out, errs := runAdminCLI(t, tc.args...)
+		code, out, errs := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(out+strings.ReplaceAll(out, " ", ""), tc.out) || !strings.Contains(errs, tc.errs) {
 			t.Errorf("sealroot %s: exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr with %q",
 				strings.Join(tc.args, " "), code, out, errs, tc.code, tc.out, tc.errs)

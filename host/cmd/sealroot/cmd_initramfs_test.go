@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/spf13/pflag"
 
 	"github.com/sealroot/sealroot/initramfs"
 )
@@ -34,47 +31,12 @@ func staticInit(t *testing.T) string {
 	return out
 }
 
-// runInitramfs runs the CLI with fresh flag values and returns its exit
-// status, stdout and stderr.
-func runInitramfs(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	build, _, err := rootCmd.Find([]string{"initramfs", "build"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	build.Flags().VisitAll(func(f *pflag.Flag) {
-		if sv, ok := f.Value.(pflag.SliceValue); ok {
-			sv.Replace(nil)
-		} else {
-			f.Value.Set(f.DefValue)
-		}
-		f.Changed = false
-	})
-	// run prints its error to os.Stderr itself; capture that too.
-	errFile, err := os.CreateTemp(t.TempDir(), "stderr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	saved := os.Stderr
-	os.Stderr = errFile
-	var stdout, stderr bytes.Buffer
-	rootCmd.SetOut(&stdout)
-	rootCmd.SetErr(&stderr)
-	code := run(args)
-	rootCmd.SetOut(nil)
-	rootCmd.SetErr(nil)
-	os.Stderr = saved
-	errFile.Close()
-	b, _ := os.ReadFile(errFile.Name())
-	return code, stdout.String(), stderr.String() + string(b)
-}
-
 func TestInitramfsBuildCLI(t *testing.T) {
 	init := staticInit(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "initrd.gz")
 
-	code, stdout, stderr := runInitramfs(t, "initramfs", "build", "-o", out, "--init", init, "--json")
+	code, stdout, stderr := runCLI(t, "initramfs", "build", "-o", out, "--init", init, "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -93,7 +55,7 @@ func TestInitramfsBuildCLI(t *testing.T) {
 	}
 
 	// Human output: bytes, MiB, records, modules.
-	code, stdout, stderr = runInitramfs(t, "initramfs", "build", "-o", filepath.Join(dir, "initrd"), "--init", init, "--compress", "none",
+	code, stdout, stderr = runCLI(t, "initramfs", "build", "-o", filepath.Join(dir, "initrd"), "--init", init, "--compress", "none",
 		"--file", "/etc/motd="+init)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -124,7 +86,7 @@ func TestInitramfsBuildCLIErrors(t *testing.T) {
 		{[]string{"initramfs", "build", "-o", out, "--init", init, "--kernel-modules", filepath.Join(t.TempDir(), "missing")}, 1, "kernel module tree"},
 	}
 	for _, tc := range tests {
-		code, _, stderr := runInitramfs(t, tc.args...)
+		code, _, stderr := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.inStderr) {
 			t.Errorf("%q: exit %d stderr %q; want exit %d with %q", tc.args, code, stderr, tc.code, tc.inStderr)
 		}
@@ -132,7 +94,7 @@ func TestInitramfsBuildCLIErrors(t *testing.T) {
 }
 
 func TestInitramfsBuildHelp(t *testing.T) {
-	code, stdout, stderr := runInitramfs(t, "initramfs", "build", "--help")
+	code, stdout, stderr := runCLI(t, "initramfs", "build", "--help")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

@@ -12,50 +12,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/spf13/pflag"
-
 	"github.com/sealroot/sealroot/host/broker"
 	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
 )
-
-// runAdminCLI runs sealroot with args after resetting the flags of the
-// command it names (cobra keeps values between runs in one process).
-func runAdminCLI(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	c, _, err := rootCmd.Find(args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reset := func(fs *pflag.FlagSet) {
-		fs.VisitAll(func(f *pflag.Flag) {
-			if sv, ok := f.Value.(pflag.SliceValue); ok {
-				sv.Replace(nil)
-			} else {
-				f.Value.Set(f.DefValue)
-			}
-			f.Changed = false
-		})
-	}
-	for p := c; p != nil; p = p.Parent() {
-		reset(p.Flags())
-		reset(p.PersistentFlags())
-	}
-	errFile, err := os.CreateTemp(t.TempDir(), "stderr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	saved := os.Stderr
-	os.Stderr = errFile
-	var stdout strings.Builder
-	rootCmd.SetOut(&stdout)
-	code := run(args)
-	rootCmd.SetOut(nil)
-	os.Stderr = saved
-	errFile.Close()
-	b, _ := os.ReadFile(errFile.Name())
-	return code, stdout.String(), string(b)
-}
 
 // testAdminBroker serves a broker with an admin token on loopback.
 func testAdminBroker(t *testing.T) (url, tokenFile string) {
@@ -91,7 +51,7 @@ func TestRegisterAndWorkloadsCLI(t *testing.T) {
 	m := hex.EncodeToString(make([]byte, 48))
 	conn := []string{"--broker", url, "--admin-token-file", tok}
 
-	code, out, errOut := runAdminCLI(t, append([]string{"register", "--workload-id", "cli-wl", "--tee", "snp",
+	code, out, errOut := runCLI(t, append([]string{"register", "--workload-id", "cli-wl", "--tee", "snp",
 		"--measurement", m, "--passphrase-file", passFile, "--min-tcb", "bl=1,tee=0,snp=2,ucode=3", "--json"}, conn...)...)
 	if code != 0 {
 		t.Fatalf("register: %d %s", code, errOut)
@@ -104,7 +64,7 @@ func TestRegisterAndWorkloadsCLI(t *testing.T) {
 		t.Fatal("passphrase printed")
 	}
 	// Again: refused with exit 1 and a hint.
-	code, _, errOut = runAdminCLI(t, append([]string{"register", "--workload-id", "cli-wl", "--tee", "snp", "--measurement", m}, conn...)...)
+	code, _, errOut = runCLI(t, append([]string{"register", "--workload-id", "cli-wl", "--tee", "snp", "--measurement", m}, conn...)...)
 	if code != 1 || !strings.Contains(errOut, "--replace") {
 		t.Fatalf("duplicate register: %d %s", code, errOut)
 	}
@@ -115,48 +75,48 @@ func TestRegisterAndWorkloadsCLI(t *testing.T) {
 		{"register", "--workload-id", "x", "--tee", "snp", "--measurement", m, "--max-vmpl", "7"},
 		{"register", "--workload-id", "x", "--tee", "quantum", "--measurement", m},
 	} {
-		if code, _, errOut := runAdminCLI(t, append(args, conn...)...); code != 2 {
+		if code, _, errOut := runCLI(t, append(args, conn...)...); code != 2 {
 			t.Errorf("%v: exit %d (%s), want 2", args, code, errOut)
 		}
 	}
-	if code, _, _ := runAdminCLI(t, "workloads", "list", "--broker", url); code != 2 {
+	if code, _, _ := runCLI(t, "workloads", "list", "--broker", url); code != 2 {
 		t.Error("list without a token file is not a usage error")
 	}
 
-	code, out, errOut = runAdminCLI(t, append([]string{"workloads", "list"}, conn...)...)
+	code, out, errOut = runCLI(t, append([]string{"workloads", "list"}, conn...)...)
 	if code != 0 || !strings.Contains(out, "cli-wl") || !strings.Contains(out, "WORKLOAD") {
 		t.Fatalf("list: %d %s %s", code, out, errOut)
 	}
-	code, out, _ = runAdminCLI(t, append([]string{"workloads", "show", "cli-wl"}, conn...)...)
+	code, out, _ = runCLI(t, append([]string{"workloads", "show", "cli-wl"}, conn...)...)
 	if code != 0 || !strings.Contains(out, "default/cli-wl/passphrase") {
 		t.Fatalf("show: %d %s", code, out)
 	}
 	resFile := filepath.Join(dir, "res")
 	os.WriteFile(resFile, []byte("resource value"), 0o600)
-	if code, _, errOut := runAdminCLI(t, append([]string{"workloads", "put-resource", "cli-wl", "default/key/1", "--file", resFile}, conn...)...); code != 0 {
+	if code, _, errOut := runCLI(t, append([]string{"workloads", "put-resource", "cli-wl", "default/key/1", "--file", resFile}, conn...)...); code != 0 {
 		t.Fatalf("put-resource: %s", errOut)
 	}
 	m2 := hex.EncodeToString(append(make([]byte, 47), 1))
-	if code, out, errOut := runAdminCLI(t, append([]string{"workloads", "set-policy", "cli-wl", "--measurement", m2, "--json"}, conn...)...); code != 0 || !strings.Contains(out, m2) || !strings.Contains(out, "default/key/1") {
+	if code, out, errOut := runCLI(t, append([]string{"workloads", "set-policy", "cli-wl", "--measurement", m2, "--json"}, conn...)...); code != 0 || !strings.Contains(out, m2) || !strings.Contains(out, "default/key/1") {
 		t.Fatalf("set-policy: %d %s %s", code, out, errOut)
 	}
-	if code, _, errOut := runAdminCLI(t, append([]string{"workloads", "set-passphrase", "cli-wl", "--passphrase-file", passFile}, conn...)...); code != 0 {
+	if code, _, errOut := runCLI(t, append([]string{"workloads", "set-passphrase", "cli-wl", "--passphrase-file", passFile}, conn...)...); code != 0 {
 		t.Fatalf("set-passphrase: %s", errOut)
 	}
-	if code, _, _ := runAdminCLI(t, append([]string{"workloads", "delete-resource", "cli-wl", "default/key/1"}, conn...)...); code != 0 {
+	if code, _, _ := runCLI(t, append([]string{"workloads", "delete-resource", "cli-wl", "default/key/1"}, conn...)...); code != 0 {
 		t.Fatal("delete-resource")
 	}
-	if code, out, _ := runAdminCLI(t, append([]string{"workloads", "delete", "cli-wl", "--json"}, conn...)...); code != 0 || !strings.Contains(out, `"deleted": true`) {
+	if code, out, _ := runCLI(t, append([]string{"workloads", "delete", "cli-wl", "--json"}, conn...)...); code != 0 || !strings.Contains(out, `"deleted": true`) {
 		t.Fatalf("delete: %d %s", code, out)
 	}
-	code, _, errOut = runAdminCLI(t, append([]string{"workloads", "show", "cli-wl"}, conn...)...)
+	code, _, errOut = runCLI(t, append([]string{"workloads", "show", "cli-wl"}, conn...)...)
 	if code != 1 || !strings.Contains(errOut, "404") {
 		t.Fatalf("show deleted: %d %s", code, errOut)
 	}
 	// A wrong token says what to check.
 	bad := filepath.Join(dir, "bad-token")
 	os.WriteFile(bad, []byte("not-the-token-0123456789"), 0o600)
-	code, _, errOut = runAdminCLI(t, "workloads", "list", "--broker", url, "--admin-token-file", bad)
+	code, _, errOut = runCLI(t, "workloads", "list", "--broker", url, "--admin-token-file", bad)
 	if code != 1 || !strings.Contains(errOut, "401") || !strings.Contains(errOut, "--admin-token-file") {
 		t.Fatalf("wrong token: %d %s", code, errOut)
 	}
@@ -169,7 +129,7 @@ func TestBrokerCLIUsage(t *testing.T) {
 		{"broker", "--state", t.TempDir(), "--registration", "token"},
 		{"broker", "--config", filepath.Join(t.TempDir(), "missing.yaml")},
 	} {
-		if code, _, errOut := runAdminCLI(t, args...); code != 2 {
+		if code, _, errOut := runCLI(t, args...); code != 2 {
 			t.Errorf("%v: exit %d (%s), want 2", args, code, errOut)
 		}
 	}

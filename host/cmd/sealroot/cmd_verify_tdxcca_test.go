@@ -15,42 +15,7 @@ import (
 	"testing"
 
 	"github.com/google/go-tdx-guest/testing/testdata"
-	"github.com/spf13/pflag"
 )
-
-// runVerifyCLI runs `sealroot verify` with fresh flag values and returns its
-// exit status, stdout and stderr.
-func runVerifyCLI(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	c, _, err := rootCmd.Find([]string{"verify"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Flags().VisitAll(func(f *pflag.Flag) {
-		if sv, ok := f.Value.(pflag.SliceValue); ok {
-			sv.Replace(nil)
-		} else {
-			f.Value.Set(f.DefValue)
-		}
-		f.Changed = false
-	})
-	errFile, err := os.CreateTemp(t.TempDir(), "stderr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	saved := os.Stderr
-	os.Stderr = errFile
-	var stdout, stderr bytes.Buffer
-	rootCmd.SetOut(&stdout)
-	rootCmd.SetErr(&stderr)
-	code := run(append([]string{"verify"}, args...))
-	rootCmd.SetOut(nil)
-	rootCmd.SetErr(nil)
-	os.Stderr = saved
-	errFile.Close()
-	b, _ := os.ReadFile(errFile.Name())
-	return code, stdout.String(), stderr.String() + string(b)
-}
 
 // The MRTD of go-tdx-guest's real Sapphire Rapids quote.
 const cliRealMRTD = "6363b8043668a3ad953278e10389574d326c6749fb78aa810ecd9336923db86f22fc00b8dcd404bc10d5e119d7215cbb"
@@ -93,7 +58,7 @@ func TestVerifyTDXOffline(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, out, errOut := runVerifyCLI(t, tt.args...)
+			code, out, errOut := runCLI(t, append([]string{"verify"}, tt.args...)...)
 			if code != tt.wantCode {
 				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.wantCode, out, errOut)
 			}
@@ -126,11 +91,11 @@ func TestVerifyCCAUntrusted(t *testing.T) {
 	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
 	other := writeTemp(t, "other.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 
-	code, out, errOut := runVerifyCLI(t, "--tee", "cca", "--evidence", tokFile, "--certs", writeTemp(t, "cpak.pem", cpak))
+	code, out, errOut := runCLI(t, "verify", "--tee", "cca", "--evidence", tokFile, "--certs", writeTemp(t, "cpak.pem", cpak))
 	if code != 0 || !strings.Contains(out, "measurement") || !strings.Contains(out, "rem0") {
 		t.Fatalf("trusted cpak: exit %d\n%s\n%s", code, out, errOut)
 	}
-	code, _, errOut = runVerifyCLI(t, "--tee", "cca", "--evidence", tokFile, "--certs", other)
+	code, _, errOut = runCLI(t, "verify", "--tee", "cca", "--evidence", tokFile, "--certs", other)
 	if code != 1 || !strings.Contains(errOut, "not signed by a trusted CPAK") {
 		t.Fatalf("foreign cpak: exit %d\n%s", code, errOut)
 	}

@@ -4,13 +4,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-sev-guest/verify/testdata"
-	"github.com/spf13/pflag"
 
 	"github.com/sealroot/sealroot/attest/snp"
 )
@@ -21,42 +19,6 @@ const (
 	milanMeasurement = "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01"
 	milanAt          = "2024-06-01T00:00:00Z"
 )
-
-// runCLI runs sealroot with args, resetting the flags of the command it
-// names first (commands are package globals), and returns the exit status,
-// stdout and stderr. It generalizes runVerifyCLI to any command.
-func runCLI(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	c, _, err := rootCmd.Find(args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Name() == "verify" {
-		return runVerifyCLI(t, args[1:]...)
-	}
-	c.Flags().VisitAll(func(f *pflag.Flag) {
-		if sv, ok := f.Value.(pflag.SliceValue); ok {
-			sv.Replace(nil)
-		} else {
-			f.Value.Set(f.DefValue)
-		}
-		f.Changed = false
-	})
-	errFile, err := os.CreateTemp(t.TempDir(), "stderr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	saved := os.Stderr
-	os.Stderr = errFile
-	var stdout strings.Builder
-	rootCmd.SetOut(&stdout)
-	code := run(args)
-	rootCmd.SetOut(nil)
-	os.Stderr = saved
-	errFile.Close()
-	b, _ := os.ReadFile(errFile.Name())
-	return code, stdout.String(), string(b)
-}
 
 // TestVerifyMilanOffline is the acceptance test: the real Milan report and
 // its VCEK verify offline and the measurement is printed. The report's
