@@ -214,21 +214,13 @@ func InitWith(dir string, o InitOptions) error {
 			return err
 		}
 	}
-	arkDER, err := x509.CreateCertificate(o.Rand, arkTmpl, arkTmpl, &arkKey.PublicKey, arkKey)
+	ark, err := issue(o.Rand, "ARK", arkTmpl, arkTmpl, &arkKey.PublicKey, arkKey)
 	if err != nil {
-		return fmt.Errorf("sim: ARK certificate: %w", err)
+		return err
 	}
-	ark, err := x509.ParseCertificate(arkDER)
+	ask, err := issue(o.Rand, "ASK", askTmpl, ark, &askKey.PublicKey, arkKey)
 	if err != nil {
-		return fmt.Errorf("sim: ARK certificate: %w", err)
-	}
-	askDER, err := x509.CreateCertificate(o.Rand, askTmpl, ark, &askKey.PublicKey, arkKey)
-	if err != nil {
-		return fmt.Errorf("sim: ASK certificate: %w", err)
-	}
-	ask, err := x509.ParseCertificate(askDER)
-	if err != nil {
-		return fmt.Errorf("sim: ASK certificate: %w", err)
+		return err
 	}
 	vcekDER, err := x509.CreateCertificate(o.Rand, vcekTmpl, ask, &vcekKey.PublicKey, askKey)
 	if err != nil {
@@ -248,8 +240,8 @@ func InitWith(dir string, o InitOptions) error {
 		mode os.FileMode
 	}{
 		{VCEKKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600},
-		{ARKFile, pemCert(arkDER), 0o644},
-		{ASKFile, pemCert(askDER), 0o644},
+		{ARKFile, pemCert(ark.Raw), 0o644},
+		{ASKFile, pemCert(ask.Raw), 0o644},
 		{VCEKFile, pemCert(vcekDER), 0o644},
 		{InfoFile, append(infoJSON, '\n'), 0o644},
 	}
@@ -324,6 +316,20 @@ func vcekExtensions(productName string, tcb attest.TCB, hwid []byte) ([]pkix.Ext
 // oidFmcSpl is the FMC SPL extension of Turin certificates (KDS structure
 // version 1), which go-sev-guest v0.15.0 does not define.
 var oidFmcSpl = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 9}
+
+// issue signs tmpl with the parent's key and parses the result, which the
+// next certificate down the chain names as its issuer.
+func issue(r io.Reader, what string, tmpl, parent *x509.Certificate, pub *rsa.PublicKey, parentKey *rsa.PrivateKey) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificate(r, tmpl, parent, pub, parentKey)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %s certificate: %w", what, err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %s certificate: %w", what, err)
+	}
+	return c, nil
+}
 
 func serial(r io.Reader) (*big.Int, error) {
 	n, err := rand.Int(r, new(big.Int).Lsh(big.NewInt(1), 127))

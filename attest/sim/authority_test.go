@@ -150,6 +150,18 @@ func TestInitRefusesToReplaceKeys(t *testing.T) {
 	}
 }
 
+// editInfo returns a damage function that rewrites sim.json through edit.
+func editInfo(edit func(*Info)) func(dir string) {
+	return func(d string) {
+		var info Info
+		b, _ := os.ReadFile(filepath.Join(d, InfoFile))
+		json.Unmarshal(b, &info)
+		edit(&info)
+		b, _ = json.Marshal(info)
+		os.WriteFile(filepath.Join(d, InfoFile), b, 0o644)
+	}
+}
+
 func TestLoadRejects(t *testing.T) {
 	_, dir := testAuthority(t)
 	otherKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
@@ -171,22 +183,8 @@ func TestLoadRejects(t *testing.T) {
 			b, _ := os.ReadFile(filepath.Join(d, ARKFile))
 			os.WriteFile(filepath.Join(d, ASKFile), b, 0o644)
 		}, "does not chain"},
-		{"chip id edited", func(d string) {
-			var info Info
-			b, _ := os.ReadFile(filepath.Join(d, InfoFile))
-			json.Unmarshal(b, &info)
-			info.ChipID = strings.Repeat("ab", 64)
-			b, _ = json.Marshal(info)
-			os.WriteFile(filepath.Join(d, InfoFile), b, 0o644)
-		}, "does not certify"},
-		{"tcb edited", func(d string) {
-			var info Info
-			b, _ := os.ReadFile(filepath.Join(d, InfoFile))
-			json.Unmarshal(b, &info)
-			info.TCB.SNP++
-			b, _ = json.Marshal(info)
-			os.WriteFile(filepath.Join(d, InfoFile), b, 0o644)
-		}, "does not certify"},
+		{"chip id edited", editInfo(func(info *Info) { info.ChipID = strings.Repeat("ab", 64) }), "does not certify"},
+		{"tcb edited", editInfo(func(info *Info) { info.TCB.SNP++ }), "does not certify"},
 		{"not PEM", func(d string) { os.WriteFile(filepath.Join(d, VCEKFile), []byte("junk"), 0o644) }, "PEM"},
 	}
 	for _, tt := range tests {
