@@ -321,8 +321,17 @@ func addrOf(l net.Listener) string {
 func qemuOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 func qemuArgs(o *Options, accel, cmdline, hostSock, simSock string) []string {
+	// The guest needs a seeded CRNG before it can make its attestation
+	// key: on a CPU without RDRAND, getrandom() waits about a second
+	// for jitter entropy. TCG emulates RDRAND (host randomness), and the
+	// kernel trusts the CPU's RNG as it does on SNP and TDX hardware.
+	cpu := "qemu64,+rdrand"
+	if accel == "kvm" {
+		cpu = "host"
+	}
 	a := []string{
 		"-accel", accel,
+		"-cpu", cpu,
 		"-m", strconv.Itoa(o.MemoryMiB),
 		"-smp", strconv.Itoa(o.CPUs),
 		"-nodefaults", "-no-user-config", "-no-reboot",
