@@ -81,13 +81,17 @@ func TestClassify(t *testing.T) {
 }
 
 func FuzzClassify(f *testing.F) {
-	f.Add(401, "attest", []byte(`{"type":"https://github.com/confidential-containers/kbs/errors/InvalidCookie","detail":"x"}`), "3")
-	f.Add(503, "auth", []byte("unknown session"), "120")
-	f.Add(302, "key", []byte{0xff, 0, '\n'}, "-1")
-	f.Fuzz(func(t *testing.T, status int, step string, body []byte, retry string) {
+	// The step is one of the agent's own constants, never broker input;
+	// the status, headers and body are the broker's.
+	steps := []string{StepAuth, StepEvidence, StepAttest, StepKey, StepDecrypt}
+	f.Add(401, uint8(2), []byte(`{"type":"https://github.com/confidential-containers/kbs/errors/InvalidCookie","detail":"x"}`), "3")
+	f.Add(503, uint8(0), []byte("unknown session"), "120")
+	f.Add(302, uint8(3), []byte{0xff, 0, '\n'}, "-1")
+	f.Fuzz(func(t *testing.T, status int, stepIndex uint8, body []byte, retry string) {
 		if status < 100 || status > 999 {
 			return
 		}
+		step := steps[int(stepIndex)%len(steps)]
 		e := classify(step, status, http.Header{"Retry-After": {retry}, "Location": {string(body)}}, body)
 		msg := e.Error()
 		for i := 0; i < len(msg); i++ {
