@@ -43,8 +43,12 @@ func FuzzParseKrunAttestation(f *testing.F) {
 			return
 		}
 		if pub, err := a.TEEPubKey.RSAPublicKey(); err == nil {
-			if bits := pub.N.BitLen(); bits < MinRSABits || bits > MaxRSABits || pub.E < 3 {
+			if bits := pub.N.BitLen(); bits != 8*KrunModulusSize || pub.E < 3 || pub.E%2 == 0 {
 				t.Fatalf("accepted a %d-bit key with e=%d", bits, pub.E)
+			}
+			// Only the canonical texts, so the binding splits one way.
+			if NewKrunPubKey(pub).KMod != a.TEEPubKey.KMod || NewKrunPubKey(pub).KExp != a.TEEPubKey.KExp {
+				t.Fatal("accepted a key in non-canonical base64")
 			}
 		}
 		_, _, _ = DecodeKrunSNPEvidence(a.TEEEvidence)

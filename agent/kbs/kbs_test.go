@@ -105,6 +105,15 @@ func TestKrunReportData(t *testing.T) {
 	}
 }
 
+// oddModulus returns n bytes shaped like an RSA modulus: top bit set, odd.
+func oddModulus(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	b[0] |= 0x80
+	b[n-1] |= 1
+	return b
+}
+
 func TestKrunPubKeyRejects(t *testing.T) {
 	k := testRSAKey(t)
 	good := NewKrunPubKey(&k.PublicKey)
@@ -112,17 +121,68 @@ func TestKrunPubKeyRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	enc := base64.StdEncoding.EncodeToString
+	topClear := k.N.Bytes()
+	topClear[0] &^= 0x80
 	for name, pk := range map[string]KrunPubKey{
 		"alg":        {Alg: "EC", KMod: good.KMod, KExp: good.KExp},
 		"not base64": {Alg: "RSA", KMod: "!!", KExp: good.KExp},
 		"url base64": {Alg: "RSA", KMod: base64.RawURLEncoding.EncodeToString(k.N.Bytes()), KExp: good.KExp},
 		"small":      NewKrunPubKey(&small.PublicKey),
-		"exp even":   {Alg: "RSA", KMod: good.KMod, KExp: base64.StdEncoding.EncodeToString([]byte{1, 0, 0})},
-		"exp one":    {Alg: "RSA", KMod: good.KMod, KExp: "AQ=="},
-		"exp long":   {Alg: "RSA", KMod: good.KMod, KExp: base64.StdEncoding.EncodeToString([]byte{1, 0, 0, 0, 1})},
+		// Any modulus length but 256 bytes makes the binding ambiguous.
+		"255 bytes":         {Alg: "RSA", KMod: enc(oddModulus(255)), KExp: good.KExp},
+		"257 bytes":         {Alg: "RSA", KMod: enc(oddModulus(257)), KExp: good.KExp},
+		"rsa-3072":          {Alg: "RSA", KMod: enc(oddModulus(384)), KExp: good.KExp},
+		"rsa-4096":          {Alg: "RSA", KMod: enc(oddModulus(512)), KExp: good.KExp},
+		"leading zero byte": {Alg: "RSA", KMod: enc(append([]byte{0}, k.N.Bytes()...)), KExp: good.KExp},
+		"top bit clear":     {Alg: "RSA", KMod: enc(topClear), KExp: good.KExp},
+		"line break in mod": {Alg: "RSA", KMod: good.KMod[:64] + "\n" + good.KMod[64:], KExp: good.KExp},
+		"mod without pad":   {Alg: "RSA", KMod: strings.TrimRight(good.KMod, "="), KExp: good.KExp},
+		"exp even":          {Alg: "RSA", KMod: good.KMod, KExp: enc([]byte{1, 0, 0})},
+		"exp one":           {Alg: "RSA", KMod: good.KMod, KExp: "AQ=="},
+		"exp long":          {Alg: "RSA", KMod: good.KMod, KExp: enc([]byte{1, 0, 0, 0, 1})},
+		"exp leading zero":  {Alg: "RSA", KMod: good.KMod, KExp: enc([]byte{0, 1, 0, 1})},
+		"exp line break":    {Alg: "RSA", KMod: good.KMod, KExp: "AQAB\r\n"},
+		"exp trailing bits": {Alg: "RSA", KMod: good.KMod, KExp: "AQB="}, // non-zero bits under the padding
 	} {
 		if _, err := pk.RSAPublicKey(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+	for name, e := range map[string][]byte{"65537": {1, 0, 1}, "3": {3}, "4 bytes": {0x7f, 0xff, 0xff, 0xff}} {
+		pk := KrunPubKey{Alg: "RSA", KMod: good.KMod, KExp: enc(e)}
+		if _, err := pk.RSAPublicKey(); err != nil {
+			t.Errorf("exponent %s refused: %v", name, err)
+		}
+	}
+}
+
+// TestKrunBindingSuffixForgery is the attack the exact key shape prevents.
+// The binding hashes nonce ‖ base64(n) ‖ base64(e) without separators, so a
+// host that knows the guest's modulus n can choose n' = p ‖ n (p of 3 bytes,
+// one base64 group) and give the guest the nonce N ‖ base64(p): the guest's
+// report_data then equals the binding of the broker's nonce N with the
+// host's key n'. The broker must refuse n'.
+func TestKrunBindingSuffixForgery(t *testing.T) {
+	k := testRSAKey(t)
+	const brokerNonce = "00112233445566778899aabbccddeeff"
+	prefix := []byte{0x80, 0x00, 0x01}
+	forged := KrunPubKey{Alg: "RSA", KMod: base64.StdEncoding.EncodeToString(append(prefix, k.N.Bytes()...)), KExp: "AQAB"}
+
+	guestNonce := brokerNonce + base64.StdEncoding.EncodeToString(prefix)
+	guestBinding := KrunReportData(guestNonce, &k.PublicKey)
+	if KrunBinding(brokerNonce, forged) != guestBinding {
+		t.Fatal("the forgery does not collide: the test no longer shows the ambiguity it guards against")
+	}
+	if _, err := forged.RSAPublicKey(); err == nil || !strings.Contains(err.Error(), "RSA-2048") {
+		t.Fatalf("forged %d-byte modulus: %v, want refused as not RSA-2048", KrunModulusSize+len(prefix), err)
+	}
+	if ValidKrunNonce(guestNonce) || !ValidKrunNonce(brokerNonce) {
+		t.Fatal("ValidKrunNonce must accept exactly 32 lowercase hex characters")
+	}
+	for _, n := range []string{"", strings.Repeat("A", 32), strings.Repeat("0", 31), strings.Repeat("0", 33), strings.Repeat("g", 32)} {
+		if ValidKrunNonce(n) {
+			t.Errorf("nonce %q accepted", n)
 		}
 	}
 }

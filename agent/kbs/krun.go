@@ -149,21 +149,75 @@ func NewKrunPubKey(pub *rsa.PublicKey) KrunPubKey {
 	}
 }
 
-// RSAPublicKey decodes and checks the key: alg RSA, modulus of 2048 to 8192
-// bits, odd exponent between 3 and 2^31-1.
+// KrunModulusSize is the length in bytes of the only modulus a krun key may
+// have: the guest makes an RSA-2048 key (INTEROP.md §3).
+const KrunModulusSize = 256
+
+// RSAPublicKey decodes and checks the key: alg RSA, a modulus of exactly
+// 2048 bits (256 bytes, top bit set), an odd exponent of at most 4 bytes
+// between 3 and 2^31-1, both in canonical standard base64.
+//
+// The exact shape is what makes the krun binding sound. report_data is
+// SHA-512(nonce ‖ base64(n) ‖ base64(e)) with no separators, so with
+// moduli of several lengths a host in the middle that knows the guest's
+// modulus n could pick n' whose base64 ends with base64(n), hand the guest
+// a nonce lengthened by the difference, and have the guest's report bind
+// the host's key. With one modulus length, canonical base64 (which puts
+// "==" only at the end of a 256-byte modulus, and rejects the \r and \n
+// Go's decoder would skip) and the broker's fixed 32-character nonce, the
+// hashed text splits into nonce, modulus and exponent in exactly one way.
 func (k KrunPubKey) RSAPublicKey() (*rsa.PublicKey, error) {
 	if !strings.EqualFold(k.Alg, "RSA") {
 		return nil, fmt.Errorf("tee-pubkey: alg %q is not RSA", truncate(k.Alg))
 	}
-	n, err := base64.StdEncoding.DecodeString(k.KMod)
+	n, err := canonicalBase64(k.KMod)
 	if err != nil {
-		return nil, errors.New("tee-pubkey: k-mod is not standard base64")
+		return nil, fmt.Errorf("tee-pubkey: k-mod: %w", err)
 	}
-	e, err := base64.StdEncoding.DecodeString(k.KExp)
+	if len(n) != KrunModulusSize || n[0]&0x80 == 0 {
+		return nil, fmt.Errorf("tee-pubkey: k-mod is a %d-bit modulus of %d bytes, want RSA-2048 (%d bytes, top bit set)",
+			new(big.Int).SetBytes(n).BitLen(), len(n), KrunModulusSize)
+	}
+	e, err := canonicalBase64(k.KExp)
 	if err != nil {
-		return nil, errors.New("tee-pubkey: k-exp is not standard base64")
+		return nil, fmt.Errorf("tee-pubkey: k-exp: %w", err)
 	}
-	return rsaKey(n, e)
+	if len(e) == 0 || len(e) > 4 || e[0] == 0 {
+		return nil, fmt.Errorf("tee-pubkey: k-exp is %d bytes, want a minimal big-endian exponent of 1 to 4 bytes (65537 is AQAB)", len(e))
+	}
+	pub, err := rsaKey(n, e)
+	if err != nil {
+		return nil, fmt.Errorf("tee-pubkey: %w", err)
+	}
+	return pub, nil
+}
+
+// ValidKrunNonce reports whether a krun challenge nonce has the only shape
+// a sealroot broker (and reference-kbs) issues: 32 lowercase hex
+// characters. A guest that refuses other nonces cannot be made to hash a
+// host-chosen prefix into its binding.
+func ValidKrunNonce(nonce string) bool {
+	if len(nonce) != 32 {
+		return false
+	}
+	for i := 0; i < len(nonce); i++ {
+		c := nonce[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalBase64 decodes standard base64 with padding and insists that s
+// is exactly the encoding of the result: no skipped line breaks, no
+// non-zero trailing bits.
+func canonicalBase64(s string) ([]byte, error) {
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil || base64.StdEncoding.EncodeToString(b) != s {
+		return nil, errors.New("not canonical standard base64")
+	}
+	return b, nil
 }
 
 // rsaKey builds and checks an RSA public key from big-endian bytes.

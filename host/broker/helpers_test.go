@@ -211,6 +211,23 @@ func (b *testBroker) registerBuildah(t testing.TB, id string, m [48]byte) string
 	return pass
 }
 
+// registerSim registers id through the admin API as a "sim" workload (the
+// only kind simulated evidence can unlock) with measurement m and the
+// given host data (hex, "" for none), and returns the passphrase.
+func (b *testBroker) registerSim(t testing.TB, id string, m [48]byte, hostData ...string) string {
+	t.Helper()
+	pass := randomHex(32)
+	reg := AdminRegistration{WorkloadID: id, TEE: attest.TEESim, Passphrase: &pass,
+		Policy: WorkloadPolicy{Measurements: []string{hex.EncodeToString(m[:])}}}
+	if len(hostData) > 0 {
+		reg.Policy.HostData = hostData[0]
+	}
+	if code, body := b.adminDo(t, http.MethodPost, "/admin/v1/workloads", mustJSON(reg)); code != http.StatusCreated {
+		t.Fatalf("registering sim workload %s: %d %s", id, code, body)
+	}
+	return pass
+}
+
 func registrationBody(id, m, pass string) string {
 	return `{"workload_id":"` + id + `","launch_measurement":"` + m + `","passphrase":"` + pass +
 		`","tee_config":"{\"flags\":{\"bits\":15},\"minfw\":{\"major\":0,\"minor\":0}}"}`
@@ -274,6 +291,9 @@ type krunClient struct {
 	params func(*sim.ReportParams)
 	// reportData, when set, replaces the binding.
 	reportData *[64]byte
+	// kmod, when set, replaces the k-mod text sent (the binding is still
+	// computed from the client's key unless reportData is set).
+	kmod string
 }
 
 func newKrunClient(t testing.TB, base string, keyIndex int) *krunClient {
@@ -325,6 +345,9 @@ func (c *krunClient) attest(t testing.TB, nonce string, m [48]byte) (int, string
 	rd := sha512.Sum512([]byte(nonce + kmod + kexp))
 	if c.reportData != nil {
 		rd = *c.reportData
+	}
+	if c.kmod != "" {
+		kmod = c.kmod
 	}
 	p := sim.ReportParams{ReportData: rd, Measurement: m}
 	if c.params != nil {

@@ -11,7 +11,8 @@ import (
 
 // decodeKrunAttest reads a krun /attest body: an RSA key as base64 texts
 // and SNP evidence as a JSON string holding the report in hex. The
-// expected report_data is SHA-512 over the nonce and the key texts as sent.
+// expected report_data is SHA-512 over the session's nonce (32 hex
+// characters the broker issued) and the key texts as sent.
 func decodeKrunAttest(sess *store.Session, body []byte) (*attempt, *refusal) {
 	bad := func(err error) *refusal {
 		return refuse(http.StatusBadRequest, kbs.ProblemInvalidRequest, "request", err.Error(), err.Error())
@@ -20,8 +21,11 @@ func decodeKrunAttest(sess *store.Session, body []byte) (*attempt, *refusal) {
 	if err != nil {
 		return nil, bad(err)
 	}
+	// Exactly an RSA-2048 key in canonical base64: with any other modulus
+	// length the separator-less binding below could be satisfied by a key
+	// the guest never made (see kbs.KrunPubKey.RSAPublicKey).
 	if _, err := a.TEEPubKey.RSAPublicKey(); err != nil {
-		return nil, bad(err)
+		return nil, refuse(http.StatusBadRequest, kbs.ProblemInvalidRequest, "tee_pubkey", err.Error(), err.Error())
 	}
 	report, certs, err := kbs.DecodeKrunSNPEvidence(a.TEEEvidence)
 	if err != nil {

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"bufio"
+	"crypto/rand"
+	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -327,6 +329,84 @@ func TestKrunRefusals(t *testing.T) {
 			t.Fatal("key without session")
 		}
 	})
+}
+
+// TestKrunBindingKeyShape: the krun binding hashes nonce ‖ base64(n) ‖
+// base64(e) without separators, so the broker takes only the key the guest
+// makes (RSA-2048, canonical base64) and only its own 32-character nonce.
+// The first case is the man-in-the-middle forgery: a host that knows the
+// guest's modulus n sends n' = p ‖ n and has fed the guest the nonce
+// N ‖ base64(p), so the guest's report_data is exactly the binding of N and
+// n'. Had the broker accepted n', it would have encrypted the passphrase to
+// the host's key.
+func TestKrunBindingKeyShape(t *testing.T) {
+	m := measurement(8)
+	guest := guestRSAKey(0)
+	nb := guest.N.Bytes()
+	for _, tc := range []struct {
+		name string
+		// kmod and binding return the k-mod text sent and the report_data
+		// the guest's evidence carries, given the broker's nonce.
+		kmod    func() string
+		binding func(nonce, kmod string) [64]byte
+		code    int
+		check   string
+	}{
+		{name: "suffix forgery (259-byte n' ending in the guest's n)",
+			kmod: func() string { return b64(append([]byte{0x80, 0x00, 0x01}, nb...)) },
+			binding: func(nonce, _ string) [64]byte {
+				// What the fooled guest hashes: its own key after a longer nonce.
+				return sha512.Sum512([]byte(nonce + b64([]byte{0x80, 0x00, 0x01}) + b64(nb) + "AQAB"))
+			},
+			code: http.StatusBadRequest, check: "tee_pubkey"},
+		{name: "255-byte modulus", kmod: func() string { return b64(oddBytes(255)) }, code: http.StatusBadRequest, check: "tee_pubkey"},
+		{name: "257-byte modulus", kmod: func() string { return b64(oddBytes(257)) }, code: http.StatusBadRequest, check: "tee_pubkey"},
+		{name: "rsa-3072 modulus", kmod: func() string { return b64(oddBytes(384)) }, code: http.StatusBadRequest, check: "tee_pubkey"},
+		{name: "rsa-4096 modulus", kmod: func() string { return b64(oddBytes(512)) }, code: http.StatusBadRequest, check: "tee_pubkey"},
+		{name: "line break in k-mod", kmod: func() string { return b64(nb)[:76] + "\n" + b64(nb)[76:] }, code: http.StatusBadRequest, check: "tee_pubkey"},
+		{name: "binding over a longer nonce",
+			binding: func(nonce, kmod string) [64]byte { return sha512.Sum512([]byte(nonce + "00" + kmod + "AQAB")) },
+			code:    http.StatusUnauthorized, check: "report_data"},
+		{name: "binding over a nonce missing its last character",
+			binding: func(nonce, kmod string) [64]byte { return sha512.Sum512([]byte(nonce[:31] + kmod + "AQAB")) },
+			code:    http.StatusUnauthorized, check: "report_data"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newTestBroker(t)
+			b.registerSim(t, "wl", m)
+			c := newKrunClient(t, b.URL, 0)
+			nonce, _ := c.auth(t, "wl")
+			kmod := b64(nb)
+			if tc.kmod != nil {
+				kmod = tc.kmod()
+				c.kmod = kmod
+			}
+			rd := sha512.Sum512([]byte(nonce + kmod + "AQAB")) // bound as the broker computes it
+			if tc.binding != nil {
+				rd = tc.binding(nonce, kmod)
+			}
+			c.reportData = &rd
+			if code, body := c.attest(t, nonce, m); code != tc.code {
+				t.Fatalf("attest: %d %q, want %d", code, body, tc.code)
+			}
+			if rec := b.audit.lastRefusal(t); rec["check"] != tc.check || rec["workload"] != "wl" {
+				t.Fatalf("audit record %v, want check %q", rec, tc.check)
+			}
+			if _, code := c.key(t, "wl"); code != http.StatusUnauthorized {
+				t.Fatalf("key after a refused attestation: %d", code)
+			}
+		})
+	}
+}
+
+// oddBytes returns n random bytes shaped like an RSA modulus (top bit set,
+// odd): only the length is wrong.
+func oddBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	b[0] |= 0x80
+	b[n-1] |= 1
+	return b
 }
 
 // TestPolicyTightenedAfterAttest: the policy in force at release time wins.
