@@ -55,10 +55,8 @@ func main() {
 // workload's, or the failing phase's.
 func (b *boot) runAll(ps []phase) int {
 	for _, p := range ps {
-		ctx, cancel := context.WithTimeout(context.Background(), p.deadline)
 		t0 := time.Now()
-		err := p.run(b, ctx)
-		cancel()
+		err := runPhase(b, p)
 		if err != nil {
 			status := p.status
 			var f *failure
@@ -75,6 +73,32 @@ func (b *boot) runAll(ps []phase) int {
 		}
 	}
 	return b.exitStatus
+}
+
+// runPhase runs one phase under its deadline. The deadline is enforced
+// here, not left to the phase: a phase that overruns (a hostile KDF cost, a
+// stuck device) fails with its status while its goroutine is abandoned, as
+// the machine powers off next. A panic in a phase becomes that phase's
+// failure instead of killing PID 1 (which would panic the kernel and lose
+// the status).
+func runPhase(b *boot, p phase) error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.deadline)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("internal error: %v", r)
+			}
+		}()
+		done <- p.run(b, ctx)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("did not finish within %s", p.deadline)
+	}
 }
 
 // cmdline options the init understands: sealroot.disk_timeout=DUR,

@@ -35,6 +35,9 @@ type boot struct {
 	host    interface{ Close() error }
 	closers []interface{ Close() error }
 	cfg     *config.Config
+	// rawConfig is the config JSON exactly as read: its SHA-256 is the
+	// HOST_DATA the launcher binds into the TEE's reports.
+	rawConfig []byte
 	// encrypted says the root payload is LUKS; passphrase lives from the
 	// attest phase to the unlock phase, which wipes it.
 	encrypted  bool
@@ -151,7 +154,14 @@ func (b *boot) readConfig(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", source, err)
 	}
+	if dev := teeDevice(); dev != "" && !attestable(cfg.TEE) {
+		// A host that can boot this measured init unattested inside a
+		// real TEE could run its own code there and attest as any
+		// workload sharing the measurement.
+		return fail(event.StatusAttestFailed, fmt.Errorf("this VM runs in a TEE (%s) but the disk config's tee is %q: refusing to boot an unattested root in a confidential VM", dev, cfg.TEE))
+	}
 	b.cfg = cfg
+	b.rawConfig = raw
 	b.detail = map[string]string{"tee": cfg.TEE, "workload_id": cfg.WorkloadID}
 	return nil
 }
@@ -243,7 +253,7 @@ func (b *boot) switchRoot(ctx context.Context) error {
 }
 
 func (b *boot) prepareWorkload(ctx context.Context) error {
-	raw, err := os.ReadFile(workload.ConfigPath)
+	raw, err := workload.ReadConfigFile(workload.ConfigPath)
 	if errors.Is(err, os.ErrNotExist) {
 		b.report.Log("workload", "%s not found: running %s", workload.ConfigPath, workload.DefaultShell)
 		raw = []byte("{}")

@@ -32,6 +32,21 @@ type attestedCase struct {
 	passphrase  []byte // registered; nil = the disk's
 	measurement *[48]byte
 	policy      uint64 // simulated report policy (0 = default, no debug)
+	hostData    []byte // registered host_data; nil = the image's config.HostData
+	launchData  []byte // HOST_DATA the launcher binds; nil = the image's
+}
+
+// hostDataOf is the HOST_DATA a launch of img carries: the SHA-256 of its
+// footer config.
+func hostDataOf(img *image.Result) []byte {
+	h := config.HostData(img.ConfigJSON)
+	return h[:]
+}
+
+// register registers img's workload for the simulated TEE with its
+// measurement and host_data.
+func register(t testing.TB, br *harness.Broker, id string, img *image.Result, m [48]byte, pass []byte) {
+	br.Register(t, id, "sim", m, hostDataOf(img), pass)
 }
 
 type attestedRun struct {
@@ -73,7 +88,9 @@ func simLaunch(t testing.TB, e *harness.Env, img *image.Result, brokerAddr strin
 	}
 	o := launch.Options{Disk: img.Disk, CPUs: 1, MemoryMiB: 512}
 	m := launchMeasurement(t, e, o)
-	o.Sim = &sim.Server{Authority: auth, Measurement: m, Policy: policy}
+	var hd [32]byte
+	copy(hd[:], hostDataOf(img))
+	o.Sim = &sim.Server{Authority: auth, Measurement: m, Policy: policy, HostData: hd}
 	o.Forward = &launch.Forward{GuestAddr: guestBroker, BrokerAddr: brokerAddr, RelayCommand: []string{e.Sealroot(t), "relay"}}
 	return o
 }
@@ -102,7 +119,14 @@ func runAttested(t *testing.T, c attestedCase) *attestedRun {
 	if c.passphrase != nil {
 		reg = c.passphrase
 	}
-	b.RegisterBuildah(t, id, m, reg)
+	hd := hostDataOf(img)
+	if c.hostData != nil {
+		hd = c.hostData
+	}
+	if c.launchData != nil {
+		o.Sim.(*sim.Server).HostData = [32]byte(c.launchData)
+	}
+	b.Register(t, id, "sim", m, hd, reg)
 	boot := e.Boot(t, o)
 	b.Stop()
 	harness.AssertNoSecret(t, pass, map[string]string{"console": boot.Console, "broker log": b.Log.String()})
@@ -117,7 +141,7 @@ func attestedBenchBoot(b *testing.B, e *harness.Env, dialect string) *harness.Bo
 	img, pass := encryptedImage(b, e, id, attestedCase{dialect: dialect})
 	br := harness.StartBroker(b, b.TempDir(), "", "--trust-sim-root", e.SimDir(b))
 	o := simLaunch(b, e, img, br.Addr, 0)
-	br.RegisterBuildah(b, id, launchMeasurement(b, e, o), pass)
+	register(b, br, id, img, launchMeasurement(b, e, o), pass)
 	boot := e.Boot(b, o)
 	br.Stop()
 	if boot.Status != 5 {
@@ -174,6 +198,8 @@ func TestAttestedRefusals(t *testing.T) {
 	}{
 		{"wrong measurement", attestedCase{measurement: &wrong, timeout: "20s"}, event.StatusBrokerRefused, "attest", "attest", "measurement"},
 		{"debug report", attestedCase{policy: debugPolicy, timeout: "20s"}, event.StatusBrokerRefused, "attest", "attest", "debug"},
+		{"registered host_data of another config", attestedCase{hostData: bytes.Repeat([]byte{9}, 32), timeout: "20s"}, event.StatusBrokerRefused, "attest", "attest", "host_data"},
+		{"HOST_DATA of another config at launch", attestedCase{launchData: bytes.Repeat([]byte{9}, 32), timeout: "20s"}, event.StatusAttestFailed, "attest", "launched for another config", ""},
 		{"wrong passphrase registered", attestedCase{passphrase: []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")}, event.StatusUnlockFailed, "unlock", "passphrase", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -227,7 +253,7 @@ func TestBrokerAvailability(t *testing.T) {
 				go func() {
 					time.Sleep(2 * time.Second)
 					br := harness.StartBroker(t, state, addr, "--trust-sim-root", e.SimDir(t))
-					br.RegisterBuildah(t, "e2e-late", launchMeasurement(t, e, o), pass)
+					register(t, br, "e2e-late", img, launchMeasurement(t, e, o), pass)
 					started <- br
 				}()
 			}
@@ -252,7 +278,7 @@ func TestBrokerSessionLost(t *testing.T) {
 	proxy := harness.StartProxy(t, first.Addr)
 	o := simLaunch(t, e, img, proxy.Addr, 0)
 	m := launchMeasurement(t, e, o)
-	first.RegisterBuildah(t, "e2e-restart", m, pass)
+	register(t, first, "e2e-restart", img, m, pass)
 	var second *harness.Broker
 	var once sync.Once
 	proxy.Before = func(r *http.Request) {
@@ -262,7 +288,7 @@ func TestBrokerSessionLost(t *testing.T) {
 		once.Do(func() {
 			first.Stop()
 			second = harness.StartBroker(t, t.TempDir(), "", "--trust-sim-root", e.SimDir(t))
-			second.RegisterBuildah(t, "e2e-restart", m, pass)
+			register(t, second, "e2e-restart", img, m, pass)
 			proxy.SetTarget(second.Addr)
 		})
 	}
@@ -289,9 +315,11 @@ func TestBrokerRefusesReplayAndCrossWorkload(t *testing.T) {
 	proxy := harness.StartProxy(t, br.Addr)
 	o := simLaunch(t, e, img, proxy.Addr, 0)
 	m := launchMeasurement(t, e, o)
-	br.RegisterBuildah(t, "e2e-replay", m, pass)
+	register(t, br, "e2e-replay", img, m, pass)
+	// Another workload with the same measurement (same kernel, initrd,
+	// vCPUs, memory), told apart by its own host_data.
 	other := []byte("other-workload-passphrase-0123456789")
-	br.RegisterBuildah(t, "e2e-other", m, other)
+	br.Register(t, "e2e-other", "sim", m, bytes.Repeat([]byte{7}, 32), other)
 	b := e.Boot(t, o)
 	if b.Status != 5 {
 		t.Fatalf("status %d (%s), want 5", b.Status, b.Reason)

@@ -7,6 +7,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -165,3 +166,11 @@ func (c *Config) Marshal() ([]byte, error) {
 func (c *Config) String() string {
 	return fmt.Sprintf("tee=%s workload=%s cpus=%d ram=%dMiB broker=%s", c.TEE, c.WorkloadID, c.CPUs, c.RAMMiB, strings.TrimSpace(c.AttestationURL))
 }
+
+// HostData is the value a launcher binds into the TEE's reports for a disk
+// with config JSON raw (the exact footer bytes, as in krun-sev.json): its
+// SHA-256. SNP carries it as HOST_DATA; a broker that registers it as the
+// workload's host_data tells apart workloads that share a launch
+// measurement (the measurement covers kernel, initrd and command line, not
+// the disk's config). `sha256sum krun-sev.json` prints the same value.
+func HostData(raw []byte) [32]byte { return sha256.Sum256(raw) }

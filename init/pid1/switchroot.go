@@ -44,6 +44,11 @@ func SwitchRoot(newRoot string) error {
 			continue // not a mount: nothing to move
 		}
 		target := filepath.Join(newRoot, m)
+		// A symlink here would be resolved in the initramfs, before the
+		// chroot: the mount could land outside the new root.
+		if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
+			return fmt.Errorf("switch_root: %s in the new root is not a directory (%s)", m, fi.Mode().Type())
+		}
 		if err := os.MkdirAll(target, 0o755); err != nil {
 			return fmt.Errorf("switch_root: creating %s: %w", target, err)
 		}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -86,7 +85,7 @@ func lookupPasswd(root string, match func([]string) bool) ([]string, bool) {
 // lookupFile scans a colon-separated database for the first line with at
 // least n fields that matches.
 func lookupFile(path string, n int, match func([]string) bool) ([]string, bool) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, false
 	}

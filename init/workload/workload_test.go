@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -147,4 +148,37 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted spec without argv or absolute cwd: %+v", s)
 		}
 	})
+}
+
+func TestReadConfigFileRefusesSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := ReadConfigFile(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("fifo: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadConfigFile blocked on a FIFO")
+	}
+	link := filepath.Join(dir, "zero")
+	os.Symlink("/dev/zero", link)
+	if _, err := ReadConfigFile(link); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("/dev/zero: %v", err)
+	}
+	big := filepath.Join(dir, "big")
+	os.WriteFile(big, make([]byte, MaxConfigSize+1), 0o644)
+	if _, err := ReadConfigFile(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("big: %v", err)
+	}
+	ok := filepath.Join(dir, "ok")
+	os.WriteFile(ok, []byte(`{}`), 0o644)
+	if b, err := ReadConfigFile(ok); err != nil || string(b) != "{}" {
+		t.Fatalf("ok: %q %v", b, err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -61,6 +62,9 @@ type Broker struct {
 	Addr  string
 	State string
 	Log   *lockedBuffer
+	// Token is the admin token (StartBroker makes one unless the args
+	// name an --admin-token-file).
+	Token string
 	stop  context.CancelFunc
 	done  chan error
 }
@@ -76,11 +80,24 @@ func StartBroker(t testing.TB, state, listen string, args ...string) *Broker {
 	if listen == "" {
 		listen = "127.0.0.1:0"
 	}
+	token := ""
+	hasToken := false
+	for _, a := range args {
+		hasToken = hasToken || a == "--admin-token-file"
+	}
+	if !hasToken {
+		token = hex.EncodeToString([]byte(fmt.Sprintf("admin-token-%d", time.Now().UnixNano())))
+		tf := filepath.Join(t.TempDir(), "admin-token")
+		if err := os.WriteFile(tf, []byte(token), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--admin-token-file", tf)
+	}
 	if err := fs.Parse(append([]string{"--state", state, "--listen", listen}, args...)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &Broker{State: state, Log: &lockedBuffer{}, stop: cancel, done: make(chan error, 1)}
+	b := &Broker{State: state, Log: &lockedBuffer{}, Token: token, stop: cancel, done: make(chan error, 1)}
 	ready := make(chan net.Addr, 1)
 	go func() { b.done <- broker.Run(ctx, o, b.Log, func(a net.Addr) { ready <- a }) }()
 	select {
@@ -124,6 +141,25 @@ func (b *Broker) RegisterBuildah(t testing.TB, id string, measurement [48]byte, 
 	resp.Body.Close()
 	if resp.StatusCode != 200 && resp.StatusCode != 202 {
 		t.Fatalf("registration of %s: HTTP %d", id, resp.StatusCode)
+	}
+}
+
+// Register registers a workload through the admin API with its TEE, launch
+// measurement and, when hostData is not nil, the HOST_DATA its launches
+// carry (config.HostData of its disk config).
+func (b *Broker) Register(t testing.TB, id, tee string, measurement [48]byte, hostData []byte, passphrase []byte) {
+	t.Helper()
+	c, err := broker.NewAdminClient(b.URL, b.Token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := string(passphrase)
+	pol := broker.WorkloadPolicy{Measurements: []string{hex.EncodeToString(measurement[:])}}
+	if hostData != nil {
+		pol.HostData = hex.EncodeToString(hostData)
+	}
+	if _, err := c.Register(context.Background(), broker.AdminRegistration{WorkloadID: id, TEE: tee, Policy: pol, Passphrase: &p}); err != nil {
+		t.Fatalf("registering %s: %v", id, err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/host/measure"
+	"github.com/sealroot/sealroot/init/config"
 	"github.com/spf13/cobra"
 )
 
@@ -65,6 +66,10 @@ func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Resul
 	for i, m := range ms {
 		ms[i] = strings.ToLower(strings.TrimSpace(m))
 	}
+	// HOST_DATA = SHA-256 of the footer config: the launcher binds it into
+	// the reports, so this workload is told apart from any other that
+	// shares its launch measurement.
+	hd := config.HostData(res.ConfigJSON)
 	af := adminFlags{broker: r.broker, tokenFile: f.adminTokenFile}
 	c, err := af.client()
 	if err != nil {
@@ -74,7 +79,7 @@ func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Resul
 	w, err := c.Register(cmd.Context(), broker.AdminRegistration{
 		WorkloadID: res.Config.WorkloadID,
 		TEE:        res.Config.TEE,
-		Policy:     broker.WorkloadPolicy{Measurements: ms},
+		Policy:     broker.WorkloadPolicy{Measurements: ms, HostData: hex.EncodeToString(hd[:])},
 		Passphrase: &p,
 	})
 	if err != nil {

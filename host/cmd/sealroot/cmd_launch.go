@@ -31,7 +31,7 @@ type launchFlags struct {
 
 // simServerFor builds the simulated secure processor for a launch (set by
 // the simulated TEE wiring, cmd_launch_sim.go).
-var simServerFor func(f *launchFlags, o *launch.Options) (launch.SimServer, error)
+var simServerFor func(f *launchFlags, o *launch.Options, rawConfig []byte) (launch.SimServer, error)
 
 func init() {
 	var f launchFlags
@@ -92,7 +92,7 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 	if f.kernel == "" || f.initrd == "" || f.disk == "" {
 		return withStatus(event.StatusLaunchFailed, fmt.Errorf("--kernel, --initrd and --disk are required"))
 	}
-	cfg, err := diskConfig(f.disk)
+	cfg, rawConfig, err := diskConfig(f.disk)
 	if err != nil {
 		return fail(err)
 	}
@@ -116,7 +116,7 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 		if simServerFor == nil {
 			return fail(fmt.Errorf("this build of sealroot has no simulated TEE"))
 		}
-		srv, err := simServerFor(f, &o)
+		srv, err := simServerFor(f, &o, rawConfig)
 		if err != nil {
 			return fail(err)
 		}
@@ -159,26 +159,27 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 	return nil
 }
 
-// diskConfig reads the KRUN footer config of a disk image.
-func diskConfig(path string) (*config.Config, error) {
+// diskConfig reads the KRUN footer config of a disk image, parsed and as
+// raw bytes (whose SHA-256 is the launch's HOST_DATA).
+func diskConfig(path string) (*config.Config, []byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	raw, err := cryptsetup.ReadFooter(f, size)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cfg, err := config.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return cfg, nil
+	return cfg, raw, nil
 }
 
 // forwardFor maps the disk's attestation_url (an address inside QEMU's user

@@ -6,13 +6,16 @@ import (
 	"github.com/sealroot/sealroot/attest/sim"
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/host/measure"
+	"github.com/sealroot/sealroot/init/config"
 )
 
 func init() { simServerFor = newSimServer }
 
 // newSimServer loads the simulated secure processor and measures exactly
 // what this launch boots: kernel, initrd, command line, vCPUs and memory.
-func newSimServer(f *launchFlags, o *launch.Options) (launch.SimServer, error) {
+// HOST_DATA binds the disk's config (config.HostData), as a host should set
+// it on SNP hardware, so that workloads sharing a measurement stay apart.
+func newSimServer(f *launchFlags, o *launch.Options, rawConfig []byte) (launch.SimServer, error) {
 	if f.simDir == "" {
 		return nil, fmt.Errorf("--tee sim needs --sim-dir DIR (create one with `sealroot sim init --dir DIR`)")
 	}
@@ -24,5 +27,5 @@ func newSimServer(f *launchFlags, o *launch.Options) (launch.SimServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("measuring the launch: %w", err)
 	}
-	return &sim.Server{Authority: auth, Measurement: m}, nil
+	return &sim.Server{Authority: auth, Measurement: m, HostData: config.HostData(rawConfig)}, nil
 }

@@ -47,7 +47,7 @@ and memory from the disk's config unless told otherwise, so give the same --disk
 			in := measure.SimInputs{Kernel: kernel, Initrd: initrd, Cmdline: launch.Cmdline(appendArgs),
 				CPUs: defaultMeasureCPUs, MemoryMiB: defaultMeasureMemoryMiB}
 			if disk != "" {
-				cfg, err := diskConfig(disk)
+				cfg, _, err := diskConfig(disk)
 				if err != nil {
 					return withStatus(1, err)
 				}
