@@ -35,20 +35,30 @@ func TestAdminAPI(t *testing.T) {
 	if code, _ := b.adminDo(t, http.MethodPost, "/admin/v1/workloads", mustJSON(reg)); code != http.StatusConflict {
 		t.Fatalf("second create: %d", code)
 	}
-	// A guest can use it.
+	// An snp workload is not unlocked by simulated evidence, even on a
+	// broker that trusts the simulated root.
 	c := newKrunClient(t, b.URL, 0)
 	nonce, _ := c.auth(t, "adm")
+	if code, body := c.attest(t, nonce, m); code != http.StatusUnauthorized {
+		t.Fatalf("simulated evidence for an snp workload: %d %s", code, body)
+	}
+	if rec := b.audit.lastRefusal(t); rec["check"] != "simulated" {
+		t.Fatalf("audit %v", rec)
+	}
+
+	// Replace without a passphrase keeps the passphrase; as a "sim"
+	// workload a simulated guest can use it.
+	reg.Replace, reg.Passphrase, reg.TEE = true, nil, "sim"
+	if code, body := b.adminDo(t, http.MethodPost, "/admin/v1/workloads", mustJSON(reg)); code != http.StatusOK || !strings.Contains(body, `"has_passphrase":true`) || !strings.Contains(body, `"tee":"sim"`) {
+		t.Fatalf("replace: %d %s", code, body)
+	}
+	c = newKrunClient(t, b.URL, 0)
+	nonce, _ = c.auth(t, "adm")
 	if code, body := c.attest(t, nonce, m); code != http.StatusOK {
 		t.Fatalf("attest: %d %s", code, body)
 	}
 	if got, code := c.key(t, "adm"); code != http.StatusOK || got != pass {
 		t.Fatalf("key: %d", code)
-	}
-
-	// Replace without a passphrase keeps the passphrase.
-	reg.Replace, reg.Passphrase, reg.TEE = true, nil, "sim"
-	if code, body := b.adminDo(t, http.MethodPost, "/admin/v1/workloads", mustJSON(reg)); code != http.StatusOK || !strings.Contains(body, `"has_passphrase":true`) || !strings.Contains(body, `"tee":"sim"`) {
-		t.Fatalf("replace: %d %s", code, body)
 	}
 	// Rotate the passphrase.
 	if code, body := b.adminDo(t, http.MethodPut, "/admin/v1/workloads/adm/passphrase", `{"passphrase":"rotated-passphrase"}`); code != http.StatusNoContent {
@@ -134,7 +144,8 @@ func TestAdminAuth(t *testing.T) {
 func TestHealthMetrics(t *testing.T) {
 	b := newTestBroker(t)
 	m := measurement(21)
-	b.registerBuildah(t, "wl", m)
+	b.registerBuildah(t, "from-buildah", measurement(23))
+	b.registerSim(t, "wl", m)
 	c := newKrunClient(t, b.URL, 0)
 	nonce, _ := c.auth(t, "wl")
 	c.attest(t, nonce, m)

@@ -144,12 +144,14 @@ func TestRegistrationRejectsBadInput(t *testing.T) {
 	}
 }
 
-// TestKrunFlow is the whole krun handshake of INTEROP §3 against a buildah
-// registration: auth → attest → key, and the passphrase decrypts.
+// TestKrunFlow is the whole krun handshake of INTEROP §3: auth → attest →
+// key, and the passphrase decrypts. The workload is registered for the
+// simulated TEE, the only kind simulated evidence unlocks
+// (TestSimulatedEvidenceNeedsSimWorkload).
 func TestKrunFlow(t *testing.T) {
 	b := newTestBroker(t)
 	m := measurement(3)
-	pass := b.registerBuildah(t, "wl-a", m)
+	pass := b.registerSim(t, "wl-a", m)
 	c := newKrunClient(t, b.URL, 0)
 	nonce, code := c.auth(t, "wl-a")
 	if code != http.StatusOK {
@@ -195,8 +197,8 @@ func TestKrunFlow(t *testing.T) {
 func TestKrunCrossWorkload(t *testing.T) {
 	b := newTestBroker(t)
 	m := measurement(4)
-	b.registerBuildah(t, "alice", m)
-	b.registerBuildah(t, "bob", m)
+	b.registerSim(t, "alice", m)
+	b.registerSim(t, "bob", m)
 	c := newKrunClient(t, b.URL, 1)
 	nonce, _ := c.auth(t, "alice")
 	if code, body := c.attest(t, nonce, m); code != http.StatusOK {
@@ -241,7 +243,7 @@ func TestKrunRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newTestBroker(t)
-			b.registerBuildah(t, "wl", m)
+			b.registerSim(t, "wl", m)
 			c := newKrunClient(t, b.URL, 2)
 			wid := "wl"
 			if tc.workload != "" {
@@ -269,7 +271,7 @@ func TestKrunRefusals(t *testing.T) {
 
 	t.Run("reused nonce", func(t *testing.T) {
 		b := newTestBroker(t)
-		b.registerBuildah(t, "wl", m)
+		b.registerSim(t, "wl", m)
 		c := newKrunClient(t, b.URL, 2)
 		nonce, _ := c.auth(t, "wl")
 		if code, body := c.attest(t, nonce, m); code != http.StatusOK {
@@ -300,7 +302,7 @@ func TestKrunRefusals(t *testing.T) {
 
 	t.Run("forged signature", func(t *testing.T) {
 		b := newTestBroker(t)
-		b.registerBuildah(t, "wl", m)
+		b.registerSim(t, "wl", m)
 		other := newOtherAuthority(t)
 		c := newKrunClient(t, b.URL, 2)
 		nonce, _ := c.auth(t, "wl")
@@ -413,7 +415,7 @@ func oddBytes(n int) []byte {
 func TestPolicyTightenedAfterAttest(t *testing.T) {
 	b := newTestBroker(t)
 	m := measurement(6)
-	b.registerBuildah(t, "wl", m)
+	b.registerSim(t, "wl", m)
 	c := newKrunClient(t, b.URL, 0)
 	nonce, _ := c.auth(t, "wl")
 	if code, _ := c.attest(t, nonce, m); code != http.StatusOK {

@@ -119,16 +119,20 @@ func parsePolicy(raw []byte) (*WorkloadPolicy, error) {
 }
 
 // compile turns the document into the attest/policy form for a workload of
-// TEE tee. trustSimulated is the broker's --trust-sim-root: only then is
-// simulated evidence acceptable, and a "sim" workload accepts nothing else.
-// reportData is the session's binding (nil skips the comparison).
+// TEE tee. Simulated evidence is acceptable only to a "sim" workload, and
+// only when the broker trusts the simulated root (trustSimulated, its
+// --trust-sim-root): --trust-sim-root never loosens an snp, tdx or cca
+// workload, so a buildah registration (always snp) stays hardware-only on
+// a broker that also serves tests. A "sim" workload accepts nothing but
+// simulated evidence (validateClaims). reportData is the session's binding
+// (nil skips the comparison).
 func (p *WorkloadPolicy) compile(tee string, trustSimulated bool, reportData []byte) (*policy.Policy, error) {
 	out := &policy.Policy{
 		AllowedTEEs:    []string{evidenceTEE(tee)},
 		ReportData:     reportData,
 		AllowDebug:     p.AllowDebug,
 		MaxVMPL:        p.MaxVMPL,
-		AllowSimulated: trustSimulated,
+		AllowSimulated: trustSimulated && tee == attest.TEESim,
 	}
 	for _, m := range p.Measurements {
 		b, err := hex.DecodeString(m)

@@ -27,7 +27,7 @@ func TestReplicasShareOnePostgres(t *testing.T) {
 	}
 	a, b := newTestBrokerOn(t, open()), newTestBrokerOn(t, open())
 	m := measurement(40)
-	pass := a.registerBuildah(t, "shared", m)
+	pass := a.registerSim(t, "shared", m)
 
 	for _, kind := range []string{"krun", "trustee"} {
 		t.Run(kind, func(t *testing.T) {
@@ -73,7 +73,7 @@ func TestNoErrorsNoGoroutineGrowth(t *testing.T) {
 	}
 	b := newTestBroker(t)
 	m := measurement(41)
-	pass := b.registerBuildah(t, "load", m)
+	pass := b.registerSim(t, "load", m)
 	// Warm up: one full handshake creates the pools and keep-alive
 	// connections that then persist.
 	c := newKrunClient(t, b.URL, 0)

@@ -20,7 +20,7 @@ func TestTrusteeFlow(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			b := newTestBroker(t)
 			m := measurement(10)
-			pass := b.registerBuildah(t, "tw", m)
+			pass := b.registerSim(t, "tw", m)
 			c := newTrusteeClient(t, b.URL, kind)
 			nonce, code := c.auth(t)
 			if code != http.StatusOK {
@@ -64,8 +64,8 @@ func TestTrusteeFlow(t *testing.T) {
 func TestTrusteeResources(t *testing.T) {
 	b := newTestBroker(t)
 	m, m2 := measurement(11), measurement(12)
-	b.registerBuildah(t, "alpha", m)
-	b.registerBuildah(t, "beta", m2)
+	b.registerSim(t, "alpha", m)
+	b.registerSim(t, "beta", m2)
 	put := func(id, path, value string) {
 		req, _ := http.NewRequest(http.MethodPut, b.URL+"/admin/v1/workloads/"+id+"/resources/"+path, strings.NewReader(value))
 		req.Header.Set("Authorization", "Bearer "+testAdminToken)
@@ -112,8 +112,8 @@ func TestTrusteeResources(t *testing.T) {
 func TestTrusteeNamedWorkload(t *testing.T) {
 	b := newTestBroker(t)
 	m := measurement(13)
-	b.registerBuildah(t, "one", m)
-	pass2 := b.registerBuildah(t, "two", m) // same measurement
+	b.registerSim(t, "one", m)
+	pass2 := b.registerSim(t, "two", m) // same measurement
 	c := newTrusteeClient(t, b.URL, "ec")
 	c.extra = `{"workload_id":"two"}`
 	nonce, _ := c.auth(t)
@@ -144,7 +144,7 @@ func TestTrusteeRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newTestBroker(t)
-			b.registerBuildah(t, "tw", m)
+			b.registerSim(t, "tw", m)
 			c := newTrusteeClient(t, b.URL, "ec")
 			c.params = tc.params
 			nonce, _ := c.auth(t)
@@ -179,7 +179,7 @@ func TestTrusteeRefusals(t *testing.T) {
 
 	t.Run("forged token", func(t *testing.T) {
 		b := newTestBroker(t)
-		b.registerBuildah(t, "tw", m)
+		b.registerSim(t, "tw", m)
 		c := newTrusteeClient(t, b.URL, "ec")
 		nonce, _ := c.auth(t)
 		c.attest(t, nonce, m)
@@ -206,7 +206,7 @@ func TestTrusteeRefusals(t *testing.T) {
 func TestDialectsAreSeparate(t *testing.T) {
 	b := newTestBroker(t)
 	m := measurement(16)
-	b.registerBuildah(t, "wl", m)
+	b.registerSim(t, "wl", m)
 	k := newKrunClient(t, b.URL, 0)
 	nonce, _ := k.auth(t, "wl")
 	k.attest(t, nonce, m)

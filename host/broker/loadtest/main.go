@@ -191,7 +191,7 @@ func loadOne(st store.Store, a *sim.Authority, v attest.Verifier, levels []int, 
 	k, _ := kek.New(key)
 	tk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	srv, err := broker.New(broker.Config{
-		Store: st, KEK: k, TokenKey: tk, TrustSimulated: true, AdminToken: "loadtest-admin-token-0123",
+		Store: st, KEK: k, TokenKey: tk, TrustSimulated: true, AdminToken: adminToken,
 		Verifiers: map[string]attest.Verifier{attest.TEESNP: v},
 		Logger:    slog.New(slog.DiscardHandler), Audit: slog.New(slog.DiscardHandler),
 	})
@@ -205,14 +205,14 @@ func loadOne(st store.Store, a *sim.Authority, v attest.Verifier, levels []int, 
 	rand.Read(m[:])
 	id := "load-" + hex.EncodeToString(m[:4])
 	pass := hex.EncodeToString(key) // any 64 hex characters
-	body := fmt.Sprintf(`{"workload_id":%q,"launch_measurement":%q,"passphrase":%q,"tee_config":""}`, id, hex.EncodeToString(m[:]), pass)
-	resp, err := http.Post(hs.URL+"/kbs/v0/register_workload", "application/json", strings.NewReader(body))
+	// Simulated reports unlock only workloads registered for the "sim" TEE.
+	ac, err := broker.NewAdminClient(hs.URL, adminToken, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("registration: %s", resp.Status)
+	if _, err := ac.Register(context.Background(), broker.AdminRegistration{WorkloadID: id, TEE: attest.TEESim,
+		Policy: broker.WorkloadPolicy{Measurements: []string{hex.EncodeToString(m[:])}}, Passphrase: &pass}); err != nil {
+		return nil, fmt.Errorf("registration: %w", err)
 	}
 
 	maxClients := slices.Max(levels)
@@ -293,6 +293,9 @@ func newClient(base string) *client {
 }
 
 // handshake runs auth → attest → key as a krun guest and checks the key.
+// adminToken is the admin token of the measured broker.
+const adminToken = "loadtest-admin-token-0123"
+
 func handshake(c *client, key *rsa.PrivateKey, a *sim.Authority, id string, m [48]byte, pass string) (time.Duration, error) {
 	start := time.Now()
 	req, err := kbs.NewKrunRequest("snp", id)
