@@ -132,6 +132,7 @@ func brokerHandler(t *testing.T, st store.Store, k *kek.KEK) http.Handler {
 		KEK:            k,
 		Verifiers:      map[string]attest.Verifier{attest.TEESNP: sim.NewVerifier(authority, snp.Options{Offline: true})},
 		TrustSimulated: true,
+		AdminToken:     testAdminToken,
 		TokenKey:       tok,
 		Logger:         slog.New(slog.DiscardHandler),
 	})
@@ -203,12 +204,18 @@ func newBoltStore(t *testing.T) store.Store {
 	return st
 }
 
-// registration is buildah's registration body for workload id with launch
-// measurement m.
+// testAdminToken opens the test broker's admin API.
+const testAdminToken = "agent-test-admin-token-0123456789"
+
+// registration is the admin API's body registering workload id for the
+// simulated TEE with launch measurement m: the broker accepts simulated
+// evidence only for a "sim" workload, never for an snp one such as
+// buildah's registration creates.
 func registration(id string, m [48]byte) []byte {
-	body, _ := json.Marshal(broker.Registration{
-		WorkloadID: id, LaunchMeasurement: hex.EncodeToString(m[:]), Passphrase: passphrase,
-		TEEConfig: `{"flags":{"bits":15},"minfw":{"major":0,"minor":0}}`,
+	pass := passphrase
+	body, _ := json.Marshal(broker.AdminRegistration{
+		WorkloadID: id, TEE: attest.TEESim, Passphrase: &pass,
+		Policy: broker.WorkloadPolicy{Measurements: []string{hex.EncodeToString(m[:])}},
 	})
 	return body
 }
@@ -217,20 +224,27 @@ func registration(id string, m [48]byte) []byte {
 func registerIn(t *testing.T, h http.Handler, id string, m [48]byte) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodPost, "/kbs/v0/register_workload", bytes.NewReader(registration(id, m)))
+	req := httptest.NewRequest(http.MethodPost, "/admin/v1/workloads", bytes.NewReader(registration(id, m)))
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
 	h.ServeHTTP(rec, req)
 	if rec.Code/100 != 2 {
 		t.Fatalf("register %s: HTTP %d: %s", id, rec.Code, rec.Body)
 	}
 }
 
-// register creates a workload the way buildah does, over HTTP.
+// register creates a sim workload through the admin API, over HTTP.
 func register(t *testing.T, baseURL, id string, m [48]byte) {
 	t.Helper()
 	// No keep-alive: the broker may be restarted between registrations.
 	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	resp, err := hc.Post(baseURL+"/kbs/v0/register_workload", "application/json", bytes.NewReader(registration(id, m)))
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/admin/v1/workloads", bytes.NewReader(registration(id, m)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatalf("register: %v", err)
 	}
