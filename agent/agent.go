@@ -7,12 +7,23 @@
 //
 //	auth ─► key pair ─► report_data binding ─► Attester ─► attest ─► key/resource ─► decrypt
 //
-// The guest key pair is made once per call, inside the guest, and never
-// leaves it: RSA-2048 for krun, EC P-256 (ECDH-ES+A256KW) for Trustee unless
-// RSA-OAEP-256 is selected. The broker's nonce and that key are bound into
-// the report_data exactly as the dialect defines (package agent/kbs holds
-// the wire formats), so the secret can only be opened by the guest whose
-// evidence the broker accepted, even though the host carries the traffic.
+// A fresh guest key pair is made for every handshake, inside the guest,
+// after the broker's challenge has arrived, and the previous one is wiped:
+// RSA-2048 for krun, EC P-256 (ECDH-ES+A256KW) for Trustee unless
+// RSA-OAEP-256 is selected. The key never leaves the guest. The broker's
+// nonce and that key are bound into the report_data exactly as the dialect
+// defines (package agent/kbs holds the wire formats), so the secret can only
+// be opened by the guest whose evidence the broker accepted, even though the
+// host carries the traffic.
+//
+// The nonce is checked strictly before anything is bound to it: 32
+// lowercase hex characters in the krun dialect, standard base64 of 32 bytes
+// in the Trustee dialect (INTEROP.md §3, §4). The krun binding hashes the
+// nonce and the key's base64 texts back to back, without separators, so a
+// host that knew the guest's modulus could choose a nonce ending in a
+// prefix of its own base64 modulus and have the guest's genuine report bind
+// the host's key. A fixed-length nonce and a key that is never reused after
+// it was sent (a failed attest, a lost session, a retry) close that.
 //
 // Failures are classified, not guessed at: a transport error, 5xx or 429 is
 // retried with exponential backoff and full jitter; a 401 that means the
@@ -36,6 +47,7 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,8 +146,9 @@ func checkResourcePath(p string) error {
 // dialect is one broker protocol.
 type dialect interface {
 	name() string
-	// handshake runs auth, evidence and attest, and returns the session
-	// cookie.
+	// handshake runs auth, evidence and attest with a key pair made for
+	// this handshake alone (the previous one is wiped), and returns the
+	// session cookie.
 	handshake(ctx context.Context) (*http.Cookie, *Error)
 	// fetch gets the encrypted secret with an attested session.
 	fetch(ctx context.Context, session *http.Cookie) ([]byte, *Error)
@@ -228,15 +241,10 @@ func (o Options) prepare() (dialect, *Target, *Error) {
 	}
 	c := newClient(rt, target.Base, o.AttemptTimeout, own)
 
-	start := o.Now()
+	keys := keyMaker{logf: o.Logf, now: o.Now}
 	switch cfg.Dialect() {
 	case kbs.DialectKrun:
-		key, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			return nil, nil, finalErr(StepEvidence, 0, fmt.Errorf("generating the guest key: %w", err))
-		}
-		o.Logf("agent: RSA-2048 guest key made in %s", o.Now().Sub(start).Round(time.Millisecond))
-		return &krun{c: c, att: o.Attester, wire: wire, workload: cfg.WorkloadID, teeData: cfg.TEEData, key: key}, target, nil
+		return &krun{c: c, att: o.Attester, wire: wire, workload: cfg.WorkloadID, teeData: cfg.TEEData, keys: keys}, target, nil
 	case kbs.DialectTrustee:
 		res := o.ResourcePath
 		if res == "" {
@@ -245,18 +253,54 @@ func (o Options) prepare() (dialect, *Target, *Error) {
 		if err := checkResourcePath(res); err != nil {
 			return nil, nil, finalErr(StepKey, 0, err)
 		}
-		key, pub, err := trusteeKey(o.TrusteeKey)
-		if err != nil {
+		if err := checkTrusteeKeyKind(o.TrusteeKey); err != nil {
 			return nil, nil, finalErr(StepEvidence, 0, err)
 		}
-		jwk, err := kbs.NewJWK(pub)
-		if err != nil {
-			return nil, nil, finalErr(StepEvidence, 0, err)
-		}
-		o.Logf("agent: %s guest key made in %s", jwk.Alg, o.Now().Sub(start).Round(time.Millisecond))
-		return &trustee{c: c, att: o.Attester, wire: wire, workload: cfg.WorkloadID, resource: res, key: key, jwk: jwk}, target, nil
+		return &trustee{c: c, att: o.Attester, wire: wire, workload: cfg.WorkloadID, resource: res, keyKind: o.TrusteeKey, keys: keys}, target, nil
 	}
 	return nil, nil, finalErr(StepAuth, 0, fmt.Errorf("kbs_protocol %q is not krun or trustee", clip(cfg.Dialect())))
+}
+
+// keyMaker makes the guest key of one handshake and logs how long it took.
+type keyMaker struct {
+	logf func(format string, a ...any)
+	now  func() time.Time
+}
+
+// rsa makes an RSA-2048 key pair.
+func (m keyMaker) rsa() (*rsa.PrivateKey, error) {
+	start := m.now()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("generating the guest key: %w", err)
+	}
+	m.logf("agent: fresh RSA-2048 guest key made in %s", m.now().Sub(start).Round(time.Millisecond))
+	return k, nil
+}
+
+// trustee makes the Trustee key pair of the given kind and its JWK.
+func (m keyMaker) trustee(kind string) (crypto.PrivateKey, kbs.JWK, error) {
+	start := m.now()
+	key, pub, err := trusteeKey(kind)
+	if err != nil {
+		return nil, kbs.JWK{}, err
+	}
+	jwk, err := kbs.NewJWK(pub)
+	if err != nil {
+		wipeKey(key)
+		return nil, kbs.JWK{}, err
+	}
+	m.logf("agent: fresh %s guest key made in %s", jwk.Alg, m.now().Sub(start).Round(time.Millisecond))
+	return key, jwk, nil
+}
+
+// checkTrusteeKeyKind accepts the Options.TrusteeKey values.
+func checkTrusteeKeyKind(kind string) error {
+	switch kind {
+	case "", KeyEC, KeyRSA:
+		return nil
+	}
+	return fmt.Errorf("guest key type %q is not %q or %q", clip(kind), KeyEC, KeyRSA)
 }
 
 // trusteeKey makes the Trustee guest key pair.
@@ -275,7 +319,7 @@ func trusteeKey(kind string) (crypto.PrivateKey, crypto.PublicKey, error) {
 		}
 		return k, &k.PublicKey, nil
 	}
-	return nil, nil, fmt.Errorf("guest key type %q is not %q or %q", clip(kind), KeyEC, KeyRSA)
+	return nil, nil, checkTrusteeKeyKind(kind)
 }
 
 // run drives the exchange to success, a final error or the deadline.
@@ -372,7 +416,8 @@ func (o Options) gaveUp(ctx context.Context, cur, last *Error, failures int, sta
 }
 
 // parseChallenge decodes an /auth reply. The nonce is hashed as text and
-// sent back, so it must be printable and of sane length.
+// sent back, so it must be printable and of sane length; each dialect then
+// insists on its exact form (checkKrunNonce, checkTrusteeNonce).
 func parseChallenge(body []byte) (*kbs.Challenge, error) {
 	var ch kbs.Challenge
 	t := bytes.TrimSpace(body)
@@ -389,6 +434,36 @@ func parseChallenge(body []byte) (*kbs.Challenge, error) {
 		return nil, errors.New("challenge nonce is longer than 1024 bytes or not printable ASCII")
 	}
 	return &ch, nil
+}
+
+// krunNonceLen is the length of a krun-dialect nonce: reference-kbs and
+// sealroot's broker issue a 128-bit session id as 32 lowercase hex digits.
+const krunNonceLen = 32
+
+// checkKrunNonce accepts exactly 32 lowercase hex characters. The krun
+// binding is SHA-512(nonce ‖ base64(n) ‖ base64(e)) with no separators: a
+// longer nonce could carry the start of a modulus the host chose, so that
+// the guest's report bound the host's key instead of the guest's.
+func checkKrunNonce(n string) error {
+	if len(n) != krunNonceLen || strings.Trim(n, "0123456789abcdef") != "" {
+		return fmt.Errorf("challenge nonce (%d bytes) is not %d lowercase hex characters; refusing it, since the krun binding has no separators and any other nonce could bind a key the guest did not make (a broker speaking the krun dialect issues exactly that form)",
+			len(n), krunNonceLen)
+	}
+	return nil
+}
+
+// trusteeNonceBytes is how many random bytes a Trustee nonce encodes.
+const trusteeNonceBytes = 32
+
+// checkTrusteeNonce accepts exactly the canonical standard base64 (with
+// padding) of 32 bytes, the form Trustee issues.
+func checkTrusteeNonce(n string) error {
+	b, err := base64.StdEncoding.Strict().DecodeString(n)
+	if err != nil || len(b) != trusteeNonceBytes || base64.StdEncoding.EncodeToString(b) != n {
+		return fmt.Errorf("challenge nonce (%d bytes) is not standard base64 of %d bytes, the form a Trustee broker issues; refusing it",
+			len(n), trusteeNonceBytes)
+	}
+	return nil
 }
 
 func printable(s string) bool {
@@ -427,4 +502,12 @@ func wipeRSA(k *rsa.PrivateKey) {
 	wipeInt(k.Precomputed.Dp)
 	wipeInt(k.Precomputed.Dq)
 	wipeInt(k.Precomputed.Qinv)
+}
+
+// wipeKey wipes an *rsa.PrivateKey. An *ecdh.PrivateKey is immutable and
+// cannot be wiped; dropping the reference is all Go allows.
+func wipeKey(k crypto.PrivateKey) {
+	if r, ok := k.(*rsa.PrivateKey); ok {
+		wipeRSA(r)
+	}
 }

@@ -686,7 +686,7 @@ func TestBrokerAnomalies(t *testing.T) {
 		}), StepAuth, "not a JSON object"},
 		{"hash the agent did not offer", "trustee", rewrite("/kbs/v0/auth", func(w http.ResponseWriter) {
 			http.SetCookie(w, &http.Cookie{Name: "kbs-session-id", Value: "0123456789abcdef0123456789abcdef"})
-			w.Write([]byte(`{"nonce":"AAAA","extra-params":{"selected-hash-algorithm":"sm3"}}`))
+			w.Write([]byte(`{"nonce":"` + vectorNonce + `","extra-params":{"selected-hash-algorithm":"sm3"}}`))
 		}), StepAuth, `"sm3"`},
 	}
 	for _, c := range cases {

@@ -13,16 +13,18 @@ import (
 )
 
 // krun speaks the krun dialect (INTEROP.md §3): reference-kbs and
-// libkrun's historical client. The guest key is RSA-2048; report_data is
-// SHA-512 over the nonce and the key's base64 texts; the secret comes back
-// as hex of an RSA PKCS#1 v1.5 ciphertext in a JSON string.
+// libkrun's historical client. The guest key is RSA-2048, made afresh for
+// each handshake; report_data is SHA-512 over the nonce and the key's
+// base64 texts; the secret comes back as hex of an RSA PKCS#1 v1.5
+// ciphertext in a JSON string.
 type krun struct {
 	c        *client
 	att      attest.Attester
 	wire     string
 	workload string
 	teeData  string
-	key      *rsa.PrivateKey
+	keys     keyMaker
+	key      *rsa.PrivateKey // the current handshake's key; nil before the first
 }
 
 func (k *krun) close() { k.c.close() }
@@ -43,12 +45,23 @@ func (k *krun) handshake(ctx context.Context) (*http.Cookie, *Error) {
 		return nil, e
 	}
 	ch, err := parseChallenge(r.body)
+	if err == nil {
+		err = checkKrunNonce(ch.Nonce)
+	}
 	if err != nil {
 		return nil, finalErr(StepAuth, r.status, err)
 	}
 	cookie := sessionCookie(r.cookies, kbs.KrunCookie)
 	if cookie == nil {
 		return nil, finalErr(StepAuth, r.status, errors.New("broker set no session_id cookie"))
+	}
+
+	// A key is never reused across handshakes: a host that saw it in an
+	// earlier /attest (answered with an error) could otherwise pick the
+	// next nonce around it.
+	k.wipe()
+	if k.key, err = k.keys.rsa(); err != nil {
+		return nil, finalErr(StepEvidence, 0, err)
 	}
 
 	ev, err := k.att.Attest(ctx, kbs.KrunReportData(ch.Nonce, &k.key.PublicKey))
@@ -80,6 +93,15 @@ func (k *krun) fetch(ctx context.Context, session *http.Cookie) ([]byte, *Error)
 	return r.body, nil
 }
 
-func (k *krun) open(body []byte) ([]byte, error) { return kbs.KrunDecryptSecret(k.key, body) }
+func (k *krun) open(body []byte) ([]byte, error) {
+	if k.key == nil {
+		return nil, errors.New("no guest key: no handshake completed")
+	}
+	return kbs.KrunDecryptSecret(k.key, body)
+}
 
-func (k *krun) wipe() { wipeRSA(k.key) }
+// wipe clears the current key and drops it.
+func (k *krun) wipe() {
+	wipeRSA(k.key)
+	k.key = nil
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/json"
@@ -20,17 +19,19 @@ import (
 )
 
 // trustee speaks Confidential Containers' KBS protocol 0.4.0 (INTEROP.md
-// §4). The guest key is an EC P-256 key for ECDH-ES+A256KW (the default) or
-// an RSA-2048 key for RSA-OAEP-256; report_data is the hash of the RFC 8785
-// canonical runtime data; the secret is a resource that comes back as a
-// flattened JWE.
+// §4). The guest key, made afresh for each handshake, is an EC P-256 key for
+// ECDH-ES+A256KW (the default) or an RSA-2048 key for RSA-OAEP-256;
+// report_data is the hash of the RFC 8785 canonical runtime data; the
+// secret is a resource that comes back as a flattened JWE.
 type trustee struct {
 	c        *client
 	att      attest.Attester
 	wire     string
 	workload string
 	resource string
-	key      crypto.PrivateKey // *ecdh.PrivateKey or *rsa.PrivateKey
+	keyKind  string // Options.TrusteeKey, already checked
+	keys     keyMaker
+	key      crypto.PrivateKey // *ecdh.PrivateKey or *rsa.PrivateKey; nil before the first handshake
 	jwk      kbs.JWK
 }
 
@@ -61,6 +62,9 @@ func (t *trustee) handshake(ctx context.Context) (*http.Cookie, *Error) {
 		return nil, e
 	}
 	ch, err := parseChallenge(r.body)
+	if err == nil {
+		err = checkTrusteeNonce(ch.Nonce)
+	}
 	if err != nil {
 		return nil, finalErr(StepAuth, r.status, err)
 	}
@@ -71,6 +75,13 @@ func (t *trustee) handshake(ctx context.Context) (*http.Cookie, *Error) {
 	cookie := sessionCookie(r.cookies, kbs.TrusteeCookie)
 	if cookie == nil {
 		return nil, finalErr(StepAuth, r.status, errors.New("broker set no kbs-session-id cookie"))
+	}
+
+	// A fresh key for every handshake, as in the krun dialect: a key
+	// that was sent once is never bound to another nonce.
+	t.wipe()
+	if t.key, t.jwk, err = t.keys.trustee(t.keyKind); err != nil {
+		return nil, finalErr(StepEvidence, 0, err)
 	}
 
 	const additional = "" // no device evidence
@@ -114,6 +125,9 @@ func (t *trustee) fetch(ctx context.Context, session *http.Cookie) ([]byte, *Err
 }
 
 func (t *trustee) open(body []byte) ([]byte, error) {
+	if t.key == nil {
+		return nil, errors.New("no guest key: no handshake completed")
+	}
 	j, err := kbs.ParseJWE(body)
 	if err != nil {
 		return nil, err
@@ -121,13 +135,10 @@ func (t *trustee) open(body []byte) ([]byte, error) {
 	return j.Decrypt(t.key)
 }
 
+// wipe clears the current key as far as Go allows and drops it.
 func (t *trustee) wipe() {
-	if k, ok := t.key.(*rsa.PrivateKey); ok {
-		wipeRSA(k)
-	}
-	// An *ecdh.PrivateKey is immutable and cannot be wiped; dropping the
-	// reference is all Go allows.
-	t.key = nil
+	wipeKey(t.key)
+	t.key, t.jwk = nil, kbs.JWK{}
 }
 
 // selectedHash reads "selected-hash-algorithm" from a challenge's

@@ -411,6 +411,9 @@ func FuzzParseChallenge(f *testing.F) {
 	f.Add([]byte(`{"nonce":"abc","extra-params":""}`))
 	f.Add([]byte(`{"nonce":"abc","extra-params":{"selected-hash-algorithm":"sha512"}}`))
 	f.Add([]byte(`{"nonce":"\u00ff"}`))
+	f.Add([]byte(`{"nonce":"0123456789abcdef0123456789abcdef","extra-params":""}`))
+	f.Add([]byte(`{"nonce":"0123456789abcdef0123456789abcdefQUJD","extra-params":""}`))
+	f.Add([]byte(`{"nonce":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=","extra-params":""}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ch, err := parseChallenge(b)
 		if err != nil {
@@ -418,6 +421,16 @@ func FuzzParseChallenge(f *testing.F) {
 		}
 		if ch.Nonce == "" || len(ch.Nonce) > 1024 || !printable(ch.Nonce) {
 			t.Fatalf("accepted nonce %q", ch.Nonce)
+		}
+		// The dialects' own checks accept exactly their nonce forms.
+		if checkKrunNonce(ch.Nonce) == nil && (len(ch.Nonce) != 32 || strings.Trim(ch.Nonce, "0123456789abcdef") != "") {
+			t.Fatalf("krun accepted nonce %q", ch.Nonce)
+		}
+		if checkTrusteeNonce(ch.Nonce) == nil {
+			b, err := base64.StdEncoding.DecodeString(ch.Nonce)
+			if err != nil || len(b) != 32 || len(ch.Nonce) != 44 {
+				t.Fatalf("trustee accepted nonce %q", ch.Nonce)
+			}
 		}
 	})
 }
