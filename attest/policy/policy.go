@@ -4,15 +4,21 @@
 // A Verifier (attest/snp, attest/tdx, attest/cca) only establishes that
 // evidence is genuine; it returns attest.Claims. A Policy then decides whether
 // those claims are acceptable: the right TEE, a known launch measurement, the
-// report_data the session asked for, no debug, the expected VMPL and a TCB at
-// or above a minimum. Keeping the two steps apart lets the broker verify once
+// report_data the session asked for, no debug, the expected VMPL, a TCB at
+// or above a minimum and, for TDX, the runtime measurement registers. Keeping the two steps apart lets the broker verify once
 // and validate against each workload's own policy.
 //
 // The zero Policy is the safe one: debug guests, VMPL above 0 and simulated
 // evidence are refused, and any real TEE (snp, tdx, cca) is accepted. Two
 // fields are permissive when empty and must be filled by callers that care:
-// an empty Measurements list accepts any measurement, and a nil ReportData or
-// HostData skips that comparison. Every refusal wraps one of the exported
+// an empty Measurements list accepts any measurement, a nil ReportData or
+// HostData skips that comparison, and RTMRs checks only the registers it
+// names.
+//
+// For TDX the launch measurement (MRTD) covers only the TD firmware: the
+// kernel, initrd and command line the firmware loads are extended into
+// RTMR1 and RTMR2. A TDX policy without RTMRs therefore accepts any kernel
+// booted by the right firmware; callers must name at least RTMR1 and RTMR2. Every refusal wraps one of the exported
 // sentinel errors, so callers can tell causes apart with errors.Is, and says
 // what was expected and what was found (as lowercase hex).
 package policy
@@ -38,7 +44,15 @@ var (
 	ErrDebug       = errors.New("debug guest not allowed")
 	ErrVMPL        = errors.New("vmpl not allowed")
 	ErrTCB         = errors.New("tcb below minimum")
+	ErrRTMR        = errors.New("rtmr mismatch")
 )
+
+// NumRTMRs is the number of TDX runtime measurement registers (RTMR0-3).
+const NumRTMRs = 4
+
+// RTMRClaim is the key of Claims.Extra under which attest/tdx reports
+// RTMR i as lowercase hex ("rtmr0" … "rtmr3").
+func RTMRClaim(i int) string { return fmt.Sprintf("rtmr%d", i) }
 
 // realTEEs are the evidence kinds accepted when AllowedTEEs is empty.
 var realTEEs = []string{attest.TEESNP, attest.TEETDX, attest.TEECCA}
@@ -68,11 +82,16 @@ type Policy struct {
 	MaxVMPL int
 	// AllowSimulated accepts evidence from the simulated secure processor.
 	AllowSimulated bool
+	// RTMRs maps a TDX runtime measurement register index (0 to 3) to its
+	// required 48-byte value, compared with the claim's Extra["rtmrN"].
+	// Registers not named are not checked; claims without the register
+	// (any TEE but TDX) are refused.
+	RTMRs map[int][]byte
 }
 
 // Validate returns nil when the claims satisfy the policy, or the first
 // refusal found, in this order: TEE, simulation, debug, VMPL, TCB,
-// measurement, report_data, host_data.
+// measurement, RTMRs, report_data, host_data.
 func (p *Policy) Validate(c *attest.Claims) error {
 	if c == nil {
 		return fmt.Errorf("%w: no claims", ErrTEE)
@@ -96,6 +115,11 @@ func (p *Policy) Validate(c *attest.Claims) error {
 	}
 	if len(p.Measurements) > 0 {
 		if err := checkMeasurement(p.Measurements, c.Measurement); err != nil {
+			return err
+		}
+	}
+	if len(p.RTMRs) > 0 {
+		if err := checkRTMRs(p.RTMRs, c.Extra); err != nil {
 			return err
 		}
 	}
@@ -160,6 +184,30 @@ func checkMeasurement(allowed [][]byte, got []byte) error {
 		want[i] = hexOrEmpty(m)
 	}
 	return fmt.Errorf("%w: expected one of [%s], found %s", ErrMeasurement, strings.Join(want, " "), hexOrEmpty(got))
+}
+
+// checkRTMRs compares the named registers with the claims, in index order
+// so the first mismatch reported is stable.
+func checkRTMRs(want map[int][]byte, extra map[string]string) error {
+	for i := range want {
+		if i < 0 || i >= NumRTMRs {
+			return fmt.Errorf("%w: policy names rtmr%d; TDX has rtmr0 to rtmr%d", ErrRTMR, i, NumRTMRs-1)
+		}
+	}
+	for i := range NumRTMRs {
+		w, ok := want[i]
+		if !ok {
+			continue
+		}
+		got, err := hex.DecodeString(extra[RTMRClaim(i)])
+		if err != nil || len(got) == 0 {
+			return fmt.Errorf("%w: expected rtmr%d %s, found none in the claims", ErrRTMR, i, hexOrEmpty(w))
+		}
+		if len(w) == 0 || subtle.ConstantTimeCompare(w, got) != 1 {
+			return fmt.Errorf("%w: expected rtmr%d %s, found %s", ErrRTMR, i, hexOrEmpty(w), hexOrEmpty(got))
+		}
+	}
+	return nil
 }
 
 // paddedEqual compares want, zero-extended to len(got), with got in constant

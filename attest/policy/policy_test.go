@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -33,6 +34,25 @@ func goodPolicy() *Policy {
 	}
 }
 
+// tdxClaims turns claims into TDX claims as attest/tdx reports them:
+// MRTD as the measurement, RTMRs in Extra as lowercase hex.
+func tdxClaims(c *attest.Claims) {
+	c.TEE, c.ReportedTCB, c.VMPL = attest.TEETDX, attest.TCB{}, 0
+	c.Extra = map[string]string{}
+	for i := range NumRTMRs {
+		c.Extra[RTMRClaim(i)] = strings.Repeat(fmt.Sprintf("3%d", i), 48)
+	}
+}
+
+// tdxPolicy accepts tdxClaims: MRTD and RTMR1, RTMR2.
+func tdxPolicy() *Policy {
+	return &Policy{
+		AllowedTEEs:  []string{attest.TEETDX},
+		Measurements: [][]byte{fill(48, 0xaa)},
+		RTMRs:        map[int][]byte{1: fill(48, 0x31), 2: fill(48, 0x32)},
+	}
+}
+
 func TestValidateAccepts(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -51,6 +71,11 @@ func TestValidateAccepts(t *testing.T) {
 			func(c *attest.Claims) { c.Simulated = true }},
 		{"exact 64-byte report data", func(p *Policy) { p.ReportData = append(fill(48, 0x11), make([]byte, 16)...) }, func(*attest.Claims) {}},
 		{"tcb exactly at minimum", func(p *Policy) { p.MinTCB = &attest.TCB{Bootloader: 10, SNP: 23, Microcode: 25} }, func(*attest.Claims) {}},
+		{"tdx rtmrs 1 and 2", func(p *Policy) { *p = *tdxPolicy() }, tdxClaims},
+		{"tdx all four rtmrs", func(p *Policy) {
+			*p = *tdxPolicy()
+			p.RTMRs[0], p.RTMRs[3] = fill(48, 0x30), fill(48, 0x33)
+		}, tdxClaims},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,8 +130,33 @@ func TestValidateRejects(t *testing.T) {
 		{"report data missing", func(p *Policy) {}, func(c *attest.Claims) { c.ReportData = nil }, ErrReportData, []string{"found (empty)"}},
 		{"host data differs", func(p *Policy) {}, func(c *attest.Claims) { c.HostData[31] = 0 }, ErrHostData, []string{"expected " + strings.Repeat("22", 32)}},
 		{"host data absent", func(p *Policy) {}, func(c *attest.Claims) { c.HostData = nil }, ErrHostData, nil},
+		// TDX: MRTD is only the firmware; another kernel, initrd or command
+		// line shows in RTMR1 or RTMR2.
+		{"tdx other kernel", func(p *Policy) { *p = *tdxPolicy() }, func(c *attest.Claims) {
+			tdxClaims(c)
+			c.Extra["rtmr1"] = strings.Repeat("ee", 48)
+		}, ErrRTMR, []string{"expected rtmr1 " + strings.Repeat("31", 48), "found " + strings.Repeat("ee", 48)}},
+		{"tdx other command line", func(p *Policy) { *p = *tdxPolicy() }, func(c *attest.Claims) {
+			tdxClaims(c)
+			c.Extra["rtmr2"] = strings.Repeat("32", 47) + "00"
+		}, ErrRTMR, []string{"rtmr2"}},
+		{"tdx rtmr missing from claims", func(p *Policy) { *p = *tdxPolicy() }, func(c *attest.Claims) {
+			tdxClaims(c)
+			delete(c.Extra, "rtmr2")
+		}, ErrRTMR, []string{"found none"}},
+		{"tdx rtmr truncated", func(p *Policy) { *p = *tdxPolicy() }, func(c *attest.Claims) {
+			tdxClaims(c)
+			c.Extra["rtmr1"] = strings.Repeat("31", 47)
+		}, ErrRTMR, nil},
+		{"tdx rtmr not hex", func(p *Policy) { *p = *tdxPolicy() }, func(c *attest.Claims) {
+			tdxClaims(c)
+			c.Extra["rtmr1"] = "zz"
+		}, ErrRTMR, nil},
+		{"rtmrs against snp claims", func(p *Policy) { p.RTMRs = tdxPolicy().RTMRs }, func(*attest.Claims) {}, ErrRTMR, []string{"found none"}},
+		{"rtmr index out of range", func(p *Policy) { *p = *tdxPolicy(); p.RTMRs[4] = fill(48, 0x34) }, tdxClaims, ErrRTMR, []string{"rtmr4"}},
+		{"rtmr empty value", func(p *Policy) { *p = *tdxPolicy(); p.RTMRs[0] = []byte{} }, tdxClaims, ErrRTMR, nil},
 	}
-	sentinels := []error{ErrTEE, ErrSimulated, ErrMeasurement, ErrReportData, ErrHostData, ErrDebug, ErrVMPL, ErrTCB}
+	sentinels := []error{ErrTEE, ErrSimulated, ErrMeasurement, ErrReportData, ErrHostData, ErrDebug, ErrVMPL, ErrTCB, ErrRTMR}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p, c := goodPolicy(), goodClaims()

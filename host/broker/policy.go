@@ -27,7 +27,16 @@ type WorkloadPolicy struct {
 	AllowDebug bool `json:"allow_debug,omitempty"`
 	// MaxVMPL is the highest acceptable SNP VMPL (0 unless set).
 	MaxVMPL int `json:"max_vmpl,omitempty"`
+	// RTMRs are the required TDX runtime measurement registers by index
+	// (0 to 3), 48 bytes of lowercase hex each ({"1":"…","2":"…"}). A tdx
+	// workload must name at least RTMR1 and RTMR2: its measurement, MRTD,
+	// covers only the TD firmware, and the kernel, initrd and command line
+	// are measured into RTMR1 and RTMR2. Other TEEs take none.
+	RTMRs map[int]string `json:"rtmrs,omitempty"`
 }
+
+// requiredRTMRs are the registers every tdx workload's policy must name.
+var requiredRTMRs = []int{1, 2}
 
 // TEEs a workload can be registered for. "sim" workloads are SNP workloads
 // whose evidence may only come from the simulated secure processor.
@@ -89,7 +98,44 @@ func (p *WorkloadPolicy) Validate(tee string) error {
 	if p.MaxVMPL < 0 || p.MaxVMPL > 3 {
 		return fmt.Errorf("policy: max_vmpl %d: want 0 to 3", p.MaxVMPL)
 	}
+	return p.validateRTMRs(tee)
+}
+
+func (p *WorkloadPolicy) validateRTMRs(tee string) error {
+	if tee != attest.TEETDX {
+		if len(p.RTMRs) > 0 {
+			return fmt.Errorf("policy: rtmrs apply to tdx workloads only, not %s", tee)
+		}
+		return nil
+	}
+	for i, v := range p.RTMRs {
+		if i < 0 || i >= policy.NumRTMRs {
+			return fmt.Errorf("policy: rtmr %d: TDX has rtmr 0 to %d", i, policy.NumRTMRs-1)
+		}
+		b, err := hex.DecodeString(v)
+		if err != nil || len(b) != 48 || strings.ToLower(v) != v {
+			return fmt.Errorf("policy: rtmr %d is not 48 bytes of lowercase hex", i)
+		}
+	}
+	if err := p.missingRTMRs(); err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
 	return nil
+}
+
+// missingRTMRs says which required registers a tdx policy lacks.
+func (p *WorkloadPolicy) missingRTMRs() error {
+	var missing []string
+	for _, i := range requiredRTMRs {
+		if _, ok := p.RTMRs[i]; !ok {
+			missing = append(missing, fmt.Sprintf("rtmr %d", i))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("a tdx workload needs rtmr 1 and rtmr 2, %s missing: MRTD measures only the TD firmware; "+
+		"the kernel and initrd are in RTMR1, the command line in RTMR2", strings.Join(missing, " and "))
 }
 
 func sizeOK(tee string, n int) bool {
@@ -155,12 +201,30 @@ func (p *WorkloadPolicy) compile(tee string, trustSimulated bool, reportData []b
 		}
 		out.MinTCB = t
 	}
+	for i, v := range p.RTMRs {
+		b, err := hex.DecodeString(v)
+		if err != nil {
+			return nil, fmt.Errorf("stored policy: rtmr %d is not hex", i)
+		}
+		if out.RTMRs == nil {
+			out.RTMRs = map[int][]byte{}
+		}
+		out.RTMRs[i] = b
+	}
 	return out, nil
 }
 
 // validateClaims judges verified claims against a workload: its policy,
-// and for "sim" workloads that the evidence really is simulated.
+// for "sim" workloads that the evidence really is simulated, and for "tdx"
+// workloads that the policy names RTMR1 and RTMR2.
 func validateClaims(tee string, doc *WorkloadPolicy, c *attest.Claims, trustSimulated bool, reportData []byte) error {
+	if tee == attest.TEETDX {
+		// A record stored before RTMRs were required would be judged on
+		// MRTD alone: fail closed until an admin sets them.
+		if err := doc.missingRTMRs(); err != nil {
+			return fmt.Errorf("%w: %w; set them with sealroot workloads set-policy --rtmr", policy.ErrRTMR, err)
+		}
+	}
 	pol, err := doc.compile(tee, trustSimulated, reportData)
 	if err != nil {
 		return err
@@ -183,7 +247,7 @@ func checkName(err error) string {
 	}{
 		{policy.ErrTEE, "tee"}, {policy.ErrSimulated, "simulated"}, {policy.ErrMeasurement, "measurement"},
 		{policy.ErrReportData, "report_data"}, {policy.ErrHostData, "host_data"}, {policy.ErrDebug, "debug"},
-		{policy.ErrVMPL, "vmpl"}, {policy.ErrTCB, "tcb"},
+		{policy.ErrVMPL, "vmpl"}, {policy.ErrTCB, "tcb"}, {policy.ErrRTMR, "rtmr"},
 	} {
 		if errors.Is(err, c.err) {
 			return c.name

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/policy"
 	"github.com/sealroot/sealroot/host/broker"
 )
@@ -106,6 +108,7 @@ type policyFlagValues struct {
 	minTCB       string
 	allowDebug   bool
 	maxVMPL      int
+	rtmrs        []string
 }
 
 func (p *policyFlagValues) register(fs *pflag.FlagSet) {
@@ -114,6 +117,31 @@ func (p *policyFlagValues) register(fs *pflag.FlagSet) {
 	fs.StringVar(&p.minTCB, "min-tcb", "", "lowest accepted TCB: bl=N,tee=N,snp=N,ucode=N[,fmc=N] or a raw 64-bit hex TCB_VERSION")
 	fs.BoolVar(&p.allowDebug, "allow-debug", false, "accept guests whose policy allows debugging (never for production secrets)")
 	fs.IntVar(&p.maxVMPL, "max-vmpl", 0, "highest accepted SNP VMPL (0 to 3)")
+	fs.StringArrayVar(&p.rtmrs, "rtmr", nil, "required TDX runtime measurement register as N=HEX (repeatable; tdx needs 1 and 2)")
+}
+
+// parseRTMRs reads --rtmr N=HEX values into the policy's map.
+func parseRTMRs(specs []string) (map[int]string, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	out := map[int]string{}
+	for _, spec := range specs {
+		idx, val, ok := strings.Cut(spec, "=")
+		n, err := strconv.Atoi(strings.TrimSpace(idx))
+		if !ok || err != nil || n < 0 || n >= policy.NumRTMRs {
+			return nil, usageError("--rtmr %q: want N=HEX with N from 0 to %d", spec, policy.NumRTMRs-1)
+		}
+		if _, dup := out[n]; dup {
+			return nil, usageError("--rtmr %d given twice", n)
+		}
+		val = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(val), "0x"))
+		if b, err := hex.DecodeString(val); err != nil || len(b) != 48 {
+			return nil, usageError("--rtmr %d: want 96 hex characters (48 bytes)", n)
+		}
+		out[n] = val
+	}
+	return out, nil
 }
 
 func (p *policyFlagValues) policy(tee string) (broker.WorkloadPolicy, error) {
@@ -134,6 +162,17 @@ func (p *policyFlagValues) policy(tee string) (broker.WorkloadPolicy, error) {
 			return doc, usageError("--min-tcb: %v", err)
 		}
 		doc.MinTCB = policy.FormatTCB(*t)
+	}
+	rtmrs, err := parseRTMRs(p.rtmrs)
+	if err != nil {
+		return doc, err
+	}
+	doc.RTMRs = rtmrs
+	if tee == attest.TEETDX && (rtmrs[1] == "" || rtmrs[2] == "") {
+		return doc, usageError("--tee tdx needs --rtmr 1=HEX and --rtmr 2=HEX: the measurement (MRTD) covers only the TD firmware; the kernel and initrd are measured into RTMR1, the command line into RTMR2")
+	}
+	if tee != attest.TEETDX && len(rtmrs) > 0 {
+		return doc, usageError("--rtmr applies to --tee tdx only")
 	}
 	if err := doc.Validate(tee); err != nil {
 		return doc, usageError("%v", err)
@@ -168,6 +207,10 @@ in (snp, sim, tdx or cca), the launch measurements it may show, the rest of its 
 the LUKS passphrase of its disk. Without --passphrase-file no passphrase is stored (set one
 later with 'sealroot workloads set-passphrase'). The passphrase never appears in output.
 
+A tdx workload needs --rtmr 1=HEX and --rtmr 2=HEX besides its --measurement: MRTD covers
+only the TD firmware, while the kernel and initrd are measured into RTMR1 and the command
+line into RTMR2. Without them any kernel booted by that firmware would get the secret.
+
 By default debug guests and VMPL above 0 are refused; --allow-debug and --max-vmpl loosen
 that and should stay off for real secrets. An existing workload id is refused unless
 --replace is given (a replacement keeps the stored passphrase when none is given).
@@ -178,7 +221,10 @@ from /kbs/v0/resource/default/ID/passphrase.`,
       --workload-id myapp --tee snp --measurement "$(cat measurement.hex)" --passphrase-file pass.txt
   sealroot register --broker https://kbs.example:8443 --admin-token-file admin-token \
       --workload-id myapp --tee snp --measurement 6a65…e73e --min-tcb bl=3,tee=0,snp=8,ucode=115 \
-      --host-data 00ff… --replace --json`,
+      --host-data 00ff… --replace --json
+  sealroot register --broker http://127.0.0.1:8000 --admin-token-file admin-token \
+      --workload-id mytd --tee tdx --measurement "$(cat mrtd.hex)" \
+      --rtmr 1="$(cat rtmr1.hex)" --rtmr 2="$(cat rtmr2.hex)" --passphrase-file pass.txt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if id == "" || tee == "" {
@@ -421,6 +467,11 @@ func printWorkload(out io.Writer, w *broker.AdminWorkload, asJSON bool) error {
 	}
 	if w.Policy.MinTCB != "" {
 		fmt.Fprintf(out, "minimum tcb:   %s\n", w.Policy.MinTCB)
+	}
+	for i := range policy.NumRTMRs {
+		if v, ok := w.Policy.RTMRs[i]; ok {
+			fmt.Fprintf(out, "rtmr%d:         %s\n", i, v)
+		}
 	}
 	fmt.Fprintf(out, "debug allowed: %s\n", yesNo(w.Policy.AllowDebug))
 	fmt.Fprintf(out, "max vmpl:      %d\n", w.Policy.MaxVMPL)

@@ -144,3 +144,53 @@ func TestBrokerHelpHasExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisterTDXNeedsRTMRs: `register --tee tdx` takes --rtmr N=HEX and
+// refuses to register a TDX workload on MRTD alone.
+func TestRegisterTDXNeedsRTMRs(t *testing.T) {
+	url, tok := testAdminBroker(t)
+	conn := []string{"--broker", url, "--admin-token-file", tok}
+	mrtd := strings.Repeat("ab", 48)
+	r1, r2 := strings.Repeat("01", 48), strings.Repeat("02", 48)
+	base := []string{"register", "--workload-id", "td", "--tee", "tdx", "--measurement", mrtd}
+	for _, tc := range []struct {
+		extra []string
+		want  string
+	}{
+		{nil, "--rtmr 1=HEX and --rtmr 2=HEX"},
+		{[]string{"--rtmr", "1=" + r1}, "--rtmr 1=HEX and --rtmr 2=HEX"},
+		{[]string{"--rtmr", "1=" + r1, "--rtmr", "2=abcd"}, "96 hex"},
+		{[]string{"--rtmr", "1=" + r1, "--rtmr", "1=" + r2}, "twice"},
+		{[]string{"--rtmr", "4=" + r1}, "N from 0 to 3"},
+		{[]string{"--rtmr", r1}, "N=HEX"},
+	} {
+		code, _, errOut := runCLI(t, append(append(append([]string{}, base...), tc.extra...), conn...)...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d %q, want 2 with %q", tc.extra, code, errOut, tc.want)
+		}
+	}
+	if code, _, errOut := runCLI(t, append([]string{"register", "--workload-id", "s", "--tee", "snp", "--measurement", mrtd, "--rtmr", "1=" + r1}, conn...)...); code != 2 || !strings.Contains(errOut, "tdx only") {
+		t.Errorf("--rtmr on snp: exit %d %q", code, errOut)
+	}
+
+	code, out, errOut := runCLI(t, append(append(base, "--rtmr", "1=0x"+strings.ToUpper(r1), "--rtmr", "2="+r2, "--json"), conn...)...)
+	if code != 0 {
+		t.Fatalf("register tdx: %d %s", code, errOut)
+	}
+	var w broker.AdminWorkload
+	if err := json.Unmarshal([]byte(out), &w); err != nil || w.Policy.RTMRs[1] != r1 || w.Policy.RTMRs[2] != r2 {
+		t.Fatalf("register output %s", out)
+	}
+	code, out, _ = runCLI(t, append([]string{"workloads", "show", "td"}, conn...)...)
+	if code != 0 || !strings.Contains(out, "rtmr1:         "+r1) || !strings.Contains(out, "rtmr2:         "+r2) {
+		t.Fatalf("show: %d %s", code, out)
+	}
+	// set-policy takes the same flags and the same rule.
+	if code, _, errOut := runCLI(t, append([]string{"workloads", "set-policy", "td", "--measurement", mrtd}, conn...)...); code != 2 || !strings.Contains(errOut, "--rtmr") {
+		t.Fatalf("set-policy without rtmrs: %d %s", code, errOut)
+	}
+	r2b := strings.Repeat("22", 48)
+	if code, out, errOut := runCLI(t, append([]string{"workloads", "set-policy", "td", "--measurement", mrtd, "--rtmr", "1=" + r1, "--rtmr", "2=" + r2b, "--json"}, conn...)...); code != 0 || !strings.Contains(out, r2b) {
+		t.Fatalf("set-policy: %d %s %s", code, out, errOut)
+	}
+}
