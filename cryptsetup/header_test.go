@@ -46,8 +46,14 @@ func exercise(t *testing.T, h *Header, size int64) {
 	_, _, _ = h.payloadSpan(size)
 	if slots, err := h.orderedSlots(nil); err == nil {
 		for _, ks := range slots {
-			if _, _, err := checkSlot(size, h, ks); err != nil && !knownErr(err) {
+			_, _, err := checkSlot(size, h, ks)
+			if err != nil && !knownErr(err) {
 				t.Fatalf("checkSlot: unclassified error %v", err)
+			}
+			// A keyslot that passes every check must be derivable:
+			// argon2 takes 1 to 255 lanes (a uint8) and panics on 0.
+			if p := ks.KDF.Parallel; err == nil && ks.KDF.isArgon2() && (p == 0 || uint32(uint8(p)) != p) {
+				t.Fatalf("checkSlot accepted keyslot %d with %d argon2 lanes", ks.ID, p)
 			}
 		}
 	}
@@ -84,6 +90,10 @@ func FuzzReadHeader(f *testing.F) {
 func FuzzLUKS2JSON(f *testing.F) {
 	l2 := headerSeed(f, 2, luks2HdrSize, FormatOptions{Flags: []string{"allow-discards"}})
 	f.Add(bytes.TrimRight(l2[luks2BinSize:], "\x00"))
+	// An argon2 keyslot with 256 lanes, which a uint8 conversion turned
+	// into 0 and argon2 into a panic.
+	a2 := headerSeed(f, 2, luks2HdrSize, FormatOptions{KDF: KDFOptions{Type: KDFArgon2id, Time: 4, MemoryKiB: 4096, Parallel: 1}})
+	f.Add(bytes.Replace(bytes.TrimRight(a2[luks2BinSize:], "\x00"), []byte(`"cpus":1`), []byte(`"cpus":256`), 1))
 	f.Add([]byte(`{"keyslots":{"0":{"type":"luks2","key_size":64,"af":{"type":"luks1","stripes":4000,"hash":"sha256"},"area":{"type":"raw","offset":"32768","size":"258048","encryption":"aes-cbc-essiv:sha256","key_size":32},"kdf":{"type":"argon2id","time":4,"memory":1048576,"cpus":4,"salt":"AAAA"},"priority":2}},"tokens":{"0":{"type":"x","keyslots":["0"]}},"segments":{"0":{"type":"crypt","offset":"16777216","size":"dynamic","iv_tweak":"0","encryption":"aes-xts-plain64","sector_size":4096},"1":{"type":"linear","offset":"0","size":"4096"}},"digests":{"0":{"type":"pbkdf2","keyslots":["0"],"segments":["0"],"hash":"sha256","iterations":1000,"salt":"AAAA","digest":"AAAA"}},"config":{"json_size":"12288","keyslots_size":"16744448","requirements":{"mandatory":["online-reencrypt-v2"]}}}`))
 	f.Fuzz(func(t *testing.T, text []byte) {
 		area := make([]byte, luks2HdrSize-luks2BinSize)

@@ -41,7 +41,11 @@ const (
 const (
 	maxReadPBKDF2Iterations = 1 << 31
 	maxReadArgon2Time       = 1 << 20
-	maxReadArgon2Parallel   = 1 << 8
+	// maxReadArgon2Parallel is the most lanes x/crypto/argon2 takes (its
+	// lane count is a uint8). cryptsetup formats at most
+	// MaxArgon2Parallel lanes, luksy writes 16; the argon2 specification
+	// allows up to 2^24-1, which no LUKS tool writes.
+	maxReadArgon2Parallel = 255
 )
 
 // KDF describes the key derivation of one keyslot.
@@ -87,8 +91,8 @@ func (k KDF) validateRead() error {
 		if k.Time == 0 || k.Time > maxReadArgon2Time {
 			return fmt.Errorf("%w: %s time cost %d is out of range", ErrCorruptKeyslot, k.Type, k.Time)
 		}
-		if k.Parallel == 0 || k.Parallel > maxReadArgon2Parallel {
-			return fmt.Errorf("%w: %s parallel cost %d is out of range", ErrCorruptKeyslot, k.Type, k.Parallel)
+		if err := k.checkLanes(); err != nil {
+			return err
 		}
 		if k.MemoryKiB < 8*k.Parallel || k.MemoryKiB > MaxArgon2MemoryKiB {
 			return fmt.Errorf("%w: %s memory cost %d KiB is out of range", ErrCorruptKeyslot, k.Type, k.MemoryKiB)
@@ -98,6 +102,20 @@ func (k KDF) validateRead() error {
 	}
 	if len(k.salt) == 0 {
 		return fmt.Errorf("%w: %s salt is empty", ErrCorruptKeyslot, k.Type)
+	}
+	return nil
+}
+
+// checkLanes refuses an argon2 lane count x/crypto/argon2 cannot take: 0
+// (a damaged keyslot) or more than maxReadArgon2Parallel (valid argon2, but
+// a uint8 conversion would wrap it, and argon2 panics on 0 lanes).
+func (k KDF) checkLanes() error {
+	if k.Parallel == 0 {
+		return fmt.Errorf("%w: %s parallel cost 0 is out of range", ErrCorruptKeyslot, k.Type)
+	}
+	if k.Parallel > maxReadArgon2Parallel {
+		return fmt.Errorf("%w: %s parallel cost %d (cpus) exceeds the %d lanes this unlocker supports (cryptsetup formats at most %d)",
+			ErrUnsupported, k.Type, k.Parallel, maxReadArgon2Parallel, MaxArgon2Parallel)
 	}
 	return nil
 }
@@ -141,18 +159,31 @@ func (k KDF) derive(passphrase []byte, keyLen int) ([]byte, error) {
 			return nil, err
 		}
 		return pbkdf2Key(h, passphrase, k.salt, int(k.Iterations), keyLen), nil
-	case KDFArgon2i:
-		out := argon2.Key(passphrase, k.salt, k.Time, k.MemoryKiB, uint8(k.Parallel), uint32(keyLen))
-		// Hand the (unwiped) argon2 memory back to the kernel now rather
-		// than at the next GC cycle: in a small guest it is most of RAM.
-		debug.FreeOSMemory()
-		return out, nil
-	case KDFArgon2id:
-		out := argon2.IDKey(passphrase, k.salt, k.Time, k.MemoryKiB, uint8(k.Parallel), uint32(keyLen))
-		debug.FreeOSMemory()
-		return out, nil
+	case KDFArgon2i, KDFArgon2id:
+		return k.argon2(passphrase, keyLen)
 	}
 	return nil, fmt.Errorf("%w: key derivation %q", ErrUnsupported, k.Type)
+}
+
+// argon2 runs argon2i or argon2id.
+func (k KDF) argon2(passphrase []byte, keyLen int) ([]byte, error) {
+	// Checked again here, whatever validated k before: argon2 panics on
+	// zero time or lanes, and uint8 would wrap 256 lanes to 0.
+	if err := k.checkLanes(); err != nil {
+		return nil, err
+	}
+	if k.Time == 0 {
+		return nil, fmt.Errorf("%w: %s time cost 0 is out of range", ErrCorruptKeyslot, k.Type)
+	}
+	kdf := argon2.IDKey
+	if k.Type == KDFArgon2i {
+		kdf = argon2.Key
+	}
+	out := kdf(passphrase, k.salt, k.Time, k.MemoryKiB, uint8(k.Parallel), uint32(keyLen))
+	// Hand the (unwiped) argon2 memory back to the kernel now rather than
+	// at the next GC cycle: in a small guest it is most of RAM.
+	debug.FreeOSMemory()
+	return out, nil
 }
 
 // hashByName maps cryptsetup's hash names to Go implementations. stribog and

@@ -97,6 +97,10 @@ func TestKDFValidate(t *testing.T) {
 		{KDF{Type: KDFArgon2id, Time: 4, MemoryKiB: 32, Parallel: 1, salt: s}, true, true},
 		{KDF{Type: KDFArgon2id, Time: 1, MemoryKiB: 65536, Parallel: 1, salt: s}, true, false},
 		{KDF{Type: KDFArgon2id, Time: 4, MemoryKiB: 65536, Parallel: 5, salt: s}, true, false},
+		{KDF{Type: KDFArgon2id, Time: 16, MemoryKiB: 65536, Parallel: 16, salt: s}, true, false}, // luksy's lanes
+		{KDF{Type: KDFArgon2id, Time: 4, MemoryKiB: 4096, Parallel: 255, salt: s}, true, false},
+		{KDF{Type: KDFArgon2id, Time: 4, MemoryKiB: 4096, Parallel: 256, salt: s}, false, false},
+		{KDF{Type: KDFArgon2i, Time: 4, MemoryKiB: 4096, Parallel: 0, salt: s}, false, false},
 		{KDF{Type: KDFArgon2i, Time: 4, MemoryKiB: 16, Parallel: 4, salt: s}, false, false},
 		{KDF{Type: KDFArgon2i, Time: 4, MemoryKiB: MaxArgon2MemoryKiB + 1, Parallel: 1, salt: s}, false, false},
 		{KDF{Type: KDFArgon2i, Time: 4, MemoryKiB: 64, Parallel: 1}, false, true}, // no salt
