@@ -192,8 +192,12 @@ func TestKrunFlow(t *testing.T) {
 	}
 }
 
-// TestKrunCrossWorkload: a session that attested as one workload can not
-// read another's key, even when both share a measurement.
+// TestKrunCrossWorkload: the key endpoint serves only the workload the
+// session attested as. This is a per-session check, not separation between
+// workloads: alice and bob share a measurement and have no host_data, so a
+// guest of alice that names bob at /auth attests as bob
+// (TestSameMeasurementWithoutHostData). Only host_data tells such workloads
+// apart (TestHostDataSeparatesWorkloads).
 func TestKrunCrossWorkload(t *testing.T) {
 	b := newTestBroker(t)
 	m := measurement(4)

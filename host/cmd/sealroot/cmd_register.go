@@ -211,6 +211,11 @@ A tdx workload needs --rtmr 1=HEX and --rtmr 2=HEX besides its --measurement: MR
 only the TD firmware, while the kernel and initrd are measured into RTMR1 and the command
 line into RTMR2. Without them any kernel booted by that firmware would get the secret.
 
+Workloads that share a launch measurement (same kernel, initrd, command line, vCPUs and
+memory) are told apart by evidence only through --host-data: give each the SHA-256 of its
+disk's config JSON (the image's /krun-sev.json), which sealroot's launcher puts in SNP
+HOST_DATA. Without it a guest of one such workload can name another and get its secret.
+
 By default debug guests and VMPL above 0 are refused; --allow-debug and --max-vmpl loosen
 that and should stay off for real secrets. An existing workload id is refused unless
 --replace is given (a replacement keeps the stored passphrase when none is given).
