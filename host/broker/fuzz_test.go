@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/agent/kbs"
+	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker/store"
 )
 
@@ -70,6 +71,11 @@ func FuzzDecodeKrunAttest(f *testing.F) {
 		if len(a.evidence.Report) != kbs.SNPReportSize || len(a.reportData) != 64 || len(a.pubKey) == 0 {
 			t.Fatalf("accepted attempt %+v", a)
 		}
+		// Only the RSA-2048 key a guest makes: the binding has no separators.
+		var pk kbs.KrunPubKey
+		if json.Unmarshal(a.pubKey, &pk) != nil || len(pk.KMod) != 344 {
+			t.Fatalf("accepted a k-mod of %d base64 characters, want 344 (RSA-2048)", len(pk.KMod))
+		}
 	})
 }
 
@@ -102,17 +108,25 @@ func FuzzWorkloadPolicy(f *testing.F) {
 	m := strings.Repeat("0a", 48)
 	f.Add([]byte(`{"measurements":["`+m+`"],"host_data":"00","min_tcb":"bl=1,tee=0,snp=8,ucode=115","max_vmpl":0}`), "snp")
 	f.Add([]byte(`{"measurements":["`+strings.Repeat("0a", 32)+`"]}`), "cca")
+	f.Add([]byte(`{"measurements":["`+m+`"],"rtmrs":{"1":"`+m+`","2":"`+m+`"}}`), "tdx")
+	f.Add([]byte(`{"measurements":["`+m+`"],"rtmrs":{"1":"`+m+`"}}`), "tdx")
 	f.Fuzz(func(t *testing.T, b []byte, tee string) {
 		var doc WorkloadPolicy
 		if json.Unmarshal(b, &doc) != nil || doc.Validate(tee) != nil {
 			return
 		}
-		pol, err := doc.compile(tee, false, nil)
+		pol, err := doc.compile(tee, true, nil)
 		if err != nil {
 			t.Fatalf("validated policy does not compile: %v", err)
 		}
-		if len(pol.Measurements) == 0 || pol.AllowSimulated || pol.MaxVMPL < 0 || pol.MaxVMPL > 3 {
+		if len(pol.Measurements) == 0 || pol.AllowSimulated != (tee == attest.TEESim) || pol.MaxVMPL < 0 || pol.MaxVMPL > 3 {
 			t.Fatalf("compiled %+v", pol)
+		}
+		if tee == attest.TEETDX && (len(pol.RTMRs[1]) != 48 || len(pol.RTMRs[2]) != 48) {
+			t.Fatalf("tdx policy without rtmr 1 and 2: %+v", pol.RTMRs)
+		}
+		if tee != attest.TEETDX && len(pol.RTMRs) != 0 {
+			t.Fatalf("rtmrs on a %s policy", tee)
 		}
 	})
 }
