@@ -192,23 +192,6 @@ func (k KrunPubKey) RSAPublicKey() (*rsa.PublicKey, error) {
 	return pub, nil
 }
 
-// ValidKrunNonce reports whether a krun challenge nonce has the only shape
-// a sealroot broker (and reference-kbs) issues: 32 lowercase hex
-// characters. A guest that refuses other nonces cannot be made to hash a
-// host-chosen prefix into its binding.
-func ValidKrunNonce(nonce string) bool {
-	if len(nonce) != 32 {
-		return false
-	}
-	for i := 0; i < len(nonce); i++ {
-		c := nonce[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // canonicalBase64 decodes standard base64 with padding and insists that s
 // is exactly the encoding of the result: no skipped line breaks, no
 // non-zero trailing bits.
