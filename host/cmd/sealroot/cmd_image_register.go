@@ -45,6 +45,9 @@ func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Resul
 	if r.broker == "" {
 		return usageError("--register needs --broker URL (the broker's admin API as this host reaches it)")
 	}
+	if res.Config.TEE == "tdx" {
+		return usageError("--register cannot register a tdx workload: TDX policies need RTMR1 and RTMR2 (kernel, initrd, command line), which this command does not compute; use `sealroot register --tee tdx --measurement MRTD --rtmr 1=HEX --rtmr 2=HEX --host-data ...`")
+	}
 	ms := append([]string(nil), r.measurements...)
 	if r.kernel != "" || r.initrd != "" {
 		if res.Config.TEE != "sim" {
