@@ -126,6 +126,11 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 	if !f.noEncrypt && tee == "none" {
 		return usageError("--tee none needs --no-encrypt: an encrypted root needs a TEE to get its key")
 	}
+	if f.register {
+		if err := checkRegisterFlags(tee); err != nil {
+			return err
+		}
+	}
 	id := f.workloadID
 	if id == "" {
 		id = image.NewWorkloadID()

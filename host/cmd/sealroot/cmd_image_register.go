@@ -37,6 +37,28 @@ func init() {
 	fl.StringVar(&imageRegister.appendArgs, "append", "", "with --register and --tee sim: the extra kernel arguments the VM will be launched with")
 }
 
+// checkRegisterFlags rejects --register flag combinations before anything
+// is built.
+func checkRegisterFlags(tee string) error {
+	r := imageRegister
+	if r.broker == "" {
+		return usageError("--register needs --broker URL (the broker's admin API as this host reaches it)")
+	}
+	if tee == "tdx" {
+		return usageError("--register cannot register a tdx workload: TDX policies need RTMR1 and RTMR2 (kernel, initrd, command line), which this command does not compute; use `sealroot register --tee tdx --measurement MRTD --rtmr 1=HEX --rtmr 2=HEX --host-data HEX`")
+	}
+	if (r.kernel != "" || r.initrd != "") && tee != "sim" {
+		return usageError("--kernel/--initrd compute a simulated measurement: only with --tee sim (give --measurement for hardware TEEs)")
+	}
+	if (r.kernel == "") != (r.initrd == "") {
+		return usageError("--kernel and --initrd go together")
+	}
+	if len(r.measurements) == 0 && r.kernel == "" {
+		return usageError("--register needs the launch measurement: --measurement HEX, or --kernel and --initrd with --tee sim")
+	}
+	return nil
+}
+
 // registerBuiltImage registers the image's workload, policy and passphrase
 // through the broker's admin API, so the generated passphrase never
 // touches the disk.
@@ -44,9 +66,6 @@ func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Resul
 	r := imageRegister
 	if r.broker == "" {
 		return usageError("--register needs --broker URL (the broker's admin API as this host reaches it)")
-	}
-	if res.Config.TEE == "tdx" {
-		return usageError("--register cannot register a tdx workload: TDX policies need RTMR1 and RTMR2 (kernel, initrd, command line), which this command does not compute; use `sealroot register --tee tdx --measurement MRTD --rtmr 1=HEX --rtmr 2=HEX --host-data ...`")
 	}
 	ms := append([]string(nil), r.measurements...)
 	if r.kernel != "" || r.initrd != "" {
