@@ -1,6 +1,7 @@
 package cryptsetup
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -40,13 +41,20 @@ func Check(path string, passphrase []byte) (*CheckResult, error) {
 }
 
 // Check is the user-space unlock and payload check of an opened volume.
-// Of the options, Keyslots and MemoryLimitKiB apply.
+// Of the options, Keyslots and MemoryLimitKiB apply. It is CheckContext
+// without a deadline.
 func (v *Volume) Check(passphrase []byte, o UnlockOptions) (*CheckResult, error) {
+	return v.CheckContext(context.Background(), passphrase, o)
+}
+
+// CheckContext is Check that stops when ctx ends, even in the middle of a
+// key derivation, with an error wrapping ctx.Err() (see UnlockContext).
+func (v *Volume) CheckContext(ctx context.Context, passphrase []byte, o UnlockOptions) (*CheckResult, error) {
 	off, length, err := v.Payload()
 	if err != nil {
 		return nil, err
 	}
-	u, err := unseal(v.f, v.size, v.hdr, passphrase, o.keyOptions())
+	u, err := unseal(ctx, v.f, v.size, v.hdr, passphrase, o.keyOptions())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", v.path, err)
 	}

@@ -20,9 +20,14 @@
 // AES-XTS for both the area and the data segment, and key material that has
 // not been overwritten. An argon2 keyslot whose memory cost exceeds
 // MemAvailable is refused with ErrInsufficientMemory instead of meeting the
-// OOM killer. Then the KDF (PBKDF2 with any hash LUKS uses and Go has,
-// argon2i, argon2id), XTS decryption of the key material, the AF merge and
-// the PBKDF2 digest comparison. A wrong passphrase and a keyslot whose key
+// OOM killer; KDF costs above what any cryptsetup or luksy header uses
+// (PBKDF2 2^26 iterations, argon2 2^12 passes and 255 lanes) are refused
+// as ErrUnsupported. Then the KDF (PBKDF2 with any hash LUKS uses and Go
+// has, argon2i, argon2id), XTS decryption of the key material, the AF merge
+// and the PBKDF2 digest comparison. UnlockContext and CheckContext stop when
+// their context ends: PBKDF2 checks it every few thousand iterations, and an
+// argon2 run, which cannot be interrupted, is abandoned to finish in the
+// background. A wrong passphrase and a keyslot whose key
 // material changed by a few bits are cryptographically the same event, so
 // both are ErrWrongPassphrase; structural damage is ErrCorruptKeyslot.
 //

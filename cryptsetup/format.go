@@ -1,6 +1,7 @@
 package cryptsetup
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -238,7 +239,7 @@ func benchmarkPBKDF2(hashName string, keyLen int, target time.Duration) (uint32,
 		el := time.Since(start)
 		if el >= 100*time.Millisecond || n >= 1<<30 {
 			it := float64(n) * float64(target) / float64(el)
-			return uint32(min(max(it, MinPBKDF2Iterations), 1<<31)), nil
+			return uint32(min(max(it, MinPBKDF2Iterations), maxReadPBKDF2Iterations)), nil
 		}
 	}
 }
@@ -258,7 +259,7 @@ func sealKeyslot(p *prepared, afHash string, passphrase, mk []byte) ([]byte, err
 	var err error
 	secretDo(func() {
 		var derived []byte
-		if derived, err = p.kdf.derive(passphrase, len(mk)); err != nil {
+		if derived, err = p.kdf.derive(context.Background(), passphrase, len(mk)); err != nil {
 			return
 		}
 		defer wipe(derived)

@@ -2,6 +2,7 @@ package cryptsetup
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"io"
@@ -214,7 +215,7 @@ func TestFormatRoundTrip(t *testing.T) {
 		if tc.version == 2 && !tc.o.DynamicSize && h.PayloadSize != padded {
 			t.Fatalf("%+v: segment size %d, want %d", tc.o, h.PayloadSize, padded)
 		}
-		u, err := unseal(v.f, v.size, h, []byte("pw"), keyOptions{})
+		u, err := unseal(context.Background(), v.f, v.size, h, []byte("pw"), keyOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,8 @@
 package cryptsetup
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha3"
@@ -35,18 +37,40 @@ const (
 	MaxArgon2Parallel   = 4
 )
 
-// Bounds applied when reading an untrusted header, so that a hostile header
-// cannot make the unlock run for days or allocate without limit. They are far
-// above anything cryptsetup chooses.
+// Bounds applied when reading an untrusted header. They accept every header
+// cryptsetup or luksy writes with default or benchmarked costs, and refuse
+// costs that only a hostile or hand-made header has. They do not make a
+// hostile header cheap: at the caps one keyslot still costs tens of seconds
+// (2^26 PBKDF2 iterations take about 10 s per hash-sized block on a fast
+// x86 core with SHA-NI, so about 20 s for a 64-byte key from SHA-256 and 25 s
+// from SHA-512; argon2 at 2^12 passes over the memory MemAvailable allows
+// takes minutes), and a header may hold several keyslots. The caller bounds
+// the rest with a deadline: UnlockContext and CheckContext stop key
+// derivation when their context ends.
 const (
-	maxReadPBKDF2Iterations = 1 << 31
-	maxReadArgon2Time       = 1 << 20
+	// maxReadPBKDF2Iterations bounds PBKDF2 iterations of keyslots and
+	// digests. cryptsetup benchmarks iterations to its --iter-time (2 s by
+	// default); at the 4 to 7 million SHA-256 iterations per second of
+	// current x86 cores (cryptsetup benchmark; Go's PBKDF2 here does 7M/s
+	// with SHA-NI) that is 8 to 14 million, digests an eighth of it.
+	// 2^26 (67,108,864) leaves about five times that.
+	maxReadPBKDF2Iterations = 1 << 26
+	// maxReadArgon2Time bounds argon2 passes. cryptsetup's benchmark
+	// raises the memory cost first and the time cost above its minimum of
+	// 4 only once the memory is at its maximum (1 GiB by default, or
+	// --pbkdf-memory); luksy writes 16. 2^12 passes at a 2 s target means
+	// memory forced below about 1 MiB, which defeats argon2's purpose.
+	maxReadArgon2Time = 1 << 12
 	// maxReadArgon2Parallel is the most lanes x/crypto/argon2 takes (its
 	// lane count is a uint8). cryptsetup formats at most
 	// MaxArgon2Parallel lanes, luksy writes 16; the argon2 specification
 	// allows up to 2^24-1, which no LUKS tool writes.
 	maxReadArgon2Parallel = 255
 )
+
+// pbkdf2CheckEvery is how many PBKDF2 iterations run between looks at the
+// context: well under a millisecond of work for any hash.
+const pbkdf2CheckEvery = 4096
 
 // KDF describes the key derivation of one keyslot.
 type KDF struct {
@@ -84,12 +108,18 @@ func (k KDF) validateRead() error {
 		if _, err := hashByName(k.Hash); err != nil {
 			return err
 		}
-		if k.Iterations == 0 || k.Iterations > maxReadPBKDF2Iterations {
-			return fmt.Errorf("%w: pbkdf2 iteration count %d is out of range", ErrCorruptKeyslot, k.Iterations)
+		if k.Iterations == 0 {
+			return fmt.Errorf("%w: pbkdf2 iteration count 0 is out of range", ErrCorruptKeyslot)
+		}
+		if k.Iterations > maxReadPBKDF2Iterations {
+			return fmt.Errorf("%w: pbkdf2 iteration count %d exceeds the %d this unlocker accepts", ErrUnsupported, k.Iterations, maxReadPBKDF2Iterations)
 		}
 	case KDFArgon2i, KDFArgon2id:
-		if k.Time == 0 || k.Time > maxReadArgon2Time {
-			return fmt.Errorf("%w: %s time cost %d is out of range", ErrCorruptKeyslot, k.Type, k.Time)
+		if k.Time == 0 {
+			return fmt.Errorf("%w: %s time cost 0 is out of range", ErrCorruptKeyslot, k.Type)
+		}
+		if k.Time > maxReadArgon2Time {
+			return fmt.Errorf("%w: %s time cost %d exceeds the %d passes this unlocker accepts", ErrUnsupported, k.Type, k.Time, maxReadArgon2Time)
 		}
 		if err := k.checkLanes(); err != nil {
 			return err
@@ -130,9 +160,15 @@ func (k KDF) validateFormat() error {
 		if k.Iterations < MinPBKDF2Iterations {
 			return fmt.Errorf("pbkdf2 iterations %d: cryptsetup's minimum is %d", k.Iterations, MinPBKDF2Iterations)
 		}
+		if k.Iterations > maxReadPBKDF2Iterations {
+			return fmt.Errorf("pbkdf2 iterations %d: the guest unlocks at most %d", k.Iterations, maxReadPBKDF2Iterations)
+		}
 	case KDFArgon2i, KDFArgon2id:
 		if k.Time < MinArgon2Time {
 			return fmt.Errorf("%s time cost %d: cryptsetup's minimum is %d", k.Type, k.Time, MinArgon2Time)
+		}
+		if k.Time > maxReadArgon2Time {
+			return fmt.Errorf("%s time cost %d: the guest unlocks at most %d", k.Type, k.Time, maxReadArgon2Time)
 		}
 		if k.MemoryKiB < MinArgon2MemoryKiB || k.MemoryKiB > MaxArgon2MemoryKiB {
 			return fmt.Errorf("%s memory %d KiB: want %d to %d KiB", k.Type, k.MemoryKiB, MinArgon2MemoryKiB, MaxArgon2MemoryKiB)
@@ -150,23 +186,38 @@ func (k KDF) validateFormat() error {
 }
 
 // derive runs the KDF over the passphrase and returns keyLen bytes. The
-// caller wipes the result.
-func (k KDF) derive(passphrase []byte, keyLen int) ([]byte, error) {
+// caller wipes the result. When ctx ends first, derive returns an error
+// wrapping ctx.Err(): PBKDF2 stops within pbkdf2CheckEvery iterations;
+// argon2, which x/crypto cannot interrupt, is abandoned and finishes in the
+// background (see argon2).
+func (k KDF) derive(ctx context.Context, passphrase []byte, keyLen int) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s key derivation not started: %w", k.Type, err)
+	}
 	switch k.Type {
 	case KDFPBKDF2:
 		h, err := hashByName(k.Hash)
 		if err != nil {
 			return nil, err
 		}
-		return pbkdf2Key(h, passphrase, k.salt, int(k.Iterations), keyLen), nil
+		out, err := pbkdf2KeyContext(ctx, h, passphrase, k.salt, int(k.Iterations), keyLen)
+		if err != nil {
+			return nil, fmt.Errorf("pbkdf2 key derivation stopped: %w", err)
+		}
+		return out, nil
 	case KDFArgon2i, KDFArgon2id:
-		return k.argon2(passphrase, keyLen)
+		return k.argon2(ctx, passphrase, keyLen)
 	}
 	return nil, fmt.Errorf("%w: key derivation %q", ErrUnsupported, k.Type)
 }
 
-// argon2 runs argon2i or argon2id.
-func (k KDF) argon2(passphrase []byte, keyLen int) ([]byte, error) {
+// argon2 runs argon2i or argon2id. x/crypto/argon2 has no way to stop, so
+// under a context that can end it runs in its own goroutine on a copy of
+// the passphrase, and argon2 returns ctx.Err() as soon as the context ends.
+// The abandoned derivation finishes in the background: it keeps its CPU
+// time and memory (at most the keyslot's memory cost, which checkMemory
+// bounded) until then, and then wipes its passphrase copy and its result.
+func (k KDF) argon2(ctx context.Context, passphrase []byte, keyLen int) ([]byte, error) {
 	// Checked again here, whatever validated k before: argon2 panics on
 	// zero time or lanes, and uint8 would wrap 256 lanes to 0.
 	if err := k.checkLanes(); err != nil {
@@ -179,11 +230,37 @@ func (k KDF) argon2(passphrase []byte, keyLen int) ([]byte, error) {
 	if k.Type == KDFArgon2i {
 		kdf = argon2.Key
 	}
-	out := kdf(passphrase, k.salt, k.Time, k.MemoryKiB, uint8(k.Parallel), uint32(keyLen))
-	// Hand the (unwiped) argon2 memory back to the kernel now rather than
-	// at the next GC cycle: in a small guest it is most of RAM.
-	debug.FreeOSMemory()
-	return out, nil
+	run := func(pass []byte) []byte {
+		out := kdf(pass, k.salt, k.Time, k.MemoryKiB, uint8(k.Parallel), uint32(keyLen))
+		// Hand the (unwiped) argon2 memory back to the kernel now
+		// rather than at the next GC cycle: in a small guest it is
+		// most of RAM.
+		debug.FreeOSMemory()
+		return out
+	}
+	if ctx.Done() == nil {
+		return run(passphrase), nil // cannot be canceled: no goroutine
+	}
+	pass := bytes.Clone(passphrase) // the caller may wipe its own once we return
+	result := make(chan []byte)
+	go func() {
+		var out []byte
+		// secretDo does not reach into goroutines its caller starts, so
+		// this one asks for its own.
+		secretDo(func() { out = run(pass) })
+		wipe(pass)
+		select {
+		case result <- out:
+		case <-ctx.Done():
+			wipe(out) // nobody is waiting any more
+		}
+	}()
+	select {
+	case out := <-result:
+		return out, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s key derivation abandoned (it finishes in the background): %w", k.Type, ctx.Err())
+	}
 }
 
 // hashByName maps cryptsetup's hash names to Go implementations. stribog and
@@ -235,12 +312,25 @@ func hashByName(name string) (func() hash.Hash, error) {
 	return nil, fmt.Errorf("%w: hash %q", ErrUnsupported, name)
 }
 
-// pbkdf2Key is PBKDF2 (RFC 8018) with HMAC over h. It is written here rather
-// than taken from crypto/pbkdf2 because that API takes the password as a
-// string, an immutable copy that can never be wiped. The HMAC pads, the
-// saved hash states and the running blocks are wiped before returning; what
-// the hash implementations keep inside their own state is not reachable.
+// pbkdf2Key is pbkdf2KeyContext without a context, for the formatter's own
+// costs and for tests.
 func pbkdf2Key(h func() hash.Hash, password, salt []byte, iter, keyLen int) []byte {
+	out, _ := pbkdf2KeyContext(context.Background(), h, password, salt, iter, keyLen) // fails only when ctx ends
+	return out
+}
+
+// pbkdf2KeyContext is PBKDF2 (RFC 8018) with HMAC over h. It is written here
+// rather than taken from crypto/pbkdf2 because that API takes the password
+// as a string, an immutable copy that can never be wiped, and cannot be
+// stopped. It returns ctx.Err() when ctx ends, checking it every
+// pbkdf2CheckEvery iterations. The HMAC pads, the saved hash states and the
+// running blocks are wiped before returning; what the hash implementations
+// keep inside their own state is not reachable.
+func pbkdf2KeyContext(ctx context.Context, h func() hash.Hash, password, salt []byte, iter, keyLen int) ([]byte, error) {
+	done := ctx.Done() // nil for a context that never ends: the check below is then free
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	inner, outer := h(), h()
 	bs, size := inner.BlockSize(), inner.Size()
 
@@ -315,6 +405,14 @@ func pbkdf2Key(h func() hash.Hash, password, salt []byte, iter, keyLen int) []by
 		u = outer.Sum(u[:0])
 		copy(t, u)
 		for n := 1; n < iter; n++ {
+			if done != nil && n%pbkdf2CheckEvery == 0 {
+				select {
+				case <-done:
+					wipe(out[:cap(out)])
+					return nil, ctx.Err()
+				default:
+				}
+			}
 			restore()
 			inner.Write(u)
 			u = inner.Sum(u[:0])
@@ -329,5 +427,5 @@ func pbkdf2Key(h func() hash.Hash, password, salt []byte, iter, keyLen int) []by
 	if len(out) > keyLen {
 		wipe(out[keyLen:])
 	}
-	return out[:keyLen]
+	return out[:keyLen], nil
 }

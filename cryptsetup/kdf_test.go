@@ -2,6 +2,7 @@ package cryptsetup
 
 import (
 	"bytes"
+	"context"
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"encoding/hex"
@@ -74,12 +75,12 @@ func TestKDFDerive(t *testing.T) {
 		{KDF{Type: KDFArgon2i, Time: 4, MemoryKiB: 64, Parallel: 1, salt: salt}, argon2.Key(pass, salt, 4, 64, 1, 32)},
 		{KDF{Type: KDFArgon2id, Time: 4, MemoryKiB: 64, Parallel: 2, salt: salt}, argon2.IDKey(pass, salt, 4, 64, 2, 32)},
 	} {
-		got, err := tc.k.derive(pass, 32)
+		got, err := tc.k.derive(context.Background(), pass, 32)
 		if err != nil || !bytes.Equal(got, tc.want) {
 			t.Errorf("%s: got %x, %v", tc.k, got, err)
 		}
 	}
-	if _, err := (KDF{Type: "scrypt", salt: salt}).derive(pass, 32); !errors.Is(err, ErrUnsupported) {
+	if _, err := (KDF{Type: "scrypt", salt: salt}).derive(context.Background(), pass, 32); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("scrypt: %v, want ErrUnsupported", err)
 	}
 }
@@ -93,6 +94,10 @@ func TestKDFValidate(t *testing.T) {
 		{KDF{Type: KDFPBKDF2, Hash: "sha256", Iterations: 1000, salt: s}, true, true},
 		{KDF{Type: KDFPBKDF2, Hash: "sha256", Iterations: 999, salt: s}, true, false},
 		{KDF{Type: KDFPBKDF2, Hash: "sha256", Iterations: 0, salt: s}, false, false},
+		{KDF{Type: KDFPBKDF2, Hash: "sha256", Iterations: 1 << 26, salt: s}, true, true},
+		{KDF{Type: KDFPBKDF2, Hash: "sha256", Iterations: 1<<26 + 1, salt: s}, false, false},
+		{KDF{Type: KDFArgon2id, Time: 4096, MemoryKiB: 65536, Parallel: 1, salt: s}, true, true},
+		{KDF{Type: KDFArgon2id, Time: 4097, MemoryKiB: 65536, Parallel: 1, salt: s}, false, false},
 		{KDF{Type: KDFPBKDF2, Hash: "md5", Iterations: 1000, salt: s}, false, false},
 		{KDF{Type: KDFArgon2id, Time: 4, MemoryKiB: 32, Parallel: 1, salt: s}, true, true},
 		{KDF{Type: KDFArgon2id, Time: 1, MemoryKiB: 65536, Parallel: 1, salt: s}, true, false},

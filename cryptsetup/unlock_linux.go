@@ -1,6 +1,7 @@
 package cryptsetup
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -23,7 +24,20 @@ import (
 // sector size, with the header's persistent flags (allow-discards,
 // same-cpu-crypt, submit-from-crypt-cpus, no-read/write-workqueue) plus
 // o.Flags.
+//
+// Unlock is UnlockContext without a deadline.
 func (v *Volume) Unlock(passphrase []byte, o UnlockOptions) (*Mapping, error) {
+	return v.UnlockContext(context.Background(), passphrase, o)
+}
+
+// UnlockContext is Unlock that gives up when ctx ends: between keyslots,
+// within a few thousand PBKDF2 iterations, or at once during argon2, whose
+// abandoned computation finishes in the background (x/crypto/argon2 cannot
+// be interrupted; it then wipes what it holds). The error wraps ctx.Err()
+// and names the keyslot. A hostile header can make each keyslot cost tens
+// of seconds within the read limits, so an init should unlock under a
+// deadline.
+func (v *Volume) UnlockContext(ctx context.Context, passphrase []byte, o UnlockOptions) (*Mapping, error) {
 	h := v.hdr
 	if err := h.usable(); err != nil {
 		return nil, fmt.Errorf("%s: %w", v.path, err)
@@ -61,7 +75,7 @@ func (v *Volume) Unlock(passphrase []byte, o UnlockOptions) (*Mapping, error) {
 		return nil, fmt.Errorf("a device-mapper device named %q already exists", name)
 	}
 
-	u, err := unseal(v.f, v.size, h, passphrase, o.keyOptions())
+	u, err := unseal(ctx, v.f, v.size, h, passphrase, o.keyOptions())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", v.path, err)
 	}

@@ -1,6 +1,7 @@
 package cryptsetup
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -27,8 +28,10 @@ type unsealed struct {
 }
 
 // unseal recovers the volume key with the passphrase, trying keyslots in
-// priority order (or the named ones).
-func unseal(r io.ReaderAt, devSize int64, h *Header, passphrase []byte, o keyOptions) (*unsealed, error) {
+// priority order (or the named ones). When ctx ends it stops at once, in
+// the middle of a key derivation if need be, with an error wrapping
+// ctx.Err() and naming the keyslot.
+func unseal(ctx context.Context, r io.ReaderAt, devSize int64, h *Header, passphrase []byte, o keyOptions) (*unsealed, error) {
 	if err := h.usable(); err != nil {
 		return nil, err
 	}
@@ -39,9 +42,12 @@ func unseal(r io.ReaderAt, devSize int64, h *Header, passphrase []byte, o keyOpt
 	var firstErr error
 	var tried []string
 	for _, ks := range slots {
-		u, err := openSlot(r, devSize, h, ks, passphrase, o)
+		u, err := openSlot(ctx, r, devSize, h, ks, passphrase, o)
 		if err == nil {
 			return u, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("keyslot %d: %w", ks.ID, err)
 		}
 		if errors.Is(err, errMismatch) {
 			tried = append(tried, fmt.Sprint(ks.ID))
@@ -100,6 +106,8 @@ func checkSlot(devSize int64, h *Header, ks *Keyslot) (area cipherSpec, material
 		return area, 0, fmt.Errorf("digest: %w", err)
 	}
 	if d.iterations == 0 || d.iterations > maxReadPBKDF2Iterations || len(d.value) > 64 || len(d.salt) == 0 {
+		// An honest digest costs an eighth of a keyslot's PBKDF2 time;
+		// one above the keyslot cap is damage or hostility.
 		return area, 0, fmt.Errorf("%w: malformed digest (%d iterations, %d-byte value)", ErrCorruptKeyslot, d.iterations, len(d.value))
 	}
 	if ks.AreaOffset+roundUp(int64(material), 512) > devSize {
@@ -109,7 +117,7 @@ func checkSlot(devSize int64, h *Header, ks *Keyslot) (area cipherSpec, material
 }
 
 // openSlot tries one keyslot.
-func openSlot(r io.ReaderAt, devSize int64, h *Header, ks *Keyslot, passphrase []byte, o keyOptions) (*unsealed, error) {
+func openSlot(ctx context.Context, r io.ReaderAt, devSize int64, h *Header, ks *Keyslot, passphrase []byte, o keyOptions) (*unsealed, error) {
 	area, material, err := checkSlot(devSize, h, ks)
 	if err != nil {
 		return nil, err
@@ -133,7 +141,7 @@ func openSlot(r io.ReaderAt, devSize int64, h *Header, ks *Keyslot, passphrase [
 	secretDo(func() {
 		start := time.Now()
 		var derived []byte
-		derived, err = ks.KDF.derive(passphrase, ks.AreaKeyBits/8)
+		derived, err = ks.KDF.derive(ctx, passphrase, ks.AreaKeyBits/8)
 		kdfTime = time.Since(start)
 		if err != nil {
 			return
@@ -150,7 +158,12 @@ func openSlot(r io.ReaderAt, devSize int64, h *Header, ks *Keyslot, passphrase [
 			return
 		}
 		dh, _ := hashByName(ks.digest.hash)
-		check := pbkdf2Key(dh, cand, ks.digest.salt, int(ks.digest.iterations), len(ks.digest.value))
+		var check []byte
+		if check, err = pbkdf2KeyContext(ctx, dh, cand, ks.digest.salt, int(ks.digest.iterations), len(ks.digest.value)); err != nil {
+			wipe(cand)
+			err = fmt.Errorf("digest check stopped: %w", err)
+			return
+		}
 		ok := subtle.ConstantTimeCompare(check, ks.digest.value) == 1
 		wipe(check)
 		if !ok {
