@@ -92,7 +92,7 @@ func (b *boot) unlockRoot(ctx context.Context) error {
 		cryptsetup.Wipe(b.passphrase)
 		b.passphrase = nil
 	}()
-	m, err := b.volume.Unlock(b.passphrase, cryptsetup.UnlockOptions{Name: "root"})
+	m, err := b.volume.UnlockContext(ctx, b.passphrase, cryptsetup.UnlockOptions{Name: "root"})
 	if err != nil {
 		return err
 	}
