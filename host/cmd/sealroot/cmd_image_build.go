@@ -156,7 +156,7 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 	if !f.noEncrypt {
 		var err error
 		if f.passphraseFile != "" {
-			if pass, err = readSecretFile(f.passphraseFile); err != nil {
+			if pass, err = readPassphrase(f.passphraseFile, cmd.InOrStdin()); err != nil {
 				return withStatus(1, err)
 			}
 		} else {
@@ -211,18 +211,4 @@ func splitRef(s string) (string, string) {
 		return s[:i], s[i+1:]
 	}
 	return s, ""
-}
-
-// readSecretFile reads a passphrase or token file, trimming one trailing
-// newline. Errors never include the content.
-func readSecretFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	b = []byte(strings.TrimRight(string(b), "\r\n"))
-	if len(b) == 0 {
-		return nil, fmt.Errorf("%s is empty", path)
-	}
-	return b, nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -67,7 +66,7 @@ standard input. Nothing is written to the image.`,
   sealroot image check --json disk.img --passphrase-file pass.txt`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pass, err := readLUKSPassphrase(passFile, cmd.InOrStdin())
+			pass, err := readPassphrase(passFile, cmd.InOrStdin())
 			if err != nil {
 				return withStatus(1, err)
 			}
@@ -95,32 +94,6 @@ standard input. Nothing is written to the image.`,
 	check.MarkFlagRequired("passphrase-file")
 
 	imageCmd.AddCommand(inspect, check)
-}
-
-// readLUKSPassphrase reads a passphrase, dropping one trailing newline.
-func readLUKSPassphrase(path string, stdin io.Reader) ([]byte, error) {
-	var b []byte
-	var err error
-	if path == "-" {
-		b, err = io.ReadAll(io.LimitReader(stdin, 1<<20))
-	} else {
-		b, err = os.ReadFile(path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the passphrase: %w", err)
-	}
-	n := len(b)
-	if n > 0 && b[n-1] == '\n' {
-		n--
-		if n > 0 && b[n-1] == '\r' {
-			n--
-		}
-	}
-	cryptsetup.Wipe(b[n:])
-	if n == 0 {
-		return nil, fmt.Errorf("the passphrase file %s is empty", path)
-	}
-	return b[:n], nil
 }
 
 func printLUKSJSON(w io.Writer, v any) error {

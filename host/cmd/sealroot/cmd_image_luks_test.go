@@ -93,12 +93,12 @@ func TestReadLUKSPassphrase(t *testing.T) {
 	} {
 		p := filepath.Join(dir, "p")
 		os.WriteFile(p, []byte(tc.content), 0o600)
-		got, err := readLUKSPassphrase(p, nil)
+		got, err := readPassphrase(p, nil)
 		if err != nil || string(got) != tc.want {
 			t.Errorf("file %q: got %q, %v; want %q", tc.content, got, err, tc.want)
 		}
 	}
-	got, err := readLUKSPassphrase("-", strings.NewReader("from stdin\n"))
+	got, err := readPassphrase("-", strings.NewReader("from stdin\n"))
 	if err != nil || string(got) != "from stdin" {
 		t.Errorf("stdin: %q, %v", got, err)
 	}

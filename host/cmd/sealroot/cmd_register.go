@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/attest/policy"
 	"github.com/sealroot/sealroot/host/broker"
 )
@@ -180,18 +181,15 @@ func (p *policyFlagValues) policy(tee string) (broker.WorkloadPolicy, error) {
 	return doc, nil
 }
 
-// readPassphraseFile reads a passphrase file: its content without one
-// trailing newline.
-func readPassphraseFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+// readPassphraseString reads a passphrase file (or "-" for stdin) as the
+// admin API's string.
+func readPassphraseString(cmd *cobra.Command, path string) (string, error) {
+	b, err := readPassphrase(path, cmd.InOrStdin())
 	if err != nil {
-		return "", withStatus(1, fmt.Errorf("reading passphrase file: %w", err))
+		return "", withStatus(1, err)
 	}
-	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	if s == "" {
-		return "", withStatus(1, fmt.Errorf("passphrase file %s is empty", path))
-	}
-	return s, nil
+	defer cryptsetup.Wipe(b)
+	return string(b), nil
 }
 
 func init() {
@@ -241,7 +239,7 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 			}
 			reg := broker.AdminRegistration{WorkloadID: id, TEE: tee, Policy: doc, TEEConfig: teeConfig, Replace: replace}
 			if passFile != "" {
-				pass, err := readPassphraseFile(passFile)
+				pass, err := readPassphraseString(cmd, passFile)
 				if err != nil {
 					return err
 				}
@@ -387,7 +385,7 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 			if newPass == "" {
 				return usageError("--passphrase-file is required")
 			}
-			pass, err := readPassphraseFile(newPass)
+			pass, err := readPassphraseString(cmd, newPass)
 			if err != nil {
 				return err
 			}
