@@ -19,8 +19,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/attest/policy"
+	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/broker"
 )
 
