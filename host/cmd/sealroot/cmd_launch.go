@@ -90,7 +90,7 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
 func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 	fail := func(err error) error { return withStatus(event.StatusLaunchFailed, err) }
 	if f.kernel == "" || f.initrd == "" || f.disk == "" {
-		return withStatus(event.StatusLaunchFailed, fmt.Errorf("--kernel, --initrd and --disk are required"))
+		return usageError("--kernel, --initrd and --disk are required")
 	}
 	cfg, rawConfig, err := diskConfig(f.disk)
 	if err != nil {
