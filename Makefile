@@ -33,8 +33,9 @@ unit:
 e2e: deps build
 	$(GO) test -count=1 -timeout 25m ./tests/...
 
+FUZZTIME  ?= 3s
 fuzz:
-	bash tests/fuzz.sh
+	bash tests/fuzz.sh $(FUZZTIME)
 
 demo: deps build
 	bash tests/demo.sh
