@@ -69,7 +69,9 @@ func encryptedImage(t testing.TB, e *harness.Env, id string, c attestedCase) (*i
 	fo := cryptsetup.FormatOptions{GeneratedPassphrase: true, GuestRAMMiB: 512, GuestCPUs: 1}
 	img, err := image.Build(image.Options{
 		RootfsDir: e.HelloRootfs(t), OutDir: t.TempDir(), Passphrase: pass,
-		Encrypt: func(dst, src *os.File, size int64, p []byte) (int64, error) { return format(dst, src, size, p, fo) },
+		Encrypt: func(dst *os.File, src io.Reader, size int64, p []byte) (int64, error) {
+			return format(dst, src, size, p, fo)
+		},
 		Config: config.Config{TEE: "sim", WorkloadID: id, CPUs: 1, RAMMiB: 512,
 			AttestationURL: "http://" + guestBroker, KBSProtocol: c.dialect, KBSKey: c.kbsKey, AttestTimeout: c.timeout},
 		Workload: image.Workload{Cmd: []string{"/hello", "5"}},

@@ -3,6 +3,7 @@ package image
 import (
 	"crypto/rand"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,7 +32,7 @@ func BenchmarkBuild1GiB(b *testing.B) {
 	}
 	pass, _ := cryptsetup.GeneratePassphrase()
 	fo := cryptsetup.FormatOptions{GeneratedPassphrase: true, GuestRAMMiB: 512, GuestCPUs: 1}
-	enc := func(dst, src *os.File, n int64, p []byte) (int64, error) {
+	enc := func(dst *os.File, src io.Reader, n int64, p []byte) (int64, error) {
 		return cryptsetup.FormatLUKS2(dst, src, n, p, fo)
 	}
 	b.SetBytes(files * size)

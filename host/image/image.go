@@ -44,7 +44,7 @@ func (w Workload) empty() bool {
 
 // Encryptor writes the LUKS volume holding plaintext (size bytes) at the
 // start of dst and returns the end of the payload (cryptsetup.Format).
-type Encryptor func(dst *os.File, plaintext *os.File, size int64, passphrase []byte) (payloadEnd int64, err error)
+type Encryptor func(dst *os.File, plaintext io.Reader, size int64, passphrase []byte) (payloadEnd int64, err error)
 
 // Options for Build.
 type Options struct {
@@ -62,6 +62,9 @@ type Options struct {
 	Workload Workload
 	TempDir  string
 	Log      io.Writer
+	// Progress, when set, returns a writer that is fed every plaintext
+	// byte as it is encrypted (a progress bar on a terminal).
+	Progress func(total int64, what string) io.Writer
 }
 
 // Result describes a built image.
@@ -203,7 +206,11 @@ func Build(o Options) (*Result, error) {
 			return nil, err
 		}
 		fmt.Fprintf(o.Log, "image: encrypting %d MiB\n", fsSize>>20)
-		end, err = o.Encrypt(disk, plain, fsSize, o.Passphrase)
+		var src io.Reader = plain
+		if o.Progress != nil {
+			src = io.TeeReader(plain, o.Progress(fsSize, "encrypting"))
+		}
+		end, err = o.Encrypt(disk, src, fsSize, o.Passphrase)
 		plain.Close()
 		os.Remove(fsPath) // plaintext gone as soon as it is encrypted
 		if err != nil {

@@ -3,9 +3,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/init/config"
@@ -175,6 +177,11 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 			return usageError("a generated passphrase must go somewhere: give --passphrase-out FILE or --register")
 		}
 	}
+	if isTerminal(os.Stderr) {
+		o.Progress = func(total int64, what string) io.Writer {
+			return progressbar.DefaultBytes(total, what)
+		}
+	}
 	res, err := image.Build(o)
 	if err != nil {
 		return withStatus(1, err)
@@ -211,4 +218,11 @@ func splitRef(s string) (string, string) {
 		return s[:i], s[i+1:]
 	}
 	return s, ""
+}
+
+// isTerminal reports whether f is a terminal (progress bars go only there;
+// plain lines otherwise).
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 
 	"github.com/sealroot/sealroot/cryptsetup"
@@ -27,7 +28,7 @@ func luksEncryptor(f *imageBuildFlags, generated bool) (image.Encryptor, error) 
 	if f.luks1 {
 		format = cryptsetup.FormatLUKS1
 	}
-	return func(dst, plaintext *os.File, size int64, pass []byte) (int64, error) {
+	return func(dst *os.File, plaintext io.Reader, size int64, pass []byte) (int64, error) {
 		return format(dst, plaintext, size, pass, o)
 	}, nil
 }
