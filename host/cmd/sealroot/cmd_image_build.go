@@ -91,9 +91,6 @@ about one second for LUKS1`)
 // wiring (cmd_image_encrypt.go).
 var encryptorFor = luksEncryptor
 
-// registerHook registers a built image with a broker (set by the broker CLI).
-var registerHook func(cmd *cobra.Command, f *imageBuildFlags, res *image.Result, passphrase []byte) error
-
 func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 	if (f.rootfs == "") == (f.oci == "") {
 		return usageError("give exactly one of --rootfs DIR or --oci DIR[:REF]")
@@ -187,16 +184,12 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 		return withStatus(1, err)
 	}
 	if generated && f.passphraseOut != "" {
-		if err := os.WriteFile(f.passphraseOut, pass, 0o600); err != nil {
-			return withStatus(1, fmt.Errorf("writing the passphrase: %w", err))
+		if err := writeSecretFile(f.passphraseOut, pass); err != nil {
+			return withStatus(1, fmt.Errorf("writing the passphrase to %s: %w", f.passphraseOut, err))
 		}
-		os.Chmod(f.passphraseOut, 0o600)
 	}
 	if f.register {
-		if registerHook == nil {
-			return withStatus(1, fmt.Errorf("this build of sealroot cannot register workloads"))
-		}
-		if err := registerHook(cmd, f, res, pass); err != nil {
+		if err := registerBuiltImage(cmd, f, res, pass); err != nil {
 			return withStatus(1, err)
 		}
 	}

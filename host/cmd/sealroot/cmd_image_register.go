@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/hex"
 	"fmt"
-	"strings"
 
 	"github.com/sealroot/sealroot/host/broker"
 	"github.com/sealroot/sealroot/host/image"
@@ -27,7 +26,6 @@ type imageRegisterFlags struct {
 var imageRegister imageRegisterFlags
 
 func init() {
-	registerHook = registerBuiltImage
 	c, _, _ := rootCmd.Find([]string{"image", "build"})
 	fl := c.Flags()
 	fl.StringVar(&imageRegister.broker, "broker", "", "with --register: the broker's admin URL on this host (e.g. http://127.0.0.1:8000)")
@@ -38,7 +36,8 @@ func init() {
 }
 
 // checkRegisterFlags rejects --register flag combinations before anything
-// is built.
+// is built, and normalizes the given measurements as `sealroot register`
+// does.
 func checkRegisterFlags(tee string) error {
 	r := imageRegister
 	if r.broker == "" {
@@ -56,42 +55,38 @@ func checkRegisterFlags(tee string) error {
 	if len(r.measurements) == 0 && r.kernel == "" {
 		return usageError("--register needs the launch measurement: --measurement HEX, or --kernel and --initrd with --tee sim")
 	}
+	if len(r.measurements) > 0 {
+		pf := policyFlagValues{measurements: r.measurements}
+		if _, err := pf.policy(tee); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
 // registerBuiltImage registers the image's workload, policy and passphrase
 // through the broker's admin API, so the generated passphrase never
-// touches the disk.
+// touches the disk. checkRegisterFlags has vetted the flags.
 func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Result, pass []byte) error {
 	r := imageRegister
-	if r.broker == "" {
-		return usageError("--register needs --broker URL (the broker's admin API as this host reaches it)")
-	}
-	ms := append([]string(nil), r.measurements...)
-	if r.kernel != "" || r.initrd != "" {
-		if res.Config.TEE != "sim" {
-			return usageError("--kernel/--initrd compute a simulated measurement: only with --tee sim (give --measurement for hardware TEEs)")
-		}
-		if r.kernel == "" || r.initrd == "" {
-			return usageError("--kernel and --initrd go together")
-		}
+	pf := policyFlagValues{measurements: r.measurements}
+	if r.kernel != "" {
 		m, err := measure.Sim(measure.SimInputs{Kernel: r.kernel, Initrd: r.initrd, Cmdline: launch.Cmdline(r.appendArgs),
 			CPUs: res.Config.CPUs, MemoryMiB: res.Config.RAMMiB})
 		if err != nil {
 			return err
 		}
-		ms = append(ms, hex.EncodeToString(m[:]))
-	}
-	if len(ms) == 0 {
-		return usageError("--register needs the launch measurement: --measurement HEX, or --kernel and --initrd with --tee sim")
-	}
-	for i, m := range ms {
-		ms[i] = strings.ToLower(strings.TrimSpace(m))
+		pf.measurements = append(pf.measurements, hex.EncodeToString(m[:]))
 	}
 	// HOST_DATA = SHA-256 of the footer config: the launcher binds it into
 	// the reports, so this workload is told apart from any other that
 	// shares its launch measurement.
 	hd := config.HostData(res.ConfigJSON)
+	pf.hostData = hex.EncodeToString(hd[:])
+	pol, err := pf.policy(res.Config.TEE)
+	if err != nil {
+		return err
+	}
 	af := adminFlags{broker: r.broker, tokenFile: f.adminTokenFile}
 	c, err := af.client()
 	if err != nil {
@@ -101,7 +96,7 @@ func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Resul
 	w, err := c.Register(cmd.Context(), broker.AdminRegistration{
 		WorkloadID: res.Config.WorkloadID,
 		TEE:        res.Config.TEE,
-		Policy:     broker.WorkloadPolicy{Measurements: ms, HostData: hex.EncodeToString(hd[:])},
+		Policy:     pol,
 		Passphrase: &p,
 	})
 	if err != nil {

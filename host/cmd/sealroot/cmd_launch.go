@@ -29,10 +29,6 @@ type launchFlags struct {
 	timeline                       bool
 }
 
-// simServerFor builds the simulated secure processor for a launch (set by
-// the simulated TEE wiring, cmd_launch_sim.go).
-var simServerFor func(f *launchFlags, o *launch.Options, rawConfig []byte) (launch.SimServer, error)
-
 func init() {
 	var f launchFlags
 	c := &cobra.Command{
@@ -113,10 +109,7 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 			return fail(fmt.Errorf("--sim-dir needs --tee sim"))
 		}
 	case "sim":
-		if simServerFor == nil {
-			return fail(fmt.Errorf("this build of sealroot has no simulated TEE"))
-		}
-		srv, err := simServerFor(f, &o, rawConfig)
+		srv, err := newSimServer(f, &o, rawConfig)
 		if err != nil {
 			return fail(err)
 		}

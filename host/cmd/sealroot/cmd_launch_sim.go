@@ -9,8 +9,6 @@ import (
 	"github.com/sealroot/sealroot/init/config"
 )
 
-func init() { simServerFor = newSimServer }
-
 // newSimServer loads the simulated secure processor and measures exactly
 // what this launch boots: kernel, initrd, command line, vCPUs and memory.
 // HOST_DATA binds the disk's config (config.HostData), as a host should set
