@@ -49,7 +49,7 @@ func needMatrix(t *testing.T) *testdisks.Manifest {
 		matrix, matrixErr = testdisks.Generate(matrixDir, testdisks.Options{})
 	})
 	if errors.Is(matrixErr, testdisks.ErrNoTools) {
-		t.Skipf("compatibility matrix: %v (apt-get install cryptsetup-bin e2fsprogs)", matrixErr)
+		skipOrFail(t, "compatibility matrix: %v (apt-get install cryptsetup-bin e2fsprogs)", matrixErr)
 	}
 	if matrixErr != nil {
 		t.Fatal(matrixErr)
@@ -64,7 +64,7 @@ func cryptsetupPath(t testing.TB) string {
 			return q
 		}
 	}
-	t.Skip("cryptsetup is not installed")
+	skipOrFail(t, "cryptsetup is not installed")
 	return ""
 }
 
@@ -191,4 +191,15 @@ func TestCompatMatrix(t *testing.T) {
 			}
 		})
 	}
+}
+
+// skipOrFail skips a test whose prerequisite is missing, except under
+// CI=true, where `make deps` has installed everything and a skip would hide
+// a broken setup.
+func skipOrFail(t testing.TB, format string, a ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("prerequisite missing under CI: "+format, a...)
+	}
+	t.Skipf(format, a...)
 }

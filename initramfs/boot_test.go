@@ -24,7 +24,7 @@ func TestBootQEMU(t *testing.T) {
 	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed (make deps installs it)")
+		skipOrFail(t, "qemu-system-x86_64 not installed (make deps installs it)")
 	}
 	modules := realKernelModules(t)
 	kernel := filepath.Join(filepath.Dir(modules), "vmlinuz")
@@ -32,7 +32,7 @@ func TestBootQEMU(t *testing.T) {
 		kernel = os.Getenv("SEALROOT_KERNEL")
 	}
 	if _, err := os.Stat(kernel); err != nil {
-		t.Skipf("no kernel: %v", err)
+		skipOrFail(t, "no kernel: %v", err)
 	}
 	// The uncompressed form is what each of these decompresses to (checked by
 	// TestBuildReproducible); booting it too would only add time.

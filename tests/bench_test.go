@@ -75,14 +75,16 @@ func BenchmarkPlainBoot(b *testing.B) {
 	for _, p := range order {
 		b.ReportMetric(median(phases[p]), p+"-ms")
 	}
-	b.ReportMetric(median(toExec), "pid1-to-exec-ms")
+	b.ReportMetric(median(toExec), "pid1-to-workload-start-ms")
 	b.ReportMetric(median(wall), "wall-ms")
-	fmt.Fprintf(os.Stderr, "plain boot over %d boots (median): pid1→exec %.1f ms, wall %.0f ms\n", n, median(toExec), median(wall))
+	fmt.Fprintf(os.Stderr, "plain boot over %d boots (median): pid1→workload start %.1f ms, wall %.0f ms\n", n, median(toExec), median(wall))
 }
 
+// median of xs; an empty series is a broken benchmark (an event renamed),
+// never a figure of 0.
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
-		return 0
+		panic("median of an empty series: an event the benchmark reads is missing")
 	}
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
@@ -115,7 +117,9 @@ func BenchmarkAttestedBoot(b *testing.B) {
 						phases[ev.Phase] = append(phases[ev.Phase], ev.Millis)
 						if ev.Phase == "unlock" {
 							var ms float64
-							fmt.Sscan(ev.Detail["kdf_ms"], &ms)
+							if _, err := fmt.Sscan(ev.Detail["kdf_ms"], &ms); err != nil {
+								b.Fatalf("unlock event without kdf_ms: %v", ev.Detail)
+							}
 							kdf = append(kdf, ms)
 						}
 					}
@@ -128,8 +132,8 @@ func BenchmarkAttestedBoot(b *testing.B) {
 				b.ReportMetric(median(phases[p]), p+"-ms")
 			}
 			b.ReportMetric(median(kdf), "unlock-kdf-ms")
-			b.ReportMetric(median(toExec), "pid1-to-exec-ms")
-			fmt.Fprintf(os.Stderr, "attested boot (%s) over %d boots (median): attest %.0f ms, unlock %.0f ms (KDF %.0f ms), mount %.0f ms, pid1→exec %.0f ms\n",
+			b.ReportMetric(median(toExec), "pid1-to-workload-start-ms")
+			fmt.Fprintf(os.Stderr, "attested boot (%s) over %d boots (median): attest %.0f ms, unlock %.0f ms (KDF %.0f ms), mount %.0f ms, pid1→workload start %.0f ms\n",
 				dialect, n, median(phases["attest"]), median(phases["unlock"]), median(kdf), median(phases["mount"]), median(toExec))
 		})
 	}
