@@ -36,11 +36,16 @@ func checkEvidence(ev *attest.Evidence, wire string) error {
 	if len(ev.Report) == 0 {
 		return fmt.Errorf("attester returned an empty %s report", wire)
 	}
-	if wire == attest.TEESNP && len(ev.Report) != kbs.SNPReportSize {
-		return fmt.Errorf("snp report is %d bytes, want %d", len(ev.Report), kbs.SNPReportSize)
+	if wire == attest.TEESNP && len(ev.Report) != trusteesnp.ReportSize {
+		return fmt.Errorf("snp report is %d bytes, want %d", len(ev.Report), trusteesnp.ReportSize)
 	}
 	return nil
 }
+
+// kbs.SNPReportSize repeats the layout table's report size (kbs stays
+// free of go-sev-guest); this constant overflows, failing the build, if the
+// two ever differ.
+const _ = uint(kbs.SNPReportSize-trusteesnp.ReportSize) + uint(trusteesnp.ReportSize-kbs.SNPReportSize)
 
 // snpGen is the processor generation the krun dialect's evidence names:
 // tee_data's "gen" when the config has one, else the generation the
@@ -50,9 +55,8 @@ func snpGen(teeData string, report []byte) string {
 	if g := teeDataGen(teeData); g != "" {
 		return g
 	}
-	const offVersion, offFamily, offModel = 0x00, 0x188, 0x189
-	if len(report) == kbs.SNPReportSize && report[offVersion] >= 3 {
-		if p, err := trusteesnp.ProductFromCPUID(report[offFamily], report[offModel]); err == nil {
+	if len(report) == trusteesnp.ReportSize && report[trusteesnp.OffVersion] >= 3 {
+		if p, err := trusteesnp.ProductFromCPUID(report[trusteesnp.OffCPUIDFam], report[trusteesnp.OffCPUIDMod]); err == nil {
 			return strings.ToLower(p.String())
 		}
 	}

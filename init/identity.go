@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/trusteesnp"
 	"github.com/sealroot/sealroot/init/config"
 )
 
@@ -42,7 +43,7 @@ func attestable(tee string) bool {
 
 // hostDataOffset is where SNP reports (hardware and simulated) carry the
 // 32 bytes of HOST_DATA that the host sets at launch.
-const hostDataOffset, hostDataSize = 0xC0, 32
+const hostDataOffset, hostDataSize = trusteesnp.OffHostData, trusteesnp.HostDataSize
 
 // hostDataChecker wraps an SNP-format Attester: each report's HOST_DATA
 // must be the SHA-256 of the config this init booted with (config.HostData)

@@ -55,7 +55,10 @@ const (
 	// MinRSABits and MaxRSABits bound guest RSA keys.
 	MinRSABits = 2048
 	MaxRSABits = 8192
-	// SNPReportSize is the size of an AMD SEV-SNP attestation report.
+	// SNPReportSize is the size of an AMD SEV-SNP attestation report. It
+	// repeats trusteesnp.ReportSize (sealroot's report layout table)
+	// because this package stays free of go-sev-guest; package agent, which
+	// imports both, fails to compile if they ever differ.
 	SNPReportSize = 0x4A0
 	// maxCertTable bounds an SNP certificate table carried in evidence.
 	maxCertTable = 64 << 10

@@ -49,6 +49,7 @@ import (
 
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/snp"
+	ts "github.com/sealroot/sealroot/attest/trusteesnp"
 )
 
 // Files of a simulated secure processor directory.
@@ -546,36 +547,37 @@ func (a *Authority) Sign(p ReportParams) (report []byte, certTable []byte, err e
 		return nil, nil, fmt.Errorf("sim: vmpl %d: want 0 to 3", p.VMPL)
 	}
 	tcb := encodeTCB(a.info.TCB, a.info.ProductLine)
-	r := make([]byte, abi.ReportSize)
+	r := make([]byte, ts.ReportSize)
 	le32 := binary.LittleEndian.PutUint32
 	le64 := binary.LittleEndian.PutUint64
-	le32(r[0x00:], p.Version)
-	le32(r[0x04:], p.GuestSVN)
-	le64(r[0x08:], p.Policy)
-	copy(r[0x10:], p.FamilyID[:])
-	copy(r[0x20:], p.ImageID[:])
-	le32(r[0x30:], p.VMPL)
-	le32(r[0x34:], abi.SignEcdsaP384Sha384)
-	le64(r[0x38:], tcb) // current TCB
-	le64(r[0x40:], 1)   // platform info: SMT enabled
-	le32(r[0x48:], 0)   // signer info: VCEK, chip id not masked, no author key
-	copy(r[0x50:], p.ReportData[:])
-	copy(r[0x90:], p.Measurement[:])
-	copy(r[0xC0:], p.HostData[:])
-	copy(r[0x140:], p.ReportID[:])
-	copy(r[0x160:], bytes.Repeat([]byte{0xff}, 32)) // report_id_ma: no migration agent
-	le64(r[0x180:], tcb)                            // reported TCB
+	le32(r[ts.OffVersion:], p.Version)
+	le32(r[ts.OffGuestSVN:], p.GuestSVN)
+	le64(r[ts.OffPolicy:], p.Policy)
+	copy(r[ts.OffFamilyID:], p.FamilyID[:])
+	copy(r[ts.OffImageID:], p.ImageID[:])
+	le32(r[ts.OffVMPL:], p.VMPL)
+	le32(r[ts.OffSigAlgo:], abi.SignEcdsaP384Sha384)
+	le64(r[ts.OffCurrentTCB:], tcb)
+	le64(r[ts.OffPlatInfo:], 1) // SMT enabled
+	le32(r[ts.OffKeyInfo:], 0)  // signer VCEK, chip id not masked, no author key
+	copy(r[ts.OffReportData:], p.ReportData[:])
+	copy(r[ts.OffMeasurement:], p.Measurement[:])
+	copy(r[ts.OffHostData:], p.HostData[:])
+	copy(r[ts.OffReportID:], p.ReportID[:])
+	copy(r[ts.OffReportIDMA:], bytes.Repeat([]byte{0xff}, 32)) // no migration agent
+	le64(r[ts.OffReportedTCB:], tcb)
 	if p.Version >= abi.ReportVersion3 {
-		r[0x188], r[0x189], r[0x18A] = a.prod.family, a.prod.model, a.prod.stepping
+		r[ts.OffCPUIDFam], r[ts.OffCPUIDMod], r[ts.OffCPUIDStep] = a.prod.family, a.prod.model, a.prod.stepping
 	}
-	copy(r[0x1A0:], a.chipID)
-	le64(r[0x1E0:], tcb) // committed TCB
+	copy(r[ts.OffChipID:], a.chipID)
+	le64(r[ts.OffCommittedTCB:], tcb)
 	fw := a.info.Firmware
-	r[0x1E8], r[0x1E9], r[0x1EA] = fw.Build, fw.Minor, fw.Major // current
-	r[0x1EC], r[0x1ED], r[0x1EE] = fw.Build, fw.Minor, fw.Major // committed
-	le64(r[0x1F0:], tcb)                                        // launch TCB
+	for _, off := range []int{ts.OffCurrentBuild, ts.OffCommittedBuild} {
+		r[off], r[off+1], r[off+2] = fw.Build, fw.Minor, fw.Major
+	}
+	le64(r[ts.OffLaunchTCB:], tcb)
 
-	digest := sha512.Sum384(r[:snp.SignedSize])
+	digest := sha512.Sum384(r[:ts.SignedSize])
 	sr, ss, err := ecdsa.Sign(rand.Reader, a.vcekKey, digest[:])
 	if err != nil {
 		return nil, nil, fmt.Errorf("sim: signing report: %w", err)

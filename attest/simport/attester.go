@@ -11,13 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-sev-guest/abi"
-
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/trusteesnp"
 )
-
-// offReportData is where REPORT_DATA sits in an SNP report.
-const offReportData = 0x50
 
 // attester is the guest side of the report port.
 type attester struct {
@@ -92,10 +88,10 @@ func (a *attester) Attest(ctx context.Context, reportData [64]byte) (*attest.Evi
 			if err != nil {
 				return nil, fmt.Errorf("sim: %w", err)
 			}
-			if len(report) != abi.ReportSize {
-				return nil, fmt.Errorf("sim: report is %d bytes, want %d", len(report), abi.ReportSize)
+			if len(report) != trusteesnp.ReportSize {
+				return nil, fmt.Errorf("sim: report is %d bytes, want %d", len(report), trusteesnp.ReportSize)
 			}
-			if !bytes.Equal(report[offReportData:offReportData+64], reportData[:]) {
+			if !bytes.Equal(report[trusteesnp.OffReportData:trusteesnp.OffReportData+trusteesnp.ReportDataSize], reportData[:]) {
 				return nil, errors.New("sim: the report does not carry the requested report_data")
 			}
 			return &attest.Evidence{TEE: attest.TEESNP, Report: bytes.Clone(report), Certs: bytes.Clone(table)}, nil

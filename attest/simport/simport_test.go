@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-sev-guest/abi"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/trusteesnp"
 )
 
 // fakeReport is an unsigned report of the right size carrying rd: the
@@ -21,7 +22,7 @@ import (
 func fakeReport(rd [64]byte) []byte {
 	r := make([]byte, abi.ReportSize)
 	r[0] = 3
-	copy(r[offReportData:], rd[:])
+	copy(r[trusteesnp.OffReportData:], rd[:])
 	return r
 }
 

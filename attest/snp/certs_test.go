@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-sev-guest/verify/testdata"
 	"github.com/google/go-sev-guest/verify/trust"
 	"github.com/google/uuid"
+
+	"github.com/sealroot/sealroot/attest/trusteesnp"
 )
 
 func TestCertTableRoundTrip(t *testing.T) {
@@ -189,8 +191,8 @@ func TestParseReport(t *testing.T) {
 		{"short", testdata.AttestationBytes[:1000], "want 1184"},
 		{"version 1", mod(func(b []byte) { b[0] = 1 }), "version 1 is not supported"},
 		{"version 6", mod(func(b []byte) { b[0] = 6 }), "version 6"},
-		{"signature algorithm 2", mod(func(b []byte) { b[offSigAlgo] = 2 }), "signature algorithm 2"},
-		{"policy bit 17 clear", mod(func(b []byte) { b[offPolicy+2] = 0x09 }), "policy"},
+		{"signature algorithm 2", mod(func(b []byte) { b[trusteesnp.OffSigAlgo] = 2 }), "signature algorithm 2"},
+		{"policy bit 17 clear", mod(func(b []byte) { b[trusteesnp.OffPolicy+2] = 0x09 }), "policy"},
 		{"reserved byte set", mod(func(b []byte) { b[0x1EB] = 1 }), "mbz"},
 	}
 	for _, tt := range tests {
@@ -216,7 +218,7 @@ func TestParseReport(t *testing.T) {
 func FuzzParseReport(f *testing.F) {
 	f.Add(bytes.Clone(testdata.AttestationBytes))
 	v3 := bytes.Clone(testdata.AttestationBytes)
-	v3[0], v3[offCPUIDFMS], v3[offCPUIDFMS+1] = 3, 0x19, 0x11
+	v3[0], v3[trusteesnp.OffCPUIDFam], v3[trusteesnp.OffCPUIDFam+1] = 3, 0x19, 0x11
 	f.Add(v3)
 	f.Add(make([]byte, ReportSize))
 	f.Add([]byte{1, 2, 3})

@@ -16,40 +16,15 @@ import (
 	"github.com/sealroot/sealroot/attest/trusteesnp"
 )
 
-// Byte offsets in the 1184-byte ATTESTATION_REPORT (INTEROP.md §5).
+// The report layout is trusteesnp's table (INTEROP.md §5).
 const (
-	offVersion     = 0x00
-	offGuestSVN    = 0x04
-	offPolicy      = 0x08
-	offFamilyID    = 0x10
-	offImageID     = 0x20
-	offVMPL        = 0x30
-	offSigAlgo     = 0x34
-	offCurrentTCB  = 0x38
-	offPlatformInf = 0x40
-	offSignerInfo  = 0x48
-	offReportData  = 0x50
-	offMeasurement = 0x90
-	offHostData    = 0xC0
-	offIDKeyDigest = 0xE0
-	offAuthorKey   = 0x110
-	offReportID    = 0x140
-	offReportIDMA  = 0x160
-	offReportedTCB = 0x180
-	offCPUIDFMS    = 0x188 // family, model, stepping bytes; report version 3 and later
-	offChipID      = 0x1A0
-	offCommitted   = 0x1E0
-	offCurrentFW   = 0x1E8 // build, minor, major
-	offCommittedFW = 0x1EC // build, minor, major
-	offLaunchTCB   = 0x1F0
 	// SignedSize is how many leading bytes of the report the signature covers.
-	SignedSize = 0x2A0
+	SignedSize = trusteesnp.SignedSize
 	// ReportSize is the size of a raw report.
-	ReportSize = abi.ReportSize
+	ReportSize = trusteesnp.ReportSize
 
 	policyDebugBit = 19
 	sigAlgoECDSA   = 1 // ECDSA P-384 with SHA-384
-	ecdsaPartSize  = 0x48
 )
 
 // header is what the verifier reads from a report before anything about it
@@ -69,14 +44,14 @@ type header struct {
 // bytes without validating anything.
 func peekHeader(raw []byte) header {
 	h := header{
-		version:     binary.LittleEndian.Uint32(raw[offVersion:]),
-		chipID:      raw[offChipID : offChipID+abi.ChipIDSize],
-		reportedTCB: binary.LittleEndian.Uint64(raw[offReportedTCB:]),
+		version:     binary.LittleEndian.Uint32(raw[trusteesnp.OffVersion:]),
+		chipID:      raw[trusteesnp.OffChipID : trusteesnp.OffChipID+trusteesnp.ChipIDSize],
+		reportedTCB: binary.LittleEndian.Uint64(raw[trusteesnp.OffReportedTCB:]),
 	}
-	h.signer = abi.ReportSigner((binary.LittleEndian.Uint32(raw[offSignerInfo:]) >> 2) & 7)
+	h.signer = abi.ReportSigner((binary.LittleEndian.Uint32(raw[trusteesnp.OffKeyInfo:]) >> 2) & 7)
 	h.signerOK = h.signer == abi.VcekReportSigner || h.signer == abi.VlekReportSigner
 	if h.version >= abi.ReportVersion3 {
-		h.fmsLine = ProductLineFromCPUID(raw[offCPUIDFMS], raw[offCPUIDFMS+1])
+		h.fmsLine = ProductLineFromCPUID(raw[trusteesnp.OffCPUIDFam], raw[trusteesnp.OffCPUIDFam+1])
 	}
 	return h
 }
@@ -102,11 +77,11 @@ func ParseReport(b []byte) (*spb.Report, error) {
 	if len(b) != ReportSize {
 		return nil, fmt.Errorf("report is %d bytes, want %d", len(b), ReportSize)
 	}
-	v := binary.LittleEndian.Uint32(b[offVersion:])
+	v := binary.LittleEndian.Uint32(b[trusteesnp.OffVersion:])
 	if v < abi.MinSupportedReportVersion || v > abi.MaxSupportedReportVersion {
 		return nil, fmt.Errorf("report version %d is not supported (want %d to %d)", v, abi.MinSupportedReportVersion, abi.MaxSupportedReportVersion)
 	}
-	if a := binary.LittleEndian.Uint32(b[offSigAlgo:]); a != sigAlgoECDSA {
+	if a := binary.LittleEndian.Uint32(b[trusteesnp.OffSigAlgo:]); a != sigAlgoECDSA {
 		return nil, fmt.Errorf("signature algorithm %d is not ECDSA P-384 with SHA-384 (1)", a)
 	}
 	r, err := abi.ReportToProto(b)
@@ -144,8 +119,8 @@ func SplitExtendedReport(b []byte) (report, certTable []byte, err error) {
 // failure.
 func checkSignature(raw []byte, pub *ecdsa.PublicKey) error {
 	sig := raw[SignedSize:]
-	r := leInt(sig[:ecdsaPartSize])
-	s := leInt(sig[ecdsaPartSize : 2*ecdsaPartSize])
+	r := leInt(sig[:trusteesnp.SigComponentSize])
+	s := leInt(sig[trusteesnp.SigComponentSize : 2*trusteesnp.SigComponentSize])
 	digest := sha512.Sum384(raw[:SignedSize])
 	if !ecdsa.Verify(pub, digest[:], r, s) {
 		return errors.New("ECDSA P-384 verification failed")

@@ -55,6 +55,7 @@ import (
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/certcache"
 	"github.com/sealroot/sealroot/attest/policy"
+	"github.com/sealroot/sealroot/attest/trusteesnp"
 )
 
 // Options configure a Verifier.
@@ -173,7 +174,7 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 			named = fmt.Sprintf("product %q", h.fmsLine)
 		}
 		return nil, fmt.Errorf("snp: report CPUID family/model/stepping %02x/%02x/%02x names %s but the %v is %s's",
-			raw[offCPUIDFMS], raw[offCPUIDFMS+1], raw[offCPUIDFMS+2], named, end.key, line)
+			raw[trusteesnp.OffCPUIDFam], raw[trusteesnp.OffCPUIDFam+1], raw[trusteesnp.OffCPUIDFam+2], named, end.key, line)
 	}
 	if h.signer != end.key {
 		return nil, fmt.Errorf("snp: report names signing key %v but carries a %v", h.signer, end.key)

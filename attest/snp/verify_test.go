@@ -20,6 +20,7 @@ import (
 
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/certcache"
+	"github.com/sealroot/sealroot/attest/trusteesnp"
 )
 
 // The real Milan report shipped with go-sev-guest (hardware, version 2)
@@ -82,7 +83,7 @@ func TestMilanReportVerifiesOffline(t *testing.T) {
 func TestEverySignedByteIsCovered(t *testing.T) {
 	v := milanVerifier(Options{Offline: true})
 	ev := milanEvidence()
-	for off := 0; off < SignedSize+2*ecdsaPartSize; off++ {
+	for off := 0; off < SignedSize+2*trusteesnp.SigComponentSize; off++ {
 		for _, mask := range []byte{0x01, 0x80} {
 			if off%7 != 0 && mask == 0x80 { // the high bit on a sample of offsets
 				continue
@@ -96,7 +97,7 @@ func TestEverySignedByteIsCovered(t *testing.T) {
 		}
 	}
 	// Past the signature, the bytes are reserved and must be zero.
-	ev.Report[SignedSize+2*ecdsaPartSize] ^= 1
+	ev.Report[SignedSize+2*trusteesnp.SigComponentSize] ^= 1
 	if _, err := v.Verify(context.Background(), ev); err == nil || !strings.Contains(err.Error(), "malformed report") {
 		t.Fatalf("reserved byte after the signature: %v", err)
 	}
@@ -151,7 +152,7 @@ func TestVerifyRejects(t *testing.T) {
 func TestVLEKReportWithoutVLEK(t *testing.T) {
 	ev := milanEvidence()
 	ev.Certs = nil
-	ev.Report[offSignerInfo] = 1 << 2 // signing_key = VLEK
+	ev.Report[trusteesnp.OffKeyInfo] = 1 << 2 // signing_key = VLEK
 	_, err := milanVerifier(Options{}).Verify(context.Background(), ev)
 	if err == nil || !strings.Contains(err.Error(), "signed with a VLEK but the evidence carries no VLEK certificate") {
 		t.Fatalf("Verify = %v", err)
@@ -159,7 +160,7 @@ func TestVLEKReportWithoutVLEK(t *testing.T) {
 	// With a VCEK at hand, the signature decides, and says what the
 	// report claimed.
 	ev = milanEvidence()
-	ev.Report[offSignerInfo] = 1 << 2
+	ev.Report[trusteesnp.OffKeyInfo] = 1 << 2
 	_, err = milanVerifier(Options{Offline: true}).Verify(context.Background(), ev)
 	if err == nil || !strings.Contains(err.Error(), "signature does not verify against the VCEK (the report names signing key VLEK)") {
 		t.Fatalf("Verify = %v", err)
@@ -205,7 +206,7 @@ func TestCacheRemembersVCEK(t *testing.T) {
 		t.Fatalf("cert_source = %q, want cache", c.Extra["cert_source"])
 	}
 	// A corrupted cache entry fails verification; it is never trusted.
-	cache2.Put(vcekCacheKey("Milan", ev.Report[offChipID:offChipID+64], 0x4405000000000002), []byte("junk"))
+	cache2.Put(vcekCacheKey("Milan", ev.Report[trusteesnp.OffChipID:trusteesnp.OffChipID+64], 0x4405000000000002), []byte("junk"))
 	if _, err := milanVerifier(Options{Offline: true, Cache: cache2}).Verify(context.Background(), ev); err == nil {
 		t.Fatal("a junk cache entry verified")
 	}
@@ -223,7 +224,7 @@ func kdsServer(t *testing.T, status int) (*httptest.Server, *atomic.Int32, *atom
 			w.WriteHeader(status)
 			return
 		}
-		if r.URL.Path != "/vcek/v1/Milan/"+hex.EncodeToString(testdata.AttestationBytes[offChipID:offChipID+64]) {
+		if r.URL.Path != "/vcek/v1/Milan/"+hex.EncodeToString(testdata.AttestationBytes[trusteesnp.OffChipID:trusteesnp.OffChipID+64]) {
 			http.NotFound(w, r)
 			return
 		}
@@ -272,8 +273,8 @@ func TestKDSFailures(t *testing.T) {
 		t.Fatalf("403 after %d requests: %v", n.Load(), err)
 	}
 	// A masked chip id cannot be looked up.
-	ev.Report[offSignerInfo] = 2
-	clear(ev.Report[offChipID : offChipID+64])
+	ev.Report[trusteesnp.OffKeyInfo] = 2
+	clear(ev.Report[trusteesnp.OffChipID : trusteesnp.OffChipID+64])
 	_, err = milanVerifier(Options{Getter: &KDSGetter{Client: srv.Client(), BaseURL: srv.URL}}).Verify(context.Background(), ev)
 	if err == nil || !strings.Contains(err.Error(), "CHIP_ID is masked") {
 		t.Fatalf("masked chip id: %v", err)

@@ -69,7 +69,7 @@ func decodeReport(o object) ([]byte, error) {
 		return err
 	}
 
-	version, err := u32("version", offVersion)
+	version, err := u32("version", OffVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +80,7 @@ func decodeReport(o object) ([]byte, error) {
 	for _, f := range []struct {
 		key string
 		off int
-	}{{"guest_svn", offGuestSVN}, {"vmpl", offVMPL}, {"sig_algo", offSigAlgo}, {"key_info", offKeyInfo}} {
+	}{{"guest_svn", OffGuestSVN}, {"vmpl", OffVMPL}, {"sig_algo", OffSigAlgo}, {"key_info", OffKeyInfo}} {
 		if _, err := u32(f.key, f.off); err != nil {
 			return nil, err
 		}
@@ -88,7 +88,7 @@ func decodeReport(o object) ([]byte, error) {
 	for _, f := range []struct {
 		key string
 		off int
-	}{{"policy", offPolicy}, {"plat_info", offPlatInfo}} {
+	}{{"policy", OffPolicy}, {"plat_info", OffPlatInfo}} {
 		if err := u64(f.key, f.off); err != nil {
 			return nil, err
 		}
@@ -119,7 +119,7 @@ func decodeReport(o object) ([]byte, error) {
 	for _, f := range []struct {
 		key string
 		off int
-	}{{"current", offCurrentBuild}, {"committed", offCommittedBuild}} {
+	}{{"current", OffCurrentBuild}, {"committed", OffCommittedBuild}} {
 		v, err := o.object(f.key)
 		if err != nil {
 			return nil, err
@@ -135,7 +135,7 @@ func decodeReport(o object) ([]byte, error) {
 	for _, f := range []struct {
 		key string
 		off int
-	}{{"launch_mit_vector", offLaunchMitVector}, {"current_mit_vector", offCurrentMitVector}} {
+	}{{"launch_mit_vector", OffLaunchMitVector}, {"current_mit_vector", OffCurrentMitVector}} {
 		v, present, err := o.optUint(f.key, 64)
 		if err != nil {
 			return nil, err
@@ -156,8 +156,8 @@ func decodeReport(o object) ([]byte, error) {
 	for _, f := range []struct {
 		key string
 		off int
-	}{{"r", offSignatureR}, {"s", offSignatureS}} {
-		v, err := sig.bytes(f.key, sigComponentSize)
+	}{{"r", OffSignatureR}, {"s", OffSignatureS}} {
+		v, err := sig.bytes(f.key, SigComponentSize)
 		if err != nil {
 			return nil, err
 		}
@@ -190,7 +190,7 @@ func decodeCPUID(o object, version uint32, r []byte) (Product, error) {
 	if present != len(keys) {
 		return 0, fmt.Errorf("%s: cpuid_fam_id, cpuid_mod_id and cpuid_step are required for report version %d", o.path("cpuid_fam_id"), version)
 	}
-	copy(r[offCPUIDFam:], vals[:])
+	copy(r[OffCPUIDFam:], vals[:])
 	p, err := ProductFromCPUID(vals[0], vals[1])
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", o.path("cpuid_fam_id"), err)

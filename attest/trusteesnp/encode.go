@@ -21,7 +21,7 @@ func Encode(report []byte, certTable []byte) ([]byte, error) {
 	le32 := func(off int) uint32 { return binary.LittleEndian.Uint32(report[off:]) }
 	le64 := func(off int) uint64 { return binary.LittleEndian.Uint64(report[off:]) }
 
-	version := le32(offVersion)
+	version := le32(OffVersion)
 	if version < abi.MinSupportedReportVersion || version > abi.MaxSupportedReportVersion {
 		return nil, fmt.Errorf("snp report version %d not supported (want %d to %d)", version,
 			abi.MinSupportedReportVersion, abi.MaxSupportedReportVersion)
@@ -33,17 +33,17 @@ func Encode(report []byte, certTable []byte) ([]byte, error) {
 	}
 	j := reportJSON{
 		Version:   version,
-		GuestSVN:  le32(offGuestSVN),
-		Policy:    le64(offPolicy),
-		VMPL:      le32(offVMPL),
-		SigAlgo:   le32(offSigAlgo),
-		PlatInfo:  le64(offPlatInfo),
-		KeyInfo:   le32(offKeyInfo),
-		Current:   versionJSON{Major: report[offCurrentBuild+2], Minor: report[offCurrentBuild+1], Build: report[offCurrentBuild]},
-		Committed: versionJSON{Major: report[offCommittedBuild+2], Minor: report[offCommittedBuild+1], Build: report[offCommittedBuild]},
+		GuestSVN:  le32(OffGuestSVN),
+		Policy:    le64(OffPolicy),
+		VMPL:      le32(OffVMPL),
+		SigAlgo:   le32(OffSigAlgo),
+		PlatInfo:  le64(OffPlatInfo),
+		KeyInfo:   le32(OffKeyInfo),
+		Current:   versionJSON{Major: report[OffCurrentBuild+2], Minor: report[OffCurrentBuild+1], Build: report[OffCurrentBuild]},
+		Committed: versionJSON{Major: report[OffCommittedBuild+2], Minor: report[OffCommittedBuild+1], Build: report[OffCommittedBuild]},
 		Signature: signatureJSON{
-			R: byteArray(report[offSignatureR : offSignatureR+sigComponentSize]),
-			S: byteArray(report[offSignatureS : offSignatureS+sigComponentSize]),
+			R: byteArray(report[OffSignatureR : OffSignatureR+SigComponentSize]),
+			S: byteArray(report[OffSignatureS : OffSignatureS+SigComponentSize]),
 		},
 	}
 	arrays := map[string]*byteArray{
@@ -58,14 +58,14 @@ func Encode(report []byte, certTable []byte) ([]byte, error) {
 
 	product := ProductUnknown
 	if version >= 3 {
-		fam, mod, step := report[offCPUIDFam], report[offCPUIDMod], report[offCPUIDStep]
+		fam, mod, step := report[OffCPUIDFam], report[OffCPUIDMod], report[OffCPUIDStep]
 		p, err := ProductFromCPUID(fam, mod)
 		if err != nil {
 			return nil, fmt.Errorf("snp report: %w", err)
 		}
 		product = p
 		j.CPUIDFamID, j.CPUIDModID, j.CPUIDStep = &fam, &mod, &step
-	} else if err := mustBeZero(report, offCPUIDFam, offCPUIDStep+1); err != nil {
+	} else if err := mustBeZero(report, OffCPUIDFam, OffCPUIDStep+1); err != nil {
 		return nil, err
 	}
 
@@ -87,9 +87,9 @@ func Encode(report []byte, certTable []byte) ([]byte, error) {
 	}
 
 	if version >= 5 {
-		lmv, cmv := le64(offLaunchMitVector), le64(offCurrentMitVector)
+		lmv, cmv := le64(OffLaunchMitVector), le64(OffCurrentMitVector)
 		j.LaunchMitVector, j.CurrentMitVector = &lmv, &cmv
-	} else if err := mustBeZero(report, offLaunchMitVector, offCurrentMitVector+8); err != nil {
+	} else if err := mustBeZero(report, OffLaunchMitVector, OffCurrentMitVector+8); err != nil {
 		return nil, err
 	}
 

@@ -29,40 +29,55 @@ import "fmt"
 // ReportSize is the size of a raw SNP attestation report.
 const ReportSize = 0x4A0
 
-// Byte offsets inside the report (AMD SEV-SNP ABI, ATTESTATION_REPORT).
+// Byte offsets inside the report (AMD SEV-SNP ABI, ATTESTATION_REPORT;
+// INTEROP.md §5). This is sealroot's one table of the layout: the host's
+// verifier (attest/snp), the simulated secure processor (attest/sim), its
+// guest attester (attest/simport) and the guest init and agent all use it.
+// The CPUID bytes exist from report version 3; the mitigation vectors from
+// version 5. TCB fields are 8 bytes (policy.TCBFromUint64/TCBToUint64);
+// firmware versions are 3 bytes: build, minor, major.
 const (
-	offVersion          = 0x000
-	offGuestSVN         = 0x004
-	offPolicy           = 0x008
-	offFamilyID         = 0x010
-	offImageID          = 0x020
-	offVMPL             = 0x030
-	offSigAlgo          = 0x034
-	offCurrentTCB       = 0x038
-	offPlatInfo         = 0x040
-	offKeyInfo          = 0x048
-	offReportData       = 0x050
-	offMeasurement      = 0x090
-	offHostData         = 0x0C0
-	offIDKeyDigest      = 0x0E0
-	offAuthorKeyDigest  = 0x110
-	offReportID         = 0x140
-	offReportIDMA       = 0x160
-	offReportedTCB      = 0x180
-	offCPUIDFam         = 0x188
-	offCPUIDMod         = 0x189
-	offCPUIDStep        = 0x18A
-	offChipID           = 0x1A0
-	offCommittedTCB     = 0x1E0
-	offCurrentBuild     = 0x1E8 // then minor, major
-	offCommittedBuild   = 0x1EC // then minor, major
-	offLaunchTCB        = 0x1F0
-	offLaunchMitVector  = 0x1F8
-	offCurrentMitVector = 0x200
-	offSignatureR       = 0x2A0
-	offSignatureS       = 0x2E8
-	sigComponentSize    = 72
-	signatureEnd        = offSignatureS + sigComponentSize
+	OffVersion          = 0x000
+	OffGuestSVN         = 0x004
+	OffPolicy           = 0x008
+	OffFamilyID         = 0x010
+	OffImageID          = 0x020
+	OffVMPL             = 0x030
+	OffSigAlgo          = 0x034
+	OffCurrentTCB       = 0x038
+	OffPlatInfo         = 0x040
+	OffKeyInfo          = 0x048
+	OffReportData       = 0x050
+	OffMeasurement      = 0x090
+	OffHostData         = 0x0C0
+	OffIDKeyDigest      = 0x0E0
+	OffAuthorKeyDigest  = 0x110
+	OffReportID         = 0x140
+	OffReportIDMA       = 0x160
+	OffReportedTCB      = 0x180
+	OffCPUIDFam         = 0x188
+	OffCPUIDMod         = 0x189
+	OffCPUIDStep        = 0x18A
+	OffChipID           = 0x1A0
+	OffCommittedTCB     = 0x1E0
+	OffCurrentBuild     = 0x1E8 // then minor, major
+	OffCommittedBuild   = 0x1EC // then minor, major
+	OffLaunchTCB        = 0x1F0
+	OffLaunchMitVector  = 0x1F8
+	OffCurrentMitVector = 0x200
+	OffSignatureR       = 0x2A0
+	OffSignatureS       = 0x2E8
+	SigComponentSize    = 72
+	SignatureEnd        = OffSignatureS + SigComponentSize
+
+	// SignedSize is how many leading bytes of the report the signature
+	// covers.
+	SignedSize = OffSignatureR
+	// Sizes of the byte fields the guest and the simulator read or write.
+	ReportDataSize  = 64
+	MeasurementSize = 48
+	HostDataSize    = 32
+	ChipIDSize      = 64
 )
 
 // reserved lists the byte ranges [lo,hi) that are zero in every report
@@ -73,8 +88,8 @@ var reserved = [][2]int{
 	{0x18B, 0x1A0},
 	{0x1EB, 0x1EC},
 	{0x1EF, 0x1F0},
-	{0x208, offSignatureR},
-	{signatureEnd, ReportSize},
+	{0x208, OffSignatureR},
+	{SignatureEnd, ReportSize},
 }
 
 // byteFields are the fixed-size byte arrays of the report, by JSON name.
@@ -83,16 +98,16 @@ var byteFields = []struct {
 	off  int
 	size int
 }{
-	{"family_id", offFamilyID, 16},
-	{"image_id", offImageID, 16},
-	{"report_data", offReportData, 64},
-	{"measurement", offMeasurement, 48},
-	{"host_data", offHostData, 32},
-	{"id_key_digest", offIDKeyDigest, 48},
-	{"author_key_digest", offAuthorKeyDigest, 48},
-	{"report_id", offReportID, 32},
-	{"report_id_ma", offReportIDMA, 32},
-	{"chip_id", offChipID, 64},
+	{"family_id", OffFamilyID, 16},
+	{"image_id", OffImageID, 16},
+	{"report_data", OffReportData, ReportDataSize},
+	{"measurement", OffMeasurement, MeasurementSize},
+	{"host_data", OffHostData, HostDataSize},
+	{"id_key_digest", OffIDKeyDigest, 48},
+	{"author_key_digest", OffAuthorKeyDigest, 48},
+	{"report_id", OffReportID, 32},
+	{"report_id_ma", OffReportIDMA, 32},
+	{"chip_id", OffChipID, ChipIDSize},
 }
 
 // tcbFields are the four TCB_VERSION fields, by JSON name.
@@ -100,10 +115,10 @@ var tcbFields = []struct {
 	name string
 	off  int
 }{
-	{"current_tcb", offCurrentTCB},
-	{"reported_tcb", offReportedTCB},
-	{"committed_tcb", offCommittedTCB},
-	{"launch_tcb", offLaunchTCB},
+	{"current_tcb", OffCurrentTCB},
+	{"reported_tcb", OffReportedTCB},
+	{"committed_tcb", OffCommittedTCB},
+	{"launch_tcb", OffLaunchTCB},
 }
 
 // Product is an SEV-SNP processor generation, which fixes the TCB layout.

@@ -74,7 +74,7 @@ func TestDecodeRealGenoa(t *testing.T) {
 	if ev.TEE != attest.TEESNP || len(ev.Report) != ReportSize {
 		t.Fatalf("evidence tee %q, report %d bytes", ev.TEE, len(ev.Report))
 	}
-	if got := hex.EncodeToString(ev.Report[offMeasurement : offMeasurement+48]); got != genoaMeasurement {
+	if got := hex.EncodeToString(ev.Report[OffMeasurement : OffMeasurement+48]); got != genoaMeasurement {
 		t.Fatalf("measurement %s, want %s", got, genoaMeasurement)
 	}
 	rep, err := abi.ReportToProto(ev.Report)
@@ -213,9 +213,9 @@ func jsonEqual(a, b any) bool {
 // the Turin byte order survive the trip both ways.
 func TestTurinLayout(t *testing.T) {
 	r := make([]byte, ReportSize)
-	r[offVersion] = 3
-	r[offPolicy+2] = 0x03
-	r[offCPUIDFam], r[offCPUIDMod], r[offCPUIDStep] = 0x1A, 0x02, 0x01
+	r[OffVersion] = 3
+	r[OffPolicy+2] = 0x03
+	r[OffCPUIDFam], r[OffCPUIDMod], r[OffCPUIDStep] = 0x1A, 0x02, 0x01
 	tcb := []byte{1, 2, 3, 4, 0, 0, 0, 5} // fmc bl tee snp ... ucode
 	for _, f := range tcbFields {
 		copy(r[f.off:], tcb)
@@ -239,7 +239,7 @@ func TestTurinLayout(t *testing.T) {
 		t.Fatal("Turin report did not round-trip")
 	}
 	// A Turin TCB with a Genoa-only byte set cannot be encoded.
-	r[offLaunchTCB+5] = 9
+	r[OffLaunchTCB+5] = 9
 	if _, err := Encode(r, nil); err == nil || !strings.Contains(err.Error(), "launch_tcb") {
 		t.Fatalf("Encode with reserved Turin tcb byte: %v", err)
 	}
@@ -247,10 +247,10 @@ func TestTurinLayout(t *testing.T) {
 
 func TestVersion5MitigationVectors(t *testing.T) {
 	r := make([]byte, ReportSize)
-	r[offVersion] = 5
-	r[offCPUIDFam], r[offCPUIDMod] = 0x19, 0x11
-	r[offLaunchMitVector] = 7
-	r[offCurrentMitVector+7] = 0x80
+	r[OffVersion] = 5
+	r[OffCPUIDFam], r[OffCPUIDMod] = 0x19, 0x11
+	r[OffLaunchMitVector] = 7
+	r[OffCurrentMitVector+7] = 0x80
 	enc, err := Encode(r, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -269,8 +269,8 @@ func TestVersion5MitigationVectors(t *testing.T) {
 
 func TestVersion2(t *testing.T) {
 	r := make([]byte, ReportSize)
-	r[offVersion] = 2
-	r[offReportedTCB], r[offReportedTCB+6] = 3, 8
+	r[OffVersion] = 2
+	r[OffReportedTCB], r[OffReportedTCB+6] = 3, 8
 	enc, err := Encode(r, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -344,8 +344,8 @@ func mustUUID(s string) (u [16]byte) {
 func TestEncodeRejects(t *testing.T) {
 	base := func() []byte {
 		r := make([]byte, ReportSize)
-		r[offVersion] = 3
-		r[offCPUIDFam], r[offCPUIDMod] = 0x19, 0x01
+		r[OffVersion] = 3
+		r[OffCPUIDFam], r[OffCPUIDMod] = 0x19, 0x01
 		return r
 	}
 	tests := []struct {
@@ -354,16 +354,16 @@ func TestEncodeRejects(t *testing.T) {
 		want string
 	}{
 		{"short", func(r []byte) []byte { return r[:ReportSize-1] }, "bytes"},
-		{"version 1", func(r []byte) []byte { r[offVersion] = 1; return r }, "version 1"},
-		{"version 6", func(r []byte) []byte { r[offVersion] = 6; return r }, "version 6"},
+		{"version 1", func(r []byte) []byte { r[OffVersion] = 1; return r }, "version 1"},
+		{"version 6", func(r []byte) []byte { r[OffVersion] = 6; return r }, "version 6"},
 		{"reserved 0x4c", func(r []byte) []byte { r[0x4c] = 1; return r }, "0x4c"},
 		{"reserved after cpuid", func(r []byte) []byte { r[0x18b] = 1; return r }, "0x18b"},
 		{"reserved before signature", func(r []byte) []byte { r[0x29f] = 1; return r }, "0x29f"},
-		{"reserved after signature", func(r []byte) []byte { r[signatureEnd] = 1; return r }, "0x330"},
-		{"unknown cpu", func(r []byte) []byte { r[offCPUIDFam] = 0x17; return r }, "not a known"},
-		{"mit vector before v5", func(r []byte) []byte { r[offLaunchMitVector] = 1; return r }, "0x1f8"},
-		{"cpuid in v2", func(r []byte) []byte { r[offVersion] = 2; return r }, "0x188"},
-		{"milan tcb reserved byte", func(r []byte) []byte { r[offCurrentTCB+3] = 1; return r }, "current_tcb"},
+		{"reserved after signature", func(r []byte) []byte { r[SignatureEnd] = 1; return r }, "0x330"},
+		{"unknown cpu", func(r []byte) []byte { r[OffCPUIDFam] = 0x17; return r }, "not a known"},
+		{"mit vector before v5", func(r []byte) []byte { r[OffLaunchMitVector] = 1; return r }, "0x1f8"},
+		{"cpuid in v2", func(r []byte) []byte { r[OffVersion] = 2; return r }, "0x188"},
+		{"milan tcb reserved byte", func(r []byte) []byte { r[OffCurrentTCB+3] = 1; return r }, "current_tcb"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -487,8 +487,8 @@ func FuzzDecode(f *testing.F) {
 	// coverage, and a 30 KB seed makes that take most of a short run. The
 	// real evidence is exercised by TestRoundTrip.
 	r := make([]byte, ReportSize)
-	r[offVersion] = 3
-	r[offCPUIDFam], r[offCPUIDMod] = 0x1A, 0x02
+	r[OffVersion] = 3
+	r[OffCPUIDFam], r[OffCPUIDMod] = 0x1A, 0x02
 	if enc, err := Encode(r, nil); err == nil {
 		f.Add(enc)
 	}

@@ -7,6 +7,7 @@ import (
 	sevclient "github.com/google/go-sev-guest/client"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/trusteesnp"
 )
 
 type snpAttester struct {
@@ -62,12 +63,12 @@ func (a *snpAttester) Attest(ctx context.Context, reportData [64]byte) (*attest.
 	if err != nil {
 		return nil, fmt.Errorf("tsm: snp report via %s at vmpl %d: %w", a.via, a.vmpl, err)
 	}
-	if len(raw) < snpReportSize {
-		return nil, fmt.Errorf("tsm: snp report via %s is %d bytes, want at least %d", a.via, len(raw), snpReportSize)
+	if len(raw) < trusteesnp.ReportSize {
+		return nil, fmt.Errorf("tsm: snp report via %s is %d bytes, want at least %d", a.via, len(raw), trusteesnp.ReportSize)
 	}
-	ev := &attest.Evidence{TEE: attest.TEESNP, Report: append([]byte(nil), raw[:snpReportSize]...)}
-	if len(raw) > snpReportSize {
-		ev.Certs = append([]byte(nil), raw[snpReportSize:]...)
+	ev := &attest.Evidence{TEE: attest.TEESNP, Report: append([]byte(nil), raw[:trusteesnp.ReportSize]...)}
+	if len(raw) > trusteesnp.ReportSize {
+		ev.Certs = append([]byte(nil), raw[trusteesnp.ReportSize:]...)
 	}
 	return ev, nil
 }

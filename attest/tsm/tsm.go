@@ -36,15 +36,14 @@ import (
 
 // Paths the Attesters look at, for error messages and docs.
 const (
-	ConfigfsDir   = "/sys/kernel/config"
-	TSMReportDir  = configfsi.TsmPrefix + "/report"
-	SEVGuestPath  = "/dev/sev-guest"
-	TDXGuestPath  = "/dev/tdx_guest"
-	providerSEV   = "sev_guest"
-	providerTDX   = "tdx_guest"
-	providerCCA   = "arm_cca_guest"
-	providerCCA2  = "arm_cca" // module name after the driver's rename
-	snpReportSize = 0x4A0
+	ConfigfsDir  = "/sys/kernel/config"
+	TSMReportDir = configfsi.TsmPrefix + "/report"
+	SEVGuestPath = "/dev/sev-guest"
+	TDXGuestPath = "/dev/tdx_guest"
+	providerSEV  = "sev_guest"
+	providerTDX  = "tdx_guest"
+	providerCCA  = "arm_cca_guest"
+	providerCCA2 = "arm_cca" // module name after the driver's rename
 )
 
 // Options configure the Attesters. The zero value uses the real kernel

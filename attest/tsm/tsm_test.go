@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/trusteesnp"
 )
 
 // fakeTSM is a configfs-tsm whose report provider is named provider.
@@ -69,7 +70,7 @@ func TestSNPWithTestProvider(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Attest: %v", err)
 	}
-	if ev.TEE != attest.TEESNP || len(ev.Report) != snpReportSize {
+	if ev.TEE != attest.TEESNP || len(ev.Report) != trusteesnp.ReportSize {
 		t.Fatalf("evidence %q with %d-byte report", ev.TEE, len(ev.Report))
 	}
 	if !bytes.Equal(ev.Report[0x50:0x90], input[:]) {
@@ -115,7 +116,7 @@ func (l *leveledProvider) GetRawQuoteAtLevel(r [64]byte, level uint) ([]byte, er
 	if l.short {
 		return make([]byte, 100), nil
 	}
-	return make([]byte, snpReportSize), nil
+	return make([]byte, trusteesnp.ReportSize), nil
 }
 
 func TestSNPVMPL(t *testing.T) {
