@@ -83,8 +83,11 @@ func parseNamedTCB(spec string) (*attest.TCB, error) {
 	return &t, nil
 }
 
-// TCBFromUint64 splits a raw SNP TCB_VERSION. turin selects the Turin byte
-// layout; otherwise Milan/Genoa. Non-zero reserved bytes are an error.
+// TCBFromUint64 splits a raw SNP TCB_VERSION (the 8 little-endian report
+// bytes). turin selects the Turin byte layout [fmc,bl,tee,snp,0,0,0,ucode];
+// otherwise Milan/Genoa [bl,tee,0,0,0,0,snp,ucode] (INTEROP.md §4).
+// Non-zero reserved bytes are an error. TCBToUint64 is its inverse; the two
+// are sealroot's one statement of the TCB byte layout.
 func TCBFromUint64(v uint64, turin bool) (*attest.TCB, error) {
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], v)
@@ -98,6 +101,20 @@ func TCBFromUint64(v uint64, turin bool) (*attest.TCB, error) {
 		return nil, fmt.Errorf("reserved bytes 2-5 of a milan/genoa tcb are not zero")
 	}
 	return &attest.TCB{Bootloader: b[0], TEE: b[1], SNP: b[6], Microcode: b[7]}, nil
+}
+
+// TCBToUint64 is the raw SNP TCB_VERSION of t in the Turin byte layout when
+// turin is set, else in the Milan/Genoa one (see TCBFromUint64). Reserved
+// bytes are zero; t.FMC is dropped outside Turin, whose layout alone has an
+// FMC byte.
+func TCBToUint64(t attest.TCB, turin bool) uint64 {
+	var b [8]byte
+	if turin {
+		b[0], b[1], b[2], b[3], b[7] = t.FMC, t.Bootloader, t.TEE, t.SNP, t.Microcode
+	} else {
+		b[0], b[1], b[6], b[7] = t.Bootloader, t.TEE, t.SNP, t.Microcode
+	}
+	return binary.LittleEndian.Uint64(b[:])
 }
 
 // FormatTCB renders a TCB in the named form ParseTCB accepts.

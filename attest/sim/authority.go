@@ -48,6 +48,7 @@ import (
 	"github.com/google/go-sev-guest/verify/trust"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/policy"
 	"github.com/sealroot/sealroot/attest/snp"
 	ts "github.com/sealroot/sealroot/attest/trusteesnp"
 )
@@ -546,7 +547,7 @@ func (a *Authority) Sign(p ReportParams) (report []byte, certTable []byte, err e
 	if p.VMPL > 3 {
 		return nil, nil, fmt.Errorf("sim: vmpl %d: want 0 to 3", p.VMPL)
 	}
-	tcb := encodeTCB(a.info.TCB, a.info.ProductLine)
+	tcb := policy.TCBToUint64(a.info.TCB, a.info.ProductLine == "Turin")
 	r := make([]byte, ts.ReportSize)
 	le32 := binary.LittleEndian.PutUint32
 	le64 := binary.LittleEndian.PutUint64
@@ -586,17 +587,4 @@ func (a *Authority) Sign(p ReportParams) (report []byte, certTable []byte, err e
 		return nil, nil, fmt.Errorf("sim: signing report: %w", err)
 	}
 	return r, a.CertTable(), nil
-}
-
-// encodeTCB is the TCB_VERSION of t in the product line's byte layout:
-// [bl,tee,0,0,0,0,snp,ucode] on Milan and Genoa, [fmc,bl,tee,snp,0,0,0,ucode]
-// on Turin.
-func encodeTCB(t attest.TCB, productLine string) uint64 {
-	var b [8]byte
-	if productLine == "Turin" {
-		b[0], b[1], b[2], b[3], b[7] = t.FMC, t.Bootloader, t.TEE, t.SNP, t.Microcode
-	} else {
-		b[0], b[1], b[6], b[7] = t.Bootloader, t.TEE, t.SNP, t.Microcode
-	}
-	return binary.LittleEndian.Uint64(b[:])
 }

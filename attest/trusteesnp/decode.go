@@ -114,7 +114,7 @@ func decodeReport(o object) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		parts.put(r[f.off:], product)
+		putTCB(r[f.off:], parts, product)
 	}
 	for _, f := range []struct {
 		key string
@@ -198,12 +198,12 @@ func decodeCPUID(o object, version uint32, r []byte) (Product, error) {
 	return p, nil
 }
 
-func decodeTCB(o object, p Product) (tcbParts, error) {
-	var t tcbParts
+func decodeTCB(o object, p Product) (attest.TCB, error) {
+	var t attest.TCB
 	for _, f := range []struct {
 		key string
 		dst *uint8
-	}{{"bootloader", &t.bl}, {"tee", &t.tee}, {"snp", &t.snp}, {"microcode", &t.ucode}} {
+	}{{"bootloader", &t.Bootloader}, {"tee", &t.TEE}, {"snp", &t.SNP}, {"microcode", &t.Microcode}} {
 		v, err := o.uint(f.key, 8)
 		if err != nil {
 			return t, err
@@ -220,7 +220,7 @@ func decodeTCB(o object, p Product) (tcbParts, error) {
 	case !p.turinLayout() && present:
 		return t, fmt.Errorf("%s: must be null on %s (the tcb layout has no fmc byte)", o.path("fmc"), p)
 	}
-	t.fmc = uint8(fmc)
+	t.FMC = uint8(fmc)
 	return t, nil
 }
 

@@ -78,9 +78,9 @@ func Encode(report []byte, certTable []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("snp report %s: %w", f.name, err)
 		}
-		out := tcbJSON{Bootloader: t.bl, TEE: t.tee, SNP: t.snp, Microcode: t.ucode}
+		out := tcbJSON{Bootloader: t.Bootloader, TEE: t.TEE, SNP: t.SNP, Microcode: t.Microcode}
 		if product.turinLayout() {
-			fmc := t.fmc
+			fmc := t.FMC
 			out.FMC = &fmc
 		}
 		*tcbs[f.name] = out

@@ -24,7 +24,13 @@
 // they use that layout (Trustee itself refuses version 2).
 package trusteesnp
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/policy"
+)
 
 // ReportSize is the size of a raw SNP attestation report.
 const ReportSize = 0x4A0
@@ -169,32 +175,18 @@ func ProductFromCPUID(family, model uint8) (Product, error) {
 	return ProductUnknown, fmt.Errorf("cpu family %#x model %#x is not a known SEV-SNP product (Milan, Genoa, Turin)", family, model)
 }
 
-// tcbParts is a TCB_VERSION split into its named components; fmc is only
-// meaningful on Turin.
-type tcbParts struct {
-	fmc, bl, tee, snp, ucode uint8
+// putTCB writes t into 8 report bytes in the product's layout; the layout
+// itself is policy.TCBToUint64's.
+func putTCB(dst []byte, t attest.TCB, p Product) {
+	binary.LittleEndian.PutUint64(dst, policy.TCBToUint64(t, p.turinLayout()))
 }
 
-func (t tcbParts) put(dst []byte, p Product) {
-	clear(dst[:8])
-	if p.turinLayout() {
-		dst[0], dst[1], dst[2], dst[3], dst[7] = t.fmc, t.bl, t.tee, t.snp, t.ucode
-		return
+// tcbFrom splits 8 report bytes with policy.TCBFromUint64; it fails when a
+// byte that the product's layout reserves is not zero.
+func tcbFrom(src []byte, p Product) (attest.TCB, error) {
+	t, err := policy.TCBFromUint64(binary.LittleEndian.Uint64(src), p.turinLayout())
+	if err != nil {
+		return attest.TCB{}, err
 	}
-	dst[0], dst[1], dst[6], dst[7] = t.bl, t.tee, t.snp, t.ucode
-}
-
-// tcbFrom splits 8 report bytes; it fails when a byte that the product's
-// layout reserves is not zero.
-func tcbFrom(src []byte, p Product) (tcbParts, error) {
-	if p.turinLayout() {
-		if src[4]|src[5]|src[6] != 0 {
-			return tcbParts{}, fmt.Errorf("reserved tcb bytes 4-6 are not zero for %s", p)
-		}
-		return tcbParts{fmc: src[0], bl: src[1], tee: src[2], snp: src[3], ucode: src[7]}, nil
-	}
-	if src[2]|src[3]|src[4]|src[5] != 0 {
-		return tcbParts{}, fmt.Errorf("reserved tcb bytes 2-5 are not zero for %s", p)
-	}
-	return tcbParts{bl: src[0], tee: src[1], snp: src[6], ucode: src[7]}, nil
+	return *t, nil
 }
