@@ -37,8 +37,6 @@ const (
 	luks2SaltSize = 64
 	luks2MinHdr   = 16 << 10
 	luks2MaxHdr   = 4 << 20
-	// luks2Stripes is the only AF stripe count LUKS2 uses.
-	luks2Stripes = 4000
 )
 
 // LUKS2 JSON, in the field order cryptsetup writes. Numbers that may exceed

@@ -5,6 +5,3 @@ package cryptsetup
 // secretDo runs f. Built with GOEXPERIMENT=runtimesecret it runs f under
 // runtime/secret instead (secret_on.go).
 func secretDo(f func()) { f() }
-
-// secretErasure reports whether secretDo erases anything.
-const secretErasure = false

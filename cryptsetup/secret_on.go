@@ -9,6 +9,3 @@ import "runtime/secret"
 // it returns, and its heap allocations (the argon2 memory, hash states) are
 // erased once the garbage collector frees them.
 func secretDo(f func()) { secret.Do(f) }
-
-// secretErasure reports whether secretDo erases anything.
-const secretErasure = true

@@ -28,6 +28,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/sealroot/sealroot/attest"
 )
 
 // MaxModinfoSize bounds the .modinfo section accepted from a module file.
@@ -198,11 +200,6 @@ func ReadModinfo(r io.ReaderAt) (Modinfo, error) {
 	return ParseModinfo(data)
 }
 
-// truncate shortens s for an error message.
-func truncate(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "..."
-}
+// truncate shortens s for an error message: the package's limit for
+// attest.Clip.
+func truncate(s string) string { return attest.Clip(s, 64) }

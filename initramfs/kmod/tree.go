@@ -97,9 +97,6 @@ func OpenTree(dir string) (*Tree, error) {
 	return t, nil
 }
 
-// Dir returns the tree's directory.
-func (t *Tree) Dir() string { return t.dir }
-
 // HasModulesDep reports whether the tree has a modules.dep file (and so
 // dependencies come from it rather than from .modinfo).
 func (t *Tree) HasModulesDep() bool { return t.dep != nil }

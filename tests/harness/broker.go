@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -123,25 +121,6 @@ func (b *Broker) Stop() {
 	b.stop()
 	b.stop = nil
 	<-b.done
-}
-
-// RegisterBuildah registers a workload exactly as buildah does (INTEROP §2).
-func (b *Broker) RegisterBuildah(t testing.TB, id string, measurement [48]byte, passphrase []byte) {
-	t.Helper()
-	body, _ := json.Marshal(map[string]string{
-		"workload_id":        id,
-		"launch_measurement": hex.EncodeToString(measurement[:]),
-		"passphrase":         string(passphrase),
-		"tee_config":         `{"flags":{"bits":15},"minfw":{"major":0,"minor":0}}`,
-	})
-	resp, err := http.Post(b.URL+"/kbs/v0/register_workload", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 && resp.StatusCode != 202 {
-		t.Fatalf("registration of %s: HTTP %d", id, resp.StatusCode)
-	}
 }
 
 // Register registers a workload through the admin API with its TEE, launch
