@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/mdlayher/vsock"
+
+	"github.com/sealroot/sealroot/attest"
 )
 
 // anyVsock is VMADDR_CID_ANY and VMADDR_PORT_ANY.
@@ -154,11 +156,6 @@ func NewTransport(t *Target, caBundle string, dial VsockDialer) (http.RoundTripp
 	return tr, nil
 }
 
-// clip shortens untrusted or user text quoted in errors.
-func clip(s string) string {
-	const max = 80
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
-}
+// clip shortens untrusted or user text quoted in errors: the package's
+// limit for attest.Clip.
+func clip(s string) string { return attest.Clip(s, 80) }

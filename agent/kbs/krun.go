@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+
+	"github.com/sealroot/sealroot/attest"
 )
 
 // Protocol versions sent in the /auth request. The version selects the
@@ -390,11 +392,6 @@ func jsonErr(err error) error {
 	return errors.New("invalid JSON")
 }
 
-// truncate shortens untrusted text quoted in errors.
-func truncate(s string) string {
-	const max = 40
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
-}
+// truncate shortens untrusted text quoted in errors: the package's limit
+// for attest.Clip.
+func truncate(s string) string { return attest.Clip(s, 40) }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/sealroot/sealroot/attest"
 )
 
 // ProblemTypePrefix starts the type URI of every Trustee-dialect error.
@@ -61,15 +63,10 @@ func ParseProblem(body []byte) (*Problem, error) {
 	if p.Type == "" {
 		return nil, errors.New("problem document: type is missing")
 	}
-	p.Type, p.Detail = truncateLong(p.Type), truncateLong(p.Detail)
+	// Broker-supplied text a guest may print is bounded.
+	p.Type, p.Detail = attest.Clip(p.Type, maxProblemText), attest.Clip(p.Detail, maxProblemText)
 	return &p, nil
 }
 
-// truncateLong bounds broker-supplied text a guest may print.
-func truncateLong(s string) string {
-	const max = 512
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
-}
+// maxProblemText bounds the type and detail of a problem document.
+const maxProblemText = 512

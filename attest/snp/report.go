@@ -86,18 +86,11 @@ func ParseReport(b []byte) (*spb.Report, error) {
 	}
 	r, err := abi.ReportToProto(b)
 	if err != nil {
-		return nil, errors.New(truncate(err.Error(), 160))
+		// go-sev-guest's format errors can carry hex dumps of whole
+		// reserved areas.
+		return nil, errors.New(attest.Clip(err.Error(), 160))
 	}
 	return r, nil
-}
-
-// truncate shortens s to at most n bytes; go-sev-guest's format errors can
-// carry hex dumps of whole reserved areas.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // SplitExtendedReport splits an extended report (report || certificate

@@ -347,7 +347,7 @@ func (o object) optUint(key string, bits int) (uint64, bool, error) {
 	}
 	v, err := strconv.ParseUint(string(raw), 10, bits)
 	if err != nil {
-		return 0, false, fmt.Errorf("%s: %s is not an integer in 0..%d", o.path(key), clip(raw), uint64(1)<<bits-1)
+		return 0, false, fmt.Errorf("%s: %s is not an integer in 0..%d", o.path(key), attest.Clip(string(raw), maxQuoted), uint64(1)<<bits-1)
 	}
 	return v, true, nil
 }
@@ -380,18 +380,12 @@ func (o object) byteSlice(key string) ([]byte, error) {
 	for i, v := range vals {
 		n, err := strconv.ParseUint(string(v), 10, 8)
 		if err != nil {
-			return nil, fmt.Errorf("%s[%d]: %s is not an integer 0-255", o.path(key), i, clip(v))
+			return nil, fmt.Errorf("%s[%d]: %s is not an integer 0-255", o.path(key), i, attest.Clip(string(v), maxQuoted))
 		}
 		out[i] = byte(n)
 	}
 	return out, nil
 }
 
-// clip shortens a raw JSON value for an error message.
-func clip(b []byte) string {
-	const max = 24
-	if len(b) > max {
-		return string(b[:max]) + "…"
-	}
-	return string(b)
-}
+// maxQuoted bounds a raw JSON value quoted in an error message.
+const maxQuoted = 24

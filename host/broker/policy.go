@@ -256,9 +256,5 @@ func checkName(err error) string {
 	return "policy"
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
-}
+// truncate bounds untrusted text quoted in errors and audit records.
+func truncate(s string, n int) string { return attest.Clip(s, n) }
