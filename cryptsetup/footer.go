@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 )
 
 // The KRUN footer: the last 12 bytes of a confidential workload disk are the
@@ -80,4 +81,23 @@ func AppendFooter(w io.WriterAt, end int64, config []byte) (int64, error) {
 		return 0, fmt.Errorf("writing footer at offset %d: %w", end, err)
 	}
 	return total, nil
+}
+
+// ReadFooterFile returns the config JSON in the KRUN footer of the disk
+// image or block device at path; errors name the path.
+func ReadFooterFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, fmt.Errorf("finding the size of %s: %w", path, err)
+	}
+	raw, err := ReadFooter(f, size)
+	if err != nil {
+		return nil, fmt.Errorf("footer of %s: %w", path, err)
+	}
+	return raw, nil
 }

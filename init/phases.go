@@ -136,7 +136,7 @@ func (b *boot) waitDisk(ctx context.Context) error {
 // readConfig reads the KRUN footer of the root disk, or the data disk's
 // config when the root disk has none.
 func (b *boot) readConfig(ctx context.Context) error {
-	raw, err := footerOf(b.opts.root)
+	raw, err := cryptsetup.ReadFooterFile(b.opts.root)
 	source := "footer of " + b.opts.root
 	if errors.Is(err, cryptsetup.ErrNoFooter) {
 		if _, serr := os.Stat("/dev/vdb"); serr == nil {
@@ -166,27 +166,10 @@ func (b *boot) readConfig(ctx context.Context) error {
 	return nil
 }
 
-func footerOf(dev string) ([]byte, error) {
-	f, err := os.Open(dev)
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", dev, err)
-	}
-	defer f.Close()
-	size, err := pid1.DeviceSize(f)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := cryptsetup.ReadFooter(f, size)
-	if err != nil {
-		return nil, fmt.Errorf("footer of %s: %w", dev, err)
-	}
-	return raw, nil
-}
-
 // configFromDataDisk accepts a data disk with a KRUN footer, or one that
 // starts with the config JSON (NUL-padded to the disk's size).
 func configFromDataDisk(dev string) ([]byte, error) {
-	raw, err := footerOf(dev)
+	raw, err := cryptsetup.ReadFooterFile(dev)
 	if err == nil || !errors.Is(err, cryptsetup.ErrNoFooter) {
 		return raw, err
 	}

@@ -24,15 +24,3 @@ func WaitForDevice(ctx context.Context, path string) error {
 		}
 	}
 }
-
-// DeviceSize returns the size of a block device or file in bytes.
-func DeviceSize(f *os.File) (int64, error) {
-	n, err := f.Seek(0, 2)
-	if err != nil {
-		return 0, fmt.Errorf("seeking to the end of %s: %w", f.Name(), err)
-	}
-	if _, err := f.Seek(0, 0); err != nil {
-		return 0, err
-	}
-	return n, nil
-}

@@ -155,18 +155,9 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 // diskConfig reads the KRUN footer config of a disk image, parsed and as
 // raw bytes (whose SHA-256 is the launch's HOST_DATA).
 func diskConfig(path string) (*config.Config, []byte, error) {
-	f, err := os.Open(path)
+	raw, err := cryptsetup.ReadFooterFile(path)
 	if err != nil {
 		return nil, nil, err
-	}
-	defer f.Close()
-	size, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return nil, nil, err
-	}
-	raw, err := cryptsetup.ReadFooter(f, size)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cfg, err := config.Parse(raw)
 	if err != nil {
