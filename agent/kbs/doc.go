@@ -16,8 +16,8 @@
 //     come back as flattened JWE JSON with A256GCM content encryption.
 //
 // The package is imported by the guest init, so it depends only on the
-// standard library, go-jose (for the Concat KDF and AES key wrap primitives)
-// and gowebpki/jcs. Everything here is pure: no I/O, no clocks. Decoders
+// standard library, go-jose (for the Concat KDF and AES key wrap primitives),
+// gowebpki/jcs and sealroot's dependency-free attest package. Everything here is pure: no I/O, no clocks. Decoders
 // treat their input as hostile, bound what they accept, and never put secret
 // bytes into an error.
 package kbs
