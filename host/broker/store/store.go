@@ -33,6 +33,17 @@ var (
 	ErrExpired   = errors.New("session expired")
 	ErrNonceUsed = errors.New("nonce already used")
 	ErrState     = errors.New("session not in the expected state")
+	// ErrDamaged: one record does not decode (or fails authentication);
+	// the rest of the store serves.
+	ErrDamaged = errors.New("damaged record")
+	// ErrCorrupt: the database itself is damaged; the store stops serving.
+	ErrCorrupt = errors.New("database damaged")
+	// ErrUnavailable: the store did not answer in time or cannot take
+	// writes now (disk full, connection lost); retrying later may work.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrRolledBack: the database is older than its last acknowledged
+	// write.
+	ErrRolledBack = errors.New("database rolled back")
 )
 
 // Workload is one registered confidential workload.
@@ -52,6 +63,12 @@ type Workload struct {
 	Origin    string    `json:"origin"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// PolicyMAC authenticates ID, TEE and Policy under the broker's KEK;
+	// the store keeps it and does not check it.
+	PolicyMAC []byte `json:"policy_mac,omitempty"`
+	// Damaged is set, in listings only, on a record that could not be
+	// read: it says why, and the other fields but ID are empty.
+	Damaged string `json:"-"`
 }
 
 // Resource is an extra secret of a workload, addressed like a Trustee
@@ -61,6 +78,9 @@ type Resource struct {
 	Path       string    `json:"path"`
 	Sealed     []byte    `json:"sealed"`
 	UpdatedAt  time.Time `json:"updated_at"`
+	// Damaged is set, in listings only, on a record that could not be
+	// read.
+	Damaged string `json:"-"`
 }
 
 // SessionState is where a session is in the handshake.
@@ -107,7 +127,8 @@ type Store interface {
 	// UpdateWorkload reads, modifies and writes one workload atomically.
 	UpdateWorkload(ctx context.Context, id string, update func(*Workload) error) error
 	GetWorkload(ctx context.Context, id string) (*Workload, error)
-	// ListWorkloads returns all workloads ordered by id.
+	// ListWorkloads returns all workloads ordered by id; a record that
+	// cannot be read is listed with Damaged set.
 	ListWorkloads(ctx context.Context) ([]*Workload, error)
 	// DeleteWorkload removes a workload and its resources.
 	DeleteWorkload(ctx context.Context, id string) error
