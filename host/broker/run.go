@@ -271,7 +271,7 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 	fail := func(err error) (Config, func(), error) { closeAll(); return Config{}, nil, err }
 
 	if store.IsPostgres(o.Store) && dsnHasPassword(o.Store) {
-		log.Warn("the --store URL carries a password, which `ps` shows to every user: use --store-password-file, $"+EnvStorePassword+" or a credential")
+		log.Warn("the --store URL carries a password, which `ps` shows to every user: use --store-password-file, $" + EnvStorePassword + " or a credential")
 	}
 	st, err := openState(ctx, o, log)
 	if err != nil {

@@ -140,3 +140,30 @@ func inspectBoltFile(path string) (*boltFileInfo, error) {
 	}
 	return info, nil
 }
+
+// BoltFile describes a bbolt file as its meta pages do.
+type BoltFile struct {
+	Size     int64
+	PageSize uint32
+	// Pages is the high-water mark: the file holds at least this many.
+	Pages    uint64
+	Root     uint64
+	Freelist uint64
+	// TxID is the last transaction; it sits in meta page TxID % 2.
+	TxID uint64
+	// Damaged describes a damaged meta page, "" when both are sound.
+	Damaged string
+}
+
+// InspectBolt reads a bbolt file's meta pages without opening it with
+// bbolt; it fails as OpenBolt would on an empty, truncated or doubly
+// damaged file.
+func InspectBolt(path string) (*BoltFile, error) {
+	info, err := inspectBoltFile(path)
+	if info == nil || info.Meta == nil {
+		return nil, err
+	}
+	m := info.Meta
+	return &BoltFile{Size: info.Size, PageSize: m.PageSize, Pages: m.HighPgid, Root: m.Root, Freelist: m.Freelist,
+		TxID: m.TxID, Damaged: info.Damaged}, err
+}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -23,9 +22,6 @@ type GuardOptions struct {
 	// calls fail at once with ErrUnavailable, so a stalled store cannot
 	// pile up goroutines.
 	MaxInFlight int
-	// FailWindow is how long a failed write keeps the store not ready
-	// (default 10 s) unless a write succeeds meanwhile.
-	FailWindow time.Duration
 	// OnFault, when not nil, is told about each call that failed with
 	// ErrUnavailable or ErrCorrupt (for logs).
 	OnFault func(op string, err error)
@@ -35,18 +31,14 @@ type GuardOptions struct {
 // (and in a goroutine of its own, so that a call that ignores its context,
 // such as a bbolt write stuck in fsync, still returns on time), panics
 // become errors, failures are classified into ErrUnavailable (retry later)
-// and ErrCorrupt (the database is damaged), and write health is tracked
-// for readiness: Ping reports not ready after a failed write, while the
-// underlying store is broken, or when its write probe fails.
+// and ErrCorrupt (the database is damaged), and Ping reports write health
+// for readiness.
 type Guarded struct {
 	s   Store
 	o   GuardOptions
 	sem chan struct{}
 
-	mu        sync.Mutex
-	failedAt  time.Time
-	failedErr error
-	panicked  atomic.Pointer[string]
+	panicked atomic.Pointer[string]
 }
 
 var _ Store = (*Guarded)(nil)
@@ -58,9 +50,6 @@ func Guard(s Store, o GuardOptions) *Guarded {
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 64
-	}
-	if o.FailWindow <= 0 {
-		o.FailWindow = 10 * time.Second
 	}
 	return &Guarded{s: s, o: o, sem: make(chan struct{}, o.MaxInFlight)}
 }
@@ -191,21 +180,11 @@ func guardCall[T any](g *Guarded, ctx context.Context, op string, write bool, fn
 		g.failed(ctx, op, write, err)
 		return zero, err
 	}
-	if write && err == nil {
-		g.mu.Lock()
-		g.failedErr = nil
-		g.mu.Unlock()
-	}
 	return v, err
 }
 
 func (g *Guarded) failed(ctx context.Context, op string, write bool, err error) {
 	noteFault(ctx)
-	if write || errors.Is(err, ErrCorrupt) {
-		g.mu.Lock()
-		g.failedAt, g.failedErr = time.Now(), err
-		g.mu.Unlock()
-	}
 	if g.o.OnFault != nil {
 		g.o.OnFault(op, err)
 	}
@@ -220,20 +199,15 @@ type prober interface {
 type breakable interface{ Broken() string }
 
 // Ping reports whether the store serves reads and writes: not after a
-// panic inside it, not while a write failed within the fail window, and
-// only when its write probe (or, lacking one, its ping) succeeds in time.
+// panic inside it, and only when its write probe (or, lacking one, its
+// ping) succeeds in time. A store that failed a write is judged by the
+// probe, a real write, so that it is ready again as soon as writes work.
 func (g *Guarded) Ping(ctx context.Context) error {
 	if why := g.panicked.Load(); why != nil {
 		return fmt.Errorf("%w: %s", ErrCorrupt, *why)
 	}
 	if b, ok := g.s.(breakable); ok && b.Broken() != "" {
 		return fmt.Errorf("%w: %s", ErrCorrupt, b.Broken())
-	}
-	g.mu.Lock()
-	failedAt, failedErr := g.failedAt, g.failedErr
-	g.mu.Unlock()
-	if failedErr != nil && time.Since(failedAt) < g.o.FailWindow {
-		return fmt.Errorf("a write failed %v ago: %w", time.Since(failedAt).Round(time.Millisecond), failedErr)
 	}
 	return g.call(ctx, "probe", true, func(ctx context.Context) error {
 		if p, ok := g.s.(prober); ok {
