@@ -110,6 +110,9 @@ type openedState struct {
 // together (see above), creating a new state only on a first start.
 func openState(ctx context.Context, o Options, log *slog.Logger) (*openedState, error) {
 	p := pathsFor(o)
+	if exists(filepath.Join(p.dir, restoringName)) {
+		return nil, fmt.Errorf("a restore into %s did not finish (%s exists): run `sealroot broker restore --replace` again", p.dir, restoringName)
+	}
 	if o.StartOver {
 		if err := moveStateAside(p, log); err != nil {
 			return nil, err
