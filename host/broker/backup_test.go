@@ -1,10 +1,14 @@
 package broker
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,5 +115,90 @@ func TestBackupRestore(t *testing.T) {
 				t.Fatalf("damaged archive: %v", err)
 			}
 		})
+	}
+}
+
+// FuzzReadBackup: a backup archive is read from wherever the operator kept
+// it; damage must end in an error, never a panic.
+func FuzzReadBackup(f *testing.F) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	man := `{"format":"` + BackupFormat + `","state_id":"x","sha256":{"state.json":"` + strings.Repeat("0", 64) + `"}}`
+	tw.WriteHeader(&tar.Header{Name: "manifest.json", Mode: 0o600, Size: int64(len(man)), Typeflag: tar.TypeReg})
+	tw.Write([]byte(man))
+	tw.Close()
+	f.Add(buf.Bytes())
+	f.Add([]byte("not a tar"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		man, members, err := readBackup(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		for name, sum := range man.SHA256 {
+			h := sha256.Sum256(members[name])
+			if hex.EncodeToString(h[:]) != sum {
+				t.Fatalf("accepted member %s with a wrong hash", name)
+			}
+		}
+	})
+}
+
+func TestStorePassword(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "pw")
+	os.WriteFile(pwFile, []byte("s3cret\n"), 0o600)
+	t.Setenv(EnvStorePassword, "from-env")
+	if pw, err := storePassword(Options{StorePasswordFile: pwFile}); err != nil || pw != "s3cret" {
+		t.Fatalf("file: %q %v", pw, err)
+	}
+	if pw, _ := storePassword(Options{}); pw != "from-env" {
+		t.Fatalf("env: %q", pw)
+	}
+	t.Setenv(EnvStorePassword, "")
+	os.WriteFile(filepath.Join(dir, storeCredential), []byte("from-credential\n"), 0o400)
+	t.Setenv("CREDENTIALS_DIRECTORY", dir)
+	if pw, _ := storePassword(Options{}); pw != "from-credential" {
+		t.Fatalf("credential: %q", pw)
+	}
+	os.WriteFile(pwFile, nil, 0o600)
+	if _, err := storePassword(Options{StorePasswordFile: pwFile}); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("empty file: %v", err)
+	}
+	if !dsnHasPassword("postgres://u:p@h/db") || dsnHasPassword("postgres://u@h/db") {
+		t.Fatal("dsnHasPassword")
+	}
+}
+
+// TestStorePasswordOffTheCommandLine: a broker reaches PostgreSQL with the
+// password from a file while --store names no password.
+func TestStorePasswordOffTheCommandLine(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, ok := u.User.Password()
+	if !ok {
+		t.Skip("the test cluster's DSN carries no password")
+	}
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte(pw+"\n"), 0o600)
+	u.User = url.User(u.User.Username())
+	t.Setenv("PGPASSWORD", "")
+	t.Setenv("PGPASSFILE", filepath.Join(t.TempDir(), "none"))
+	e := newFaultEnv(t, u.String(), "--store-password-file", pwFile)
+	p := e.start(t)
+	if code, _ := register(t, p.url, "pw-1"); code != http.StatusOK {
+		t.Fatalf("register: %d", code)
+	}
+	p.stop(t)
+	if strings.Contains(p.errb.String(), pw) {
+		t.Fatal("the password is in the log")
+	}
+	// Without it the broker cannot connect, and says so without a secret.
+	bad := newFaultEnv(t, u.String())
+	out := bad.refuse(t, "postgres")
+	if strings.Contains(out, pw) {
+		t.Fatal("the password is in the refusal")
 	}
 }
