@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
 	"github.com/sealroot/sealroot/host/broker/store/storetest"
 
@@ -843,4 +844,52 @@ func TestFaultKEKOutsideState(t *testing.T) {
 	// The database lost, the key still there: the marker says so.
 	os.Remove(filepath.Join(e.state, "broker.db"))
 	e.refuse(t, "is missing", markerName)
+}
+
+// TestFaultLegacyState: a state written by a broker from before the state
+// record (a database with workloads, a KEK, no record, no marker, policies
+// without MACs) is adopted when the KEK opens its passphrases, and refused
+// when it does not.
+func TestFaultLegacyState(t *testing.T) {
+	for _, keyMatches := range []bool{true, false} {
+		t.Run(fmt.Sprint("key matches ", keyMatches), func(t *testing.T) {
+			e := newFaultEnv(t, "")
+			k, _, err := kek.LoadOrCreate(filepath.Join(e.state, "kek"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := store.OpenBolt(filepath.Join(e.state, "broker.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sealed, _ := k.Seal([]byte("old-passphrase"), passphraseAAD("legacy-1"))
+			pol := json.RawMessage(`{"measurements":["` + strings.Repeat("ab", 48) + `"]}`)
+			now := time.Now().UTC()
+			if err := st.CreateWorkload(t.Context(), &store.Workload{ID: "legacy-1", TEE: "snp", Policy: pol,
+				SealedPassphrase: sealed, Origin: "register", CreatedAt: now, UpdatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+			st.Close()
+			if !keyMatches {
+				os.Remove(filepath.Join(e.state, "kek"))
+				os.WriteFile(filepath.Join(e.state, "kek"), []byte(strings.Repeat("6e", 32)), 0o600)
+				e.refuse(t, "opens none of the 1 sealed passphrases")
+				return
+			}
+			p := e.start(t)
+			w := listIDs(t, p.url)["legacy-1"]
+			if w.Damaged != "" || !w.HasPassphrase {
+				t.Fatalf("legacy workload after adoption: %+v", w)
+			}
+			p.stop(t)
+			for _, want := range []string{"recorded the state checks of an existing store", "authenticated the policies"} {
+				if !strings.Contains(p.errb.String(), want) {
+					t.Fatalf("the log does not say %q:\n%s", want, p.errb.String())
+				}
+			}
+			if !exists(filepath.Join(e.state, markerName)) {
+				t.Fatal("no marker after adoption")
+			}
+		})
+	}
 }

@@ -132,6 +132,9 @@ func OpenBoltWith(path string, o BoltOptions) (*Bolt, error) {
 	}
 	if info != nil && !o.SkipCheck {
 		if err := s.check(o.CheckTimeout); err != nil {
+			if errors.Is(err, ErrUnavailable) {
+				return fail(fmt.Errorf("%s: %w; check it with `bbolt check %s` while no broker runs", path, err, path))
+			}
 			return fail(damagedFileError(path, err))
 		}
 	}
@@ -198,7 +201,10 @@ func (s *Bolt) check(timeout time.Duration) error {
 	case err := <-errc:
 		return err
 	case <-time.After(timeout):
-		return fmt.Errorf("%w: the consistency check did not finish in %v", ErrUnavailable, timeout)
+		// The check still holds a read transaction: closing would wait
+		// for it, so the store is left broken instead.
+		s.markBroken("the consistency check did not finish")
+		return fmt.Errorf("%w: the consistency check did not finish within %v", ErrUnavailable, timeout)
 	}
 }
 
