@@ -107,6 +107,9 @@ func ApplyConfigFile(fs *pflag.FlagSet, path string) error {
 	}
 	for key, val := range m {
 		f := fs.Lookup(key)
+		if key == "start-over" {
+			return fmt.Errorf("config %s: start-over discards the broker's state: give it on the command line, once", path)
+		}
 		if f == nil || key == "config" {
 			return fmt.Errorf("config %s: unknown setting %q (use flag names, e.g. listen, state, store)", path, key)
 		}
