@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,11 +19,14 @@ import (
 // faulty is a store whose workload reads stall, panic or fail as told.
 type faulty struct {
 	store.Store
-	mode string
+	m atomic.Value // string
 }
 
+func (f *faulty) set(mode string) { f.m.Store(mode) }
+
 func (f *faulty) GetWorkload(ctx context.Context, id string) (*store.Workload, error) {
-	switch f.mode {
+	mode, _ := f.m.Load().(string)
+	switch mode {
 	case "stall":
 		time.Sleep(3 * time.Second) // ignores its context, as a bbolt fsync would
 	case "panic":
@@ -43,7 +47,7 @@ func TestGuard(t *testing.T) {
 	g := store.Guard(f, store.GuardOptions{Timeout: 200 * time.Millisecond})
 
 	ctx, outage := store.WithFaultNote(context.Background())
-	f.mode = "stall"
+	f.set("stall")
 	start := time.Now()
 	_, err = g.GetWorkload(ctx, "x")
 	if !errors.Is(err, store.ErrUnavailable) || time.Since(start) > time.Second || !outage() {
@@ -51,13 +55,13 @@ func TestGuard(t *testing.T) {
 	}
 
 	ctx, outage = store.WithFaultNote(context.Background())
-	f.mode = "enospc"
+	f.set("enospc")
 	if _, err = g.GetWorkload(ctx, "x"); !errors.Is(err, store.ErrUnavailable) || !outage() {
 		t.Fatalf("ENOSPC: %v", err)
 	}
 
 	ctx, outage = store.WithFaultNote(context.Background())
-	f.mode = ""
+	f.set("")
 	if _, err = g.GetWorkload(ctx, "x"); !errors.Is(err, store.ErrNotFound) || outage() {
 		t.Fatalf("not found: %v (outage %v)", err, outage())
 	}
@@ -65,14 +69,14 @@ func TestGuard(t *testing.T) {
 		t.Fatalf("ping of a healthy store: %v", err)
 	}
 
-	f.mode = "panic"
+	f.set("panic")
 	if _, err = g.GetWorkload(context.Background(), "x"); !errors.Is(err, store.ErrCorrupt) {
 		t.Fatalf("panic: %v", err)
 	}
 	if err := g.Ping(context.Background()); !errors.Is(err, store.ErrCorrupt) {
 		t.Fatalf("ping after a panic: %v", err)
 	}
-	f.mode = ""
+	f.set("")
 	if _, err = g.GetWorkload(context.Background(), "x"); !errors.Is(err, store.ErrCorrupt) {
 		t.Fatalf("call after a panic: %v", err)
 	}
@@ -84,7 +88,9 @@ func TestGuardBoundsCallsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer base.Close()
-	g := store.Guard(&faulty{Store: base, mode: "stall"}, store.GuardOptions{Timeout: 100 * time.Millisecond, MaxInFlight: 2})
+	f := &faulty{Store: base}
+	f.set("stall")
+	g := store.Guard(f, store.GuardOptions{Timeout: 100 * time.Millisecond, MaxInFlight: 2})
 	for range 2 {
 		g.GetWorkload(context.Background(), "x")
 	}
