@@ -409,6 +409,13 @@ func Restore(ctx context.Context, o Options, in io.Reader, replace bool, log *sl
 			}
 		}
 	}
+	if !p.postgres && !exists(p.db) {
+		// A sequence file without its database belongs to nothing; the
+		// restored database starts its own.
+		if err := os.Remove(p.db + ".seq"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
 	raw, err := openStore(ctx, o, p)
 	if err != nil {
 		return nil, err
