@@ -8,6 +8,12 @@
 // belongs to ("passphrase" + workload id, ...): a sealed value copied onto
 // another workload's row fails to open, so whoever can write the database
 // still cannot move a passphrase from one workload to another.
+//
+// The same key authenticates what is not secret but must not change behind
+// the broker's back (MAC: HMAC-SHA256 under a key derived from the KEK with
+// HKDF, bound to context parts such as the workload id), and yields a check
+// value that the store keeps so that a start with another key is refused
+// before any secret fails to open (CheckValue).
 package kek
 
 import (

@@ -15,6 +15,14 @@
 // consumed once (ConsumeChallenge moves a session out of the challenged
 // state in a single conditional write, so two replicas racing on one nonce
 // cannot both win).
+//
+// Each store also keeps a state record (StateKeeper) that ties it to the
+// broker's keys. The bbolt file is checked before it is served (its meta
+// pages and size, bbolt's consistency check, a sequence file that catches
+// a fallback to an older meta page), and a panic inside bbolt marks the
+// store broken instead of leaving a lock behind. Guard bounds every call
+// with a deadline, classifies failures (ErrUnavailable, ErrCorrupt) so that
+// the broker can answer 503, and reports write health for readiness.
 package store
 
 import (
