@@ -43,6 +43,9 @@ type AdminWorkload struct {
 	UpdatedAt          time.Time `json:"updated_at"`
 	// Resources lists resource paths (show only).
 	Resources []AdminResource `json:"resources,omitempty"`
+	// Damaged, in listings, says why a workload's record could not be
+	// read or authenticated; only WorkloadID is set then.
+	Damaged string `json:"damaged,omitempty"`
 }
 
 // AdminResource describes one stored resource.
@@ -109,6 +112,9 @@ func (s *Server) storeError(w http.ResponseWriter, err error) {
 		adminError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, store.ErrExists):
 		adminError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, store.ErrDamaged):
+		s.log.Error("damaged record", "err", err)
+		adminError(w, http.StatusInternalServerError, err.Error())
 	default:
 		s.log.Error("admin store operation", "err", err)
 		adminError(w, http.StatusInternalServerError, "internal error")
@@ -138,9 +144,14 @@ func (s *Server) handleAdminList(w http.ResponseWriter, r *http.Request, how str
 	out := make([]AdminWorkload, 0, len(all))
 	for _, wl := range all {
 		v, err := s.view(wl)
-		if err != nil {
-			s.storeError(w, err)
-			return
+		if wl.Damaged != "" || err != nil {
+			why := wl.Damaged
+			if why == "" {
+				why = err.Error()
+			}
+			s.log.Error("damaged workload record", "workload", wl.ID, "reason", why)
+			out = append(out, AdminWorkload{WorkloadID: wl.ID, Damaged: why})
+			continue
 		}
 		out = append(out, v)
 	}

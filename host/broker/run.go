@@ -24,7 +24,6 @@ import (
 	"github.com/sealroot/sealroot/attest/sim"
 	"github.com/sealroot/sealroot/attest/snp"
 	"github.com/sealroot/sealroot/attest/tdx"
-	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
 )
 
@@ -57,6 +56,12 @@ type Options struct {
 	AuditLog              string
 	LogLevel              string
 	Config                string
+	// StartOver discards the state (see openState) and creates a new one.
+	StartOver bool
+	// StoreTimeout bounds every store call.
+	StoreTimeout time.Duration
+	// StorePasswordFile holds the PostgreSQL password.
+	StorePasswordFile string
 }
 
 // RegisterFlags defines the broker's flags on fs (CLI.md names).
@@ -71,7 +76,7 @@ func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.RegistrationTokenFile, "registration-token-file", "", "file holding the registration token for --registration token (default: the admin token)")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate chain (PEM); with --tls-key serves HTTPS")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "TLS private key (PEM)")
-	fs.StringVar(&o.KEKFile, "kek-file", "", "key-encryption key file, created on first start (default STATE/kek; $"+EnvKEK+" overrides)")
+	fs.StringVar(&o.KEKFile, "kek-file", "", "key-encryption key file, created on first start (default STATE/kek; may live outside --state, e.g. a systemd credential %d/kek; $"+EnvKEK+" overrides)")
 	fs.StringVar(&o.TokenKeyFile, "token-key", "", "ES256 key signing Trustee attestation tokens, created on first start (default STATE/token-key.pem)")
 	fs.StringVar(&o.CCACPAKFile, "cca-cpak", "", "PEM file of Arm CCA platform keys to trust (enables tee cca)")
 	fs.DurationVar(&o.SessionTTL, "session-ttl", 5*time.Minute, "lifetime of an attestation session")
@@ -84,6 +89,9 @@ func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.AuditLog, "audit-log", "", "append audit records to FILE instead of the log stream")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.Config, "config", "", "YAML or JSON file of flag settings (keys are flag names; command-line flags win)")
+	fs.BoolVar(&o.StartOver, "start-over", false, "discard the broker's state and create a new one: moves the database, keys and marker in --state aside (old-TIMESTAMP/), wipes a PostgreSQL store")
+	fs.DurationVar(&o.StoreTimeout, "store-timeout", 5*time.Second, "deadline of every store call; a store that misses it answers 503 with Retry-After")
+	fs.StringVar(&o.StorePasswordFile, "store-password-file", "", "file holding the PostgreSQL password (else $"+EnvStorePassword+", or the systemd credential "+storeCredential+")")
 }
 
 // ApplyConfigFile sets every flag named in the YAML (or JSON) file at path
@@ -99,6 +107,9 @@ func ApplyConfigFile(fs *pflag.FlagSet, path string) error {
 	}
 	for key, val := range m {
 		f := fs.Lookup(key)
+		if key == "start-over" {
+			return fmt.Errorf("config %s: start-over discards the broker's state: give it on the command line, once", path)
+		}
 		if f == nil || key == "config" {
 			return fmt.Errorf("config %s: unknown setting %q (use flag names, e.g. listen, state, store)", path, key)
 		}
@@ -262,39 +273,19 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 	}
 	fail := func(err error) (Config, func(), error) { closeAll(); return Config{}, nil, err }
 
-	if v := os.Getenv(EnvKEK); v != "" {
-		k, err := kek.Parse(v)
-		if err != nil {
-			return fail(fmt.Errorf("$%s: %w", EnvKEK, err))
-		}
-		cfg.KEK = k
-	} else {
-		path := o.KEKFile
-		if path == "" {
-			path = filepath.Join(o.State, "kek")
-		}
-		k, created, err := kek.LoadOrCreate(path)
-		if err != nil {
-			return fail(err)
-		}
-		if created {
-			log.Warn("generated a new key-encryption key; back it up, and give replicas the same one", "path", path)
-		}
-		cfg.KEK = k
+	if store.IsPostgres(o.Store) && dsnHasPassword(o.Store) {
+		log.Warn("the --store URL carries a password, which `ps` shows to every user: use --store-password-file, $" + EnvStorePassword + " or a credential")
 	}
-
-	tokenPath := o.TokenKeyFile
-	if tokenPath == "" {
-		tokenPath = filepath.Join(o.State, "token-key.pem")
-	}
-	key, created, err := LoadOrCreateTokenKey(tokenPath)
+	st, err := openState(ctx, o, log)
 	if err != nil {
 		return fail(err)
 	}
-	if created {
-		log.Info("generated the attestation token signing key", "path", tokenPath)
-	}
-	cfg.TokenKey = key
+	closers = append(closers, func() {
+		if err := st.Store.Close(); err != nil {
+			log.Warn("closing the store", "err", err)
+		}
+	})
+	cfg.KEK, cfg.TokenKey, cfg.Store = st.KEK, st.TokenKey, st.Store
 
 	if o.AdminTokenFile != "" {
 		if cfg.AdminToken, err = readToken(o.AdminTokenFile, "--admin-token-file", log); err != nil {
@@ -324,13 +315,6 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 		closers = append(closers, func() { f.Close() })
 		cfg.Audit = slog.New(slog.NewJSONHandler(f, nil))
 	}
-
-	st, err := store.Open(ctx, o.Store, o.State)
-	if err != nil {
-		return fail(err)
-	}
-	closers = append(closers, func() { st.Close() })
-	cfg.Store = st
 
 	cache, err := certcache.Open(filepath.Join(o.State, "certs"))
 	if err != nil {

@@ -162,7 +162,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:     cfg,
-		store:   instrumentStore(cfg.Store, m),
+		store:   instrumentStore(authenticatePolicies(cfg.Store, cfg.KEK), m),
 		log:     cfg.Logger,
 		audit:   &auditor{log: cfg.Audit},
 		metrics: m,
@@ -220,7 +220,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.mux.ServeHTTP(w, r)
+	ctx, outage := store.WithFaultNote(r.Context())
+	s.mux.ServeHTTP(&outageWriter{ResponseWriter: w, outage: outage}, r.WithContext(ctx))
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {

@@ -160,7 +160,10 @@ func TestTDXRTMRs(t *testing.T) {
 			t.Fatalf("register: %d %s", code, body)
 		}
 		legacy, _ := json.Marshal(WorkloadPolicy{Measurements: []string{hexOf(mrtd)}})
-		if err := b.st.UpdateWorkload(t.Context(), "td", func(w *store.Workload) error { w.Policy = legacy; return nil }); err != nil {
+		if err := b.st.UpdateWorkload(t.Context(), "td", func(w *store.Workload) error {
+			w.Policy, w.PolicyMAC = legacy, policyMAC(testKEK, &store.Workload{ID: w.ID, TEE: w.TEE, Policy: legacy})
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
 		if attestCode, _ := tdxAttest(t, b, "td", mrtd, good); attestCode != http.StatusUnauthorized {

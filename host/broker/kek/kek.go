@@ -8,13 +8,22 @@
 // belongs to ("passphrase" + workload id, ...): a sealed value copied onto
 // another workload's row fails to open, so whoever can write the database
 // still cannot move a passphrase from one workload to another.
+//
+// The same key authenticates what is not secret but must not change behind
+// the broker's back (MAC: HMAC-SHA256 under a key derived from the KEK with
+// HKDF, bound to context parts such as the workload id), and yields a check
+// value that the store keeps so that a start with another key is refused
+// before any secret fails to open (CheckValue).
 package kek
 
 import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -34,9 +43,11 @@ const version = 1
 // version byte, the GCM nonce and the GCM tag.
 const Overhead = 1 + 12 + 16
 
-// KEK seals and opens secrets.
+// KEK seals and opens secrets, and authenticates records that are not
+// secret but must not be altered (a workload's policy).
 type KEK struct {
-	aead cipher.AEAD
+	aead   cipher.AEAD
+	macKey []byte
 }
 
 // New builds a KEK from 32 key bytes.
@@ -52,7 +63,12 @@ func New(key []byte) (*KEK, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key-encryption key: %w", err)
 	}
-	return &KEK{aead: aead}, nil
+	// The MAC key is derived, so that no key is used for two purposes.
+	macKey, err := hkdf.Key(sha256.New, key, nil, "sealroot broker record authentication v1", 32)
+	if err != nil {
+		return nil, fmt.Errorf("key-encryption key: %w", err)
+	}
+	return &KEK{aead: aead, macKey: macKey}, nil
 }
 
 // Parse decodes a key given as 64 hex characters or as standard base64 of
@@ -167,6 +183,36 @@ func (k *KEK) Open(sealed, aad []byte) ([]byte, error) {
 		return nil, errors.New("sealed value does not open with this key-encryption key (wrong key, or moved between records)")
 	}
 	return pt, nil
+}
+
+// MAC authenticates msg bound to the context parts (HMAC-SHA256 under a
+// key derived from the KEK).
+func (k *KEK) MAC(msg []byte, parts ...string) []byte {
+	m := hmac.New(sha256.New, k.macKey)
+	m.Write(AAD(parts...))
+	m.Write(msg)
+	return m.Sum(nil)
+}
+
+// VerifyMAC checks a MAC made by MAC, in constant time.
+func (k *KEK) VerifyMAC(mac, msg []byte, parts ...string) bool {
+	return hmac.Equal(mac, k.MAC(msg, parts...))
+}
+
+// checkPlaintext is what a check value seals.
+const checkPlaintext = "sealroot key-encryption key check"
+
+// CheckValue returns a value that only this key opens, bound to id (the
+// broker's state id): the store keeps it so that a start with another key
+// is refused before any secret fails to open.
+func (k *KEK) CheckValue(id string) ([]byte, error) {
+	return k.Seal([]byte(checkPlaintext), AAD("kek-check", id))
+}
+
+// VerifyCheckValue reports whether v is a check value of this key for id.
+func (k *KEK) VerifyCheckValue(v []byte, id string) bool {
+	pt, err := k.Open(v, AAD("kek-check", id))
+	return err == nil && string(pt) == checkPlaintext
 }
 
 // AAD joins context parts unambiguously.

@@ -133,3 +133,35 @@ func FuzzOpen(f *testing.F) {
 		_, _ = k.Open(sealed, aad)
 	})
 }
+
+func TestMACAndCheckValue(t *testing.T) {
+	a, _ := New(bytes.Repeat([]byte{1}, Size))
+	b, _ := New(bytes.Repeat([]byte{2}, Size))
+	msg := []byte(`{"measurements":["aa"]}`)
+	mac := a.MAC(msg, "workload-policy", "w1", "snp")
+	if !a.VerifyMAC(mac, msg, "workload-policy", "w1", "snp") {
+		t.Fatal("own MAC does not verify")
+	}
+	for name, ok := range map[string]bool{
+		"other key":      b.VerifyMAC(mac, msg, "workload-policy", "w1", "snp"),
+		"other workload": a.VerifyMAC(mac, msg, "workload-policy", "w2", "snp"),
+		"other tee":      a.VerifyMAC(mac, msg, "workload-policy", "w1", "tdx"),
+		"other policy":   a.VerifyMAC(mac, []byte(`{"measurements":["ab"]}`), "workload-policy", "w1", "snp"),
+	} {
+		if ok {
+			t.Errorf("MAC verifies with %s", name)
+		}
+	}
+	cv, err := a.CheckValue("state-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.VerifyCheckValue(cv, "state-1") || a.VerifyCheckValue(cv, "state-2") || b.VerifyCheckValue(cv, "state-1") {
+		t.Fatal("check value verifies wrongly")
+	}
+	// A value sealed for another purpose is no check value.
+	other, _ := a.Seal([]byte("sealroot key-encryption key check"), AAD("passphrase", "state-1"))
+	if a.VerifyCheckValue(other, "state-1") {
+		t.Fatal("a passphrase passes as a check value")
+	}
+}

@@ -49,6 +49,12 @@ var pgMigrations = []string{
 		claims      bytea
 	);
 	CREATE INDEX sessions_expires_at ON sessions (expires_at);`,
+	// 2: the state record, authenticated policies.
+	`CREATE TABLE broker_state (
+		key   text PRIMARY KEY,
+		value bytea NOT NULL
+	);
+	ALTER TABLE workloads ADD COLUMN policy_mac bytea;`,
 }
 
 // migrationLock is the advisory lock key that serializes migrations of
@@ -62,12 +68,45 @@ type Postgres struct {
 
 var _ Store = (*Postgres)(nil)
 
+// PostgresOptions tune OpenPostgresWith.
+type PostgresOptions struct {
+	// Password, when not empty, is the password for the connection (it
+	// overrides one in the DSN, and PGPASSWORD / PGPASSFILE).
+	Password string
+	// StatementTimeout is the server-side limit of one statement
+	// (default 10 s): a stalled query ends on the server too.
+	StatementTimeout time.Duration
+}
+
 // OpenPostgres connects to dsn and applies pending migrations.
 func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
+	return OpenPostgresWith(ctx, dsn, PostgresOptions{})
+}
+
+// OpenPostgresWith is OpenPostgres with options.
+func OpenPostgresWith(ctx context.Context, dsn string, o PostgresOptions) (*Postgres, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx errors can quote the DSN; keep the password out.
 		return nil, fmt.Errorf("postgres dsn %s: invalid", RedactDSN(dsn))
+	}
+	if o.Password != "" {
+		cfg.ConnConfig.Password = o.Password
+	}
+	if o.StatementTimeout <= 0 {
+		o.StatementTimeout = 10 * time.Second
+	}
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams["statement_timeout"]; !set {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(o.StatementTimeout.Milliseconds())
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams["lock_timeout"]; !set {
+		cfg.ConnConfig.RuntimeParams["lock_timeout"] = fmt.Sprint(o.StatementTimeout.Milliseconds())
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 5*time.Second {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -120,17 +159,27 @@ func (s *Postgres) Close() error { s.pool.Close(); return nil }
 
 func (s *Postgres) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
+// Probe checks that the database takes writes: it commits one small row.
+func (s *Postgres) Probe(ctx context.Context) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO broker_state (key, value) VALUES ('probe', convert_to(now()::text, 'UTF8'))
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`)
+	if err != nil {
+		return fmt.Errorf("write probe: %w", err)
+	}
+	return nil
+}
+
 func isUniqueViolation(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
-const workloadCols = `id, tee, policy, passphrase, tee_config, origin, created_at, updated_at`
+const workloadCols = `id, tee, policy, passphrase, tee_config, origin, created_at, updated_at, policy_mac`
 
 func scanWorkload(row pgx.Row) (*Workload, error) {
 	var w Workload
 	var policy []byte
-	if err := row.Scan(&w.ID, &w.TEE, &policy, &w.SealedPassphrase, &w.TEEConfig, &w.Origin, &w.CreatedAt, &w.UpdatedAt); err != nil {
+	if err := row.Scan(&w.ID, &w.TEE, &policy, &w.SealedPassphrase, &w.TEEConfig, &w.Origin, &w.CreatedAt, &w.UpdatedAt, &w.PolicyMAC); err != nil {
 		return nil, err
 	}
 	w.Policy = json.RawMessage(policy)
@@ -145,8 +194,8 @@ func policyJSON(w *Workload) string {
 }
 
 func (s *Postgres) CreateWorkload(ctx context.Context, w *Workload) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO workloads (`+workloadCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
-		w.ID, w.TEE, policyJSON(w), w.SealedPassphrase, w.TEEConfig, w.Origin, w.CreatedAt, w.UpdatedAt)
+	_, err := s.pool.Exec(ctx, `INSERT INTO workloads (`+workloadCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`,
+		w.ID, w.TEE, policyJSON(w), w.SealedPassphrase, w.TEEConfig, w.Origin, w.CreatedAt, w.UpdatedAt, w.PolicyMAC)
 	if isUniqueViolation(err) {
 		return fmt.Errorf("workload %q: %w", w.ID, ErrExists)
 	}
@@ -157,10 +206,11 @@ func (s *Postgres) CreateWorkload(ctx context.Context, w *Workload) error {
 }
 
 func (s *Postgres) PutWorkload(ctx context.Context, w *Workload) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO workloads (`+workloadCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
+	_, err := s.pool.Exec(ctx, `INSERT INTO workloads (`+workloadCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
 		ON CONFLICT (id) DO UPDATE SET tee = excluded.tee, policy = excluded.policy, passphrase = excluded.passphrase,
-			tee_config = excluded.tee_config, origin = excluded.origin, updated_at = excluded.updated_at`,
-		w.ID, w.TEE, policyJSON(w), w.SealedPassphrase, w.TEEConfig, w.Origin, w.CreatedAt, w.UpdatedAt)
+			tee_config = excluded.tee_config, origin = excluded.origin, updated_at = excluded.updated_at,
+			policy_mac = excluded.policy_mac`,
+		w.ID, w.TEE, policyJSON(w), w.SealedPassphrase, w.TEEConfig, w.Origin, w.CreatedAt, w.UpdatedAt, w.PolicyMAC)
 	if err != nil {
 		return fmt.Errorf("upserting workload: %w", err)
 	}
@@ -180,8 +230,8 @@ func (s *Postgres) UpdateWorkload(ctx context.Context, id string, update func(*W
 			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE workloads SET tee = $2, policy = $3, passphrase = $4, tee_config = $5,
-			origin = $6, updated_at = $7 WHERE id = $1`,
-			id, w.TEE, policyJSON(w), w.SealedPassphrase, w.TEEConfig, w.Origin, w.UpdatedAt)
+			origin = $6, updated_at = $7, policy_mac = $8 WHERE id = $1`,
+			id, w.TEE, policyJSON(w), w.SealedPassphrase, w.TEEConfig, w.Origin, w.UpdatedAt, w.PolicyMAC)
 		if err != nil {
 			return fmt.Errorf("updating workload: %w", err)
 		}

@@ -15,6 +15,14 @@
 // consumed once (ConsumeChallenge moves a session out of the challenged
 // state in a single conditional write, so two replicas racing on one nonce
 // cannot both win).
+//
+// Each store also keeps a state record (StateKeeper) that ties it to the
+// broker's keys. The bbolt file is checked before it is served (its meta
+// pages and size, bbolt's consistency check, a sequence file that catches
+// a fallback to an older meta page), and a panic inside bbolt marks the
+// store broken instead of leaving a lock behind. Guard bounds every call
+// with a deadline, classifies failures (ErrUnavailable, ErrCorrupt) so that
+// the broker can answer 503, and reports write health for readiness.
 package store
 
 import (
@@ -33,6 +41,17 @@ var (
 	ErrExpired   = errors.New("session expired")
 	ErrNonceUsed = errors.New("nonce already used")
 	ErrState     = errors.New("session not in the expected state")
+	// ErrDamaged: one record does not decode (or fails authentication);
+	// the rest of the store serves.
+	ErrDamaged = errors.New("damaged record")
+	// ErrCorrupt: the database itself is damaged; the store stops serving.
+	ErrCorrupt = errors.New("database damaged")
+	// ErrUnavailable: the store did not answer in time or cannot take
+	// writes now (disk full, connection lost); retrying later may work.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrRolledBack: the database is older than its last acknowledged
+	// write.
+	ErrRolledBack = errors.New("database rolled back")
 )
 
 // Workload is one registered confidential workload.
@@ -52,6 +71,12 @@ type Workload struct {
 	Origin    string    `json:"origin"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// PolicyMAC authenticates ID, TEE and Policy under the broker's KEK;
+	// the store keeps it and does not check it.
+	PolicyMAC []byte `json:"policy_mac,omitempty"`
+	// Damaged is set, in listings only, on a record that could not be
+	// read: it says why, and the other fields but ID are empty.
+	Damaged string `json:"-"`
 }
 
 // Resource is an extra secret of a workload, addressed like a Trustee
@@ -61,6 +86,9 @@ type Resource struct {
 	Path       string    `json:"path"`
 	Sealed     []byte    `json:"sealed"`
 	UpdatedAt  time.Time `json:"updated_at"`
+	// Damaged is set, in listings only, on a record that could not be
+	// read.
+	Damaged string `json:"-"`
 }
 
 // SessionState is where a session is in the handshake.
@@ -107,7 +135,8 @@ type Store interface {
 	// UpdateWorkload reads, modifies and writes one workload atomically.
 	UpdateWorkload(ctx context.Context, id string, update func(*Workload) error) error
 	GetWorkload(ctx context.Context, id string) (*Workload, error)
-	// ListWorkloads returns all workloads ordered by id.
+	// ListWorkloads returns all workloads ordered by id; a record that
+	// cannot be read is listed with Damaged set.
 	ListWorkloads(ctx context.Context) ([]*Workload, error)
 	// DeleteWorkload removes a workload and its resources.
 	DeleteWorkload(ctx context.Context, id string) error

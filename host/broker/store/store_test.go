@@ -335,7 +335,7 @@ func TestMigrationsIdempotent(t *testing.T) {
 					return
 				}
 				defer s.Close()
-				if v, err := s.SchemaVersion(context.Background()); err != nil || v != 1 {
+				if v, err := s.SchemaVersion(context.Background()); err != nil || v != 2 {
 					errs <- fmt.Errorf("schema version %d, %v", v, err)
 				}
 			}()
