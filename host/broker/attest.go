@@ -218,6 +218,9 @@ func (s *Server) loadWorkload(ctx context.Context, id string) (*store.Workload, 
 		return nil, nil, refuse(http.StatusInternalServerError, kbs.ProblemInternal, "store", "internal error", err.Error())
 	}
 	doc, err := parsePolicy(w.Policy)
+	if err == nil {
+		doc, err = s.withBrokerMinimums(w.TEE, doc)
+	}
 	if err != nil {
 		return nil, nil, refuse(http.StatusInternalServerError, kbs.ProblemInternal, "policy", "internal error", err.Error())
 	}
@@ -236,6 +239,9 @@ func (s *Server) acceptingWorkloads(ctx context.Context, claims *attest.Claims) 
 	var why []string
 	for _, w := range all {
 		doc, err := parsePolicy(w.Policy)
+		if err == nil {
+			doc, err = s.withBrokerMinimums(w.TEE, doc)
+		}
 		if err != nil {
 			s.log.Warn("skipping workload with unreadable policy", "workload", w.ID, "err", err)
 			continue

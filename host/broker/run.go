@@ -21,6 +21,7 @@ import (
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/cca"
 	"github.com/sealroot/sealroot/attest/certcache"
+	"github.com/sealroot/sealroot/attest/policy"
 	"github.com/sealroot/sealroot/attest/sim"
 	"github.com/sealroot/sealroot/attest/snp"
 	"github.com/sealroot/sealroot/attest/tdx"
@@ -53,6 +54,7 @@ type Options struct {
 	Offline               bool
 	RateLimit             float64
 	RateBurst             int
+	MinTCB                string
 	TrustedProxies        []string
 	AuditLog              string
 	LogLevel              string
@@ -80,6 +82,7 @@ func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Offline, "offline", false, "never fetch certificates or collateral (AMD KDS, Intel PCS): evidence or the cache must carry them")
 	fs.Float64Var(&o.RateLimit, "rate-limit", 0, "requests per second per client address (0: unlimited)")
 	fs.IntVar(&o.RateBurst, "rate-burst", 0, "burst size of --rate-limit (default: the rate, at least 1)")
+	fs.StringVar(&o.MinTCB, "min-tcb", "", "broker-wide lowest accepted TCB of snp workloads (bl=N,tee=N,snp=N,ucode=N); a workload's min_tcb may raise it, never lower it")
 	fs.StringSliceVar(&o.TrustedProxies, "trusted-proxy", nil, "CIDR of a reverse proxy whose X-Forwarded-For names the client (repeatable)")
 	fs.StringVar(&o.AuditLog, "audit-log", "", "append audit records to FILE instead of the log stream")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -309,6 +312,11 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 		cfg.RegistrationToken = cfg.AdminToken
 	}
 	cfg.AdminClientCerts = o.AdminClientCA != ""
+	if o.MinTCB != "" {
+		if cfg.MinTCB, err = policy.ParseTCB(o.MinTCB); err != nil {
+			return fail(fmt.Errorf("--min-tcb: %w", err))
+		}
+	}
 	for _, c := range o.TrustedProxies {
 		_, n, err := net.ParseCIDR(c)
 		if err != nil {

@@ -104,6 +104,10 @@ type Config struct {
 	// Logger receives operational logs; Audit receives audit records.
 	Logger *slog.Logger
 	Audit  *slog.Logger
+	// MinTCB, when set, is the broker-wide lowest acceptable TCB of snp
+	// and sim workloads; a workload's own min_tcb can raise it, not lower
+	// it (defaults.go).
+	MinTCB *attest.TCB
 	// Registry receives the broker's metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// Now is the clock (tests); nil is time.Now.
