@@ -91,6 +91,13 @@ type Config struct {
 	RegistrationToken string
 	// SessionTTL bounds a session from /auth (default 5 minutes).
 	SessionTTL time.Duration
+	// PendingSessions is where challenged sessions wait for /attest:
+	// PendingMemory (/auth writes nothing) or PendingShared (the store, for
+	// replicas without sticky routing); "" picks shared on PostgreSQL,
+	// memory otherwise. MaxPendingSessions
+	// caps them (default DefaultMaxPendingSessions). See pending.go.
+	PendingSessions    string
+	MaxPendingSessions int
 	// VerifyTimeout bounds one evidence verification (default 30 s; an SNP
 	// verifier may fetch a VCEK from AMD).
 	VerifyTimeout time.Duration
@@ -122,6 +129,7 @@ type Server struct {
 	audit   *auditor
 	metrics *metrics
 	limiter *rateLimiter
+	pending *pendingSessions
 	tokens  *tokenSigner
 	mux     *http.ServeMux
 }
@@ -144,6 +152,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 5 * time.Minute
+	}
+	switch cfg.PendingSessions {
+	case "":
+		cfg.PendingSessions = defaultPending(cfg.Store)
+	case PendingMemory, PendingShared:
+	default:
+		return nil, fmt.Errorf("broker: pending sessions %q: want memory or store", cfg.PendingSessions)
 	}
 	if cfg.VerifyTimeout <= 0 {
 		cfg.VerifyTimeout = 30 * time.Second
@@ -174,6 +189,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.RateLimit > 0 {
 		s.limiter = newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now)
+	}
+	s.pending = newPendingSessions(s.store, cfg.PendingSessions == PendingShared, cfg.MaxPendingSessions)
+	if err := cfg.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sealroot_broker_pending_sessions",
+		Help: "Sessions challenged at /auth and awaiting /attest, held or counted by this broker."},
+		func() float64 { return float64(s.pending.count()) })); err != nil {
+		return nil, err
 	}
 	s.routes()
 	return s, nil
@@ -247,6 +268,7 @@ func (s *Server) handleKBSNotFound(w http.ResponseWriter, r *http.Request) {
 // PurgeExpired deletes sessions whose time is over; Run calls it
 // periodically.
 func (s *Server) PurgeExpired(ctx context.Context) (int, error) {
+	s.pending.sweep(s.cfg.Now())
 	n, err := s.store.DeleteExpiredSessions(ctx, s.cfg.Now())
 	if s.limiter != nil {
 		s.limiter.sweep()
