@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -144,4 +145,48 @@ func TestAuthFloodPostgres(t *testing.T) {
 		t.Fatalf("purged %d rows (%v), want the cap %d", n, err, max)
 	}
 	responsive(t, b, m, pass)
+}
+
+// TestRateLimitSparesAdmins: with a limit on, unauthenticated callers are
+// limited and authenticated admin API calls are not; a wrong admin token
+// counts as unauthenticated.
+func TestRateLimitSparesAdmins(t *testing.T) {
+	b := newTestBroker(t, func(c *Config) { c.RateLimit, c.RateBurst = 1, 2 })
+	for i := range 10 {
+		if code, body := b.adminDo(t, http.MethodGet, "/admin/v1/workloads", ""); code != http.StatusOK {
+			t.Fatalf("admin call %d: %d %s", i, code, body)
+		}
+	}
+	var codes []int
+	for range 4 {
+		req, _ := http.NewRequest(http.MethodGet, b.URL+"/admin/v1/workloads", nil)
+		req.Header.Set("Authorization", "Bearer not-the-admin-token-0123")
+		code, _ := do(t, http.DefaultClient, req)
+		codes = append(codes, code)
+	}
+	if codes[0] != http.StatusUnauthorized || codes[3] != http.StatusTooManyRequests {
+		t.Fatalf("wrong-token codes %v, want 401 then 429", codes)
+	}
+}
+
+// TestRateLimiterBoundsClients: the limiter tracks at most maxBuckets
+// clients; a new client past that is refused until a sweep frees room.
+func TestRateLimiterBoundsClients(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	l := newRateLimiter(10, 10, clk.Now)
+	for i := range maxBuckets {
+		if !l.allow(fmt.Sprint("c", i)) {
+			t.Fatalf("client %d refused below the bound", i)
+		}
+	}
+	if l.allow("one-too-many") {
+		t.Fatal("a client past the bound was tracked")
+	}
+	if !l.allow("c0") {
+		t.Fatal("a tracked client was refused")
+	}
+	clk.Advance(2 * time.Second) // every bucket full again: the sweep empties the table
+	if !l.allow("one-too-many") || len(l.buckets) != 1 {
+		t.Fatalf("after the sweep: %d buckets", len(l.buckets))
+	}
 }
