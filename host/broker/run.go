@@ -36,6 +36,7 @@ const EnvKEK = "SEALROOT_BROKER_KEK"
 // Options are the settings of `sealroot broker`, one per flag.
 type Options struct {
 	Listen                string
+	AdminListen           string
 	State                 string
 	Store                 string
 	TrustSimRoot          string
@@ -59,11 +60,15 @@ type Options struct {
 	AuditLog              string
 	LogLevel              string
 	Config                string
+	// AdminReady, when set, is called with the admin listener's address
+	// once it is up (not a flag; tests and embedders).
+	AdminReady func(net.Addr) `json:"-"`
 }
 
 // RegisterFlags defines the broker's flags on fs (CLI.md names).
 func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8000", "address to serve on (host:port)")
+	fs.StringVar(&o.AdminListen, "admin-listen", "", "serve the admin API and /metrics on this address (host:port) only, not on --listen")
 	fs.StringVar(&o.State, "state", "", "state directory: database, key-encryption key, token key, certificate cache (required)")
 	fs.StringVar(&o.Store, "store", "bbolt", "store: bbolt (in --state) or a postgres:// URL shared by replicas")
 	fs.StringVar(&o.TrustSimRoot, "trust-sim-root", "", "also accept reports of the simulated secure processor in DIR (tests only; never in production)")
@@ -148,6 +153,7 @@ func Run(ctx context.Context, o Options, logOut io.Writer, ready func(net.Addr))
 		return err
 	}
 	defer closeFn()
+	cfg.SeparateAdmin = o.AdminListen != ""
 	srv, err := New(cfg)
 	if err != nil {
 		return err
@@ -195,6 +201,11 @@ func Run(ctx context.Context, o Options, logOut io.Writer, ready func(net.Addr))
 	log.Info("broker listening", "addr", ln.Addr().String(), "scheme", scheme, "store", store.RedactDSN(storeName(o.Store)),
 		"registration", cfg.Registration, "admin_api", cfg.AdminToken != "" || cfg.AdminClientCerts, "offline", o.Offline,
 		"tees", verifierNames(cfg.Verifiers))
+	admin, err := startAdminListener(o, tlsConf, srv, hs, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if ready != nil {
 		ready(ln.Addr())
 	}
@@ -231,6 +242,9 @@ func Run(ctx context.Context, o Options, logOut io.Writer, ready func(net.Addr))
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("shutdown did not finish in time", "err", err)
 		hs.Close()
+	}
+	if admin != nil && admin.Shutdown(sctx) != nil {
+		admin.Close()
 	}
 	log.Info("stopped")
 	return nil

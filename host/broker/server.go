@@ -85,6 +85,9 @@ type Config struct {
 	// AdminClientCerts accepts callers presenting a client certificate the
 	// TLS listener verified (mTLS admin access).
 	AdminClientCerts bool
+	// SeparateAdmin takes the admin API and the metrics off ServeHTTP:
+	// AdminHandler serves them on a listener of their own (--admin-listen).
+	SeparateAdmin bool
 	// Registration is open, token or closed; RegistrationToken is the token
 	// for the token mode.
 	Registration      string
@@ -132,6 +135,8 @@ type Server struct {
 	pending *pendingSessions
 	tokens  *tokenSigner
 	mux     *http.ServeMux
+	// adminMux serves the admin API when it has a listener of its own.
+	adminMux *http.ServeMux
 }
 
 // New checks cfg and builds a Server.
@@ -202,8 +207,19 @@ func New(cfg Config) (*Server, error) {
 
 func (s *Server) routes() {
 	mux := http.NewServeMux()
+	// With a listener of its own (listeners.go) the admin API, and the
+	// metrics, are on adminMux only: the guest-facing mux has no route to
+	// them, whatever the path's spelling.
+	adminMux := mux
+	if s.cfg.SeparateAdmin {
+		adminMux = http.NewServeMux()
+	}
 	handle := func(pattern, route string, h http.HandlerFunc) {
-		mux.Handle(pattern, s.instrument(route, h))
+		m := mux
+		if strings.Contains(pattern, " /admin/") {
+			m = adminMux
+		}
+		m.Handle(pattern, s.instrument(route, h))
 	}
 	handle("POST /kbs/v0/auth", "auth", s.handleAuth)
 	handle("POST /kbs/v0/attest", "attest", s.handleAttest)
@@ -227,8 +243,14 @@ func (s *Server) routes() {
 		io.WriteString(w, "ok\n")
 	})
 	handle("GET /readyz", "health", s.handleReady)
-	mux.Handle("GET /metrics", s.metrics.handler(s.cfg.Registry))
+	adminMux.Handle("GET /metrics", s.metrics.handler(s.cfg.Registry))
 	s.mux = mux
+	if s.cfg.SeparateAdmin {
+		adminMux.Handle("GET /healthz", mux)
+		adminMux.Handle("GET /readyz", mux)
+		adminMux.Handle("/", http.HandlerFunc(s.handleAdminNotFound))
+		s.adminMux = adminMux
+	}
 }
 
 // unlimitedPaths are never rate limited: monitoring must see an overloaded
@@ -237,15 +259,23 @@ var unlimitedPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metric
 
 // ServeHTTP serves the broker's API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.limited(w, r) {
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// limited answers 429 and returns true when r is over its client's rate.
+func (s *Server) limited(w http.ResponseWriter, r *http.Request) bool {
 	if s.limiter != nil && !unlimitedPaths[r.URL.Path] && !s.adminCaller(r) {
 		if !s.limiter.allow(s.clientIP(r)) {
 			s.metrics.rateLimited.Inc()
 			w.Header().Set("Retry-After", "1")
 			writeProblem(w, http.StatusTooManyRequests, kbs.ProblemRateLimited, "too many requests from this client")
-			return
+			return true
 		}
 	}
-	s.mux.ServeHTTP(w, r)
+	return false
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
