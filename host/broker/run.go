@@ -50,6 +50,8 @@ type Options struct {
 	TokenKeyFile          string
 	CCACPAKFile           string
 	SessionTTL            time.Duration
+	PendingSessions       string
+	MaxPendingSessions    int
 	VerifyTimeout         time.Duration
 	ShutdownTimeout       time.Duration
 	Offline               bool
@@ -82,6 +84,8 @@ func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.TokenKeyFile, "token-key", "", "ES256 key signing Trustee attestation tokens, created on first start (default STATE/token-key.pem)")
 	fs.StringVar(&o.CCACPAKFile, "cca-cpak", "", "PEM file of Arm CCA platform keys to trust (enables tee cca)")
 	fs.DurationVar(&o.SessionTTL, "session-ttl", 5*time.Minute, "lifetime of an attestation session")
+	fs.StringVar(&o.PendingSessions, "pending-sessions", "auto", "where sessions wait between /auth and /attest: memory (nothing written), store (shared by replicas), or auto (store on PostgreSQL, else memory)")
+	fs.IntVar(&o.MaxPendingSessions, "max-pending-sessions", DefaultMaxPendingSessions, "sessions awaiting /attest this broker holds (memory) or may have outstanding (store); /auth answers 503 past it")
 	fs.DurationVar(&o.VerifyTimeout, "verify-timeout", 30*time.Second, "time limit of one evidence verification (certificate fetches included)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight requests may finish")
 	fs.BoolVar(&o.Offline, "offline", false, "never fetch certificates or collateral (AMD KDS, Intel PCS): evidence or the cache must carry them")
@@ -270,7 +274,10 @@ func verifierNames(v map[string]attest.Verifier) []string {
 // buildConfig loads keys, opens the store and builds the verifiers.
 func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func(), error) {
 	cfg := Config{Logger: log, Audit: log, SessionTTL: o.SessionTTL, VerifyTimeout: o.VerifyTimeout,
-		Registration: o.Registration, RateLimit: o.RateLimit, RateBurst: o.RateBurst}
+		Registration: o.Registration, RateLimit: o.RateLimit, RateBurst: o.RateBurst, MaxPendingSessions: o.MaxPendingSessions}
+	if o.PendingSessions != "auto" {
+		cfg.PendingSessions = o.PendingSessions
+	}
 	closers := []func(){}
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
