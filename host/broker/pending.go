@@ -16,7 +16,8 @@ import (
 // /auth is unauthenticated, so whatever it costs, anyone can make the
 // broker pay again and again. A challenged session is therefore never
 // written to disk by a broker on bbolt: it lives in memory, at most
-// MaxPendingSessions of them, each until its TTL (plus a minute of grace,
+// MaxPendingSessions of them (and at most MaxPendingPerClient from one
+// client address), each until its TTL (plus a minute of grace,
 // so a late /attest still hears "expired" rather than "unknown"). Only
 // /attest, which spends the nonce, writes the session to the store (as
 // consumed, in one conditional insert: a second /attest on the same nonce
@@ -64,20 +65,41 @@ type pendingEntry struct {
 // pendingSessions holds (memory mode) or counts (shared mode) the
 // challenged sessions of this broker.
 type pendingSessions struct {
-	shared bool
-	max    int
-	st     store.Store
+	shared    bool
+	max       int
+	perClient int
+	st        store.Store
 
-	mu    sync.Mutex
-	live  map[string]*store.Session // memory mode: the session; shared: a stub with the expiry
-	queue []pendingEntry            // in creation (and so expiry) order
+	mu       sync.Mutex
+	live     map[string]*store.Session // memory mode: the session; shared: a stub with the expiry and client
+	queue    []pendingEntry            // in creation (and so expiry) order
+	byClient map[string]int            // live sessions per client address
 }
 
-func newPendingSessions(st store.Store, shared bool, max int) *pendingSessions {
-	if max <= 0 {
-		max = DefaultMaxPendingSessions
+// newPendingSessions holds at most max sessions, at most perClient of
+// them from one client address (0: a tenth of max), so that one flooding
+// client cannot lock every other client out.
+func newPendingSessions(st store.Store, shared bool, limit, perClient int) *pendingSessions {
+	if limit <= 0 {
+		limit = DefaultMaxPendingSessions
 	}
-	return &pendingSessions{shared: shared, max: max, st: st, live: map[string]*store.Session{}}
+	if perClient <= 0 {
+		perClient = max(1, limit/10)
+	}
+	return &pendingSessions{shared: shared, max: limit, perClient: perClient, st: st,
+		live: map[string]*store.Session{}, byClient: map[string]int{}}
+}
+
+// drop removes a live entry. Called with mu held.
+func (p *pendingSessions) drop(id string) {
+	s, ok := p.live[id]
+	if !ok {
+		return
+	}
+	delete(p.live, id)
+	if p.byClient[s.Client]--; p.byClient[s.Client] <= 0 {
+		delete(p.byClient, s.Client)
+	}
 }
 
 // forget drops entries whose grace is over. Sessions share one TTL, so the
@@ -90,7 +112,7 @@ func (p *pendingSessions) forget(now time.Time) {
 			break
 		}
 		if s, ok := p.live[e.id]; ok && s.ExpiresAt.Equal(e.expires) {
-			delete(p.live, e.id)
+			p.drop(e.id)
 		}
 	}
 	p.queue = p.queue[i:]
@@ -111,15 +133,16 @@ func (p *pendingSessions) forget(now time.Time) {
 func (p *pendingSessions) add(ctx context.Context, sess *store.Session, now time.Time) error {
 	p.mu.Lock()
 	p.forget(now)
-	if len(p.live) >= p.max {
+	if len(p.live) >= p.max || p.byClient[sess.Client] >= p.perClient {
 		p.mu.Unlock()
 		return errPendingFull
 	}
 	entry := sess
 	if p.shared {
-		entry = &store.Session{ExpiresAt: sess.ExpiresAt}
+		entry = &store.Session{ExpiresAt: sess.ExpiresAt, Client: sess.Client}
 	}
 	p.live[sess.ID] = entry
+	p.byClient[sess.Client]++
 	p.queue = append(p.queue, pendingEntry{id: sess.ID, expires: sess.ExpiresAt})
 	p.mu.Unlock()
 	if !p.shared {
@@ -127,7 +150,7 @@ func (p *pendingSessions) add(ctx context.Context, sess *store.Session, now time
 	}
 	if err := p.st.CreateSession(ctx, sess); err != nil {
 		p.mu.Lock()
-		delete(p.live, sess.ID)
+		p.drop(sess.ID)
 		p.mu.Unlock()
 		return err
 	}
@@ -147,7 +170,7 @@ func (p *pendingSessions) take(id string, now time.Time) (sess *store.Session, h
 	if !now.Before(s.ExpiresAt) {
 		return nil, !p.shared, fmt.Errorf("session: %w", store.ErrExpired)
 	}
-	delete(p.live, id)
+	p.drop(id)
 	return s, !p.shared, nil
 }
 

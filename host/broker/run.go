@@ -52,6 +52,7 @@ type Options struct {
 	SessionTTL            time.Duration
 	PendingSessions       string
 	MaxPendingSessions    int
+	MaxPendingPerClient   int
 	VerifyTimeout         time.Duration
 	ShutdownTimeout       time.Duration
 	Offline               bool
@@ -85,6 +86,7 @@ func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CCACPAKFile, "cca-cpak", "", "PEM file of Arm CCA platform keys to trust (enables tee cca)")
 	fs.DurationVar(&o.SessionTTL, "session-ttl", 5*time.Minute, "lifetime of an attestation session")
 	fs.StringVar(&o.PendingSessions, "pending-sessions", "auto", "where sessions wait between /auth and /attest: memory (nothing written), store (shared by replicas), or auto (store on PostgreSQL, else memory)")
+	fs.IntVar(&o.MaxPendingPerClient, "max-pending-per-client", 0, "sessions awaiting /attest one client address may have (default: a tenth of --max-pending-sessions)")
 	fs.IntVar(&o.MaxPendingSessions, "max-pending-sessions", DefaultMaxPendingSessions, "sessions awaiting /attest this broker holds (memory) or may have outstanding (store); /auth answers 503 past it")
 	fs.DurationVar(&o.VerifyTimeout, "verify-timeout", 30*time.Second, "time limit of one evidence verification (certificate fetches included)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight requests may finish")
@@ -274,7 +276,8 @@ func verifierNames(v map[string]attest.Verifier) []string {
 // buildConfig loads keys, opens the store and builds the verifiers.
 func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func(), error) {
 	cfg := Config{Logger: log, Audit: log, SessionTTL: o.SessionTTL, VerifyTimeout: o.VerifyTimeout,
-		Registration: o.Registration, RateLimit: o.RateLimit, RateBurst: o.RateBurst, MaxPendingSessions: o.MaxPendingSessions}
+		Registration: o.Registration, RateLimit: o.RateLimit, RateBurst: o.RateBurst, MaxPendingSessions: o.MaxPendingSessions,
+		MaxPendingPerClient: o.MaxPendingPerClient}
 	if o.PendingSessions != "auto" {
 		cfg.PendingSessions = o.PendingSessions
 	}

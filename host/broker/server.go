@@ -97,10 +97,12 @@ type Config struct {
 	// PendingSessions is where challenged sessions wait for /attest:
 	// PendingMemory (/auth writes nothing) or PendingShared (the store, for
 	// replicas without sticky routing); "" picks shared on PostgreSQL,
-	// memory otherwise. MaxPendingSessions
-	// caps them (default DefaultMaxPendingSessions). See pending.go.
-	PendingSessions    string
-	MaxPendingSessions int
+	// memory otherwise. MaxPendingSessions caps them (default
+	// DefaultMaxPendingSessions), MaxPendingPerClient those of one client
+	// address (default a tenth of the cap). See pending.go.
+	PendingSessions     string
+	MaxPendingSessions  int
+	MaxPendingPerClient int
 	// VerifyTimeout bounds one evidence verification (default 30 s; an SNP
 	// verifier may fetch a VCEK from AMD).
 	VerifyTimeout time.Duration
@@ -195,7 +197,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RateLimit > 0 {
 		s.limiter = newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now)
 	}
-	s.pending = newPendingSessions(s.store, cfg.PendingSessions == PendingShared, cfg.MaxPendingSessions)
+	s.pending = newPendingSessions(s.store, cfg.PendingSessions == PendingShared, cfg.MaxPendingSessions, cfg.MaxPendingPerClient)
 	if err := cfg.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sealroot_broker_pending_sessions",
 		Help: "Sessions challenged at /auth and awaiting /attest, held or counted by this broker."},
 		func() float64 { return float64(s.pending.count()) })); err != nil {

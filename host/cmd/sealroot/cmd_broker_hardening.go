@@ -16,6 +16,9 @@ func checkBrokerHardeningFlags(o *broker.Options) error {
 	if o.MaxPendingSessions < 1 {
 		return usageError("--max-pending-sessions %d: want at least 1", o.MaxPendingSessions)
 	}
+	if o.MaxPendingPerClient < 0 {
+		return usageError("--max-pending-per-client %d: want at least 1 (0: a tenth of --max-pending-sessions)", o.MaxPendingPerClient)
+	}
 	if o.RateLimit < 0 || o.RateBurst < 0 {
 		return usageError("--rate-limit and --rate-burst cannot be negative (0 turns the limit off)")
 	}
