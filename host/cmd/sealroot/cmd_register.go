@@ -218,7 +218,13 @@ line into RTMR2. Without them any kernel booted by that firmware would get the s
 Workloads that share a launch measurement (same kernel, initrd, command line, vCPUs and
 memory) are told apart by evidence only through --host-data: give each the SHA-256 of its
 disk's config JSON (the image's /krun-sev.json), which sealroot's launcher puts in SNP
-HOST_DATA. Without it a guest of one such workload can name another and get its secret.
+HOST_DATA. Without it a guest of one such workload can name another and get its secret, so
+register refuses to run without --host-data unless --measurement-only acknowledges that; such
+workloads are marked MEASUREMENT-ONLY by 'sealroot workloads list' and 'show'.
+
+SNP guests whose policy allows a migration agent (bit 18) are refused unless
+--allow-migration-agent is given. A tdx policy may also pin RTMR0 and RTMR3 (--rtmr 0=HEX,
+--rtmr 3=HEX).
 
 By default debug guests and VMPL above 0 are refused; --allow-debug and --max-vmpl loosen
 that and should stay off for real secrets. An existing workload id is refused unless
@@ -227,13 +233,14 @@ that and should stay off for real secrets. An existing workload id is refused un
 A krun-dialect guest fetches the passphrase from /kbs/v0/key/ID; a Trustee-dialect guest
 from /kbs/v0/resource/default/ID/passphrase.`,
 		Example: `  sealroot register --broker http://127.0.0.1:8000 --admin-token-file admin-token \
-      --workload-id myapp --tee snp --measurement "$(cat measurement.hex)" --passphrase-file pass.txt
+      --workload-id myapp --tee snp --measurement "$(cat measurement.hex)" --passphrase-file pass.txt \
+      --host-data "$(sha256sum < krun-sev.json | cut -d' ' -f1)"
   sealroot register --broker https://kbs.example:8443 --admin-token-file admin-token \
       --workload-id myapp --tee snp --measurement 6a65…e73e --min-tcb bl=3,tee=0,snp=8,ucode=115 \
       --host-data 00ff… --replace --json
   sealroot register --broker http://127.0.0.1:8000 --admin-token-file admin-token \
       --workload-id mytd --tee tdx --measurement "$(cat mrtd.hex)" \
-      --rtmr 1="$(cat rtmr1.hex)" --rtmr 2="$(cat rtmr2.hex)" --passphrase-file pass.txt`,
+      --rtmr 1="$(cat rtmr1.hex)" --rtmr 2="$(cat rtmr2.hex)" --passphrase-file pass.txt --measurement-only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if id == "" || tee == "" {
