@@ -56,7 +56,7 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
 	fl.StringVar(&f.dataDisk, "data-disk", "", "optional data disk, the guest's /dev/vdb")
 	fl.StringVar(&f.tee, "tee", "none", "TEE the host provides: none or sim")
 	fl.StringVar(&f.simDir, "sim-dir", "", "simulated secure processor keys (sealroot sim init)")
-	fl.StringVar(&f.broker, "broker", "", "broker URL on this host (loopback) that the guest's attestation_url is forwarded to")
+	fl.StringVar(&f.broker, "broker", "", "broker URL on this host (loopback) that the guest's attestation_url is forwarded to: the broker's --listen, never its --admin-listen")
 	fl.IntVar(&f.cpus, "cpus", 0, "vCPUs (default: the disk config's)")
 	fl.IntVar(&f.memory, "memory", 0, "memory in MiB (default: the disk config's)")
 	fl.StringVar(&f.appendArgs, "append", "", "extra kernel command line arguments")
