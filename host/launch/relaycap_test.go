@@ -73,11 +73,19 @@ func TestRelaySlotHeldByProcess(t *testing.T) {
 	}
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // flock(1) and its child hold the lock
 	cmd.Wait()
-	r, err := AcquireRelaySlot(dir, 1)
-	if err != nil {
-		t.Fatalf("after the holder was killed: %v", err)
+	// The child (sleep) dies asynchronously; its exit frees the slot.
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		r, err := AcquireRelaySlot(dir, 1)
+		if err == nil {
+			r()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the holder was killed: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	r()
 }
 
 func TestRelayArgv(t *testing.T) {
