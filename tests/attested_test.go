@@ -200,6 +200,7 @@ func TestAttestedRefusals(t *testing.T) {
 	}{
 		{"wrong measurement", attestedCase{measurement: &wrong, timeout: "20s"}, event.StatusBrokerRefused, "attest", "attest", "measurement"},
 		{"debug report", attestedCase{policy: debugPolicy, timeout: "20s"}, event.StatusBrokerRefused, "attest", "attest", "debug"},
+		{"migration agent allowed", attestedCase{policy: 1<<16 | 1<<17 | 1<<18, timeout: "20s"}, event.StatusBrokerRefused, "attest", "attest", "migration_agent"},
 		{"registered host_data of another config", attestedCase{hostData: bytes.Repeat([]byte{9}, 32), timeout: "20s"}, event.StatusBrokerRefused, "attest", "attest", "host_data"},
 		{"HOST_DATA of another config at launch", attestedCase{launchData: bytes.Repeat([]byte{9}, 32), timeout: "20s"}, event.StatusAttestFailed, "attest", "launched for another config", ""},
 		{"wrong passphrase registered", attestedCase{passphrase: []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")}, event.StatusUnlockFailed, "unlock", "passphrase", ""},

@@ -27,6 +27,9 @@ go test -run '^$' -bench 'SNPVerify|ECDSAP384Verify' -benchtime 2s -cpu 1 -timeo
 section "broker store writes on bbolt: workload (fsync + rollback sequence fsync), session (batched); raw and guarded"
 go test -run '^$' -bench 'BoltWrites' -benchtime 2s -timeout 10m ./host/broker/store/
 
+section "broker /auth cost: pending sessions in memory (default) vs in the store (bbolt), db growth per call"
+go test -run '^$' -bench 'BenchmarkAuth' -benchtime 2000x -timeout 10m ./host/broker/
+
 if [ -f host/broker/loadtest/main.go ] || ls host/broker/*_test.go 2>/dev/null | xargs grep -l 'func BenchmarkLoad' >/dev/null 2>&1; then
   section "broker load test over loopback (simulated-SNP attestations)"
   if [ -x tests/postgres.sh ] && [ -z "${SEALROOT_TEST_POSTGRES:-}" ]; then

@@ -45,7 +45,13 @@ var (
 	ErrVMPL        = errors.New("vmpl not allowed")
 	ErrTCB         = errors.New("tcb below minimum")
 	ErrRTMR        = errors.New("rtmr mismatch")
+	// ErrMigrationAgent: the SNP guest policy allows a migration agent.
+	ErrMigrationAgent = errors.New("migration agent not allowed")
 )
+
+// SNPPolicyMigrateMA is SNP guest policy bit 18: the guest may be bound to
+// a migration agent, which can export its memory to another platform.
+const SNPPolicyMigrateMA = 1 << 18
 
 // NumRTMRs is the number of TDX runtime measurement registers (RTMR0-3).
 const NumRTMRs = 4
@@ -87,11 +93,16 @@ type Policy struct {
 	// Registers not named are not checked; claims without the register
 	// (any TEE but TDX) are refused.
 	RTMRs map[int][]byte
+	// AllowMigrationAgent accepts SNP guests whose policy allows a
+	// migration agent (bit 18). A migration agent can move the guest, and
+	// the secrets it holds, to a platform the relying party never saw, so
+	// it is refused unless the relying party opts in.
+	AllowMigrationAgent bool
 }
 
 // Validate returns nil when the claims satisfy the policy, or the first
-// refusal found, in this order: TEE, simulation, debug, VMPL, TCB,
-// measurement, RTMRs, report_data, host_data.
+// refusal found, in this order: TEE, simulation, debug, VMPL, migration
+// agent, TCB, measurement, RTMRs, report_data, host_data.
 func (p *Policy) Validate(c *attest.Claims) error {
 	if c == nil {
 		return fmt.Errorf("%w: no claims", ErrTEE)
@@ -107,6 +118,9 @@ func (p *Policy) Validate(c *attest.Claims) error {
 	}
 	if c.VMPL < 0 || c.VMPL > p.MaxVMPL {
 		return fmt.Errorf("%w: expected vmpl <= %d, found %d", ErrVMPL, p.MaxVMPL, c.VMPL)
+	}
+	if c.TEE == attest.TEESNP && c.Policy&SNPPolicyMigrateMA != 0 && !p.AllowMigrationAgent {
+		return fmt.Errorf("%w: the guest policy %#x allows a migration agent (bit 18)", ErrMigrationAgent, c.Policy)
 	}
 	if p.MinTCB != nil {
 		if err := checkTCB(*p.MinTCB, c.ReportedTCB); err != nil {

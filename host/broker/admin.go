@@ -46,6 +46,11 @@ type AdminWorkload struct {
 	// Damaged, in listings, says why a workload's record could not be
 	// read or authenticated; only WorkloadID is set then.
 	Damaged string `json:"damaged,omitempty"`
+	// MeasurementOnly marks a workload without host_data: its evidence
+	// identity is the launch measurement alone, which every guest booted
+	// with the same kernel, initrd, command line and size shares (every
+	// buildah registration is one).
+	MeasurementOnly bool `json:"measurement_only,omitempty"`
 }
 
 // AdminResource describes one stored resource.
@@ -132,7 +137,7 @@ func (s *Server) view(w *store.Workload) (AdminWorkload, error) {
 	}
 	return AdminWorkload{WorkloadID: w.ID, TEE: w.TEE, Policy: *doc, HasPassphrase: len(w.SealedPassphrase) > 0,
 		PassphraseResource: PassphrasePath(w.ID), TEEConfig: w.TEEConfig, Origin: w.Origin,
-		CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt}, nil
+		CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, MeasurementOnly: doc.HostData == ""}, nil
 }
 
 func (s *Server) handleAdminList(w http.ResponseWriter, r *http.Request, how string) {

@@ -171,7 +171,9 @@ func TestHealthMetrics(t *testing.T) {
 		`sealroot_broker_key_releases_total{dialect="krun"} 1`,
 		`sealroot_broker_http_requests_total{code="200",route="auth"} 2`,
 		`sealroot_broker_verify_seconds_count{tee="snp"} 2`,
-		`sealroot_broker_store_seconds_count{op="consume_challenge"} 2`,
+		// /auth writes nothing; each /attest inserts its spent session.
+		`sealroot_broker_store_seconds_count{op="create_session"} 2`,
+		`sealroot_broker_pending_sessions 0`,
 		`sealroot_broker_registrations_total{result="ok"} 1`,
 		`go_goroutines`,
 	} {

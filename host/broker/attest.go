@@ -84,7 +84,7 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	}
 	// The nonce is spent before anything else is looked at: a failed
 	// attestation can not be retried against the same challenge.
-	sess, err := s.store.ConsumeChallenge(ctx, id, s.cfg.Now())
+	sess, err := s.pending.consume(ctx, id, s.cfg.Now())
 	if err != nil {
 		s.describeSession(ctx, id, &rec)
 		fail(sessionRefusal(err))
@@ -137,10 +137,15 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 // describeSession fills an audit record from a session that could not be
 // used (expired or spent), so refusals still name the workload.
 func (s *Server) describeSession(ctx context.Context, id string, rec *auditRecord) {
-	// The zero time is before every expiry: this reads expired sessions too.
-	if sess, err := s.store.GetSession(ctx, id, time.Time{}); err == nil {
-		rec.Dialect, rec.TEE, rec.Workload = sess.Dialect, sess.TEE, sess.WorkloadID
+	sess, ok := s.pending.peek(id)
+	if !ok {
+		// The zero time is before every expiry: this reads expired sessions too.
+		var err error
+		if sess, err = s.store.GetSession(ctx, id, time.Time{}); err != nil {
+			return
+		}
 	}
+	rec.Dialect, rec.TEE, rec.Workload = sess.Dialect, sess.TEE, sess.WorkloadID
 }
 
 // refused writes the audit record of a refusal and answers.
@@ -218,6 +223,9 @@ func (s *Server) loadWorkload(ctx context.Context, id string) (*store.Workload, 
 		return nil, nil, refuse(http.StatusInternalServerError, kbs.ProblemInternal, "store", "internal error", err.Error())
 	}
 	doc, err := parsePolicy(w.Policy)
+	if err == nil {
+		doc, err = s.withBrokerMinimums(w.TEE, doc)
+	}
 	if err != nil {
 		return nil, nil, refuse(http.StatusInternalServerError, kbs.ProblemInternal, "policy", "internal error", err.Error())
 	}
@@ -236,6 +244,9 @@ func (s *Server) acceptingWorkloads(ctx context.Context, claims *attest.Claims) 
 	var why []string
 	for _, w := range all {
 		doc, err := parsePolicy(w.Policy)
+		if err == nil {
+			doc, err = s.withBrokerMinimums(w.TEE, doc)
+		}
 		if err != nil {
 			s.log.Warn("skipping workload with unreadable policy", "workload", w.ID, "err", err)
 			continue

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -48,10 +49,28 @@ func NewAdminClient(baseURL, token string, hc *http.Client) (*AdminClient, error
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("broker URL %q: want http://HOST:PORT or https://HOST:PORT", baseURL)
 	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("broker URL %q: plain http to a broker that is not on this host's loopback would send the admin "+
+			"credentials in the clear; use https:// (start the broker with --tls-cert and --tls-key)", baseURL)
+	}
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
-	return &AdminClient{base: u, token: token, hc: hc}, nil
+	// The admin API never redirects; following one could carry the token
+	// to another scheme or host.
+	own := *hc
+	own.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &AdminClient{base: u, token: token, hc: &own}, nil
+}
+
+// loopbackHost reports whether host names this machine's loopback: a
+// loopback IP address, or "localhost".
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c *AdminClient) do(ctx context.Context, method, path string, body io.Reader, contentType string, out any) error {

@@ -33,6 +33,9 @@ type WorkloadPolicy struct {
 	// covers only the TD firmware, and the kernel, initrd and command line
 	// are measured into RTMR1 and RTMR2. Other TEEs take none.
 	RTMRs map[int]string `json:"rtmrs,omitempty"`
+	// AllowMigrationAgent accepts SNP guests whose policy allows a
+	// migration agent (bit 18). Never set by unauthenticated registration.
+	AllowMigrationAgent bool `json:"allow_migration_agent,omitempty"`
 }
 
 // requiredRTMRs are the registers every tdx workload's policy must name.
@@ -179,6 +182,8 @@ func (p *WorkloadPolicy) compile(tee string, trustSimulated bool, reportData []b
 		AllowDebug:     p.AllowDebug,
 		MaxVMPL:        p.MaxVMPL,
 		AllowSimulated: trustSimulated && tee == attest.TEESim,
+
+		AllowMigrationAgent: p.AllowMigrationAgent,
 	}
 	for _, m := range p.Measurements {
 		b, err := hex.DecodeString(m)
@@ -248,6 +253,7 @@ func checkName(err error) string {
 		{policy.ErrTEE, "tee"}, {policy.ErrSimulated, "simulated"}, {policy.ErrMeasurement, "measurement"},
 		{policy.ErrReportData, "report_data"}, {policy.ErrHostData, "host_data"}, {policy.ErrDebug, "debug"},
 		{policy.ErrVMPL, "vmpl"}, {policy.ErrTCB, "tcb"}, {policy.ErrRTMR, "rtmr"},
+		{policy.ErrMigrationAgent, "migration_agent"},
 	} {
 		if errors.Is(err, c.err) {
 			return c.name

@@ -21,6 +21,7 @@ import (
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/cca"
 	"github.com/sealroot/sealroot/attest/certcache"
+	"github.com/sealroot/sealroot/attest/policy"
 	"github.com/sealroot/sealroot/attest/sim"
 	"github.com/sealroot/sealroot/attest/snp"
 	"github.com/sealroot/sealroot/attest/tdx"
@@ -34,6 +35,7 @@ const EnvKEK = "SEALROOT_BROKER_KEK"
 // Options are the settings of `sealroot broker`, one per flag.
 type Options struct {
 	Listen                string
+	AdminListen           string
 	State                 string
 	Store                 string
 	TrustSimRoot          string
@@ -47,11 +49,15 @@ type Options struct {
 	TokenKeyFile          string
 	CCACPAKFile           string
 	SessionTTL            time.Duration
+	PendingSessions       string
+	MaxPendingSessions    int
+	MaxPendingPerClient   int
 	VerifyTimeout         time.Duration
 	ShutdownTimeout       time.Duration
 	Offline               bool
 	RateLimit             float64
 	RateBurst             int
+	MinTCB                string
 	TrustedProxies        []string
 	AuditLog              string
 	LogLevel              string
@@ -62,11 +68,15 @@ type Options struct {
 	StoreTimeout time.Duration
 	// StorePasswordFile holds the PostgreSQL password.
 	StorePasswordFile string
+	// AdminReady, when set, is called with the admin listener's address
+	// once it is up (not a flag; tests and embedders).
+	AdminReady func(net.Addr) `json:"-"`
 }
 
 // RegisterFlags defines the broker's flags on fs (CLI.md names).
 func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8000", "address to serve on (host:port)")
+	fs.StringVar(&o.AdminListen, "admin-listen", "", "serve the admin API and /metrics on this address (host:port) only, not on --listen")
 	fs.StringVar(&o.State, "state", "", "state directory: database, key-encryption key, token key, certificate cache (required)")
 	fs.StringVar(&o.Store, "store", "bbolt", "store: bbolt (in --state) or a postgres:// URL shared by replicas")
 	fs.StringVar(&o.TrustSimRoot, "trust-sim-root", "", "also accept reports of the simulated secure processor in DIR (tests only; never in production)")
@@ -80,11 +90,15 @@ func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.TokenKeyFile, "token-key", "", "ES256 key signing Trustee attestation tokens, created on first start (default STATE/token-key.pem)")
 	fs.StringVar(&o.CCACPAKFile, "cca-cpak", "", "PEM file of Arm CCA platform keys to trust (enables tee cca)")
 	fs.DurationVar(&o.SessionTTL, "session-ttl", 5*time.Minute, "lifetime of an attestation session")
+	fs.StringVar(&o.PendingSessions, "pending-sessions", "auto", "where sessions wait between /auth and /attest: memory (nothing written), store (shared by replicas), or auto (store on PostgreSQL, else memory)")
+	fs.IntVar(&o.MaxPendingPerClient, "max-pending-per-client", 0, "sessions awaiting /attest one client address may have (default: a tenth of --max-pending-sessions)")
+	fs.IntVar(&o.MaxPendingSessions, "max-pending-sessions", DefaultMaxPendingSessions, "sessions awaiting /attest this broker holds (memory) or may have outstanding (store); /auth answers 503 past it")
 	fs.DurationVar(&o.VerifyTimeout, "verify-timeout", 30*time.Second, "time limit of one evidence verification (certificate fetches included)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight requests may finish")
 	fs.BoolVar(&o.Offline, "offline", false, "never fetch certificates or collateral (AMD KDS, Intel PCS): evidence or the cache must carry them")
-	fs.Float64Var(&o.RateLimit, "rate-limit", 0, "requests per second per client address (0: unlimited)")
-	fs.IntVar(&o.RateBurst, "rate-burst", 0, "burst size of --rate-limit (default: the rate, at least 1)")
+	fs.Float64Var(&o.RateLimit, "rate-limit", DefaultRateLimit, "requests per second per client address to the unauthenticated endpoints (0: unlimited)")
+	fs.IntVar(&o.RateBurst, "rate-burst", DefaultRateBurst, "burst size of --rate-limit")
+	fs.StringVar(&o.MinTCB, "min-tcb", "", "broker-wide lowest accepted TCB of snp workloads (bl=N,tee=N,snp=N,ucode=N); a workload's min_tcb may raise it, never lower it")
 	fs.StringSliceVar(&o.TrustedProxies, "trusted-proxy", nil, "CIDR of a reverse proxy whose X-Forwarded-For names the client (repeatable)")
 	fs.StringVar(&o.AuditLog, "audit-log", "", "append audit records to FILE instead of the log stream")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -156,6 +170,7 @@ func Run(ctx context.Context, o Options, logOut io.Writer, ready func(net.Addr))
 		return err
 	}
 	defer closeFn()
+	cfg.SeparateAdmin = o.AdminListen != ""
 	srv, err := New(cfg)
 	if err != nil {
 		return err
@@ -203,6 +218,11 @@ func Run(ctx context.Context, o Options, logOut io.Writer, ready func(net.Addr))
 	log.Info("broker listening", "addr", ln.Addr().String(), "scheme", scheme, "store", store.RedactDSN(storeName(o.Store)),
 		"registration", cfg.Registration, "admin_api", cfg.AdminToken != "" || cfg.AdminClientCerts, "offline", o.Offline,
 		"tees", verifierNames(cfg.Verifiers))
+	admin, err := startAdminListener(o, tlsConf, srv, hs, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if ready != nil {
 		ready(ln.Addr())
 	}
@@ -240,6 +260,9 @@ func Run(ctx context.Context, o Options, logOut io.Writer, ready func(net.Addr))
 		log.Warn("shutdown did not finish in time", "err", err)
 		hs.Close()
 	}
+	if admin != nil && admin.Shutdown(sctx) != nil {
+		admin.Close()
+	}
 	log.Info("stopped")
 	return nil
 }
@@ -264,7 +287,11 @@ func verifierNames(v map[string]attest.Verifier) []string {
 // buildConfig loads keys, opens the store and builds the verifiers.
 func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func(), error) {
 	cfg := Config{Logger: log, Audit: log, SessionTTL: o.SessionTTL, VerifyTimeout: o.VerifyTimeout,
-		Registration: o.Registration, RateLimit: o.RateLimit, RateBurst: o.RateBurst}
+		Registration: o.Registration, RateLimit: o.RateLimit, RateBurst: o.RateBurst, MaxPendingSessions: o.MaxPendingSessions,
+		MaxPendingPerClient: o.MaxPendingPerClient}
+	if o.PendingSessions != "auto" {
+		cfg.PendingSessions = o.PendingSessions
+	}
 	closers := []func(){}
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -300,6 +327,11 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 		cfg.RegistrationToken = cfg.AdminToken
 	}
 	cfg.AdminClientCerts = o.AdminClientCA != ""
+	if o.MinTCB != "" {
+		if cfg.MinTCB, err = policy.ParseTCB(o.MinTCB); err != nil {
+			return fail(fmt.Errorf("--min-tcb: %w", err))
+		}
+	}
 	for _, c := range o.TrustedProxies {
 		_, n, err := net.ParseCIDR(c)
 		if err != nil {

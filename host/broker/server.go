@@ -85,12 +85,24 @@ type Config struct {
 	// AdminClientCerts accepts callers presenting a client certificate the
 	// TLS listener verified (mTLS admin access).
 	AdminClientCerts bool
+	// SeparateAdmin takes the admin API and the metrics off ServeHTTP:
+	// AdminHandler serves them on a listener of their own (--admin-listen).
+	SeparateAdmin bool
 	// Registration is open, token or closed; RegistrationToken is the token
 	// for the token mode.
 	Registration      string
 	RegistrationToken string
 	// SessionTTL bounds a session from /auth (default 5 minutes).
 	SessionTTL time.Duration
+	// PendingSessions is where challenged sessions wait for /attest:
+	// PendingMemory (/auth writes nothing) or PendingShared (the store, for
+	// replicas without sticky routing); "" picks shared on PostgreSQL,
+	// memory otherwise. MaxPendingSessions caps them (default
+	// DefaultMaxPendingSessions), MaxPendingPerClient those of one client
+	// address (default a tenth of the cap). See pending.go.
+	PendingSessions     string
+	MaxPendingSessions  int
+	MaxPendingPerClient int
 	// VerifyTimeout bounds one evidence verification (default 30 s; an SNP
 	// verifier may fetch a VCEK from AMD).
 	VerifyTimeout time.Duration
@@ -104,6 +116,10 @@ type Config struct {
 	// Logger receives operational logs; Audit receives audit records.
 	Logger *slog.Logger
 	Audit  *slog.Logger
+	// MinTCB, when set, is the broker-wide lowest acceptable TCB of snp
+	// and sim workloads; a workload's own min_tcb can raise it, not lower
+	// it (defaults.go).
+	MinTCB *attest.TCB
 	// Registry receives the broker's metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// Now is the clock (tests); nil is time.Now.
@@ -118,8 +134,11 @@ type Server struct {
 	audit   *auditor
 	metrics *metrics
 	limiter *rateLimiter
+	pending *pendingSessions
 	tokens  *tokenSigner
 	mux     *http.ServeMux
+	// adminMux serves the admin API when it has a listener of its own.
+	adminMux *http.ServeMux
 }
 
 // New checks cfg and builds a Server.
@@ -140,6 +159,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 5 * time.Minute
+	}
+	switch cfg.PendingSessions {
+	case "":
+		cfg.PendingSessions = defaultPending(cfg.Store)
+	case PendingMemory, PendingShared:
+	default:
+		return nil, fmt.Errorf("broker: pending sessions %q: want memory or store", cfg.PendingSessions)
 	}
 	if cfg.VerifyTimeout <= 0 {
 		cfg.VerifyTimeout = 30 * time.Second
@@ -171,14 +197,31 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RateLimit > 0 {
 		s.limiter = newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now)
 	}
+	s.pending = newPendingSessions(s.store, cfg.PendingSessions == PendingShared, cfg.MaxPendingSessions, cfg.MaxPendingPerClient)
+	if err := cfg.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sealroot_broker_pending_sessions",
+		Help: "Sessions challenged at /auth and awaiting /attest, held or counted by this broker."},
+		func() float64 { return float64(s.pending.count()) })); err != nil {
+		return nil, err
+	}
 	s.routes()
 	return s, nil
 }
 
 func (s *Server) routes() {
 	mux := http.NewServeMux()
+	// With a listener of its own (listeners.go) the admin API, and the
+	// metrics, are on adminMux only: the guest-facing mux has no route to
+	// them, whatever the path's spelling.
+	adminMux := mux
+	if s.cfg.SeparateAdmin {
+		adminMux = http.NewServeMux()
+	}
 	handle := func(pattern, route string, h http.HandlerFunc) {
-		mux.Handle(pattern, s.instrument(route, h))
+		m := mux
+		if strings.Contains(pattern, " /admin/") {
+			m = adminMux
+		}
+		m.Handle(pattern, s.instrument(route, h))
 	}
 	handle("POST /kbs/v0/auth", "auth", s.handleAuth)
 	handle("POST /kbs/v0/attest", "attest", s.handleAttest)
@@ -202,8 +245,14 @@ func (s *Server) routes() {
 		io.WriteString(w, "ok\n")
 	})
 	handle("GET /readyz", "health", s.handleReady)
-	mux.Handle("GET /metrics", s.metrics.handler(s.cfg.Registry))
+	adminMux.Handle("GET /metrics", s.metrics.handler(s.cfg.Registry))
 	s.mux = mux
+	if s.cfg.SeparateAdmin {
+		adminMux.Handle("GET /healthz", mux)
+		adminMux.Handle("GET /readyz", mux)
+		adminMux.Handle("/", http.HandlerFunc(s.handleAdminNotFound))
+		s.adminMux = adminMux
+	}
 }
 
 // unlimitedPaths are never rate limited: monitoring must see an overloaded
@@ -212,16 +261,30 @@ var unlimitedPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metric
 
 // ServeHTTP serves the broker's API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.limiter != nil && !unlimitedPaths[r.URL.Path] {
+	if s.limited(w, r) {
+		return
+	}
+	s.serveNoting(s.mux, w, r)
+}
+
+// serveNoting serves r on h with a note that store calls fill in when the
+// store is out, so that the answer becomes 503 with Retry-After.
+func (s *Server) serveNoting(h http.Handler, w http.ResponseWriter, r *http.Request) {
+	ctx, outage := store.WithFaultNote(r.Context())
+	h.ServeHTTP(&outageWriter{ResponseWriter: w, outage: outage}, r.WithContext(ctx))
+}
+
+// limited answers 429 and returns true when r is over its client's rate.
+func (s *Server) limited(w http.ResponseWriter, r *http.Request) bool {
+	if s.limiter != nil && !unlimitedPaths[r.URL.Path] && !s.adminCaller(r) {
 		if !s.limiter.allow(s.clientIP(r)) {
 			s.metrics.rateLimited.Inc()
 			w.Header().Set("Retry-After", "1")
 			writeProblem(w, http.StatusTooManyRequests, kbs.ProblemRateLimited, "too many requests from this client")
-			return
+			return true
 		}
 	}
-	ctx, outage := store.WithFaultNote(r.Context())
-	s.mux.ServeHTTP(&outageWriter{ResponseWriter: w, outage: outage}, r.WithContext(ctx))
+	return false
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
@@ -244,6 +307,7 @@ func (s *Server) handleKBSNotFound(w http.ResponseWriter, r *http.Request) {
 // PurgeExpired deletes sessions whose time is over; Run calls it
 // periodically.
 func (s *Server) PurgeExpired(ctx context.Context) (int, error) {
+	s.pending.sweep(s.cfg.Now())
 	n, err := s.store.DeleteExpiredSessions(ctx, s.cfg.Now())
 	if s.limiter != nil {
 		s.limiter.sweep()

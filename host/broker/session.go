@@ -80,6 +80,12 @@ func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sess, err := s.newSession(r.Context(), dialect, req.TEE, workloadID, s.clientIP(r))
+	if errors.Is(err, errPendingFull) {
+		s.metrics.rateLimited.Inc()
+		w.Header().Set("Retry-After", "5")
+		fail(http.StatusServiceUnavailable, kbs.ProblemRateLimited, "too many sessions are awaiting attestation; retry later")
+		return
+	}
 	if err != nil {
 		s.log.Error("creating session", "err", err)
 		fail(http.StatusInternalServerError, kbs.ProblemInternal, "could not create a session")
@@ -115,7 +121,8 @@ func trusteeWorkloadID(raw json.RawMessage) (string, error) {
 	return *p.WorkloadID, nil
 }
 
-// newSession stores a fresh challenged session. In the krun dialect the
+// newSession admits a fresh challenged session (in memory, or in the store
+// for replicas: pending.go). In the krun dialect the
 // nonce is the session id (reference-kbs's behaviour, which libkrun relies
 // on); in the Trustee dialect it is 32 more random bytes in base64.
 func (s *Server) newSession(ctx context.Context, dialect, tee, workloadID, client string) (*store.Session, error) {
@@ -136,7 +143,7 @@ func (s *Server) newSession(ctx context.Context, dialect, tee, workloadID, clien
 		}
 		sess.Nonce = kbs.NewTrusteeNonce(n)
 	}
-	if err := s.store.CreateSession(ctx, sess); err != nil {
+	if err := s.pending.add(ctx, sess, now); err != nil {
 		return nil, err
 	}
 	return sess, nil

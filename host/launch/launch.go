@@ -77,9 +77,14 @@ type Options struct {
 
 // Forward is a guestfwd rule.
 type Forward struct {
-	GuestAddr    string // e.g. 10.0.2.100:8000
-	BrokerAddr   string // must be a loopback host:port
+	GuestAddr  string // e.g. 10.0.2.100:8000
+	BrokerAddr string // must be a loopback host:port: the broker's key listener, never --admin-listen
+	// RelayCommand is `sealroot relay`'s argv; the launcher appends
+	// --max-conns N --slot-dir DIR and the target address (relaycap.go).
 	RelayCommand []string
+	// MaxConns caps the guest's concurrent connections (0:
+	// DefaultRelayConns).
+	MaxConns int
 }
 
 // Result is the outcome of a launch.
@@ -214,7 +219,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer simLn.Close()
 	}
 
-	args := qemuArgs(&o, accel, res.Cmdline, hostLn.Addr().String(), addrOf(simLn))
+	slotDir := filepath.Join(dir, "relay-slots")
+	if err := os.Mkdir(slotDir, 0o700); err != nil {
+		return res, err
+	}
+	args := qemuArgs(&o, accel, res.Cmdline, hostLn.Addr().String(), addrOf(simLn), slotDir)
 	runCtx := ctx
 	var cancel context.CancelFunc = func() {}
 	if o.Timeout > 0 {
@@ -320,7 +329,7 @@ func addrOf(l net.Listener) string {
 // qemuOpt escapes a value for QEMU's option syntax (commas double).
 func qemuOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
-func qemuArgs(o *Options, accel, cmdline, hostSock, simSock string) []string {
+func qemuArgs(o *Options, accel, cmdline, hostSock, simSock, slotDir string) []string {
 	// The guest needs a seeded CRNG before it can make its attestation
 	// key: on a CPU without RDRAND, getrandom() waits about a second
 	// for jitter entropy. TCG emulates RDRAND (host randomness), and the
@@ -361,7 +370,7 @@ func qemuArgs(o *Options, accel, cmdline, hostSock, simSock string) []string {
 		)
 	}
 	if o.Forward != nil {
-		relay := append(append([]string{}, o.Forward.RelayCommand...), o.Forward.BrokerAddr)
+		relay := relayArgv(o.Forward, slotDir)
 		a = append(a, "-nic", "user,model=virtio-net-pci,restrict=on,guestfwd=tcp:"+
 			qemuOpt(o.Forward.GuestAddr)+"-cmd:"+qemuOpt(shellJoin(relay)))
 	} else {

@@ -65,6 +65,10 @@ type Broker struct {
 	Token string
 	stop  context.CancelFunc
 	done  chan error
+
+	// AdminURL is where the admin API is: URL, or the --admin-listen
+	// address when the args give one.
+	AdminURL string
 }
 
 // StartBroker runs the broker with the flags args (as `sealroot broker`
@@ -97,11 +101,19 @@ func StartBroker(t testing.TB, state, listen string, args ...string) *Broker {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{State: state, Log: &lockedBuffer{}, Token: token, stop: cancel, done: make(chan error, 1)}
 	ready := make(chan net.Addr, 1)
+	adminReady := make(chan net.Addr, 1)
+	if o.AdminListen != "" {
+		o.AdminReady = func(a net.Addr) { adminReady <- a }
+	}
 	go func() { b.done <- broker.Run(ctx, o, b.Log, func(a net.Addr) { ready <- a }) }()
 	select {
 	case a := <-ready:
 		b.Addr = a.String()
 		b.URL = "http://" + b.Addr
+		b.AdminURL = b.URL
+		if o.AdminListen != "" {
+			b.AdminURL = "http://" + (<-adminReady).String()
+		}
 	case err := <-b.done:
 		cancel()
 		t.Fatalf("broker did not start: %v\n%s", err, b.Log.String())
@@ -128,7 +140,7 @@ func (b *Broker) Stop() {
 // carry (config.HostData of its disk config).
 func (b *Broker) Register(t testing.TB, id, tee string, measurement [48]byte, hostData []byte, passphrase []byte) {
 	t.Helper()
-	c, err := broker.NewAdminClient(b.URL, b.Token, nil)
+	c, err := broker.NewAdminClient(b.AdminURL, b.Token, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

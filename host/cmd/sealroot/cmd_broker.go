@@ -28,7 +28,12 @@ With --store postgres://..., several replicas share one database; give them the 
 key-encryption key (--kek-file or $SEALROOT_BROKER_KEK) and token key (--token-key).
 
 Logs and audit records are JSON lines on stderr (audit records carry "audit":true). Metrics
-are at /metrics, liveness at /healthz, readiness at /readyz. SIGTERM stops gracefully.`,
+are at /metrics, liveness at /healthz, readiness at /readyz. SIGTERM stops gracefully.
+
+--admin-listen moves the admin API and /metrics to an address of their own, which guests never
+reach (the launcher relays only --listen). Unauthenticated callers are rate limited by default
+(--rate-limit); sessions awaiting /attest are held in memory, never written (--pending-sessions).
+--min-tcb sets a TCB floor under every snp workload's own minimum.`,
 		Example: `  sealroot broker --listen 127.0.0.1:8000 --state /var/lib/sealroot-broker \
       --admin-token-file /etc/sealroot/admin-token --registration token
   sealroot broker --listen 0.0.0.0:8443 --state /var/lib/sealroot-broker \
@@ -54,6 +59,9 @@ are at /metrics, liveness at /healthz, readiness at /readyz. SIGTERM stops grace
 			}
 			if o.Registration == broker.RegistrationToken && o.AdminTokenFile == "" && o.RegistrationTokenFile == "" {
 				return usageError("--registration token needs --registration-token-file or --admin-token-file")
+			}
+			if err := checkBrokerHardeningFlags(&o); err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()

@@ -56,7 +56,7 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
 	fl.StringVar(&f.dataDisk, "data-disk", "", "optional data disk, the guest's /dev/vdb")
 	fl.StringVar(&f.tee, "tee", "none", "TEE the host provides: none or sim")
 	fl.StringVar(&f.simDir, "sim-dir", "", "simulated secure processor keys (sealroot sim init)")
-	fl.StringVar(&f.broker, "broker", "", "broker URL on this host (loopback) that the guest's attestation_url is forwarded to")
+	fl.StringVar(&f.broker, "broker", "", "broker URL on this host (loopback) that the guest's attestation_url is forwarded to: the broker's --listen, never its --admin-listen")
 	fl.IntVar(&f.cpus, "cpus", 0, "vCPUs (default: the disk config's)")
 	fl.IntVar(&f.memory, "memory", 0, "memory in MiB (default: the disk config's)")
 	fl.StringVar(&f.appendArgs, "append", "", "extra kernel command line arguments")
@@ -67,20 +67,32 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
 	fl.BoolVar(&f.timeline, "timeline", false, "print the guest's boot timeline (per-phase durations) on stderr at the end")
 	rootCmd.AddCommand(c)
 
-	rootCmd.AddCommand(&cobra.Command{
-		Use:    "relay HOST:PORT",
+	var relayMax int
+	var relaySlots string
+	relayCmd := &cobra.Command{
+		Use:    "relay [--max-conns N --slot-dir DIR] HOST:PORT",
 		Short:  "Copy stdin/stdout to a loopback TCP address (used by QEMU guestfwd)",
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// QEMU wires this process's output into the guest's TCP
 			// stream: an error must close the stream, never be printed.
+			if relaySlots != "" {
+				release, err := launch.AcquireRelaySlot(relaySlots, relayMax)
+				if err != nil {
+					return withStatus(1, nil)
+				}
+				defer release()
+			}
 			if err := launch.Relay(args[0], os.Stdin, os.Stdout); err != nil {
 				return withStatus(1, nil)
 			}
 			return nil
 		},
-	})
+	}
+	relayCmd.Flags().IntVar(&relayMax, "max-conns", launch.DefaultRelayConns, "concurrent relays allowed per --slot-dir")
+	relayCmd.Flags().StringVar(&relaySlots, "slot-dir", "", "directory of the launch's relay slots (the cap is off without it)")
+	rootCmd.AddCommand(relayCmd)
 }
 
 func runLaunch(cmd *cobra.Command, f *launchFlags) error {

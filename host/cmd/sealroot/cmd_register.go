@@ -110,6 +110,10 @@ type policyFlagValues struct {
 	allowDebug   bool
 	maxVMPL      int
 	rtmrs        []string
+	allowMA      bool
+	// measurementOnly acknowledges a policy without --host-data (register
+	// only; see requireHostData).
+	measurementOnly bool
 }
 
 func (p *policyFlagValues) register(fs *pflag.FlagSet) {
@@ -118,7 +122,8 @@ func (p *policyFlagValues) register(fs *pflag.FlagSet) {
 	fs.StringVar(&p.minTCB, "min-tcb", "", "lowest accepted TCB: bl=N,tee=N,snp=N,ucode=N[,fmc=N] or a raw 64-bit hex TCB_VERSION")
 	fs.BoolVar(&p.allowDebug, "allow-debug", false, "accept guests whose policy allows debugging (never for production secrets)")
 	fs.IntVar(&p.maxVMPL, "max-vmpl", 0, "highest accepted SNP VMPL (0 to 3)")
-	fs.StringArrayVar(&p.rtmrs, "rtmr", nil, "required TDX runtime measurement register as N=HEX (repeatable; tdx needs 1 and 2)")
+	fs.StringArrayVar(&p.rtmrs, "rtmr", nil, "required TDX runtime measurement register as N=HEX (repeatable; tdx needs 1 and 2, may pin 0 and 3)")
+	fs.BoolVar(&p.allowMA, "allow-migration-agent", false, "accept SNP guests whose policy allows a migration agent (bit 18)")
 }
 
 // parseRTMRs reads --rtmr N=HEX values into the policy's map.
@@ -146,7 +151,8 @@ func parseRTMRs(specs []string) (map[int]string, error) {
 }
 
 func (p *policyFlagValues) policy(tee string) (broker.WorkloadPolicy, error) {
-	doc := broker.WorkloadPolicy{HostData: strings.ToLower(p.hostData), AllowDebug: p.allowDebug, MaxVMPL: p.maxVMPL}
+	doc := broker.WorkloadPolicy{HostData: strings.ToLower(p.hostData), AllowDebug: p.allowDebug, MaxVMPL: p.maxVMPL,
+		AllowMigrationAgent: p.allowMA}
 	if len(p.measurements) == 0 {
 		return doc, usageError("--measurement is required (the expected launch measurement as hex)")
 	}
@@ -212,7 +218,13 @@ line into RTMR2. Without them any kernel booted by that firmware would get the s
 Workloads that share a launch measurement (same kernel, initrd, command line, vCPUs and
 memory) are told apart by evidence only through --host-data: give each the SHA-256 of its
 disk's config JSON (the image's /krun-sev.json), which sealroot's launcher puts in SNP
-HOST_DATA. Without it a guest of one such workload can name another and get its secret.
+HOST_DATA. Without it a guest of one such workload can name another and get its secret, so
+register refuses to run without --host-data unless --measurement-only acknowledges that; such
+workloads are marked MEASUREMENT-ONLY by 'sealroot workloads list' and 'show'.
+
+SNP guests whose policy allows a migration agent (bit 18) are refused unless
+--allow-migration-agent is given. A tdx policy may also pin RTMR0 and RTMR3 (--rtmr 0=HEX,
+--rtmr 3=HEX).
 
 By default debug guests and VMPL above 0 are refused; --allow-debug and --max-vmpl loosen
 that and should stay off for real secrets. An existing workload id is refused unless
@@ -221,13 +233,14 @@ that and should stay off for real secrets. An existing workload id is refused un
 A krun-dialect guest fetches the passphrase from /kbs/v0/key/ID; a Trustee-dialect guest
 from /kbs/v0/resource/default/ID/passphrase.`,
 		Example: `  sealroot register --broker http://127.0.0.1:8000 --admin-token-file admin-token \
-      --workload-id myapp --tee snp --measurement "$(cat measurement.hex)" --passphrase-file pass.txt
+      --workload-id myapp --tee snp --measurement "$(cat measurement.hex)" --passphrase-file pass.txt \
+      --host-data "$(sha256sum < krun-sev.json | cut -d' ' -f1)"
   sealroot register --broker https://kbs.example:8443 --admin-token-file admin-token \
       --workload-id myapp --tee snp --measurement 6a65…e73e --min-tcb bl=3,tee=0,snp=8,ucode=115 \
       --host-data 00ff… --replace --json
   sealroot register --broker http://127.0.0.1:8000 --admin-token-file admin-token \
       --workload-id mytd --tee tdx --measurement "$(cat mrtd.hex)" \
-      --rtmr 1="$(cat rtmr1.hex)" --rtmr 2="$(cat rtmr2.hex)" --passphrase-file pass.txt`,
+      --rtmr 1="$(cat rtmr1.hex)" --rtmr 2="$(cat rtmr2.hex)" --passphrase-file pass.txt --measurement-only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if id == "" || tee == "" {
@@ -235,6 +248,9 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 			}
 			doc, err := pf.policy(tee)
 			if err != nil {
+				return err
+			}
+			if err := pf.requireHostData(); err != nil {
 				return err
 			}
 			reg := broker.AdminRegistration{WorkloadID: id, TEE: tee, Policy: doc, TEEConfig: teeConfig, Replace: replace}
@@ -267,6 +283,7 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 	fl.StringVar(&passFile, "passphrase-file", "", "file holding the LUKS passphrase (one trailing newline is ignored)")
 	fl.StringVar(&teeConfig, "tee-config", "", "buildah's tee_config JSON to keep with the workload (informational)")
 	fl.BoolVar(&replace, "replace", false, "overwrite an existing workload of this id")
+	fl.BoolVar(&pf.measurementOnly, "measurement-only", false, "register without --host-data, knowing that every guest with the same measurement can then attest as this workload")
 	rootCmd.AddCommand(c)
 
 	workloadsCmd := &cobra.Command{
@@ -298,10 +315,10 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 				return writeJSONOut(cmd.OutOrStdout(), list)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "WORKLOAD\tTEE\tPASSPHRASE\tMEASUREMENTS\tORIGIN\tUPDATED")
+			fmt.Fprintln(tw, "WORKLOAD\tTEE\tPASSPHRASE\tMEASUREMENTS\tIDENTITY\tORIGIN\tUPDATED")
 			for _, w := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", w.WorkloadID, w.TEE, yesNo(w.HasPassphrase),
-					shortList(w.Policy.Measurements), w.Origin, w.UpdatedAt.Format(time.RFC3339))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", w.WorkloadID, w.TEE, yesNo(w.HasPassphrase),
+					shortList(w.Policy.Measurements), identityOf(w), w.Origin, w.UpdatedAt.Format(time.RFC3339))
 			}
 			return tw.Flush()
 		},
@@ -467,6 +484,8 @@ func printWorkload(out io.Writer, w *broker.AdminWorkload, asJSON bool) error {
 	}
 	if w.Policy.HostData != "" {
 		fmt.Fprintf(out, "host data:     %s\n", w.Policy.HostData)
+	} else {
+		fmt.Fprintf(out, "identity:      %s\n", measurementOnlyNote)
 	}
 	if w.Policy.MinTCB != "" {
 		fmt.Fprintf(out, "minimum tcb:   %s\n", w.Policy.MinTCB)
@@ -478,6 +497,9 @@ func printWorkload(out io.Writer, w *broker.AdminWorkload, asJSON bool) error {
 	}
 	fmt.Fprintf(out, "debug allowed: %s\n", yesNo(w.Policy.AllowDebug))
 	fmt.Fprintf(out, "max vmpl:      %d\n", w.Policy.MaxVMPL)
+	if w.Policy.AllowMigrationAgent {
+		fmt.Fprintf(out, "migration agent allowed: yes\n")
+	}
 	fmt.Fprintf(out, "origin:        %s\n", w.Origin)
 	fmt.Fprintf(out, "created:       %s\n", w.CreatedAt.Format(time.RFC3339))
 	fmt.Fprintf(out, "updated:       %s\n", w.UpdatedAt.Format(time.RFC3339))

@@ -52,7 +52,7 @@ func TestRegisterAndWorkloadsCLI(t *testing.T) {
 	conn := []string{"--broker", url, "--admin-token-file", tok}
 
 	code, out, errOut := runCLI(t, append([]string{"register", "--workload-id", "cli-wl", "--tee", "snp",
-		"--measurement", m, "--passphrase-file", passFile, "--min-tcb", "bl=1,tee=0,snp=2,ucode=3", "--json"}, conn...)...)
+		"--measurement", m, "--passphrase-file", passFile, "--min-tcb", "bl=1,tee=0,snp=2,ucode=3", "--host-data", strings.Repeat("5a", 32), "--json"}, conn...)...)
 	if code != 0 {
 		t.Fatalf("register: %d %s", code, errOut)
 	}
@@ -64,7 +64,7 @@ func TestRegisterAndWorkloadsCLI(t *testing.T) {
 		t.Fatal("passphrase printed")
 	}
 	// Again: refused with exit 1 and a hint.
-	code, _, errOut = runCLI(t, append([]string{"register", "--workload-id", "cli-wl", "--tee", "snp", "--measurement", m}, conn...)...)
+	code, _, errOut = runCLI(t, append([]string{"register", "--workload-id", "cli-wl", "--tee", "snp", "--measurement", m, "--measurement-only"}, conn...)...)
 	if code != 1 || !strings.Contains(errOut, "--replace") {
 		t.Fatalf("duplicate register: %d %s", code, errOut)
 	}
@@ -152,7 +152,7 @@ func TestRegisterTDXNeedsRTMRs(t *testing.T) {
 	conn := []string{"--broker", url, "--admin-token-file", tok}
 	mrtd := strings.Repeat("ab", 48)
 	r1, r2 := strings.Repeat("01", 48), strings.Repeat("02", 48)
-	base := []string{"register", "--workload-id", "td", "--tee", "tdx", "--measurement", mrtd}
+	base := []string{"register", "--workload-id", "td", "--tee", "tdx", "--measurement", mrtd, "--measurement-only"}
 	for _, tc := range []struct {
 		extra []string
 		want  string
@@ -169,7 +169,7 @@ func TestRegisterTDXNeedsRTMRs(t *testing.T) {
 			t.Errorf("%v: exit %d %q, want 2 with %q", tc.extra, code, errOut, tc.want)
 		}
 	}
-	if code, _, errOut := runCLI(t, append([]string{"register", "--workload-id", "s", "--tee", "snp", "--measurement", mrtd, "--rtmr", "1=" + r1}, conn...)...); code != 2 || !strings.Contains(errOut, "tdx only") {
+	if code, _, errOut := runCLI(t, append([]string{"register", "--workload-id", "s", "--tee", "snp", "--measurement", mrtd, "--measurement-only", "--rtmr", "1=" + r1}, conn...)...); code != 2 || !strings.Contains(errOut, "tdx only") {
 		t.Errorf("--rtmr on snp: exit %d %q", code, errOut)
 	}
 

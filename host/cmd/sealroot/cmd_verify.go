@@ -169,6 +169,7 @@ type policyFlags struct {
 	allowDebug   bool
 	maxVMPL      int
 	minTCB       string
+	allowMA      bool
 }
 
 func (p policyFlags) policy(tee string) (*policy.Policy, error) {
@@ -177,6 +178,8 @@ func (p policyFlags) policy(tee string) (*policy.Policy, error) {
 		AllowDebug:     p.allowDebug,
 		MaxVMPL:        p.maxVMPL,
 		AllowSimulated: tee == attest.TEESim,
+
+		AllowMigrationAgent: p.allowMA,
 	}
 	for _, m := range p.measurements {
 		b, err := decodeHexFlag("--measurement", m)
@@ -233,7 +236,8 @@ by its certificate table), and --certs a certificate table, or PEM or DER certif
 or VLEK; an ARK or ASK given there is never trusted). A VCEK missing from both is taken from
 --cache-dir, else fetched from AMD KDS (never with --offline) and then kept in --cache-dir.
 
-The policy refuses debug guests, VMPL above --max-vmpl, a TCB below --min-tcb, and, when given,
+The policy refuses debug guests, SNP guests whose policy allows a migration agent (bit 18;
+--allow-migration-agent accepts them), VMPL above --max-vmpl, a TCB below --min-tcb, and, when given,
 a measurement other than every --measurement, other report_data or host_data. Hex values
 shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.`,
 		Example: `  sealroot verify --tee snp --evidence report.bin --certs vcek.der --offline
@@ -267,6 +271,7 @@ shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.
 	fl.StringVar(&p.hostData, "host-data", "", "expected host_data as hex (zero-padded)")
 	fl.BoolVar(&p.allowDebug, "allow-debug", false, "accept a guest whose policy allows debugging")
 	fl.IntVar(&p.maxVMPL, "max-vmpl", 0, "highest accepted SNP VMPL")
+	fl.BoolVar(&p.allowMA, "allow-migration-agent", false, "accept an SNP guest whose policy allows a migration agent (bit 18)")
 	fl.StringVar(&p.minTCB, "min-tcb", "", "lowest accepted TCB: bl=N,tee=N,snp=N,ucode=N[,fmc=N] or a raw 64-bit hex TCB_VERSION")
 	fl.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	rootCmd.AddCommand(c)

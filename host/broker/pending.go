@@ -1,0 +1,230 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sealroot/sealroot/host/broker/store"
+)
+
+// Where challenged sessions live between /auth and /attest
+// (docs/broker.md "Sessions and flooding").
+//
+// /auth is unauthenticated, so whatever it costs, anyone can make the
+// broker pay again and again. A challenged session is therefore never
+// written to disk by a broker on bbolt: it lives in memory, at most
+// MaxPendingSessions of them (and at most MaxPendingPerClient from one
+// client address), each until its TTL (plus a minute of grace,
+// so a late /attest still hears "expired" rather than "unknown"). Only
+// /attest, which spends the nonce, writes the session to the store (as
+// consumed, in one conditional insert: a second /attest on the same nonce
+// finds it there and is refused). A flood of /auth then costs memory
+// bounded by the cap, and no disk at all.
+//
+// Replicas on one PostgreSQL database must let a guest call /auth on one
+// and /attest on another, so there (PendingShared) /auth writes the
+// session to the shared store as before, and the cap bounds the rows each
+// replica may have outstanding: storage stays at most replicas × cap rows,
+// which the periodic purge removes after expiry. A deployment that routes
+// each client to one replica (sticky sessions) can keep sessions in memory
+// on PostgreSQL too (--pending-sessions memory).
+
+// Pending-session modes (Config.PendingSessions, --pending-sessions).
+const (
+	PendingMemory = "memory"
+	PendingShared = "store"
+)
+
+// defaultPending is the mode for st: shared on PostgreSQL (replicas),
+// memory on bbolt (one process owns the file).
+func defaultPending(st store.Store) string {
+	if _, ok := st.(*store.Postgres); ok {
+		return PendingShared
+	}
+	return PendingMemory
+}
+
+// DefaultMaxPendingSessions bounds the challenged sessions a broker holds.
+const DefaultMaxPendingSessions = 10000
+
+// pendingGrace is how long an expired session is still known, to answer
+// "expired" rather than "unknown".
+const pendingGrace = time.Minute
+
+// errPendingFull is /auth refused because the cap is reached.
+var errPendingFull = errors.New("too many sessions awaiting attestation")
+
+type pendingEntry struct {
+	id      string
+	expires time.Time
+}
+
+// pendingSessions holds (memory mode) or counts (shared mode) the
+// challenged sessions of this broker.
+type pendingSessions struct {
+	shared    bool
+	max       int
+	perClient int
+	st        store.Store
+
+	mu       sync.Mutex
+	live     map[string]*store.Session // memory mode: the session; shared: a stub with the expiry and client
+	queue    []pendingEntry            // in creation (and so expiry) order
+	byClient map[string]int            // live sessions per client address
+}
+
+// newPendingSessions holds at most max sessions, at most perClient of
+// them from one client address (0: a tenth of max), so that one flooding
+// client cannot lock every other client out.
+func newPendingSessions(st store.Store, shared bool, limit, perClient int) *pendingSessions {
+	if limit <= 0 {
+		limit = DefaultMaxPendingSessions
+	}
+	if perClient <= 0 {
+		perClient = max(1, limit/10)
+	}
+	return &pendingSessions{shared: shared, max: limit, perClient: perClient, st: st,
+		live: map[string]*store.Session{}, byClient: map[string]int{}}
+}
+
+// drop removes a live entry. Called with mu held.
+func (p *pendingSessions) drop(id string) {
+	s, ok := p.live[id]
+	if !ok {
+		return
+	}
+	delete(p.live, id)
+	if p.byClient[s.Client]--; p.byClient[s.Client] <= 0 {
+		delete(p.byClient, s.Client)
+	}
+}
+
+// forget drops entries whose grace is over. Sessions share one TTL, so the
+// queue is in expiry order. Called with mu held.
+func (p *pendingSessions) forget(now time.Time) {
+	i := 0
+	for ; i < len(p.queue); i++ {
+		e := p.queue[i]
+		if now.Before(e.expires.Add(pendingGrace)) {
+			break
+		}
+		if s, ok := p.live[e.id]; ok && s.ExpiresAt.Equal(e.expires) {
+			p.drop(e.id)
+		}
+	}
+	p.queue = p.queue[i:]
+	// Consumed entries leave the map at once but their queue slot only
+	// here; rebuild the queue when it is mostly such leftovers.
+	if len(p.queue) > 2*p.max {
+		q := make([]pendingEntry, 0, len(p.live))
+		for _, e := range p.queue {
+			if s, ok := p.live[e.id]; ok && s.ExpiresAt.Equal(e.expires) {
+				q = append(q, e)
+			}
+		}
+		p.queue = q
+	}
+}
+
+// add admits a new challenged session, or refuses with errPendingFull.
+func (p *pendingSessions) add(ctx context.Context, sess *store.Session, now time.Time) error {
+	p.mu.Lock()
+	p.forget(now)
+	if len(p.live) >= p.max || p.byClient[sess.Client] >= p.perClient {
+		p.mu.Unlock()
+		return errPendingFull
+	}
+	entry := sess
+	if p.shared {
+		entry = &store.Session{ExpiresAt: sess.ExpiresAt, Client: sess.Client}
+	}
+	p.live[sess.ID] = entry
+	p.byClient[sess.Client]++
+	p.queue = append(p.queue, pendingEntry{id: sess.ID, expires: sess.ExpiresAt})
+	p.mu.Unlock()
+	if !p.shared {
+		return nil
+	}
+	if err := p.st.CreateSession(ctx, sess); err != nil {
+		p.mu.Lock()
+		p.drop(sess.ID)
+		p.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// take removes a live session from memory and returns it (memory mode);
+// an expired one stays until its grace is over, so that every later try
+// hears "expired" too.
+func (p *pendingSessions) take(id string, now time.Time) (sess *store.Session, held bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.live[id]
+	if !ok {
+		return nil, false, nil
+	}
+	if !now.Before(s.ExpiresAt) {
+		return nil, !p.shared, fmt.Errorf("session: %w", store.ErrExpired)
+	}
+	p.drop(id)
+	return s, !p.shared, nil
+}
+
+// peek returns a copy of a session held in memory, expired or not.
+func (p *pendingSessions) peek(id string) (*store.Session, bool) {
+	if p.shared {
+		return nil, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.live[id]
+	if !ok {
+		return nil, false
+	}
+	c := *s
+	return &c, true
+}
+
+// consume spends a session's nonce, as store.ConsumeChallenge does: it
+// returns the session now consumed, or ErrNonceUsed, ErrExpired,
+// ErrNotFound. A session held in memory is written to the store here, as
+// consumed; the insert fails if the id is already there, so a nonce is
+// spent once even if this broker restarted in between.
+func (p *pendingSessions) consume(ctx context.Context, id string, now time.Time) (*store.Session, error) {
+	sess, held, err := p.take(id, now)
+	if err != nil && held {
+		return nil, err
+	}
+	if !held {
+		// Shared mode, or a session this process does not hold: the
+		// store decides (consumed, unknown, or challenged by a replica).
+		return p.st.ConsumeChallenge(ctx, id, now)
+	}
+	spent := *sess
+	spent.State = store.SessionConsumed
+	if err := p.st.CreateSession(ctx, &spent); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return nil, fmt.Errorf("session: %w", store.ErrNonceUsed)
+		}
+		return nil, err
+	}
+	return &spent, nil
+}
+
+// sweep forgets sessions past their grace (PurgeExpired calls it).
+func (p *pendingSessions) sweep(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.forget(now)
+}
+
+// count is the number of sessions held or counted.
+func (p *pendingSessions) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.live)
+}
