@@ -44,6 +44,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,8 +68,21 @@ func main() {
 	verifyN := flag.Int("verify", 2000, "reports for the raw verify rate")
 	open := flag.String("open", "25,50,75", "open-loop arrival rates in percent of the measured closed-loop capacity; empty skips the open loop")
 	openD := flag.Duration("open-duration", 3*time.Second, "arrival time per open-loop rate")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest: -cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*levels, *duration, *pg, *verifyN, *open, *openD); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
