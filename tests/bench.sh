@@ -30,7 +30,7 @@ printf '%s\n' "$snpout" | awk '
   END { if (v && r) printf "SNP verifications/s %.0f | raw ECDSA P-384 verifications/s %.0f | ratio %.2f (same run, one core)\n", v, r, v / r }'
 
 if [ -f host/broker/loadtest/main.go ] || ls host/broker/*_test.go 2>/dev/null | xargs grep -l 'func BenchmarkLoad' >/dev/null 2>&1; then
-  section "broker load test over loopback (simulated-SNP attestations)"
+  section "broker load test over loopback (simulated-SNP attestations): closed loop, then open loop at 25/50/75 % of capacity"
   if [ -x tests/postgres.sh ] && [ -z "${SEALROOT_TEST_POSTGRES:-}" ]; then
     SEALROOT_TEST_POSTGRES=$(bash tests/postgres.sh start); export SEALROOT_TEST_POSTGRES
     trap 'bash tests/postgres.sh stop >/dev/null 2>&1 || true' EXIT
