@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-sev-guest/verify/testdata"
+	tdxtestdata "github.com/google/go-tdx-guest/testing/testdata"
 
 	"github.com/sealroot/sealroot/attest/snp"
 )
@@ -143,4 +145,21 @@ func readGenoaEvidenceF(f *testing.F) []byte {
 		f.Fatal(err)
 	}
 	return b
+}
+
+// TestVerifyTrusteeTDXWrapped: Trustee's TDX evidence inside the whole
+// tee-evidence object verifies like the bare primary_evidence, detected
+// or with --format trustee; the quote read as raw fails on its format.
+func TestVerifyTrusteeTDXWrapped(t *testing.T) {
+	primary, _ := json.Marshal(map[string]any{"quote": base64.StdEncoding.EncodeToString(tdxtestdata.RawQuote), "cc_eventlog": nil})
+	wrapped := writeTemp(t, "tee-evidence.json", []byte(`{"primary_evidence":`+string(primary)+`,"additional_evidence":""}`))
+	for _, extra := range [][]string{nil, {"--format", "trustee"}} {
+		args := append([]string{"verify", "--tee", "tdx", "--evidence", wrapped, "--offline", "--at=2024-06-01T00:00:00Z"}, extra...)
+		if code, out, errOut := runCLI(t, args...); code != 0 || !strings.Contains(out, cliRealMRTD) {
+			t.Fatalf("%v: exit %d\n%s\n%s", extra, code, out, errOut)
+		}
+	}
+	if code, _, errOut := runCLI(t, "verify", "--tee", "tdx", "--evidence", wrapped, "--format", "raw", "--offline"); code != 1 || errOut == "" {
+		t.Fatalf("json read as a raw quote: exit %d %s", code, errOut)
+	}
 }
