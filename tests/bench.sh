@@ -25,7 +25,7 @@ section "SNP verification rate (warm certificate cache) vs raw ECDSA P-384 verif
 snpout=$(go test -run '^$' -bench 'SNPVerify|ECDSAP384Verify' -benchtime 2s -cpu 1 -timeout 10m ./attest/snp/)
 printf '%s\n' "$snpout"
 printf '%s\n' "$snpout" | awk '
-  /^BenchmarkSNPVerify/      { for (i = 1; i < NF; i++) if ($(i+1) == "verifications/s") v = $i }
+  /^BenchmarkSNPVerify[ \t]/ { for (i = 1; i < NF; i++) if ($(i+1) == "verifications/s") v = $i }
   /^BenchmarkECDSAP384Verify/ { for (i = 1; i < NF; i++) if ($(i+1) == "verifications/s") r = $i }
   END { if (v && r) printf "SNP verifications/s %.0f | raw ECDSA P-384 verifications/s %.0f | ratio %.2f (same run, one core)\n", v, r, v / r }'
 
