@@ -3,6 +3,7 @@ module github.com/sealroot/sealroot
 go 1.26.0
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/anatol/devmapper.go v0.0.0-20230829043248-59ac2b9706ba
 	github.com/containers/luksy v0.0.0-20251208191447-ca096313c38f
 	github.com/go-jose/go-jose/v4 v4.1.9

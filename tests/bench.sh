@@ -22,7 +22,12 @@ section "image build throughput for a 1 GiB rootfs (mkfs + LUKS2 encryption + fo
 go test -run '^$' -bench 'Build1GiB' -benchtime 1x -timeout 20m ./host/image/
 
 section "SNP verification rate (warm certificate cache) vs raw ECDSA P-384 verify, one core"
-go test -run '^$' -bench 'SNPVerify|ECDSAP384Verify' -benchtime 2s -cpu 1 -timeout 10m ./attest/snp/
+snpout=$(go test -run '^$' -bench 'SNPVerify|ECDSAP384Verify' -benchtime 2s -cpu 1 -timeout 10m ./attest/snp/)
+printf '%s\n' "$snpout"
+printf '%s\n' "$snpout" | awk '
+  /^BenchmarkSNPVerify[ \t]/ { for (i = 1; i < NF; i++) if ($(i+1) == "verifications/s") v = $i }
+  /^BenchmarkECDSAP384Verify/ { for (i = 1; i < NF; i++) if ($(i+1) == "verifications/s") r = $i }
+  END { if (v && r) printf "SNP verifications/s %.0f | raw ECDSA P-384 verifications/s %.0f | ratio %.2f (same run, one core)\n", v, r, v / r }'
 
 section "broker store writes on bbolt: workload (fsync + rollback sequence fsync), session (batched); raw and guarded"
 go test -run '^$' -bench 'BoltWrites' -benchtime 2s -timeout 10m ./host/broker/store/
@@ -31,7 +36,7 @@ section "broker /auth cost: pending sessions in memory (default) vs in the store
 go test -run '^$' -bench 'BenchmarkAuth' -benchtime 2000x -timeout 10m ./host/broker/
 
 if [ -f host/broker/loadtest/main.go ] || ls host/broker/*_test.go 2>/dev/null | xargs grep -l 'func BenchmarkLoad' >/dev/null 2>&1; then
-  section "broker load test over loopback (simulated-SNP attestations)"
+  section "broker load test over loopback (simulated-SNP attestations): closed loop, then open loop at 25/50/75 % of capacity"
   if [ -x tests/postgres.sh ] && [ -z "${SEALROOT_TEST_POSTGRES:-}" ]; then
     SEALROOT_TEST_POSTGRES=$(bash tests/postgres.sh start); export SEALROOT_TEST_POSTGRES
     trap 'bash tests/postgres.sh stop >/dev/null 2>&1 || true' EXIT

@@ -11,7 +11,7 @@
 //     text and those two base64 texts; the secret comes back as the hex of an
 //     RSA PKCS#1 v1.5 ciphertext inside a JSON string.
 //   - trustee: Confidential Containers' KBS protocol 0.4.0. The guest sends a
-//     JWK (EC P-256 for ECDH-ES+A256KW, or RSA for RSA-OAEP-256); report_data
+//     JWK (EC P-256 or P-521 for ECDH-ES+A256KW, or RSA for RSA-OAEP-256); report_data
 //     is SHA-384 of the RFC 8785 canonical JSON of the runtime data; secrets
 //     come back as flattened JWE JSON with A256GCM content encryption.
 //

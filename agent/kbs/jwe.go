@@ -62,7 +62,9 @@ func EncryptJWE(to JWK, plaintext []byte) (*JWE, error) {
 	switch k := pub.(type) {
 	case *ecdh.PublicKey:
 		alg = AlgECDHESA256KW
-		eph, err := ecdh.P256().GenerateKey(rand.Reader)
+		// The ephemeral key is on the guest key's curve (P-256 or
+		// P-521); its epk names that curve.
+		eph, err := k.Curve().GenerateKey(rand.Reader)
 		if err != nil {
 			return nil, fmt.Errorf("jwe: generating ephemeral key: %w", err)
 		}
@@ -177,7 +179,7 @@ type jweHeader struct {
 }
 
 // Decrypt opens the JWE with the guest's private key: *ecdh.PrivateKey or
-// *ecdsa.PrivateKey (P-256) for ECDH-ES+A256KW, *rsa.PrivateKey for
+// *ecdsa.PrivateKey (P-256 or P-521) for ECDH-ES+A256KW, *rsa.PrivateKey for
 // RSA-OAEP-256. The header's alg must match the key's kind and enc must be
 // A256GCM. The AAD is the protected member exactly as received.
 func (j *JWE) Decrypt(priv crypto.PrivateKey) ([]byte, error) {
@@ -231,8 +233,8 @@ func (j *JWE) Decrypt(priv crypto.PrivateKey) ([]byte, error) {
 			return nil, fmt.Errorf("jwe: epk: %w", err)
 		}
 		ep, ok := epk.(*ecdh.PublicKey)
-		if !ok || k.Curve() != ecdh.P256() {
-			return nil, errors.New("jwe: epk and key are not both P-256")
+		if !ok || ep.Curve() != k.Curve() {
+			return nil, errors.New("jwe: epk is not on the key's curve")
 		}
 		kek, err := ecdhKEK(k, ep)
 		if err != nil {

@@ -29,12 +29,21 @@ func guestKeys(t *testing.T) map[string]struct {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// P-521: the attestation agent's tee_key_algorithm ECDH-ES+A256KW-P521.
+	ec521, err := ecdh.P521().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecd521, err := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := testRSAKey(t)
 	out := map[string]struct {
 		priv crypto.PrivateKey
 		jwk  JWK
 	}{}
-	for name, priv := range map[string]crypto.PrivateKey{"ecdh": ec, "ecdsa": ecd, "rsa": r} {
+	for name, priv := range map[string]crypto.PrivateKey{"ecdh": ec, "ecdsa": ecd, "ecdh-p521": ec521, "ecdsa-p521": ecd521, "rsa": r} {
 		j, err := NewJWK(priv.(interface{ Public() crypto.PublicKey }).Public())
 		if err != nil {
 			t.Fatal(err)
@@ -79,7 +88,11 @@ func TestJWERoundTrip(t *testing.T) {
 			}
 			joseKey := k.priv
 			if e, ok := k.priv.(*ecdh.PrivateKey); ok { // go-jose wants ecdsa
-				if joseKey, err = ecdsa.ParseRawPrivateKey(elliptic.P256(), e.Bytes()); err != nil {
+				curve := elliptic.P256()
+				if e.Curve() == ecdh.P521() {
+					curve = elliptic.P521()
+				}
+				if joseKey, err = ecdsa.ParseRawPrivateKey(curve, e.Bytes()); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -101,6 +114,17 @@ func TestJWEProtectedHeaderOrder(t *testing.T) {
 	re := regexp.MustCompile(`^\{"alg":"ECDH-ES\+A256KW","enc":"A256GCM","epk":\{"crv":"P-256","kty":"EC","x":"[A-Za-z0-9_-]{43}","y":"[A-Za-z0-9_-]{43}"\}\}$`)
 	if !re.Match(hdr) {
 		t.Fatalf("EC protected header %s", hdr)
+	}
+	// A P-521 guest key gets a P-521 epk (66-byte coordinates), as
+	// Trustee's KBS sends it.
+	ec521JWE, err := EncryptJWE(keys["ecdh-p521"].jwk, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr, _ = b64url.DecodeString(ec521JWE.Protected)
+	re = regexp.MustCompile(`^\{"alg":"ECDH-ES\+A256KW","enc":"A256GCM","epk":\{"crv":"P-521","kty":"EC","x":"[A-Za-z0-9_-]{88}","y":"[A-Za-z0-9_-]{88}"\}\}$`)
+	if !re.Match(hdr) {
+		t.Fatalf("P-521 protected header %s", hdr)
 	}
 	rsaJWE, err := EncryptJWE(keys["rsa"].jwk, []byte("x"))
 	if err != nil {
@@ -162,7 +186,7 @@ func TestJWEDecryptsGoJose(t *testing.T) {
 		enc, err := jose.NewEncrypter(jose.A256GCM, jose.Recipient{Algorithm: alg,
 			Key: k.priv.(interface{ Public() crypto.PublicKey }).Public()}, nil)
 		if err != nil {
-			if name == "ecdh" { // go-jose wants *ecdsa.PublicKey
+			if strings.HasPrefix(name, "ecdh") { // go-jose wants *ecdsa.PublicKey
 				continue
 			}
 			t.Fatalf("%s: %v", name, err)

@@ -19,10 +19,31 @@ const (
 	KtyEC           = "EC"
 	KtyRSA          = "RSA"
 	CrvP256         = "P-256"
+	CrvP521         = "P-521"
 )
 
+// ecCurves are the curves a guest's ECDH-ES+A256KW key may be on, as
+// Trustee's KBS accepts them, with their coordinate size in bytes.
+var ecCurves = map[string]struct {
+	curve ecdh.Curve
+	size  int
+}{
+	CrvP256: {ecdh.P256(), 32},
+	CrvP521: {ecdh.P521(), 66},
+}
+
+// curveName returns the JWK name of an ECDH curve, or "".
+func curveName(c ecdh.Curve) string {
+	for name, e := range ecCurves {
+		if e.curve == c {
+			return name
+		}
+	}
+	return ""
+}
+
 // JWK is a public JSON Web Key as the Trustee dialect carries it:
-// {"kty":"EC","crv":"P-256","alg":"ECDH-ES+A256KW","x","y"} or
+// {"kty":"EC","crv":"P-256"|"P-521","alg":"ECDH-ES+A256KW","x","y"} or
 // {"kty":"RSA","alg":"RSA-OAEP-256","n","e"}, base64url without padding.
 type JWK struct {
 	Kty string `json:"kty"`
@@ -36,7 +57,7 @@ type JWK struct {
 
 var b64url = base64.RawURLEncoding
 
-// NewJWK describes pub: an EC P-256 key (*ecdh.PublicKey or
+// NewJWK describes pub: an EC P-256 or P-521 key (*ecdh.PublicKey or
 // *ecdsa.PublicKey) for ECDH-ES+A256KW, or an *rsa.PublicKey for
 // RSA-OAEP-256.
 func NewJWK(pub crypto.PublicKey) (JWK, error) {
@@ -48,12 +69,14 @@ func NewJWK(pub crypto.PublicKey) (JWK, error) {
 		}
 		return NewJWK(e)
 	case *ecdh.PublicKey:
-		if k.Curve() != ecdh.P256() {
-			return JWK{}, errors.New("jwk: only P-256 EC keys are supported")
+		name := curveName(k.Curve())
+		if name == "" {
+			return JWK{}, errors.New("jwk: only P-256 and P-521 EC keys are supported")
 		}
+		n := ecCurves[name].size
 		raw := k.Bytes() // 0x04 || X || Y
-		return JWK{Kty: KtyEC, Crv: CrvP256, Alg: AlgECDHESA256KW,
-			X: b64url.EncodeToString(raw[1:33]), Y: b64url.EncodeToString(raw[33:65])}, nil
+		return JWK{Kty: KtyEC, Crv: name, Alg: AlgECDHESA256KW,
+			X: b64url.EncodeToString(raw[1 : 1+n]), Y: b64url.EncodeToString(raw[1+n : 1+2*n])}, nil
 	case *rsa.PublicKey:
 		if _, err := rsaKey(k.N.Bytes(), big.NewInt(int64(k.E)).Bytes()); err != nil {
 			return JWK{}, fmt.Errorf("jwk: %w", err)
@@ -64,29 +87,30 @@ func NewJWK(pub crypto.PublicKey) (JWK, error) {
 	return JWK{}, fmt.Errorf("jwk: unsupported key type %T", pub)
 }
 
-// PublicKey decodes and checks the key. It returns *ecdh.PublicKey (P-256,
-// alg ECDH-ES+A256KW) or *rsa.PublicKey (2048 to 8192 bits, alg
+// PublicKey decodes and checks the key. It returns *ecdh.PublicKey (P-256
+// or P-521, alg ECDH-ES+A256KW) or *rsa.PublicKey (2048 to 8192 bits, alg
 // RSA-OAEP-256). An absent alg takes the kty's default.
 func (j JWK) PublicKey() (crypto.PublicKey, error) {
 	switch j.Kty {
 	case KtyEC:
-		if j.Crv != CrvP256 {
-			return nil, fmt.Errorf("jwk: curve %q is not P-256", truncate(j.Crv))
+		c, ok := ecCurves[j.Crv]
+		if !ok {
+			return nil, fmt.Errorf("jwk: curve %q is not P-256 or P-521", truncate(j.Crv))
 		}
 		if j.Alg != "" && j.Alg != AlgECDHESA256KW {
 			return nil, fmt.Errorf("jwk: alg %q is not %s", truncate(j.Alg), AlgECDHESA256KW)
 		}
 		x, err := b64url.DecodeString(j.X)
-		if err != nil || len(x) != 32 {
-			return nil, errors.New("jwk: x is not 32 bytes of base64url")
+		if err != nil || len(x) != c.size {
+			return nil, fmt.Errorf("jwk: x is not %d bytes of base64url (%s)", c.size, j.Crv)
 		}
 		y, err := b64url.DecodeString(j.Y)
-		if err != nil || len(y) != 32 {
-			return nil, errors.New("jwk: y is not 32 bytes of base64url")
+		if err != nil || len(y) != c.size {
+			return nil, fmt.Errorf("jwk: y is not %d bytes of base64url (%s)", c.size, j.Crv)
 		}
-		pub, err := ecdh.P256().NewPublicKey(append(append([]byte{4}, x...), y...))
+		pub, err := c.curve.NewPublicKey(append(append([]byte{4}, x...), y...))
 		if err != nil {
-			return nil, errors.New("jwk: point is not on P-256")
+			return nil, fmt.Errorf("jwk: point is not on %s", j.Crv)
 		}
 		return pub, nil
 	case KtyRSA:

@@ -347,13 +347,14 @@ func TestJWKRoundTrip(t *testing.T) {
 	}
 	good, _ := NewJWK(x.PublicKey())
 	for name, j := range map[string]JWK{
-		"kty":       {Kty: "OKP"},
-		"curve":     {Kty: "EC", Crv: "P-384", X: good.X, Y: good.Y},
-		"alg":       {Kty: "EC", Crv: "P-256", Alg: "ECDH-ES", X: good.X, Y: good.Y},
-		"short x":   {Kty: "EC", Crv: "P-256", X: "AQ", Y: good.Y},
-		"off curve": {Kty: "EC", Crv: "P-256", X: good.X, Y: good.X},
-		"padded":    {Kty: "EC", Crv: "P-256", X: good.X + "=", Y: good.Y},
-		"rsa alg":   {Kty: "RSA", Alg: "RSA1_5", N: "AQAB", E: "AQAB"},
+		"kty":                        {Kty: "OKP"},
+		"curve":                      {Kty: "EC", Crv: "P-384", X: good.X, Y: good.Y},
+		"alg":                        {Kty: "EC", Crv: "P-256", Alg: "ECDH-ES", X: good.X, Y: good.Y},
+		"short x":                    {Kty: "EC", Crv: "P-256", X: "AQ", Y: good.Y},
+		"P-256 coordinates as P-521": {Kty: "EC", Crv: "P-521", X: good.X, Y: good.Y},
+		"off curve":                  {Kty: "EC", Crv: "P-256", X: good.X, Y: good.X},
+		"padded":                     {Kty: "EC", Crv: "P-256", X: good.X + "=", Y: good.Y},
+		"rsa alg":                    {Kty: "RSA", Alg: "RSA1_5", N: "AQAB", E: "AQAB"},
 	} {
 		if _, err := j.PublicKey(); err == nil {
 			t.Errorf("%s: accepted", name)

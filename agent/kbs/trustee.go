@@ -15,7 +15,8 @@ import (
 // are kebab-case, the keys inside tee-evidence snake_case. There is no tee
 // key: the TEE is the session's.
 type Attestation struct {
-	// InitData is passed through; sealroot sends null.
+	// InitData is null or {"format":"toml","body":…} (ParseInitData);
+	// sealroot's agent sends null.
 	InitData    json.RawMessage `json:"init-data"`
 	RuntimeData RuntimeData     `json:"runtime-data"`
 	TEEEvidence TEEEvidence     `json:"tee-evidence"`

@@ -32,7 +32,7 @@ var kdsArc = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1}
 // of either structure version. go-sev-guest v0.15.0 reads only version 0
 // (it refuses Turin's fmcSPL extension), so the verifier uses this for the
 // TCB and chip binding on every product line. Extensions outside AMD's arc
-// are ignored here (go-sev-guest's profile check rejects them for Milan and
+// are ignored here (checkProfile, keycache.go, rejects them on Milan and
 // Genoa); a KDS extension given twice or with a malformed value is an error.
 func ParseEndorsement(cert *x509.Certificate) (*Endorsement, error) {
 	var e Endorsement

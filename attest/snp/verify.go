@@ -13,22 +13,30 @@
 //     table, else from the on-disk cache, else from AMD's KDS (VCEKs only,
 //     never in offline mode).
 //  2. The certificate chains to a trusted root of its product line (Milan,
-//     Genoa, Turin). Roots come from Options only, AMD's embedded ones by
-//     default; an ARK or ASK inside the evidence is never trusted.
+//     Genoa, Turin) and has the shape AMD's KDS gives every VCEK and VLEK
+//     (X.509 v3, RSASSA-PSS SHA-384, an ECDSA P-384 key, AMD's names, KDS
+//     extensions that fit the key's kind and product line). Roots come from
+//     Options only, AMD's embedded ones by default; an ARK or ASK inside the
+//     evidence is never trusted. These checks depend on the certificate
+//     alone, so a Verifier runs them once per certificate and remembers the
+//     result (bounded in number and age, and never past the chain's
+//     validity; keycache.go).
 //  3. The ECDSA P-384 signature over bytes 0 to 0x2A0 verifies with the
-//     certificate's key. This runs before any field is interpreted, so a
-//     change to any signed byte, reserved ones included, is reported as a
-//     signature failure rather than as whatever the changed field means.
+//     certificate's key, once. This runs before any field is interpreted,
+//     so a change to any signed byte, reserved ones included, is reported
+//     as a signature failure rather than as whatever the changed field
+//     means.
 //  4. The report is well formed (version 2 to 5, valid policy and signer
-//     info, reserved bytes zero) and its CPUID product line matches the
-//     certificate's.
-//  5. go-sev-guest's verify.SnpAttestation repeats the chain and signature
-//     checks and adds AMD's KDS certificate profile (names, algorithms,
-//     extensions). Not on Turin: go-sev-guest v0.15.0 cannot read Turin's
-//     certificates (KDS structure version 1, with an FMC SPL).
-//  6. The certificate's TCB (and for a VCEK, its chip id) equals the
+//     info, reserved bytes zero), its CPUID product line matches the
+//     certificate's and its signer info names the kind of key that signed.
+//  5. The certificate's TCB (and for a VCEK, its chip id) equals the
 //     report's reported TCB and CHIP_ID, so the reported TCB in the claims
 //     is one AMD certified for this chip.
+//
+// This code is the authoritative verifier. go-sev-guest's
+// verify.SnpAttestation, which an earlier version ran as a second full
+// check, is now a differential test (crosscheck_test.go): every mutation
+// it refuses, this verifier refuses too.
 //
 // Only then are the claims returned, and a VCEK that came from the evidence
 // or KDS is stored in the cache for next time.
@@ -37,8 +45,6 @@ package snp
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -47,9 +53,7 @@ import (
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
-	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
-	"github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
 
 	"github.com/sealroot/sealroot/attest"
@@ -77,11 +81,20 @@ type Options struct {
 	// Now gives the time at which certificates must be valid; nil is
 	// time.Now.
 	Now func() time.Time
+	// KeyCacheSize bounds how many verified endorsement certificates the
+	// Verifier remembers (0 is DefaultKeyCacheSize, negative remembers
+	// none). A remembered certificate is not re-checked against the roots
+	// until KeyCacheTTL has passed or its chain's validity ends.
+	KeyCacheSize int
+	// KeyCacheTTL is how long a verified certificate is remembered (0 is
+	// DefaultKeyCacheTTL).
+	KeyCacheTTL time.Duration
 }
 
 // Verifier verifies SNP evidence. It is safe for concurrent use.
 type Verifier struct {
-	o Options
+	o    Options
+	keys *keyCache // nil when KeyCacheSize < 0
 }
 
 // NewVerifier returns a Verifier with options o.
@@ -92,7 +105,17 @@ func NewVerifier(o Options) *Verifier {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Verifier{o: o}
+	if o.KeyCacheSize == 0 {
+		o.KeyCacheSize = DefaultKeyCacheSize
+	}
+	if o.KeyCacheTTL <= 0 {
+		o.KeyCacheTTL = DefaultKeyCacheTTL
+	}
+	v := &Verifier{o: o}
+	if o.KeyCacheSize > 0 {
+		v.keys = newKeyCache(o.KeyCacheSize, o.KeyCacheTTL)
+	}
+	return v
 }
 
 var _ attest.Verifier = (*Verifier)(nil)
@@ -103,6 +126,7 @@ type endorsement struct {
 	der    []byte
 	key    abi.ReportSigner // what the certificate is: VCEK or VLEK
 	source string           // "evidence", "cache" or "kds"
+	known  *verifiedKey     // set when found through the key cache's chip index
 }
 
 // Verify checks that ev is a genuine SNP report and returns its claims.
@@ -127,35 +151,30 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 	}
 
 	// 1. The endorsement certificate.
-	end, err := v.endorsement(ctx, h, table)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(end.der)
-	if err != nil {
-		return nil, fmt.Errorf("snp: %v certificate (from the %s) does not parse: %w", end.key, end.source, err)
-	}
-
-	// 2. Its chain to a trusted root of its product line.
-	line, err := issuerProductLine(cert, end.key)
-	if err != nil {
-		return nil, fmt.Errorf("snp: %v certificate: %w", end.key, err)
-	}
-	roots, err := v.rootsFor(line)
-	if err != nil {
-		return nil, err
-	}
 	now := v.o.Now()
-	if err := chainTo(roots, cert, end.key, now); err != nil {
-		return nil, fmt.Errorf("snp: %v certificate does not chain to a trusted %s root: %w", end.key, line, err)
+	end, err := v.endorsement(ctx, h, table, now)
+	if err != nil {
+		return nil, err
 	}
 
-	// 3. The signature, over the raw bytes.
-	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P384() {
-		return nil, fmt.Errorf("snp: %v certificate key is not ECDSA P-384", end.key)
+	// 2. It chains to a trusted root and fits AMD's profile: checked once
+	// per certificate and then remembered (keycache.go).
+	key := end.known
+	var id keyID
+	if key == nil {
+		id = idOf(end.der, end.key)
+		key = v.keys.get(id, now)
 	}
-	if err := checkSignature(raw, pub); err != nil {
+	fresh := key == nil
+	if fresh {
+		if key, err = v.verifyKey(end.der, end.key, end.source, now); err != nil {
+			return nil, err
+		}
+		v.keys.put(id, key, "")
+	}
+
+	// 3. The signature, over the raw bytes, before any field is read.
+	if err := checkSignature(raw, key.pub); err != nil {
 		note := ""
 		if h.signer != end.key {
 			note = fmt.Sprintf(" (the report names signing key %v)", h.signer)
@@ -164,6 +183,7 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 	}
 
 	// 4. Format, and agreement between report and certificate.
+	line := key.line
 	report, err := ParseReport(raw)
 	if err != nil {
 		return nil, fmt.Errorf("snp: malformed report: %w", err)
@@ -180,52 +200,29 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 		return nil, fmt.Errorf("snp: report names signing key %v but carries a %v", h.signer, end.key)
 	}
 
-	// 5. go-sev-guest's own verification, on a fresh attestation (it
-	// mutates its argument). Its v0.15.0 cannot read Turin certificates
-	// (KDS structure version 1), so on Turin steps 2, 3 and 6 stand alone.
-	if line != "Turin" {
-		att := &spb.Attestation{Report: report, CertificateChain: &spb.CertificateChain{Extras: map[string][]byte{}}}
-		if end.key == abi.VlekReportSigner {
-			att.CertificateChain.VlekCert = end.der
-		} else {
-			att.CertificateChain.VcekCert = end.der
-		}
-		trusted := map[string][]*trust.AMDRootCerts{line: roots}
-		if fms := report.GetCpuid1EaxFms(); fms != 0 {
-			// go-sev-guest files reports of CPU models it does not know
-			// (a Genoa of model A0h) under "Unknown"; step 4 has already
-			// tied this one to line.
-			trusted[kds.ProductLineFromFms(fms)] = roots
-		}
-		vopts := &verify.Options{
-			DisableCertFetching: true,
-			TrustedRoots:        trusted,
-			Now:                 now,
-		}
-		if err := verify.SnpAttestationContext(ctx, att, vopts); err != nil {
-			return nil, fmt.Errorf("snp: %v certificate or report rejected by go-sev-guest: %w", end.key, err)
-		}
-	}
-
-	// 6. The certificate certifies this chip at this TCB.
+	// 5. The certificate certifies this chip at this TCB.
 	reported, err := decodeTCB(report.GetReportedTcb(), line)
 	if err != nil {
 		return nil, fmt.Errorf("snp: reported TCB: %w", err)
 	}
-	if err := checkBinding(cert, end.key, line, report, reported); err != nil {
+	if err := checkBinding(key.end, end.key, report, reported); err != nil {
 		return nil, fmt.Errorf("snp: %v does not match the report: %w", end.key, err)
 	}
 
-	if end.source != "cache" && end.key == abi.VcekReportSigner && v.o.Cache != nil && !allZero(h.chipID) {
-		// Best effort: a cache that cannot be written costs a future
-		// fetch, not this verification.
-		_ = v.o.Cache.Put(vcekCacheKey(line, h.chipID, h.reportedTCB), end.der)
+	if fresh && end.key == abi.VcekReportSigner && v.o.Cache != nil && !allZero(h.chipID) {
+		chip := vcekCacheKey(line, h.chipID, h.reportedTCB)
+		if end.source != "cache" {
+			// Best effort: a cache that cannot be written costs a future
+			// fetch, not this verification.
+			_ = v.o.Cache.Put(chip, end.der)
+		}
+		v.keys.put(id, key, chip)
 	}
 	return v.claims(report, line, reported, end), nil
 }
 
 // endorsement finds the certificate of the key that signed the report.
-func (v *Verifier) endorsement(ctx context.Context, h header, table []CertEntry) (*endorsement, error) {
+func (v *Verifier) endorsement(ctx context.Context, h header, table []CertEntry, now time.Time) (*endorsement, error) {
 	vcek := certFromTable(table, GUIDVCEK)
 	vlek := certFromTable(table, GUIDVLEK)
 	switch {
@@ -252,6 +249,13 @@ func (v *Verifier) endorsement(ctx context.Context, h header, table []CertEntry)
 		lines = []string{h.fmsLine}
 	}
 	if v.o.Cache != nil {
+		for _, line := range lines {
+			if id, ok := v.keys.chipKey(vcekCacheKey(line, h.chipID, h.reportedTCB)); ok {
+				if k := v.keys.get(id, now); k != nil {
+					return &endorsement{der: k.cert.Raw, key: abi.VcekReportSigner, source: "cache", known: k}, nil
+				}
+			}
+		}
 		for _, line := range lines {
 			der, ok, err := v.o.Cache.Get(vcekCacheKey(line, h.chipID, h.reportedTCB))
 			if err != nil {
@@ -329,8 +333,9 @@ func issuerProductLine(cert *x509.Certificate, key abi.ReportSigner) (string, er
 	return "", fmt.Errorf("issuer %q is not an AMD %sMilan, Genoa or Turin signing key", cn, prefix)
 }
 
-// chainTo checks that cert chains to one of roots at now.
-func chainTo(roots []*trust.AMDRootCerts, cert *x509.Certificate, key abi.ReportSigner, now time.Time) error {
+// chainTo checks that cert chains to one of roots at now and returns the
+// chain, cert first.
+func chainTo(roots []*trust.AMDRootCerts, cert *x509.Certificate, key abi.ReportSigner, now time.Time) ([]*x509.Certificate, error) {
 	var errs []error
 	for _, r := range roots {
 		opts := r.X509Options(now, key)
@@ -338,22 +343,19 @@ func chainTo(roots []*trust.AMDRootCerts, cert *x509.Certificate, key abi.Report
 			errs = append(errs, fmt.Errorf("root has no ARK or no certificate authority for %v keys", key))
 			continue
 		}
-		if _, err := cert.Verify(*opts); err != nil {
+		chains, err := cert.Verify(*opts)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		return nil
+		return chains[0], nil
 	}
-	return errors.Join(errs...)
+	return nil, errors.Join(errs...)
 }
 
 // checkBinding compares what the endorsement certificate certifies (TCB,
 // and a VCEK's chip id) with the report.
-func checkBinding(cert *x509.Certificate, key abi.ReportSigner, line string, r *spb.Report, reported attest.TCB) error {
-	e, err := ParseEndorsement(cert)
-	if err != nil {
-		return fmt.Errorf("certificate extensions: %w", err)
-	}
+func checkBinding(e *Endorsement, key abi.ReportSigner, r *spb.Report, reported attest.TCB) error {
 	if e.TCB != reported {
 		return fmt.Errorf("it certifies TCB %s, the report claims %s", policy.FormatTCB(e.TCB), policy.FormatTCB(reported))
 	}

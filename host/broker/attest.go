@@ -59,6 +59,7 @@ type attempt struct {
 	evidence   *attest.Evidence
 	reportData []byte // the binding the dialect expects in report_data
 	pubKey     []byte // the guest key as the dialect sent it (JSON)
+	initData   []byte // Trustee init-data digest, nil without init-data (trustee.go)
 }
 
 // handleAttest spends the session's nonce, then verifies and judges the
@@ -174,6 +175,9 @@ func (s *Server) judge(ctx context.Context, a *attempt) (*attest.Claims, []strin
 	observe(s.metrics.verify, a.evidence.TEE, start)
 	if err != nil {
 		return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "evidence", "evidence verification failed", err.Error())
+	}
+	if ref := checkInitData(a.evidence.TEE, a.initData, claims); ref != nil {
+		return claims, nil, ref
 	}
 
 	if a.sess.WorkloadID != "" {

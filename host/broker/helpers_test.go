@@ -400,6 +400,10 @@ type trusteeClient struct {
 	// extra is the auth extra-params (default the agent's object).
 	extra  string
 	params func(*sim.ReportParams)
+	// initData is the raw init-data member ("" sends null); additional
+	// the additional_evidence string (trustee_exact_test.go).
+	initData   string
+	additional string
 }
 
 func newTrusteeClient(t testing.TB, base string, kind string) *trusteeClient {
@@ -411,6 +415,10 @@ func newTrusteeClient(t testing.TB, base string, kind string) *trusteeClient {
 	switch kind {
 	case "ec":
 		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		c.priv = k
+		c.jwk, err = kbs.NewJWK(&k.PublicKey)
+	case "ec521":
+		k, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
 		c.priv = k
 		c.jwk, err = kbs.NewJWK(&k.PublicKey)
 	case "rsa":
@@ -458,7 +466,7 @@ func (c *trusteeClient) auth(t testing.TB) (string, int) {
 func (c *trusteeClient) attest(t testing.TB, nonce string, m [48]byte) (int, string) {
 	t.Helper()
 	var rd [64]byte
-	copy(rd[:], kbs.TrusteeReportData(nonce, c.jwk, "", 64))
+	copy(rd[:], kbs.TrusteeReportData(nonce, c.jwk, c.additional, 64))
 	p := sim.ReportParams{ReportData: rd, Measurement: m}
 	if c.params != nil {
 		c.params(&p)
@@ -472,8 +480,13 @@ func (c *trusteeClient) attest(t testing.TB, nonce string, m [48]byte) (int, str
 		t.Fatal(err)
 	}
 	jwk, _ := json.Marshal(c.jwk)
-	body := `{"init-data":null,"runtime-data":{"nonce":"` + nonce + `","tee-pubkey":` + string(jwk) +
-		`},"tee-evidence":{"primary_evidence":` + string(primary) + `,"additional_evidence":""}}`
+	initData := c.initData
+	if initData == "" {
+		initData = "null"
+	}
+	additional, _ := json.Marshal(c.additional)
+	body := `{"init-data":` + initData + `,"runtime-data":{"nonce":"` + nonce + `","tee-pubkey":` + string(jwk) +
+		`},"tee-evidence":{"primary_evidence":` + string(primary) + `,"additional_evidence":` + string(additional) + `}}`
 	req, _ := http.NewRequest(http.MethodPost, c.base+"/kbs/v0/attest", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	code, reply := do(t, c.hc, req)

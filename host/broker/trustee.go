@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -68,6 +69,15 @@ func decodeTrusteeAttest(sess *store.Session, body []byte) (*attempt, *refusal) 
 	if _, err := a.RuntimeData.TEEPubKey.PublicKey(); err != nil {
 		return nil, bad(err)
 	}
+	// init-data and additional-evidence are checked as Trustee's KBS
+	// checks them, and refused with 401 as it refuses them.
+	_, initData, err := kbs.ParseInitData(a.InitData)
+	if err != nil {
+		return nil, refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "init_data", err.Error(), err.Error())
+	}
+	if ref := refuseAdditionalEvidence(a.TEEEvidence.AdditionalEvidence); ref != nil {
+		return nil, ref
+	}
 	ev, err := trusteeEvidence(sess.TEE, a.TEEEvidence.PrimaryEvidence)
 	if err != nil {
 		return nil, bad(err)
@@ -81,7 +91,65 @@ func decodeTrusteeAttest(sess *store.Session, body []byte) (*attempt, *refusal) 
 		evidence:   ev,
 		reportData: kbs.TrusteeReportData(a.RuntimeData.Nonce, a.RuntimeData.TEEPubKey, a.TEEEvidence.AdditionalEvidence, 64),
 		pubKey:     pk,
+		initData:   initData,
 	}, nil
+}
+
+// refuseAdditionalEvidence parses additional-evidence and refuses any
+// device evidence in it. Trustee's KBS verifies each device's evidence
+// (GPUs, other TEEs) as independent evidence; this broker has no verifier
+// for any of them, and evidence that was sent but not verified must not
+// pass as if it were: the guest could claim a device it does not have.
+// "" and "{}" carry none and pass.
+func refuseAdditionalEvidence(s string) *refusal {
+	entries, err := kbs.ParseAdditionalEvidence(s)
+	if err != nil {
+		return refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "additional_evidence", err.Error(), err.Error())
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(entries))
+	for n := range entries {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	msg := fmt.Sprintf("additional-evidence carries evidence for %s, which this broker cannot verify; it refuses device evidence rather than ignoring it",
+		strings.Join(names, ", "))
+	return refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "additional_evidence", msg, msg)
+}
+
+// initDataFields names the launch-time host field that carries the
+// init-data digest, by TEE, and its size.
+var initDataFields = map[string]struct {
+	name string
+	size int
+}{
+	attest.TEESNP: {"HOST_DATA", 32},
+	attest.TEETDX: {"MRCONFIGID", 48},
+	attest.TEECCA: {"realm personalization value", 64},
+}
+
+// checkInitData compares an init-data digest (nil: the guest sent none)
+// with the verified evidence's host field: the digest cut or zero-padded
+// to the field's size (kbs.InitDataBinding), as Trustee's verifiers
+// compare it.
+func checkInitData(tee string, digest []byte, claims *attest.Claims) *refusal {
+	if digest == nil {
+		return nil
+	}
+	f, ok := initDataFields[tee]
+	if !ok || len(claims.HostData) != f.size {
+		msg := fmt.Sprintf("init-data given, but %s evidence has no %d-byte host field to bind it", tee, f.size)
+		return refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "init_data", msg, msg)
+	}
+	want := kbs.InitDataBinding(digest, f.size)
+	if subtle.ConstantTimeCompare(want, claims.HostData) != 1 {
+		return refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "init_data",
+			fmt.Sprintf("init-data digest does not match the evidence's %s", f.name),
+			fmt.Sprintf("init-data digest %x is not the evidence's %s %x", digest, f.name, claims.HostData))
+	}
+	return nil
 }
 
 // trusteeEvidence decodes primary_evidence for the session's TEE.

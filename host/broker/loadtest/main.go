@@ -6,9 +6,17 @@
 // SNP verifier alone, and checks that no handshake failed and that the
 // goroutine count came back down.
 //
+// A closed loop (N clients, each starting its next handshake when the last
+// ends) measures capacity but not the latency a given arrival rate sees:
+// its clients slow down with the broker. So after the closed loop, an open
+// loop offers handshakes at a fixed arrival rate for a fixed time, at 25,
+// 50 and 75 % of the best closed-loop rate, whatever the broker does, and
+// measures each handshake's latency from its scheduled arrival (so a
+// stalled broker shows as latency, not as fewer requests).
+//
 //	go run ./host/broker/loadtest                        # bbolt only
 //	go run ./host/broker/loadtest -postgres "$SEALROOT_TEST_POSTGRES"
-//	go run ./host/broker/loadtest -levels 1,16,64 -duration 10s
+//	go run ./host/broker/loadtest -levels 1,16,64 -duration 10s -open 25,50,75,90 -open-duration 5s
 //
 // Clients run in the same process and on the same cores as the broker:
 // each handshake also pays for the guest side (signing the report,
@@ -36,6 +44,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,14 +66,29 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "measuring time per concurrency level")
 	pg := flag.String("postgres", os.Getenv("SEALROOT_TEST_POSTGRES"), "PostgreSQL DSN (default $SEALROOT_TEST_POSTGRES); empty skips PostgreSQL")
 	verifyN := flag.Int("verify", 2000, "reports for the raw verify rate")
+	open := flag.String("open", "25,50,75", "open-loop arrival rates in percent of the measured closed-loop capacity; empty skips the open loop")
+	openD := flag.Duration("open-duration", 3*time.Second, "arrival time per open-loop rate")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
-	if err := run(*levels, *duration, *pg, *verifyN); err != nil {
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest: -cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(*levels, *duration, *pg, *verifyN, *open, *openD); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
 }
 
-func run(levelsFlag string, duration time.Duration, dsn string, verifyN int) error {
+func run(levelsFlag string, duration time.Duration, dsn string, verifyN int, openFlag string, openD time.Duration) error {
 	var levels []int
 	for _, s := range strings.Split(levelsFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -72,6 +96,16 @@ func run(levelsFlag string, duration time.Duration, dsn string, verifyN int) err
 			return fmt.Errorf("-levels %q: want positive integers", levelsFlag)
 		}
 		levels = append(levels, n)
+	}
+	var fracs []float64
+	if strings.TrimSpace(openFlag) != "" {
+		for _, s := range strings.Split(openFlag, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 1 || n > 200 {
+				return fmt.Errorf("-open %q: want percentages from 1 to 200", openFlag)
+			}
+			fracs = append(fracs, float64(n)/100)
+		}
 	}
 	tmp, err := os.MkdirTemp("", "sealroot-loadtest-")
 	if err != nil {
@@ -89,7 +123,8 @@ func run(levelsFlag string, duration time.Duration, dsn string, verifyN int) err
 	verifier := sim.NewVerifier(auth, snp.Options{Offline: true})
 
 	fmt.Printf("sealroot broker load test: %d CPUs, GOMAXPROCS %d, %s per level\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), duration)
-	if err := rawVerify(auth, verifier, verifyN); err != nil {
+	rawRate, err := rawVerify(auth, verifier, verifyN)
+	if err != nil {
 		return err
 	}
 
@@ -111,14 +146,27 @@ func run(levelsFlag string, duration time.Duration, dsn string, verifyN int) err
 		if err != nil {
 			return fmt.Errorf("%s: %w", be, err)
 		}
-		res, err := loadOne(st, auth, verifier, levels, duration)
+		res, open, err := loadOne(st, auth, verifier, levels, duration, fracs, openD)
 		st.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", be, err)
 		}
+		best := 0.0
 		for _, r := range res {
 			fmt.Printf("%-9s %7d %12.1f %10s %10s %8d\n", be, r.clients, r.rate, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errors)
 			failed = failed || r.errors > 0
+			best = max(best, r.rate)
+		}
+		fmt.Printf("%-9s closed-loop capacity %.1f handshakes/s = %.2f of the raw verify rate on %d goroutines (%.0f/s)\n",
+			be, best, best/rawRate, runtime.GOMAXPROCS(0), rawRate)
+		if len(open) > 0 {
+			fmt.Printf("%-9s open loop, %s of arrivals per rate, latency from each scheduled arrival:\n", be, openD)
+			fmt.Printf("%-9s %9s %10s %10s %10s %10s %10s %8s\n", "store", "offered", "target/s", "achieved/s", "p50", "p99", "p99.9", "errors")
+			for _, o := range open {
+				fmt.Printf("%-9s %8.0f%% %10.1f %10.1f %10s %10s %10s %8d\n", be, o.frac*100, o.target, o.achieved,
+					o.p50.Round(10*time.Microsecond), o.p99.Round(10*time.Microsecond), o.p999.Round(10*time.Microsecond), o.errors)
+				failed = failed || o.errors > 0
+			}
 		}
 		if res[len(res)-1].goroutinesAfter > res[0].goroutinesBefore+4 {
 			fmt.Printf("%-9s goroutines grew from %d to %d\n", be, res[0].goroutinesBefore, res[len(res)-1].goroutinesAfter)
@@ -133,18 +181,20 @@ func run(levelsFlag string, duration time.Duration, dsn string, verifyN int) err
 	return nil
 }
 
-// rawVerify measures the SNP verifier alone on pre-signed reports.
-func rawVerify(a *sim.Authority, v attest.Verifier, n int) error {
+// rawVerify measures the SNP verifier alone on pre-signed reports, on one
+// goroutine and on GOMAXPROCS, and returns the latter rate.
+func rawVerify(a *sim.Authority, v attest.Verifier, n int) (float64, error) {
 	evs := make([]*attest.Evidence, 64)
 	for i := range evs {
 		var p sim.ReportParams
 		rand.Read(p.ReportData[:])
 		r, table, err := a.Sign(p)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		evs[i] = &attest.Evidence{TEE: attest.TEESNP, Report: r, Certs: table}
 	}
+	var rate float64
 	for _, par := range []int{1, runtime.GOMAXPROCS(0)} {
 		var next atomic.Int64
 		var wg sync.WaitGroup
@@ -167,13 +217,14 @@ func rawVerify(a *sim.Authority, v attest.Verifier, n int) error {
 		}
 		wg.Wait()
 		if e := errc.Load(); e != nil {
-			return fmt.Errorf("verify: %v", e)
+			return 0, fmt.Errorf("verify: %v", e)
 		}
 		el := time.Since(start)
-		fmt.Printf("raw SNP verify (simulated root, chain + signature): %d goroutine(s): %.0f verifies/s (%s each)\n",
-			par, float64(n)/el.Seconds(), (el / time.Duration(n) * time.Duration(par)).Round(time.Microsecond))
+		rate = float64(n) / el.Seconds()
+		fmt.Printf("raw SNP verify (simulated root, full verifier, warm key cache): %d goroutine(s): %.0f verifies/s (%s each)\n",
+			par, rate, (el / time.Duration(n) * time.Duration(par)).Round(time.Microsecond))
 	}
-	return nil
+	return rate, nil
 }
 
 type result struct {
@@ -184,8 +235,16 @@ type result struct {
 	goroutinesBefore, goroutinesAfter int
 }
 
-// loadOne runs every level against one store.
-func loadOne(st store.Store, a *sim.Authority, v attest.Verifier, levels []int, d time.Duration) ([]result, error) {
+// openResult is one open-loop rate.
+type openResult struct {
+	frac, target, achieved float64
+	p50, p99, p999         time.Duration
+	errors                 int
+}
+
+// loadOne runs every closed-loop level against one store, then the open
+// loop at each fraction of the best closed-loop rate.
+func loadOne(st store.Store, a *sim.Authority, v attest.Verifier, levels []int, d time.Duration, fracs []float64, openD time.Duration) ([]result, []openResult, error) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	k, _ := kek.New(key)
@@ -196,7 +255,7 @@ func loadOne(st store.Store, a *sim.Authority, v attest.Verifier, levels []int, 
 		Logger:    slog.New(slog.DiscardHandler), Audit: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
@@ -208,23 +267,23 @@ func loadOne(st store.Store, a *sim.Authority, v attest.Verifier, levels []int, 
 	// Simulated reports unlock only workloads registered for the "sim" TEE.
 	ac, err := broker.NewAdminClient(hs.URL, adminToken, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := ac.Register(context.Background(), broker.AdminRegistration{WorkloadID: id, TEE: attest.TEESim,
 		Policy: broker.WorkloadPolicy{Measurements: []string{hex.EncodeToString(m[:])}}, Passphrase: &pass}); err != nil {
-		return nil, fmt.Errorf("registration: %w", err)
+		return nil, nil, fmt.Errorf("registration: %w", err)
 	}
 
 	maxClients := slices.Max(levels)
 	keys := make([]*rsa.PrivateKey, min(maxClients, 8))
 	for i := range keys {
 		if keys[i], err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	// Warm up once, then count goroutines.
 	if _, err := handshake(newClient(hs.URL), keys[0], a, id, m, pass); err != nil {
-		return nil, fmt.Errorf("warm-up handshake: %w", err)
+		return nil, nil, fmt.Errorf("warm-up handshake: %w", err)
 	}
 	http.DefaultClient.CloseIdleConnections()
 	time.Sleep(100 * time.Millisecond)
@@ -272,13 +331,118 @@ func loadOne(st store.Store, a *sim.Authority, v attest.Verifier, levels []int, 
 		}
 		out = append(out, r)
 	}
+
+	var opens []openResult
+	best := 0.0
+	for _, r := range out {
+		best = max(best, r.rate)
+	}
+	for _, f := range fracs {
+		o, err := openLoop(hs.URL, keys, a, id, m, pass, f*best, openD)
+		if err != nil {
+			return nil, nil, err
+		}
+		o.frac = f
+		opens = append(opens, o)
+	}
 	http.DefaultClient.CloseIdleConnections()
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	out[len(out)-1].goroutinesAfter = runtime.NumGoroutine()
-	return out, nil
+	return out, opens, nil
+}
+
+// maxInFlight bounds the open loop's concurrent handshakes; arrivals past
+// it are counted as errors (the broker is far past saturation).
+const maxInFlight = 4096
+
+// openLoop offers handshakes at rate per second for d: arrival i is
+// scheduled at start + i/rate, whatever the broker does, and its latency
+// runs from that scheduled time to the released key. Guests come from a
+// pool of clients (each its own cookie jar and connections), grown when
+// every pooled one is busy.
+func openLoop(base string, keys []*rsa.PrivateKey, a *sim.Authority, id string, m [48]byte, pass string, rate float64, d time.Duration) (openResult, error) {
+	res := openResult{target: rate}
+	if rate <= 0 {
+		return res, errors.New("open loop: no closed-loop capacity to take a fraction of")
+	}
+	n := int(rate * d.Seconds())
+	if n < 1 {
+		n = 1
+	}
+	interval := time.Duration(float64(time.Second) / rate)
+	free := make(chan *client, 1024)
+	var all []*client
+	var allMu sync.Mutex
+	get := func() *client {
+		select {
+		case c := <-free:
+			return c
+		default:
+			c := newClient(base)
+			allMu.Lock()
+			all = append(all, c)
+			allMu.Unlock()
+			return c
+		}
+	}
+	lat := make([]time.Duration, 0, n)
+	var mu sync.Mutex
+	var errs atomic.Int64
+	var firstErr atomic.Value
+	var inFlight atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		at := start.Add(time.Duration(i) * interval)
+		if w := time.Until(at); w > 0 {
+			time.Sleep(w)
+		}
+		if inFlight.Load() >= maxInFlight {
+			errs.Add(1)
+			firstErr.CompareAndSwap(nil, errors.New("more than 4096 handshakes in flight"))
+			continue
+		}
+		inFlight.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer inFlight.Add(-1)
+			c := get()
+			_, err := handshake(c, keys[i%len(keys)], a, id, m, pass)
+			el := time.Since(at)
+			select {
+			case free <- c:
+			default:
+			}
+			if err != nil {
+				errs.Add(1)
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			mu.Lock()
+			lat = append(lat, el)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	for _, c := range all {
+		c.hc.CloseIdleConnections()
+	}
+	if e := firstErr.Load(); e != nil {
+		fmt.Fprintf(os.Stderr, "first error at %.1f arrivals/s: %v\n", rate, e)
+	}
+	slices.Sort(lat)
+	res.errors = int(errs.Load())
+	res.achieved = float64(len(lat)) / el.Seconds()
+	if len(lat) > 0 {
+		q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
+		res.p50, res.p99, res.p999 = q(0.50), q(0.99), q(0.999)
+	}
+	return res, nil
 }
 
 // client is one guest: its own cookie jar and connections.

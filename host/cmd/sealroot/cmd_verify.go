@@ -29,6 +29,7 @@ import (
 type verifyFlags struct {
 	tee          string // --tee
 	evidencePath string // --evidence
+	format       string // --format (cmd_verify_format.go)
 	certsPath    string // --certs ("" when not given)
 	cacheDir     string // --cache-dir ("" when not given)
 	offline      bool   // --offline
@@ -103,20 +104,17 @@ func loadRawEvidence(f verifyFlags) (*attest.Evidence, error) {
 	return &attest.Evidence{TEE: f.tee, Report: b, Certs: certs}, nil
 }
 
-// loadSNPEvidence reads a raw or extended SNP report and merges in --certs
-// (a certificate table, PEM or DER certificates), whose entries win over
-// the extended report's.
+// loadSNPEvidence reads a raw or extended SNP report or Trustee's SNP
+// evidence JSON (cmd_verify_format.go) and merges in --certs (a certificate
+// table, PEM or DER certificates), whose entries win over the evidence's.
 func loadSNPEvidence(f verifyFlags) (*attest.Evidence, error) {
 	b, err := f.readEvidence()
 	if err != nil {
 		return nil, err
 	}
-	report, table, err := snp.SplitExtendedReport(b)
+	report, table, err := snpEvidenceFromFile(b, f.format)
 	if err != nil {
 		return nil, fmt.Errorf("evidence %s: %w", f.evidencePath, err)
-	}
-	if _, err := snp.ParseCertTable(table); err != nil {
-		return nil, fmt.Errorf("evidence %s: certificate table after the report: %w", f.evidencePath, err)
 	}
 	extra, err := f.readCerts()
 	if err != nil {
@@ -231,8 +229,9 @@ root (or, for --tee sim, the simulated root in --sim-dir), then the policy given
 The verified claims are printed in either case; the exit status is 1 when verification or the
 policy fails, with the reason on stderr.
 
-For snp and sim, --evidence is the raw 1184-byte report or an extended report (report followed
-by its certificate table), and --certs a certificate table, or PEM or DER certificates (the VCEK
+For snp and sim, --evidence is the raw 1184-byte report, an extended report (report followed
+by its certificate table) or Trustee's SNP evidence JSON (primary_evidence, alone or inside
+tee-evidence), told apart by content unless --format says which; --certs is a certificate table, or PEM or DER certificates (the VCEK
 or VLEK; an ARK or ASK given there is never trusted). A VCEK missing from both is taken from
 --cache-dir, else fetched from AMD KDS (never with --offline) and then kept in --cache-dir.
 
@@ -241,6 +240,7 @@ The policy refuses debug guests, SNP guests whose policy allows a migration agen
 a measurement other than every --measurement, other report_data or host_data. Hex values
 shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.`,
 		Example: `  sealroot verify --tee snp --evidence report.bin --certs vcek.der --offline
+  sealroot verify --tee snp --evidence trustee-evidence.json --offline --allow-debug
   sealroot verify --tee snp --evidence ext-report.bin --cache-dir /var/cache/sealroot \
       --measurement 6a6519d7...e73e --min-tcb bl=3,tee=0,snp=8,ucode=115 --json
   sealroot verify --tee sim --sim-dir ~/.sealroot/sim --evidence report.bin \
@@ -261,6 +261,7 @@ shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.
 	fl := c.Flags()
 	fl.StringVar(&f.tee, "tee", "", "kind of evidence: snp, tdx, cca or sim")
 	fl.StringVar(&f.evidencePath, "evidence", "", "evidence file (for snp and sim: raw or extended report)")
+	fl.StringVar(&f.format, "format", formatAuto, "evidence format: auto (from the content), raw, extended (snp) or trustee (Trustee KBS JSON; snp, tdx)")
 	fl.StringVar(&f.certsPath, "certs", "", "certificates: an SNP certificate table, or PEM or DER certificates")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "certificate cache directory, read and filled")
 	fl.BoolVar(&f.offline, "offline", false, "never use the network: certificates come from --certs, the evidence or --cache-dir")
@@ -333,6 +334,9 @@ func runVerify(ctx context.Context, out io.Writer, f verifyFlags, p policyFlags,
 	}
 	if f.simDir != "" && f.tee != attest.TEESim {
 		return usageError("--sim-dir is only for --tee sim")
+	}
+	if err := checkFormat(f.tee, f.format); err != nil {
+		return err
 	}
 	pol, err := p.policy(f.tee)
 	if err != nil {

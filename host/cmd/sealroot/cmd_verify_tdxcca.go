@@ -14,9 +14,6 @@ package main
 // blocks). There is no built-in CCA trust anchor, so --certs is required.
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 
 	"github.com/sealroot/sealroot/attest"
@@ -68,26 +65,9 @@ func loadTDXEvidence(f verifyFlags) (*attest.Evidence, error) {
 	if err != nil {
 		return nil, err
 	}
-	trimmed := bytes.TrimSpace(b)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return &attest.Evidence{TEE: attest.TEETDX, Report: b}, nil
+	quote, log, err := tdxEvidenceFromFile(b, f.format)
+	if err != nil {
+		return nil, fmt.Errorf("evidence %s: %w", f.evidencePath, err)
 	}
-	var j struct {
-		Quote      string  `json:"quote"`
-		CCEventLog *string `json:"cc_eventlog"`
-	}
-	if err := json.Unmarshal(trimmed, &j); err != nil {
-		return nil, fmt.Errorf("evidence %s: not a raw quote and not tdx evidence json: %w", f.evidencePath, err)
-	}
-	quote, err := base64.StdEncoding.DecodeString(j.Quote)
-	if err != nil || len(quote) == 0 {
-		return nil, fmt.Errorf("evidence %s: \"quote\" is not standard base64 of a quote", f.evidencePath)
-	}
-	ev := &attest.Evidence{TEE: attest.TEETDX, Report: quote}
-	if j.CCEventLog != nil && *j.CCEventLog != "" {
-		if ev.EventLog, err = base64.StdEncoding.DecodeString(*j.CCEventLog); err != nil {
-			return nil, fmt.Errorf("evidence %s: \"cc_eventlog\" is not standard base64", f.evidencePath)
-		}
-	}
-	return ev, nil
+	return &attest.Evidence{TEE: attest.TEETDX, Report: quote, EventLog: log}, nil
 }
