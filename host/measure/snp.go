@@ -157,10 +157,10 @@ type segment struct {
 // vCPUs; every other field of the 4 KiB page is zero.
 type vmsaState struct {
 	cs, ss, tr, es, ds, fs, gs, gdtr, ldtr, idtr segment
-	efer, cr4, cr0, dr7, dr6, rflags, rip       uint64
-	rsp, rbp, rsi, rdx, gPAT, sevFeatures, xcr0 uint64
-	mxcsr                                       uint32
-	fcw                                         uint16
+	efer, cr4, cr0, dr7, dr6, rflags, rip        uint64
+	rsp, rbp, rsi, rdx, gPAT, sevFeatures, xcr0  uint64
+	mxcsr                                        uint32
+	fcw                                          uint16
 }
 
 // page lays the state out as a VMSA (docs/measurement.md has the offsets).
