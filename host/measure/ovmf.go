@@ -227,6 +227,7 @@ func (fw *Firmware) parseTDVF() error {
 		return err
 	}
 	fw.TDVF = make([]TDVFSection, 0, count)
+	var total uint64
 	for i := 0; i < count; i++ {
 		d := items[i*32:]
 		s := TDVFSection{
@@ -237,11 +238,15 @@ func (fw *Firmware) parseTDVF() error {
 		if s.Type > TDVFTempMem {
 			return fmt.Errorf("TDX metadata section %d: unknown type %d", i, s.Type)
 		}
-		if s.MemAddr%4096 != 0 || s.MemSize%4096 != 0 || s.MemSize > 1<<40 || s.MemAddr > 1<<52 {
+		if s.MemAddr%4096 != 0 || s.MemSize%4096 != 0 || s.MemSize > 1<<32 || s.MemAddr > 1<<52 {
 			return fmt.Errorf("TDX metadata section %d: memory %#x+%#x is not a page-aligned range", i, s.MemAddr, s.MemSize)
 		}
 		if s.Attributes&TDVFAttrMRExtend != 0 && uint64(s.RawSize) > s.MemSize {
 			return fmt.Errorf("TDX metadata section %d: %d data bytes do not fit its %d bytes of memory", i, s.RawSize, s.MemSize)
+		}
+		total += s.MemSize
+		if total > 1<<32 {
+			return fmt.Errorf("TDX metadata section %d: the sections cover more than 4 GiB", i)
 		}
 		fw.TDVF = append(fw.TDVF, s)
 	}
