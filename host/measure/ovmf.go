@@ -269,6 +269,10 @@ func (fw *Firmware) HashTableGPA() (uint32, error) {
 	return v, err
 }
 
+// KernelHashes reports whether the firmware has a SNP_KERNEL_HASHES
+// section, which measured direct kernel boot needs.
+func (fw *Firmware) KernelHashes() bool { return fw.hasSection(SectionSNPKernelHashes) }
+
 // hasSection reports whether the SEV metadata has a section of type t.
 func (fw *Firmware) hasSection(t uint32) bool {
 	for _, s := range fw.SEV {
@@ -320,4 +324,6 @@ func guidString(g [16]byte) string {
 		binary.LittleEndian.Uint16(g[6:]), g[8:10], g[10:])
 }
 
-var errNoKernelHashes = errors.New("the firmware's SEV metadata has no SNP_KERNEL_HASHES section, so it cannot measure a kernel given with --kernel (use an AmdSev OVMF build, or boot without --kernel)")
+// ErrNoKernelHashes: a kernel is to be measured, but the firmware has no
+// SNP_KERNEL_HASHES section.
+var ErrNoKernelHashes = errors.New("the firmware's SEV metadata has no SNP_KERNEL_HASHES section, so it cannot measure a kernel given with --kernel (an OvmfPkg/AmdSev build has one)")

@@ -265,7 +265,7 @@ func SNP(in SNPInputs) ([48]byte, error) {
 	var hashPage []byte
 	if in.Kernel != "" {
 		if !fw.hasSection(SectionSNPKernelHashes) {
-			return zero, fmt.Errorf("measure: firmware %s: %w", in.Firmware, errNoKernelHashes)
+			return zero, fmt.Errorf("measure: firmware %s: %w", in.Firmware, ErrNoKernelHashes)
 		}
 		gpa, err := fw.HashTableGPA()
 		if err != nil {

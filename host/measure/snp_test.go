@@ -121,8 +121,8 @@ func TestSNPErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := SNP(tests[0].in); !errors.Is(err, errNoKernelHashes) {
-		t.Fatalf("%v is not errNoKernelHashes", err)
+	if _, err := SNP(tests[0].in); !errors.Is(err, ErrNoKernelHashes) {
+		t.Fatalf("%v is not ErrNoKernelHashes", err)
 	}
 }
 
