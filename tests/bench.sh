@@ -24,6 +24,9 @@ go test -run '^$' -bench 'Build1GiB' -benchtime 1x -timeout 20m ./host/image/
 section "SNP verification rate (warm certificate cache) vs raw ECDSA P-384 verify, one core"
 go test -run '^$' -bench 'SNPVerify|ECDSAP384Verify' -benchtime 2s -cpu 1 -timeout 10m ./attest/snp/
 
+section "launch measurement of a 12 MiB kernel + 64 MiB initrd: SNP (QEMU, libkrun) and sim"
+go test -run '^$' -bench 'Measure64MiB' -benchtime 3x -timeout 10m ./host/measure/
+
 if [ -f host/broker/loadtest/main.go ] || ls host/broker/*_test.go 2>/dev/null | xargs grep -l 'func BenchmarkLoad' >/dev/null 2>&1; then
   section "broker load test over loopback (simulated-SNP attestations)"
   if [ -x tests/postgres.sh ] && [ -z "${SEALROOT_TEST_POSTGRES:-}" ]; then
