@@ -179,6 +179,15 @@ func quoteSocket(s string) (map[string]string, error) {
 // -cpu.
 func (t *TEE) teeArgs(a []string, memMiB int) []string {
 	a[1] = "kvm"
+	// A confidential guest's kernel accepts only virtio devices that use
+	// the DMA API (VIRTIO_F_ACCESS_PLATFORM), which QEMU offers only on
+	// modern (non-transitional) devices.
+	a = append(a,
+		"-global", "virtio-blk-pci.disable-legacy=on",
+		"-global", "virtio-serial-pci.disable-legacy=on",
+		"-global", "virtio-net-pci.disable-legacy=on",
+		"-global", "virtio-device.iommu_platform=on",
+	)
 	if t.Kind == TEESNP {
 		a[3] = t.CPUType
 		return append(a,

@@ -25,8 +25,8 @@ func teeFiles(t *testing.T) (dir string, o Options) {
 		CPUs: 2, MemoryMiB: 1024, Append: "loglevel=4"}
 }
 
-// plainArgs is the argument list every launch of teeFiles' options
-// shares, with the accelerator and vCPU model given.
+// plainArgs is the argument list every confidential launch of teeFiles'
+// options starts with, with the vCPU model given.
 func plainArgs(dir, accel, cpu string) []string {
 	return []string{"qemu-system-x86_64", "-accel", accel, "-cpu", cpu, "-m", "1024", "-smp", "2",
 		"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
@@ -36,7 +36,9 @@ func plainArgs(dir, accel, cpu string) []string {
 		"-device", "virtio-serial-pci,id=vser",
 		"-chardev", "socket,id=host,path=$SEALROOT_RUNDIR/host.sock",
 		"-device", "virtserialport,bus=vser.0,chardev=host,name=org.sealroot.host",
-		"-nic", "none"}
+		"-nic", "none",
+		"-global", "virtio-blk-pci.disable-legacy=on", "-global", "virtio-serial-pci.disable-legacy=on",
+		"-global", "virtio-net-pci.disable-legacy=on", "-global", "virtio-device.iommu_platform=on"}
 }
 
 func TestDryRunSNP(t *testing.T) {
