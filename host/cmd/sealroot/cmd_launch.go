@@ -115,6 +115,9 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 		}
 		o.Sim = srv
 	case "snp", "tdx":
+		if err := checkTEELaunch(f, cfg.TEE); err != nil {
+			return err
+		}
 		t, err := newTEE(f.tee, rawConfig)
 		if err != nil {
 			return err

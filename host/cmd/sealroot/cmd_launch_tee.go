@@ -6,6 +6,7 @@ import (
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/host/measure"
 	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/init/event"
 )
 
 // launchTEEFlags are the flags of `sealroot launch` for SEV-SNP and TDX.
@@ -31,6 +32,21 @@ func init() {
 	fl.IntVar(&launchTEE.reducedPhysBits, "reduced-phys-bits", 0, "with --tee snp and --cbitpos: the physical address bits lost to memory encryption")
 	fl.StringVar(&launchTEE.cpuType, "cpu-type", measure.DefaultCPUType, "with --tee snp: the QEMU vCPU model (it enters the launch measurement)")
 	fl.StringVar(&launchTEE.quoteSocket, "quote-socket", launch.DefaultQuoteSocket, "with --tee tdx: the Quote Generation Service, unix:PATH or vsock:CID:PORT")
+}
+
+// checkTEELaunch rejects flags that do not apply to an SNP or TDX launch,
+// and a disk built for another TEE (its init would look for another
+// attestation device).
+func checkTEELaunch(f *launchFlags, diskTEE string) error {
+	switch {
+	case f.simDir != "":
+		return usageError("--sim-dir needs --tee sim")
+	case f.accel != "auto" && f.accel != "kvm":
+		return usageError("--tee %s runs under KVM only: --accel %s does not apply", f.tee, f.accel)
+	case diskTEE != f.tee:
+		return withStatus(event.StatusLaunchFailed, fmt.Errorf("--tee %s: the disk was built for tee %q (image build --tee %s)", f.tee, diskTEE, f.tee))
+	}
+	return nil
 }
 
 // newTEE builds the SNP or TDX launch for the disk whose config is

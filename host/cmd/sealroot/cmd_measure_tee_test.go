@@ -171,4 +171,10 @@ func TestLaunchTEECLI(t *testing.T) {
 	if code, _, _ := runCLI(t, append(base, "--tee", "sev")...); code != 2 {
 		t.Errorf("--tee sev: exit %d, want 2", code)
 	}
+	if code, _, _ := runCLI(t, append(base, "--tee", "snp", "--firmware", amdSevFixture, "--accel", "tcg")...); code != 2 {
+		t.Errorf("--tee snp --accel tcg: exit %d, want 2", code)
+	}
+	if code, _, errOut := runCLI(t, append(base, "--tee", "tdx", "--firmware", amdSevFixture)...); code != 200 || !strings.Contains(errOut, `built for tee "snp"`) {
+		t.Errorf("--tee tdx on an snp disk: exit %d %s", code, errOut)
+	}
 }
