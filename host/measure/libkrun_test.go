@@ -76,7 +76,8 @@ int krunfw_get_version(void) { return 4; }
 
 // TestKrunSyntheticLibrary reads the bundles of a gcc-built library, and
 // checks that the digest is the same from the library and from the raw
-// bundle files, and equal to testdata/krun.py's (a separate Python
+// bundle files, equal to what libkrunfw's krunfw_measurement printed for
+// the same library, and equal to testdata/krun.py's (a separate Python
 // implementation) when python3 is present.
 func TestKrunSyntheticLibrary(t *testing.T) {
 	dir := t.TempDir()
@@ -89,7 +90,16 @@ func TestKrunSyntheticLibrary(t *testing.T) {
 	if !bytes.Equal(b.Qboot, qboot) || !bytes.Equal(b.Kernel, kernel) || !bytes.Equal(b.Initrd, initrd) {
 		t.Fatalf("bundles read back wrong: %d %d %d bytes", len(b.Qboot), len(b.Kernel), len(b.Initrd))
 	}
-	for _, tc := range []struct{ cpus, mem int }{{1, 512}, {2, 2048}, {4, 4096}} {
+	// want: libkrunfw's own utils/krunfw_measurement.c (e0647fa7), built
+	// with gcc -O0 and run on this same library (testdata/README.md).
+	for _, tc := range []struct {
+		cpus, mem int
+		want      string
+	}{
+		{1, 512, "af5ad753e0a4e288c453dd6cb1fa04e8a5b0cb4f69afc706851727d0057225a7280a1a080649a0409f5374fc3e9f7452"},
+		{2, 2048, "3c12b57239140dc546077ca8291dd28e2fe1d5c0021bad1878e0d096e1f2f0f166f2a5b9491de018e964c54cbe021e99"},
+		{4, 4096, "56c18be9a3bfd1c02a69d927f34403ca5f7c6112cfddccae0b9f3f27f19d523c60d23790f3639f728c8dc4189ee31788"},
+	} {
 		fromLib, err := Krun(KrunInputs{Qboot: b.Qboot, KernelBundle: b.Kernel, InitrdBundle: b.Initrd, CPUs: tc.cpus, MemoryMiB: tc.mem})
 		if err != nil {
 			t.Fatal(err)
@@ -97,6 +107,9 @@ func TestKrunSyntheticLibrary(t *testing.T) {
 		fromRaw, _ := Krun(KrunInputs{Qboot: qboot, KernelBundle: kernel, InitrdBundle: initrd, KernelLoadAddr: DefaultKernelLoadAddr, CPUs: tc.cpus, MemoryMiB: tc.mem, VMSA: KrunVMSALibkrunfw})
 		if fromLib != fromRaw {
 			t.Fatalf("library %x, raw %x", fromLib, fromRaw)
+		}
+		if got := hex.EncodeToString(fromLib[:]); got != tc.want {
+			t.Errorf("%d vCPUs %d MiB: digest %s, krunfw_measurement %s", tc.cpus, tc.mem, got, tc.want)
 		}
 		py, err := exec.LookPath("python3")
 		if err != nil {
