@@ -238,8 +238,9 @@ func (o *Options) SNPInputs(features uint64) (measure.SNPInputs, error) {
 }
 
 // DryRun returns the command line Run would start, QEMU first, without
-// starting anything or checking the host. The per-launch socket
-// directory, created by Run, shows as RunDirPlaceholder.
+// starting anything or checking the host (for a plain launch, --accel auto
+// is resolved without the probe boot). The per-launch socket directory,
+// created by Run, shows as RunDirPlaceholder.
 func DryRun(o Options) ([]string, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
@@ -251,9 +252,11 @@ func DryRun(o Options) ([]string, error) {
 		}
 		accel = "kvm"
 	} else if accel == "auto" {
+		// Without the probe boot, which would start QEMU: a real launch
+		// still falls back to tcg when a KVM guest hangs on this host.
 		accel = "tcg"
 		if kvmUsable() {
-			accel = "kvm (or tcg if the probe boot fails)"
+			accel = "kvm"
 		}
 	}
 	dir := RunDirPlaceholder
