@@ -211,3 +211,19 @@ func TestVersionAtLeast(t *testing.T) {
 		}
 	}
 }
+
+// TestDryRunPlain: without a TEE the dry run is the plain launch's
+// command line, with no confidential-guest options.
+func TestDryRunPlain(t *testing.T) {
+	dir, o := teeFiles(t)
+	o.Accel = "tcg"
+	got, err := DryRun(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := plainArgs(dir, "tcg", "qemu64,+rdrand")
+	want = want[:len(want)-8] // the -global options are the TEE's
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("argv\n%q\nwant\n%q", got, want)
+	}
+}
