@@ -92,14 +92,15 @@ func TestKrunSyntheticLibrary(t *testing.T) {
 	}
 	// want: libkrunfw's own utils/krunfw_measurement.c (e0647fa7), built
 	// with gcc -O0 and run on this same library (testdata/README.md).
-	for _, tc := range []struct {
+	cases := []struct {
 		cpus, mem int
 		want      string
 	}{
 		{1, 512, "af5ad753e0a4e288c453dd6cb1fa04e8a5b0cb4f69afc706851727d0057225a7280a1a080649a0409f5374fc3e9f7452"},
 		{2, 2048, "3c12b57239140dc546077ca8291dd28e2fe1d5c0021bad1878e0d096e1f2f0f166f2a5b9491de018e964c54cbe021e99"},
 		{4, 4096, "56c18be9a3bfd1c02a69d927f34403ca5f7c6112cfddccae0b9f3f27f19d523c60d23790f3639f728c8dc4189ee31788"},
-	} {
+	}
+	for _, tc := range cases {
 		fromLib, err := Krun(KrunInputs{Qboot: b.Qboot, KernelBundle: b.Kernel, InitrdBundle: b.Initrd, CPUs: tc.cpus, MemoryMiB: tc.mem})
 		if err != nil {
 			t.Fatal(err)
@@ -111,23 +112,32 @@ func TestKrunSyntheticLibrary(t *testing.T) {
 		if got := hex.EncodeToString(fromLib[:]); got != tc.want {
 			t.Errorf("%d vCPUs %d MiB: digest %s, krunfw_measurement %s", tc.cpus, tc.mem, got, tc.want)
 		}
-		py, err := exec.LookPath("python3")
-		if err != nil {
-			t.Logf("python3 not found: no independent check")
-			continue
+	}
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Log("python3 not found: no independent check")
+		return
+	}
+	args := []string{"testdata/krun.py"}
+	for i, d := range [][]byte{qboot, kernel, initrd} {
+		p := filepath.Join(dir, strconv.Itoa(i))
+		if err := os.WriteFile(p, d, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		paths := []string{}
-		for i, d := range [][]byte{qboot, kernel, initrd} {
-			p := filepath.Join(dir, strconv.Itoa(i))
-			os.WriteFile(p, d, 0o644)
-			paths = append(paths, p)
-		}
-		out, err := exec.Command(py, append(append([]string{"testdata/krun.py"}, paths...), "0x1000000", strconv.Itoa(tc.cpus), strconv.Itoa(tc.mem))...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("krun.py: %v\n%s", err, out)
-		}
-		if got, want := hex.EncodeToString(fromLib[:]), strings.TrimSpace(string(out)); got != want {
-			t.Errorf("%d vCPUs %d MiB: digest %s, krun.py %s", tc.cpus, tc.mem, got, want)
+		args = append(args, p)
+	}
+	args = append(args, "0x1000000")
+	for _, tc := range cases {
+		args = append(args, fmt.Sprintf("%d:%d", tc.cpus, tc.mem))
+	}
+	out, err := exec.Command(py, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("krun.py: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i, tc := range cases {
+		if i >= len(lines) || lines[i] != tc.want {
+			t.Errorf("%d vCPUs %d MiB: krun.py printed %q, want %s", tc.cpus, tc.mem, lines, tc.want)
 		}
 	}
 }

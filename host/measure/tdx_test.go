@@ -98,6 +98,18 @@ func TestMRTDIndependent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		fromPy := map[string]string{}
+		if pyErr == nil {
+			out, err := exec.Command(py, "testdata/mrtd.py", path).CombinedOutput()
+			if err != nil {
+				t.Fatalf("mrtd.py: %v\n%s", err, out)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				if order, v, ok := strings.Cut(line, " "); ok {
+					fromPy[order] = v
+				}
+			}
+		}
 		for _, order := range []string{TDXSinglePass, TDXTwoPass} {
 			got, err := MRTD(fw, order)
 			if err != nil {
@@ -111,11 +123,7 @@ func TestMRTDIndependent(t *testing.T) {
 				t.Logf("python3 not found: %s %s checked against the pinned value only", path, order)
 				continue
 			}
-			out, err := exec.Command(py, "testdata/mrtd.py", path, order).CombinedOutput()
-			if err != nil {
-				t.Fatalf("mrtd.py: %v\n%s", err, out)
-			}
-			if want := strings.TrimSpace(string(out)); h != want {
+			if want := fromPy[order]; h != want {
 				t.Errorf("%s %s: MRTD %s, mrtd.py %s", path, order, h, want)
 			}
 		}

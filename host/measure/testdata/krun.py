@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # An independent libkrun SEV-SNP launch digest for host/measure's tests,
 # written from docs/measurement.md ("libkrun") without reference to the Go
-# code. Usage: krun.py QBOOT KERNEL_BUNDLE INITRD_BUNDLE LOAD_ADDR CPUS MEM_MIB
+# code. Usage: krun.py QBOOT KERNEL_BUNDLE INITRD_BUNDLE LOAD_ADDR CPUS:MEM_MIB...
+# prints one digest per CPUS:MEM_MIB pair.
 import hashlib
 import struct
 import sys
@@ -56,9 +57,7 @@ def zero_page(cpus, mem_mib, initrd_size):
     return bytes(p)
 
 
-def main():
-    qboot, kernel, initrd = (open(f, "rb").read() for f in sys.argv[1:4])
-    load, cpus, mem = int(sys.argv[4], 0), int(sys.argv[5]), int(sys.argv[6])
+def digest(qboot, kernel, initrd, load, cpus, mem):
     ld = bytes(48)
     ld = normal(ld, qboot, 0xffff0000)
     ld = normal(ld, kernel, load)
@@ -71,7 +70,15 @@ def main():
         ld = page_info(ld, bytes(48), 3, 0x8000 + off)
     for i in range(cpus):
         ld = page_info(ld, hashlib.sha384(vmsa(i == 0)).digest(), 2, 0xFFFFFFFFF000)
-    print(ld.hex())
+    return ld.hex()
+
+
+def main():
+    qboot, kernel, initrd = (open(f, "rb").read() for f in sys.argv[1:4])
+    load = int(sys.argv[4], 0)
+    for pair in sys.argv[5:]:
+        cpus, mem = (int(x) for x in pair.split(":"))
+        print(digest(qboot, kernel, initrd, load, cpus, mem))
 
 
 main()

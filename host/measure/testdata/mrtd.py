@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # An independent MRTD computation for host/measure's tests, written from
 # the TDVF layout in docs/measurement.md without reference to the Go code.
-# Usage: mrtd.py FIRMWARE single-pass|two-pass ; prints MRTD as hex.
+# Usage: mrtd.py FIRMWARE ; prints "ORDER MRTD" for single-pass and two-pass.
 import hashlib
 import struct
 import sys
@@ -54,4 +54,6 @@ def mrtd(img, order):
 
 
 if __name__ == "__main__":
-    print(mrtd(open(sys.argv[1], "rb").read(), sys.argv[2]))
+    img = open(sys.argv[1], "rb").read()
+    for order in ("single-pass", "two-pass"):
+        print(order, mrtd(img, order))
