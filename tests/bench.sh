@@ -35,6 +35,9 @@ go test -run '^$' -bench 'BoltWrites' -benchtime 2s -timeout 10m ./host/broker/s
 section "broker /auth cost: pending sessions in memory (default) vs in the store (bbolt), db growth per call"
 go test -run '^$' -bench 'BenchmarkAuth' -benchtime 2000x -timeout 10m ./host/broker/
 
+section "launch measurement of a 12 MiB kernel + 64 MiB initrd: SNP (QEMU, libkrun) and sim"
+go test -run '^$' -bench 'Measure64MiB' -benchtime 3x -timeout 10m ./host/measure/
+
 if [ -f host/broker/loadtest/main.go ] || ls host/broker/*_test.go 2>/dev/null | xargs grep -l 'func BenchmarkLoad' >/dev/null 2>&1; then
   section "broker load test over loopback (simulated-SNP attestations): closed loop, then open loop at 25/50/75 % of capacity"
   if [ -x tests/postgres.sh ] && [ -z "${SEALROOT_TEST_POSTGRES:-}" ]; then

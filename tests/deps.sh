@@ -19,6 +19,12 @@ command -v debugfs >/dev/null || need+=(e2fsprogs)
 command -v cpio >/dev/null || need+=(cpio)
 command -v zstd >/dev/null || need+=(zstd)
 command -v xz >/dev/null || need+=(xz-utils)
+# gcc builds a synthetic libkrunfw and python3 runs independent MRTD and libkrun
+# implementations in host/measure's tests.
+command -v gcc >/dev/null || need+=(gcc)
+command -v python3 >/dev/null || need+=(python3)
+# OVMF: Debian's build carries SEV and TDX metadata; the SNP/TDX measurement tests use it.
+[ -f /usr/share/ovmf/OVMF.fd ] || need+=(ovmf)
 # PostgreSQL: the broker's replicated store is tested against a real server.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then

@@ -62,6 +62,11 @@ type Options struct {
 	// Accel is auto, kvm or tcg.
 	Accel string
 
+	// TEE, when set, starts the guest in SEV-SNP or TDX (tee.go): KVM,
+	// the TEE's firmware and guest object. Run checks QEMU and the host
+	// first.
+	TEE *TEE
+
 	// Sim, when set, is served on the simulated TEE port.
 	Sim SimServer
 	// Forward connects the guest's broker address (GuestAddr, host:port
@@ -192,7 +197,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Reason = err.Error()
 		return res, err
 	}
-	accel, err := ChooseAccel(ctx, o.Accel, o.QEMU, o.Kernel)
+	accel, err := "kvm", error(nil)
+	if o.TEE != nil {
+		err = Host{}.Preflight(ctx, o.QEMU, o.TEE.Kind)
+		if err == nil {
+			err = o.TEE.check()
+		}
+	} else {
+		accel, err = ChooseAccel(ctx, o.Accel, o.QEMU, o.Kernel)
+	}
 	if err != nil {
 		res.Reason = err.Error()
 		return res, err
@@ -375,6 +388,9 @@ func qemuArgs(o *Options, accel, cmdline, hostSock, simSock, slotDir string) []s
 			qemuOpt(o.Forward.GuestAddr)+"-cmd:"+qemuOpt(shellJoin(relay)))
 	} else {
 		a = append(a, "-nic", "none")
+	}
+	if o.TEE != nil {
+		a = o.TEE.teeArgs(a, o.MemoryMiB)
 	}
 	return a
 }

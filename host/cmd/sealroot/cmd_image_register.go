@@ -21,6 +21,9 @@ type imageRegisterFlags struct {
 	kernel       string
 	initrd       string
 	appendArgs   string
+	// firmware, cpuType and guestFeatures: with --tee snp, the launch's
+	// OVMF image, vCPU model and SEV features (cmd_image_register_snp.go).
+	firmware, cpuType, guestFeatures string
 }
 
 var imageRegister imageRegisterFlags
@@ -46,14 +49,17 @@ func checkRegisterFlags(tee string) error {
 	if tee == "tdx" {
 		return usageError("--register cannot register a tdx workload: TDX policies need RTMR1 and RTMR2 (kernel, initrd, command line), which this command does not compute; use `sealroot register --tee tdx --measurement MRTD --rtmr 1=HEX --rtmr 2=HEX --host-data HEX`")
 	}
-	if (r.kernel != "" || r.initrd != "") && tee != "sim" {
-		return usageError("--kernel/--initrd compute a simulated measurement: only with --tee sim (give --measurement for hardware TEEs)")
+	if (r.kernel != "" || r.initrd != "") && tee != "sim" && tee != "snp" {
+		return usageError("--kernel/--initrd compute the launch measurement: only with --tee sim or snp (give --measurement for other TEEs)")
+	}
+	if err := checkSNPRegisterFlags(tee); err != nil {
+		return err
 	}
 	if (r.kernel == "") != (r.initrd == "") {
 		return usageError("--kernel and --initrd go together")
 	}
 	if len(r.measurements) == 0 && r.kernel == "" {
-		return usageError("--register needs the launch measurement: --measurement HEX, or --kernel and --initrd with --tee sim")
+		return usageError("--register needs the launch measurement: --measurement HEX, or --kernel and --initrd with --tee sim (or --tee snp and --firmware)")
 	}
 	if len(r.measurements) > 0 {
 		pf := policyFlagValues{measurements: r.measurements}
@@ -70,12 +76,20 @@ func checkRegisterFlags(tee string) error {
 func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Result, pass []byte) error {
 	r := imageRegister
 	pf := policyFlagValues{measurements: r.measurements}
-	if r.kernel != "" {
+	if r.kernel != "" && res.Config.TEE == "snp" {
+		m, err := snpBuildMeasurement(res.Config.CPUs)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "expected SNP launch measurement: %s\n", hex.EncodeToString(m[:]))
+		pf.measurements = append(pf.measurements, hex.EncodeToString(m[:]))
+	} else if r.kernel != "" {
 		m, err := measure.Sim(measure.SimInputs{Kernel: r.kernel, Initrd: r.initrd, Cmdline: launch.Cmdline(r.appendArgs),
 			CPUs: res.Config.CPUs, MemoryMiB: res.Config.RAMMiB})
 		if err != nil {
 			return err
 		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "expected sim launch measurement: %s\n", hex.EncodeToString(m[:]))
 		pf.measurements = append(pf.measurements, hex.EncodeToString(m[:]))
 	}
 	// HOST_DATA = SHA-256 of the footer config: the launcher binds it into

@@ -54,7 +54,7 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
 	fl.StringVar(&f.initrd, "initrd", "", "sealroot initrd")
 	fl.StringVar(&f.disk, "disk", "", "workload disk (disk.img), the guest's /dev/vda")
 	fl.StringVar(&f.dataDisk, "data-disk", "", "optional data disk, the guest's /dev/vdb")
-	fl.StringVar(&f.tee, "tee", "none", "TEE the host provides: none or sim")
+	fl.StringVar(&f.tee, "tee", "none", "TEE the host provides: none, sim, snp or tdx")
 	fl.StringVar(&f.simDir, "sim-dir", "", "simulated secure processor keys (sealroot sim init)")
 	fl.StringVar(&f.broker, "broker", "", "broker URL on this host (loopback) that the guest's attestation_url is forwarded to: the broker's --listen, never its --admin-listen")
 	fl.IntVar(&f.cpus, "cpus", 0, "vCPUs (default: the disk config's)")
@@ -126,8 +126,17 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 			return fail(err)
 		}
 		o.Sim = srv
+	case "snp", "tdx":
+		if err := checkTEELaunch(f, cfg.TEE); err != nil {
+			return err
+		}
+		t, err := newTEE(f.tee, rawConfig)
+		if err != nil {
+			return err
+		}
+		o.TEE = t
 	default:
-		return fail(fmt.Errorf("--tee %q: the launcher provides none or sim (hardware TEEs need their own VMM)", f.tee))
+		return usageError("--tee %q: want none, sim, snp or tdx", f.tee)
 	}
 	if f.broker != "" {
 		fw, err := forwardFor(cfg, f.broker)
@@ -135,6 +144,14 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 			return fail(err)
 		}
 		o.Forward = fw
+	}
+	if launchTEE.dryRun {
+		argv, err := launch.DryRun(o)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), launch.ShellLine(argv))
+		return nil
 	}
 	if f.events != "" {
 		ef, err := os.Create(f.events)

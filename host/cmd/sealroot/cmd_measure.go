@@ -38,12 +38,6 @@ and memory from the disk's config unless told otherwise, so give the same --disk
   sealroot measure --tee sim --kernel vmlinuz --initrd initrd.cpio.gz --cpus 2 --memory 1024 --append "loglevel=4"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if tee != "sim" {
-				return usageError("--tee %q: only sim launch measurements can be computed here (for snp, use the VMM's own tooling)", tee)
-			}
-			if kernel == "" || initrd == "" {
-				return usageError("--kernel and --initrd are required")
-			}
 			in := measure.SimInputs{Kernel: kernel, Initrd: initrd, Cmdline: launch.Cmdline(appendArgs),
 				CPUs: defaultMeasureCPUs, MemoryMiB: defaultMeasureMemoryMiB}
 			if disk != "" {
@@ -58,6 +52,13 @@ and memory from the disk's config unless told otherwise, so give the same --disk
 			}
 			if cmd.Flags().Changed("memory") {
 				in.MemoryMiB = memory
+			}
+			if tee != "sim" {
+				return runMeasureTEE(cmd, measureCommon{tee: tee, kernel: kernel, initrd: initrd, appendArgs: appendArgs,
+					disk: disk, cpus: in.CPUs, memory: in.MemoryMiB, asJSON: asJSON})
+			}
+			if kernel == "" || initrd == "" {
+				return usageError("--kernel and --initrd are required")
 			}
 			m, err := measure.Sim(in)
 			if err != nil {
@@ -77,7 +78,7 @@ and memory from the disk's config unless told otherwise, so give the same --disk
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&tee, "tee", "sim", "TEE whose measurement to compute: sim")
+	fl.StringVar(&tee, "tee", "sim", "TEE whose measurement to compute: sim, snp or tdx")
 	fl.StringVar(&kernel, "kernel", "", "guest kernel, as given to sealroot launch")
 	fl.StringVar(&initrd, "initrd", "", "initrd, as given to sealroot launch")
 	fl.StringVar(&appendArgs, "append", "", "extra kernel command line arguments, as given to sealroot launch --append")

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealroot/sealroot/host/launch"
+	"github.com/sealroot/sealroot/host/measure"
+)
+
+// measureTEEFlags are the flags of `sealroot measure` for SEV-SNP and TDX.
+type measureTEEFlags struct {
+	vmm, firmware, cpuType, cpuSig, guestFeatures, cmdline string
+	tdxPageOrder                                           string
+	libkrunfw, qboot, kernelBundle, kernelLoadAddr, vmsa   string
+}
+
+var measureTEE measureTEEFlags
+
+func init() {
+	c, _, _ := rootCmd.Find([]string{"measure"})
+	c.Use = "measure --tee sim|snp|tdx ..."
+	c.Long += `
+
+--tee snp computes the SEV-SNP launch digest of a guest that boots --firmware (OVMF) under QEMU
+(--vmm qemu, the default; ec2 and gce boot the same OVMF with their own vCPU state), with --cpus
+vCPUs of --cpu-type (or --cpu-sig) and --guest-features; with --kernel, the kernel, initrd and command
+line are measured through the firmware's kernel hashes page. --cmdline gives the exact command line;
+otherwise it is the launcher's, as for --tee sim. --vmm libkrun measures a libkrun guest instead, from
+--libkrunfw or from --qboot, --kernel-bundle and --initrd. --tee tdx computes MRTD from a TDVF
+--firmware. The value is the last line printed; --json prints it with its inputs. docs/measurement.md
+says what each value covers.`
+	c.Example += `
+  sealroot measure --tee snp --firmware OVMF.amdsev.fd --kernel vmlinuz --initrd initrd.cpio.gz --disk out/disk.img
+  sealroot measure --tee snp --vmm libkrun --libkrunfw /usr/lib64/libkrunfw-sev.so.4 --cpus 2 --memory 2048
+  sealroot measure --tee tdx --firmware OVMF.tdx.fd --json`
+	fl := c.Flags()
+	fl.StringVar(&measureTEE.vmm, "vmm", measure.VMMQEMU, "with --tee snp: the VMM, qemu, ec2, gce or libkrun")
+	fl.StringVar(&measureTEE.firmware, "firmware", "", "with --tee snp|tdx: the OVMF/TDVF image the VM boots")
+	fl.StringVar(&measureTEE.cpuType, "cpu-type", measure.DefaultCPUType, "with --tee snp --vmm qemu: the QEMU vCPU model (EPYC, EPYC-v1..v4, EPYC-Rome*, EPYC-Milan*, EPYC-Genoa*, EPYC-Turin)")
+	fl.StringVar(&measureTEE.cpuSig, "cpu-sig", "", "with --tee snp --vmm qemu: the vCPU signature (CPUID 1 EAX) instead of --cpu-type")
+	fl.StringVar(&measureTEE.guestFeatures, "guest-features", "0x1", "with --tee snp: the VMSA's SEV_FEATURES (0x1; 0x21 with DebugSwap)")
+	fl.StringVar(&measureTEE.cmdline, "cmdline", "", "with --tee snp and --kernel: the exact kernel command line (instead of the launcher's + --append)")
+	fl.StringVar(&measureTEE.tdxPageOrder, "tdx-page-order", measure.TDXSinglePass, "with --tee tdx: single-pass (upstream KVM/QEMU) or two-pass (earlier TDX patch sets)")
+	fl.StringVar(&measureTEE.libkrunfw, "libkrunfw", "", "with --vmm libkrun: the libkrunfw-sev shared library to read the bundles from")
+	fl.StringVar(&measureTEE.qboot, "qboot", "", "with --vmm libkrun: the qboot firmware (64 KiB), instead of --libkrunfw")
+	fl.StringVar(&measureTEE.kernelBundle, "kernel-bundle", "", "with --vmm libkrun: the kernel bundle, instead of --libkrunfw")
+	fl.StringVar(&measureTEE.kernelLoadAddr, "kernel-load-addr", "0x1000000", "with --vmm libkrun: where the kernel bundle is loaded")
+	fl.StringVar(&measureTEE.vmsa, "vmsa", measure.KrunVMSALibkrunfw, "with --vmm libkrun: the vCPU state, libkrunfw (as krunfw_measurement) or kvm-reset (unverified)")
+}
+
+// measureCommon are the flags `measure` shares between TEEs.
+type measureCommon struct {
+	tee, kernel, initrd, appendArgs, disk string
+	cpus, memory                          int
+	asJSON                                bool
+}
+
+// runMeasureTEE computes an SNP or TDX measurement; cpus and memory are
+// already resolved from --cpus/--memory, --disk and the defaults.
+func runMeasureTEE(cmd *cobra.Command, m measureCommon) error {
+	f := measureTEE
+	out := cmd.OutOrStdout()
+	switch {
+	case m.tee == "tdx":
+		if f.firmware == "" {
+			return usageError("--tee tdx needs --firmware FILE (a TDVF build)")
+		}
+		if m.kernel != "" || m.initrd != "" {
+			return usageError("--tee tdx computes MRTD, which covers the firmware only: --kernel and --initrd do not enter it (RTMR1/RTMR2 are not computed, see docs/measurement.md)")
+		}
+		fw, err := measure.ReadFirmware(f.firmware)
+		if err != nil {
+			return withStatus(1, err)
+		}
+		v, err := measure.MRTD(fw, f.tdxPageOrder)
+		if err != nil {
+			return withStatus(1, err)
+		}
+		return printMeasurement(out, m.asJSON, "mrtd", v[:], map[string]any{"tee": "tdx", "vmm": "qemu",
+			"firmware": f.firmware, "page_order": f.tdxPageOrder})
+	case m.tee == "snp" && f.vmm == "libkrun":
+		return runMeasureLibkrun(cmd, m)
+	case m.tee == "snp":
+	default:
+		return usageError("--tee %q: want sim, snp or tdx", m.tee)
+	}
+	if f.firmware == "" {
+		return usageError("--tee snp needs --firmware FILE (the OVMF image the VM boots)")
+	}
+	features, err := measure.ParseUint(f.guestFeatures, 64)
+	if err != nil {
+		return usageError("--guest-features %q: want a number such as 0x1", f.guestFeatures)
+	}
+	in := measure.SNPInputs{Firmware: f.firmware, VMM: f.vmm, CPUs: m.cpus, GuestFeatures: features,
+		Kernel: m.kernel, Initrd: m.initrd}
+	inputs := map[string]any{"tee": "snp", "vmm": f.vmm, "firmware": f.firmware, "cpus": m.cpus,
+		"guest_features": fmt.Sprintf("%#x", features)}
+	if f.vmm == measure.VMMQEMU {
+		if cmd.Flags().Changed("cpu-sig") {
+			s, err := measure.ParseUint(f.cpuSig, 32)
+			if err != nil {
+				return usageError("--cpu-sig %q: want a number such as 0xa00f11", f.cpuSig)
+			}
+			in.CPUSig = uint32(s)
+		} else if in.CPUSig, err = measure.CPUSig(f.cpuType); err != nil {
+			return usageError("--cpu-type: %v", err)
+		}
+		inputs["cpu_sig"] = fmt.Sprintf("%#x", in.CPUSig)
+	}
+	if m.kernel != "" {
+		in.Cmdline = launch.Cmdline(m.appendArgs)
+		if cmd.Flags().Changed("cmdline") {
+			if m.appendArgs != "" {
+				return usageError("--cmdline and --append exclude each other")
+			}
+			in.Cmdline = f.cmdline
+		}
+		inputs["kernel"], inputs["initrd"], inputs["cmdline"] = m.kernel, m.initrd, in.Cmdline
+	} else if m.initrd != "" || m.appendArgs != "" || cmd.Flags().Changed("cmdline") {
+		return usageError("--initrd, --append and --cmdline are measured only with --kernel")
+	}
+	v, err := measure.SNP(in)
+	if err != nil {
+		return withStatus(1, err)
+	}
+	return printMeasurement(out, m.asJSON, "measurement", v[:], inputs)
+}
+
+// printMeasurement prints v as hex on the last line, or with --json an
+// object holding v under key and the inputs.
+func printMeasurement(w io.Writer, asJSON bool, key string, v []byte, inputs map[string]any) error {
+	if !asJSON {
+		_, err := fmt.Fprintln(w, hex.EncodeToString(v))
+		return err
+	}
+	inputs[key] = hex.EncodeToString(v)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(inputs)
+}
+
+// runMeasureLibkrun computes the SNP launch digest of a libkrun guest.
+func runMeasureLibkrun(cmd *cobra.Command, m measureCommon) error {
+	f := measureTEE
+	raw := f.qboot != "" || f.kernelBundle != "" || m.initrd != ""
+	switch {
+	case f.libkrunfw != "" && raw:
+		return usageError("--libkrunfw and --qboot/--kernel-bundle/--initrd exclude each other")
+	case f.libkrunfw == "" && (f.qboot == "" || f.kernelBundle == "" || m.initrd == ""):
+		return usageError("--vmm libkrun needs --libkrunfw FILE, or --qboot, --kernel-bundle and --initrd")
+	case m.kernel != "" || m.appendArgs != "" || f.firmware != "" || cmd.Flags().Changed("cmdline"):
+		return usageError("--vmm libkrun measures libkrunfw's bundles: --kernel, --append, --cmdline and --firmware do not apply (the command line is built into the kernel bundle)")
+	}
+	load, err := measure.ParseUint(f.kernelLoadAddr, 64)
+	if err != nil {
+		return usageError("--kernel-load-addr %q: want a number such as 0x1000000", f.kernelLoadAddr)
+	}
+	in := measure.KrunInputs{KernelLoadAddr: load, CPUs: m.cpus, MemoryMiB: m.memory, VMSA: f.vmsa}
+	inputs := map[string]any{"tee": "snp", "vmm": "libkrun", "cpus": m.cpus, "memory_mib": m.memory,
+		"kernel_load_addr": fmt.Sprintf("%#x", load), "vmsa": f.vmsa}
+	if f.vmsa == measure.KrunVMSAKVMReset {
+		if cmd.Flags().Changed("cpu-sig") {
+			s, err := measure.ParseUint(f.cpuSig, 32)
+			if err != nil {
+				return usageError("--cpu-sig %q: want a number such as 0xa00f11", f.cpuSig)
+			}
+			in.CPUSig = uint32(s)
+		} else if in.CPUSig, err = measure.CPUSig(f.cpuType); err != nil {
+			return usageError("--cpu-type: %v", err)
+		}
+		inputs["cpu_sig"] = fmt.Sprintf("%#x", in.CPUSig)
+	}
+	if f.libkrunfw != "" {
+		b, err := measure.ReadKrunfw(f.libkrunfw)
+		if err != nil {
+			return withStatus(1, err)
+		}
+		in.Qboot, in.KernelBundle, in.InitrdBundle = b.Qboot, b.Kernel, b.Initrd
+		inputs["libkrunfw"] = f.libkrunfw
+	} else {
+		for _, r := range []struct {
+			what, path string
+			dst        *[]byte
+		}{{"qboot", f.qboot, &in.Qboot}, {"kernel bundle", f.kernelBundle, &in.KernelBundle}, {"initrd bundle", m.initrd, &in.InitrdBundle}} {
+			b, err := readBundle(r.what, r.path)
+			if err != nil {
+				return withStatus(1, err)
+			}
+			*r.dst = b
+		}
+		inputs["qboot"], inputs["kernel_bundle"], inputs["initrd"] = f.qboot, f.kernelBundle, m.initrd
+	}
+	v, err := measure.Krun(in)
+	if err != nil {
+		return withStatus(1, err)
+	}
+	return printMeasurement(cmd.OutOrStdout(), m.asJSON, "measurement", v[:], inputs)
+}
+
+// readBundle reads a bundle file of at most 512 MiB.
+func readBundle(what, path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > 512<<20 {
+		return nil, fmt.Errorf("%s %s: want a regular file of at most 512 MiB", what, path)
+	}
+	return os.ReadFile(path)
+}
