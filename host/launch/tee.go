@@ -264,7 +264,7 @@ func DryRun(o Options) ([]string, error) {
 	if o.Sim != nil {
 		sim = filepath.Join(dir, "sim.sock")
 	}
-	return append([]string{o.QEMU}, qemuArgs(&o, accel, Cmdline(o.Append), filepath.Join(dir, "host.sock"), sim)...), nil
+	return append([]string{o.QEMU}, qemuArgs(&o, accel, Cmdline(o.Append), filepath.Join(dir, "host.sock"), sim, filepath.Join(dir, "relay-slots"))...), nil
 }
 
 // RunDirPlaceholder stands for Run's temporary directory in DryRun.
