@@ -198,6 +198,9 @@ func (b *boot) payload(ctx context.Context) error {
 	if b.cfg.Encrypted != nil && *b.cfg.Encrypted != enc {
 		return fmt.Errorf("config says encrypted=%v but %s is %s", *b.cfg.Encrypted, b.opts.root, map[bool]string{true: "LUKS", false: "not LUKS"}[enc])
 	}
+	if err := b.checkRootVolume(vol); err != nil { // vol is nil when not LUKS
+		return err
+	}
 	if !enc {
 		if b.cfg.TEE != "none" {
 			return fail(event.StatusUnlockFailed, fmt.Errorf("tee %q but the payload of %s is not encrypted: refusing to boot an unprotected root as confidential", b.cfg.TEE, b.opts.root))

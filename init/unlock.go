@@ -92,10 +92,11 @@ func (b *boot) unlockRoot(ctx context.Context) error {
 		cryptsetup.Wipe(b.passphrase)
 		b.passphrase = nil
 	}()
-	m, err := b.volume.UnlockContext(ctx, b.passphrase, cryptsetup.UnlockOptions{Name: "root"})
+	m, err := b.volume.UnlockContext(ctx, b.passphrase, b.unlockOptions())
 	if err != nil {
-		return err
+		return unlockFailure(err)
 	}
+	b.logIgnoredFlags(m)
 	b.rootFS = m.Device
 	b.detail = map[string]string{"device": m.Device, "keyslot": fmt.Sprint(m.Keyslot),
 		"kdf_ms": fmt.Sprintf("%.1f", float64(m.KDFTime.Microseconds())/1000), "cipher": m.Cipher}

@@ -121,6 +121,7 @@ const (
 	StatusInterrupted    = 210 // the launcher was interrupted (SIGINT/SIGTERM)
 	StatusModulesFailed  = 211 // a required kernel module failed to load
 	StatusEarlySetup     = 212 // mounting /proc, /sys, /dev or /run failed
+	StatusVolumeMismatch = 213 // the root volume is not the one the disk config binds (root_volume)
 	StatusWorkloadSignal = 128 // base for a workload killed by signal N: 128+N
 )
 
@@ -153,6 +154,8 @@ func StatusText(s int) string {
 		return "kernel module load failed"
 	case StatusEarlySetup:
 		return "early setup failed"
+	case StatusVolumeMismatch:
+		return "root volume not the one the config binds"
 	}
 	return ""
 }
