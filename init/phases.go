@@ -73,6 +73,7 @@ var phases = []phase{
 	{"mount", 30 * time.Second, event.StatusMountFailed, (*boot).mountRoot},
 	{"switchroot", 30 * time.Second, event.StatusMountFailed, (*boot).switchRoot},
 	{"workload", 30 * time.Second, event.StatusBadWorkload, (*boot).prepareWorkload},
+	{"seal", 30 * time.Second, event.StatusSealFailed, (*boot).sealTEE},
 	{"run", 1<<63 - 1, event.StatusBadWorkload, (*boot).runWorkload},
 }
 
