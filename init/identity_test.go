@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/attest/trusteesnp"
 	"github.com/sealroot/sealroot/init/config"
 )
 
@@ -14,11 +17,37 @@ type fakeAttester struct{ hostData []byte }
 func (f fakeAttester) TEE() string { return attest.TEESim }
 func (f fakeAttester) Attest(ctx context.Context, rd [64]byte) (*attest.Evidence, error) {
 	r := make([]byte, 1184)
-	copy(r[hostDataOffset:], f.hostData)
+	copy(r[trusteesnp.OffHostData:], f.hostData)
 	return &attest.Evidence{TEE: attest.TEESNP, Report: r}, nil
 }
 
-func TestHostDataChecker(t *testing.T) {
+// The CCA realm's platform device makes the VM a TEE, so a tee "none"
+// config is refused in it like in SNP and TDX guests.
+func TestTEEDeviceDetectsRealm(t *testing.T) {
+	root := t.TempDir()
+	if d := teeDeviceAt(root); d != "" {
+		t.Fatalf("empty root: %q", d)
+	}
+	p := filepath.Join(root, "sys/bus/platform/devices/arm-cca-dev")
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if d := teeDeviceAt(root); !strings.Contains(d, "Arm CCA realm") {
+		t.Fatalf("simulated realm: %q", d)
+	}
+	cfg, err := config.Parse([]byte(`{"tee":"none","tee_data":"","workload_id":"w","cpus":1,"ram_mib":512,"attestation_url":""}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := refuseUnattestedInTEE(teeDeviceAt(root), cfg); err == nil || !strings.Contains(err.Error(), "Arm CCA realm") {
+		t.Fatalf("tee none in a realm: %v", err)
+	}
+	if err := refuseUnattestedInTEE(teeDeviceAt(t.TempDir()), cfg); err != nil {
+		t.Fatalf("tee none outside a TEE: %v", err)
+	}
+}
+
+func TestConfigChecker(t *testing.T) {
 	raw := []byte(`{"tee":"sim","workload_id":"a"}`)
 	want := config.HostData(raw)
 	other := config.HostData([]byte(`{"tee":"sim","workload_id":"b"}`))
@@ -34,7 +63,7 @@ func TestHostDataChecker(t *testing.T) {
 		{"another config", other[:], "launched for another config", false},
 	} {
 		logged = nil
-		h := &hostDataChecker{Attester: fakeAttester{tc.hostData}, want: want,
+		h := &configChecker{Attester: fakeAttester{tc.hostData}, want: want,
 			logf: func(f string, a ...any) { logged = append(logged, f) }}
 		_, err := h.Attest(context.Background(), [64]byte{})
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {

@@ -155,11 +155,8 @@ func (b *boot) readConfig(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", source, err)
 	}
-	if dev := teeDevice(); dev != "" && !attestable(cfg.TEE) {
-		// A host that can boot this measured init unattested inside a
-		// real TEE could run its own code there and attest as any
-		// workload sharing the measurement.
-		return fail(event.StatusAttestFailed, fmt.Errorf("this VM runs in a TEE (%s) but the disk config's tee is %q: refusing to boot an unattested root in a confidential VM", dev, cfg.TEE))
+	if err := refuseUnattestedInTEE(teeDevice(), cfg); err != nil {
+		return err
 	}
 	b.cfg = cfg
 	b.rawConfig = raw

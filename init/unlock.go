@@ -61,7 +61,7 @@ func (b *boot) attest(ctx context.Context) error {
 	if err != nil {
 		return fail(event.StatusAttestFailed, err)
 	}
-	att = b.withHostDataCheck(att)
+	att = b.withConfigCheck(att)
 	actx, cancel := context.WithTimeout(ctx, b.cfg.Deadline())
 	defer cancel()
 	pass, err := agent.FetchPassphrase(actx, agent.Options{
