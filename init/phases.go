@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/vsock"
+	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/init/config"
 	"github.com/sealroot/sealroot/init/event"
@@ -42,6 +43,7 @@ type boot struct {
 	// attest phase to the unlock phase, which wipes it.
 	encrypted  bool
 	volume     *cryptsetup.Volume
+	attester   attest.Attester // the boot's, kept for runtime evidence
 	passphrase []byte
 	rootFS     string // block device holding the root filesystem
 	spec       *workload.Spec

@@ -62,6 +62,7 @@ func (b *boot) attest(ctx context.Context) error {
 		return fail(event.StatusAttestFailed, err)
 	}
 	att = b.withConfigCheck(att)
+	b.attester = att
 	actx, cancel := context.WithTimeout(ctx, b.cfg.Deadline())
 	defer cancel()
 	pass, err := agent.FetchPassphrase(actx, agent.Options{

@@ -15,7 +15,7 @@ import (
 )
 
 // probeImage builds an image whose workload is tests/testprogs/probe.
-func probeImage(t *testing.T, e *harness.Env, id string, encrypted bool) (*image.Result, []byte) {
+func probeImage(t *testing.T, e *harness.Env, id string, encrypted, runtime bool) (*image.Result, []byte) {
 	t.Helper()
 	rootfs := filepath.Join(t.TempDir(), "rootfs")
 	if err := os.MkdirAll(filepath.Join(rootfs, "tmp"), 0o1777); err != nil {
@@ -37,6 +37,10 @@ func probeImage(t *testing.T, e *harness.Env, id string, encrypted bool) (*image
 		}
 		o.Config.TEE, o.Config.AttestationURL = "sim", "http://"+guestBroker
 	}
+	if runtime {
+		o.Config.RuntimeEvidence = true
+		o.Workload.Cmd = []string{"/probe", "-runtime"}
+	}
 	img, err := image.Build(o)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +58,7 @@ func probeImage(t *testing.T, e *harness.Env, id string, encrypted bool) (*image
 func TestWorkloadCannotAttest(t *testing.T) {
 	e := harness.Setup(t)
 	t.Run("attested boot sealed", func(t *testing.T) {
-		img, pass := probeImage(t, e, "e2e-probe", true)
+		img, pass := probeImage(t, e, "e2e-probe", true, false)
 		br := harness.StartBroker(t, t.TempDir(), "", "--trust-sim-root", e.SimDir(t))
 		o := simLaunch(t, e, img, br.Addr, 0)
 		register(t, br, "e2e-probe", img, launchMeasurement(t, e, o), pass)
@@ -63,7 +67,7 @@ func TestWorkloadCannotAttest(t *testing.T) {
 		if b.Status != 0 {
 			t.Fatalf("probe status %d (%s): something was allowed", b.Status, b.Reason)
 		}
-		for _, want := range []string{"open the simulated TEE port", "mount configfs: refused", "mknod a char device", "kexec_file_load: refused", "probe: 0 allowed"} {
+		for _, want := range []string{"open the simulated TEE port", "mount configfs: refused", "mknod a char device", "kexec_file_load: refused", "runtime evidence without the opt-in: refused", "probe: 0 allowed"} {
 			if !strings.Contains(b.Console, want) {
 				t.Errorf("console lacks %q", want)
 			}
@@ -73,8 +77,32 @@ func TestWorkloadCannotAttest(t *testing.T) {
 		}
 		harness.AssertNoSecret(t, pass, map[string]string{"console": b.Console, "broker log": br.Log.String()})
 	})
+	// With runtime_evidence in its (attested) config, the sealed workload
+	// gets reports through the init, domain-separated; running the boot
+	// handshake with them, each asked for over the exact binding the
+	// broker wants, is refused by the broker as runtime evidence.
+	t.Run("runtime evidence opt-in", func(t *testing.T) {
+		img, pass := probeImage(t, e, "e2e-probe-rt", true, true)
+		br := harness.StartBroker(t, t.TempDir(), "", "--trust-sim-root", e.SimDir(t))
+		o := simLaunch(t, e, img, br.Addr, 0)
+		register(t, br, "e2e-probe-rt", img, launchMeasurement(t, e, o), pass)
+		b := e.Boot(t, o)
+		br.Stop()
+		if b.Status != 0 {
+			t.Fatalf("probe status %d (%s)", b.Status, b.Reason)
+		}
+		for _, want := range []string{"open the simulated TEE port", "mount configfs: refused", "runtime evidence: a snp report", "domain-separated: true", "boot handshake with runtime evidence: refused", "probe: 0 allowed"} {
+			if !strings.Contains(b.Console, want) {
+				t.Errorf("console lacks %q", want)
+			}
+		}
+		if !strings.Contains(br.Log.String(), `"check":"runtime_evidence"`) {
+			t.Error("the broker's audit log has no runtime_evidence refusal")
+		}
+		harness.AssertNoSecret(t, pass, map[string]string{"console": b.Console, "broker log": br.Log.String()})
+	})
 	t.Run("plain boot not sealed", func(t *testing.T) {
-		img, _ := probeImage(t, e, "e2e-probe-plain", false)
+		img, _ := probeImage(t, e, "e2e-probe-plain", false, false)
 		b := e.Boot(t, launch.Options{Disk: img.Disk, CPUs: 1, MemoryMiB: 512})
 		if b.Status != 1 || !strings.Contains(b.Console, "mount configfs: ALLOWED") || !strings.Contains(b.Console, "mknod a char device 10:124: ALLOWED") {
 			t.Fatalf("unsealed probe: status %d; the probe did not see what a sealed boot takes away", b.Status)

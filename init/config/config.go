@@ -54,6 +54,11 @@ type Config struct {
 	// mapped with (allow-discards, same-cpu-crypt, ...). The LUKS2
 	// header's own flags are ignored: the host can write them.
 	ActivationFlags []string `json:"activation_flags,omitempty"`
+	// RuntimeEvidence lets the workload ask the init for TEE reports over
+	// data of its own, with report_data domain-separated from the boot
+	// handshake (init/runtimeev); without it the workload gets no
+	// evidence at all.
+	RuntimeEvidence bool `json:"runtime_evidence,omitempty"`
 }
 
 // resourceSegment is one segment of a Trustee resource path (INTEROP §4).

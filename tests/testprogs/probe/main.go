@@ -3,9 +3,16 @@
 // to reach the TEE's report interfaces and prints one line per attempt,
 // "probe: <what>: refused (<why>)" or "probe: <what>: ALLOWED". It exits 0
 // when every attempt was refused, 1 otherwise.
+//
+// With -runtime (a config with runtime_evidence), it also asks the init
+// for a runtime report, and then runs the boot's broker handshake for its
+// own workload id with runtime reports as its evidence, each asked for
+// over exactly the report_data the handshake needs: the broker must refuse.
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,8 +21,15 @@ import (
 
 	"os/exec"
 	"syscall"
+	"time"
 
+	"github.com/sealroot/sealroot/agent"
+	"github.com/sealroot/sealroot/agent/kbs"
+	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/simport"
+	"github.com/sealroot/sealroot/cryptsetup"
+	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/init/runtimeev"
 	"golang.org/x/sys/unix"
 )
 
@@ -115,10 +129,61 @@ func main() {
 	if b, err := os.ReadFile("/sys/kernel/security/lockdown"); err == nil {
 		fmt.Printf("probe: lockdown: %s", b)
 	}
+	if len(os.Args) > 1 && os.Args[1] == "-runtime" {
+		runtime()
+	} else {
+		_, err := runtimeev.Request(context.Background(), runtimeev.SocketPath, []byte("probe"))
+		check("runtime evidence without the opt-in", err)
+	}
 	fmt.Printf("probe: %d allowed\n", allowed)
 	if allowed > 0 {
 		os.Exit(1)
 	}
+}
+
+// runtimeAttester gets its evidence from the init's runtime-evidence socket.
+type runtimeAttester struct{ tee string }
+
+func (a runtimeAttester) TEE() string { return a.tee }
+func (a runtimeAttester) Attest(ctx context.Context, rd [64]byte) (*attest.Evidence, error) {
+	r, err := runtimeev.Request(ctx, runtimeev.SocketPath, rd[:])
+	if err != nil {
+		return nil, err
+	}
+	return &attest.Evidence{TEE: r.TEE, Report: r.Report, Certs: r.Certs}, nil
+}
+
+func runtime() {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := runtimeev.Request(ctx, runtimeev.SocketPath, []byte("probe"))
+	if err != nil {
+		allowed++ // the opt-in did not work: count it as a failure
+		fmt.Printf("probe: runtime evidence: FAILED (%v)\n", err)
+		return
+	}
+	want := kbs.RuntimeReportData([]byte("probe"))
+	fmt.Printf("probe: runtime evidence: a %s report of %d bytes, report_data domain-separated: %v\n",
+		r.TEE, len(r.Report), bytes.Equal(r.ReportData, want[:]) && bytes.Contains(r.Report, want[:]))
+	raw, err := cryptsetup.ReadFooterFile("/dev/vda")
+	if err != nil {
+		fmt.Printf("probe: reading the config: %v\n", err)
+		allowed++
+		return
+	}
+	cfg, err := config.Parse(raw)
+	if err != nil {
+		fmt.Printf("probe: reading the config: %v\n", err)
+		allowed++
+		return
+	}
+	cfg.AttestTimeout = "20s"
+	pass, err := agent.FetchPassphrase(ctx, agent.Options{Config: cfg, Attester: runtimeAttester{cfg.TEE},
+		ResourcePath: cfg.KBSResource, TrusteeKey: cfg.KBSKey, BackoffInitial: 200 * time.Millisecond})
+	if err == nil {
+		cryptsetup.Wipe(pass)
+	}
+	check("boot handshake with runtime evidence", err)
 }
 
 func errnoErr(e unix.Errno) error {
