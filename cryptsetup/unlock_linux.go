@@ -68,7 +68,7 @@ func (v *Volume) UnlockContext(ctx context.Context, passphrase []byte, o UnlockO
 	if err != nil {
 		return nil, err
 	}
-	ignored = append(skipped, ignored...)
+	ignored = append(append([]string(nil), skipped...), ignored...)
 	if o.VolumeID != nil {
 		if err := o.VolumeID.Match(h); err != nil {
 			return nil, fmt.Errorf("%s: %w", v.path, err)
