@@ -2,12 +2,16 @@ package tests
 
 import (
 	"bytes"
+	"context"
+	"encoding/hex"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/sealroot/sealroot/cryptsetup"
+	"github.com/sealroot/sealroot/host/broker"
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/init/config"
 	"github.com/sealroot/sealroot/init/event"
@@ -154,5 +158,60 @@ func TestRootVolumeInHostData(t *testing.T) {
 	defer v.Close()
 	if err := c.RootVolume.Match(v.Header()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestImageBindRegister: a buildah-style image (six-key config, no
+// binding) registered by measurement alone gets bound with `sealroot image
+// bind --register`: the footer then names the volume, and the broker's
+// registration requires the new config's host_data.
+func TestImageBindRegister(t *testing.T) {
+	e := harness.Setup(t)
+	img, _ := encryptedImage(t, e, "cli-bind", attestedCase{luks1: true})
+	buildah := []byte(`{"tee":"sim","tee_data":"","workload_id":"cli-bind","cpus":1,"ram_mib":512,"attestation_url":"http://10.0.2.100:8000"}`)
+	f, err := os.OpenFile(img.Disk, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	total, err := cryptsetup.AppendFooter(f, st.Size()-cryptsetup.FooterSize-int64(len(img.ConfigJSON)), buildah)
+	if err == nil {
+		err = f.Truncate(total)
+	}
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := harness.StartBroker(t, t.TempDir(), "", "--trust-sim-root", e.SimDir(t))
+	b.Register(t, "cli-bind", "sim", [48]byte{1}, nil, []byte("pass"))
+	token := harness.WriteFile(t, "admin-token", []byte(b.Token), 0o600)
+
+	cmd := exec.Command(e.Sealroot(t), "image", "bind", img.Disk, "--register", "--broker", b.URL, "--admin-token-file", token)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("image bind: %v", err)
+	}
+	raw, err := cryptsetup.ReadFooterFile(img.Disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(raw, buildah[:len(buildah)-1]) || !bytes.Contains(raw, []byte(`"root_volume":`)) {
+		t.Fatalf("footer config after bind: %s", raw)
+	}
+	hd := config.HostData(raw)
+	want := hex.EncodeToString(hd[:])
+	if strings.TrimSpace(string(out)) != "host_data: "+want {
+		t.Fatalf("printed %q, want host_data %s", out, want)
+	}
+	cl, err := broker.NewAdminClient(b.URL, b.Token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := cl.Show(context.Background(), "cli-bind")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Policy.HostData != want || len(w.Policy.Measurements) != 1 || !w.HasPassphrase {
+		t.Fatalf("registration after bind: %+v", w.Policy)
 	}
 }
