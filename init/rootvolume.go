@@ -41,9 +41,15 @@ func (b *boot) unlockOptions() cryptsetup.UnlockOptions {
 }
 
 // unlockFailure gives a binding mismatch found at unlock its own status.
-func unlockFailure(err error) error {
+// Under a binding, every keyslot is verified by the bound digest, so a
+// passphrase that opens none is either wrong or opens a keyslot to another
+// key than the bound one (a forged header): the line says both.
+func (b *boot) unlockFailure(err error) error {
 	if errors.Is(err, cryptsetup.ErrVolumeMismatch) {
 		return fail(event.StatusVolumeMismatch, err)
+	}
+	if errors.Is(err, cryptsetup.ErrWrongPassphrase) && b.cfg.RootVolume != nil {
+		return fmt.Errorf("%w; with the root_volume binding, no keyslot opens to the bound volume key", err)
 	}
 	return err
 }

@@ -95,7 +95,7 @@ func (b *boot) unlockRoot(ctx context.Context) error {
 	}()
 	m, err := b.volume.UnlockContext(ctx, b.passphrase, b.unlockOptions())
 	if err != nil {
-		return unlockFailure(err)
+		return b.unlockFailure(err)
 	}
 	b.logIgnoredFlags(m)
 	b.rootFS = m.Device

@@ -92,7 +92,7 @@ func TestDiskSwapRefused(t *testing.T) {
 		{"trustee LUKS2", attestedCase{dialect: "trustee"}, false, event.StatusVolumeMismatch, "payload", "LUKS UUID"},
 		// The header forged to match the binding: the host's passphrase
 		// opens the host's key, which the bound digest refuses.
-		{"krun LUKS1 forged header", attestedCase{dialect: "krun", luks1: true, timeout: "30s"}, true, event.StatusUnlockFailed, "unlock", "passphrase"},
+		{"krun LUKS1 forged header", attestedCase{dialect: "krun", luks1: true, timeout: "30s"}, true, event.StatusUnlockFailed, "unlock", "no keyslot opens to the bound volume key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := harness.Setup(t)
