@@ -9,7 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	sevclient "github.com/google/go-sev-guest/client"
+
+	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/simport"
+	"github.com/sealroot/sealroot/attest/tsm"
 	"github.com/sealroot/sealroot/init/runtimeev"
 	"github.com/sealroot/sealroot/init/seal"
 	"github.com/sealroot/sealroot/init/vport"
@@ -26,6 +30,10 @@ func (b *boot) sealTEE(ctx context.Context) error {
 		b.detail = map[string]string{"sealed": "false"}
 		return nil
 	}
+	var runtimeAtt attest.Attester
+	if b.cfg.RuntimeEvidence {
+		runtimeAtt = b.runtimeAttester() // before the seal removes the devices
+	}
 	o := seal.Default()
 	o.Ports = []string{simport.PortName}
 	r, err := seal.Seal(o)
@@ -34,7 +42,7 @@ func (b *boot) sealTEE(ctx context.Context) error {
 	}
 	b.report.Log("seal", "TEE closed to the workload: %s", r)
 	if b.cfg.RuntimeEvidence {
-		if err := b.serveRuntimeEvidence(); err != nil {
+		if err := b.serveRuntimeEvidence(runtimeAtt); err != nil {
 			return fmt.Errorf("runtime evidence: %w", err)
 		}
 	}
@@ -42,11 +50,35 @@ func (b *boot) sealTEE(ctx context.Context) error {
 	return nil
 }
 
+// runtimeAttester is the Attester runtime evidence goes through: on SNP
+// with /dev/sev-guest, one over the device opened now, before the seal
+// removes its node; otherwise the boot's own, which keeps working where it
+// holds its interface open (the simulated TEE's port) and fails each
+// request where it reopens a removed one (configfs-tsm).
+func (b *boot) runtimeAttester() attest.Attester {
+	if b.attester == nil || b.cfg.TEE != attest.TEESNP {
+		return b.attester
+	}
+	d, err := sevclient.OpenDevice()
+	if err != nil {
+		b.report.Log("seal", "runtime evidence: %s cannot be opened (%v): requests will fail", tsm.SEVGuestPath, err)
+		return b.attester
+	}
+	a, err := tsm.New(attest.TEESNP, tsm.Options{SNPQuoteProvider: tsm.HeldSEVDevice{Device: d}})
+	if err != nil {
+		d.Close()
+		b.report.Log("seal", "runtime evidence: %v", err)
+		return b.attester
+	}
+	b.closers = append(b.closers, d)
+	return b.withConfigCheck(a)
+}
+
 // serveRuntimeEvidence opens the runtime-evidence socket for a workload
-// whose attested config asks for it (runtime_evidence). Reports go through
-// the boot's own Attester, which the seal left to the init alone.
-func (b *boot) serveRuntimeEvidence() error {
-	if b.attester == nil {
+// whose attested config asks for it (runtime_evidence), serving reports
+// from att, which the seal left to the init alone.
+func (b *boot) serveRuntimeEvidence(att attest.Attester) error {
+	if att == nil {
 		return errors.New("the config asks for runtime evidence but this boot did not attest")
 	}
 	if err := os.MkdirAll(filepath.Dir(runtimeev.SocketPath), 0o755); err != nil {
@@ -62,7 +94,7 @@ func (b *boot) serveRuntimeEvidence() error {
 		return err
 	}
 	b.closers = append(b.closers, l)
-	go runtimeev.Serve(l, b.attester, func(format string, a ...any) { b.report.Log("evidence", format, a...) })
+	go runtimeev.Serve(l, att, func(format string, a ...any) { b.report.Log("evidence", format, a...) })
 	b.report.Log("seal", "runtime evidence for the workload at %s (domain-separated report_data)", runtimeev.SocketPath)
 	return nil
 }
