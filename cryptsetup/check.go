@@ -41,7 +41,7 @@ func Check(path string, passphrase []byte) (*CheckResult, error) {
 }
 
 // Check is the user-space unlock and payload check of an opened volume.
-// Of the options, Keyslots and MemoryLimitKiB apply. It is CheckContext
+// Of the options, Keyslots, MemoryLimitKiB and VolumeID apply. It is CheckContext
 // without a deadline.
 func (v *Volume) Check(passphrase []byte, o UnlockOptions) (*CheckResult, error) {
 	return v.CheckContext(context.Background(), passphrase, o)
@@ -54,11 +54,21 @@ func (v *Volume) CheckContext(ctx context.Context, passphrase []byte, o UnlockOp
 	if err != nil {
 		return nil, err
 	}
+	if o.VolumeID != nil {
+		if err := o.VolumeID.Match(v.hdr); err != nil {
+			return nil, fmt.Errorf("%s: %w", v.path, err)
+		}
+	}
 	u, err := unseal(ctx, v.f, v.size, v.hdr, passphrase, o.keyOptions())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", v.path, err)
 	}
 	defer wipe(u.key)
+	if o.VolumeID != nil {
+		if err := o.VolumeID.checkKey(ctx, u.key, u.slot.digest); err != nil {
+			return nil, fmt.Errorf("%s: %w", v.path, err)
+		}
+	}
 	h := v.hdr
 	res := &CheckResult{
 		Path: v.path, LUKSVersion: h.Version, UUID: h.UUID, Cipher: h.Cipher,

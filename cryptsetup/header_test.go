@@ -43,6 +43,17 @@ func knownErr(err error) bool {
 // exercise runs every passphrase-free check on a parsed header.
 func exercise(t *testing.T, h *Header, size int64) {
 	_ = h.usable()
+	// A header's own identity always matches it, and survives validation.
+	if id, err := h.VolumeID(); err == nil {
+		if err := id.Validate(); err != nil {
+			t.Fatalf("VolumeID of a header fails Validate: %v", err)
+		}
+		if err := id.Match(h); err != nil {
+			t.Fatalf("a header does not match its own VolumeID: %v", err)
+		}
+	} else if !knownErr(err) {
+		t.Fatalf("VolumeID: unclassified error %v", err)
+	}
 	_, _, _ = h.payloadSpan(size)
 	if slots, err := h.orderedSlots(nil); err == nil {
 		for _, ks := range slots {

@@ -60,9 +60,19 @@ func (v *Volume) UnlockContext(ctx context.Context, passphrase []byte, o UnlockO
 	if name == "." || name == ".." || strings.ContainsAny(name, "/ \t\n") || len(name) > 127 {
 		return nil, fmt.Errorf("device-mapper name %q: want up to 127 characters without '/' or spaces", name)
 	}
-	flags, ignored, err := dmFlags(h.Flags, o.Flags)
+	headerFlags, skipped := h.Flags, []string(nil)
+	if o.IgnoreHeaderFlags {
+		headerFlags, skipped = nil, h.Flags
+	}
+	flags, ignored, err := dmFlags(headerFlags, o.Flags)
 	if err != nil {
 		return nil, err
+	}
+	ignored = append(append([]string(nil), skipped...), ignored...)
+	if o.VolumeID != nil {
+		if err := o.VolumeID.Match(h); err != nil {
+			return nil, fmt.Errorf("%s: %w", v.path, err)
+		}
 	}
 	if h.SectorSize != 512 {
 		flags = append(flags, "sector_size:"+strconv.Itoa(h.SectorSize))
@@ -80,6 +90,11 @@ func (v *Volume) UnlockContext(ctx context.Context, passphrase []byte, o UnlockO
 		return nil, fmt.Errorf("%s: %w", v.path, err)
 	}
 	defer wipe(u.key)
+	if o.VolumeID != nil {
+		if err := o.VolumeID.checkKey(ctx, u.key, u.slot.digest); err != nil {
+			return nil, fmt.Errorf("%s: %w", v.path, err)
+		}
+	}
 
 	// <cipher> <key hex> <iv_offset> <device> <offset sectors> [<#opts> <opts>...]
 	devArg := fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))

@@ -99,6 +99,16 @@ type UnlockOptions struct {
 	// MapperNode also creates /dev/mapper/<name> when udev is absent.
 	// Unlock only.
 	MapperNode bool
+	// VolumeID, when set, binds the volume: the header must match it
+	// before any keyslot is tried, and the key a passphrase opens must be
+	// the bound volume key (VolumeID.Match, docs/threat-model.md). A
+	// mismatch is ErrVolumeMismatch.
+	VolumeID *VolumeID
+	// IgnoreHeaderFlags applies only Flags, not the header's persistent
+	// activation flags, which whoever writes the disk can set (a LUKS2
+	// header has no keyed checksum). The header's flags are then listed
+	// in Mapping.IgnoredFlags. Unlock only.
+	IgnoreHeaderFlags bool
 }
 
 func (o UnlockOptions) keyOptions() keyOptions {

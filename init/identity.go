@@ -1,31 +1,43 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/subtle"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
+	"github.com/sealroot/sealroot/attest/configbind"
 	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/init/event"
 )
 
-// teeDevices are the guest devices of the hardware TEEs; any of them means
-// the VM is confidential.
-var teeDevices = []string{"/dev/sev-guest", "/dev/tdx_guest", "/dev/tdx-guest"}
+// teeDevices are the guest devices of the hardware TEEs, and the platform
+// device the kernel registers in an Arm CCA realm (arm-cca-dev, whose
+// driver serves configfs-tsm and has no /dev node); any of them means the
+// VM is confidential.
+var teeDevices = []struct{ path, what string }{
+	{"/dev/sev-guest", "/dev/sev-guest"},
+	{"/dev/tdx_guest", "/dev/tdx_guest"},
+	{"/dev/tdx-guest", "/dev/tdx-guest"},
+	{"/sys/bus/platform/devices/arm-cca-dev", "Arm CCA realm (arm-cca-dev)"},
+}
 
 // teeDevice returns the hardware TEE evidence the VM has ("" for none): a
-// guest device, or the tdx_guest CPU flag.
-func teeDevice() string {
+// guest device, the CCA realm's platform device, or the tdx_guest CPU flag.
+func teeDevice() string { return teeDeviceAt("/") }
+
+// teeDeviceAt is teeDevice with paths under root (tests).
+func teeDeviceAt(root string) string {
 	for _, d := range teeDevices {
-		if _, err := os.Stat(d); err == nil {
-			return d
+		if _, err := os.Stat(filepath.Join(root, d.path)); err == nil {
+			return d.what
 		}
 	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+	if b, err := os.ReadFile(filepath.Join(root, "/proc/cpuinfo")); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.HasPrefix(line, "flags") && strings.Contains(" "+line+" ", " tdx_guest ") {
 				return "CPU flag tdx_guest"
@@ -41,46 +53,50 @@ func attestable(tee string) bool {
 	return tee == attest.TEESNP || tee == attest.TEETDX || tee == attest.TEECCA
 }
 
-// hostDataOffset is where SNP reports (hardware and simulated) carry the
-// 32 bytes of HOST_DATA that the host sets at launch.
-const hostDataOffset, hostDataSize = trusteesnp.OffHostData, trusteesnp.HostDataSize
-
-// hostDataChecker wraps an SNP-format Attester: each report's HOST_DATA
-// must be the SHA-256 of the config this init booted with (config.HostData)
-// or all zeros (a host that binds nothing; then the broker's policy alone
-// tells workloads apart). A report carrying another config's hash means the
-// host launched this VM for a different config than the disk it attached:
-// the init stops before talking to any broker.
-type hostDataChecker struct {
+// configChecker wraps an Attester: each piece of evidence must carry the
+// config this init booted with in its launch-bound field (SNP HOST_DATA,
+// TDX MRCONFIGID, CCA realm personalization value; package configbind),
+// or all zeros: a launcher that binds nothing (libkrun), which makes the
+// config unattested and is logged once. Evidence carrying another
+// config's digest means the host launched this VM for a different config
+// than the disk it attached: the init stops before talking to any broker.
+type configChecker struct {
 	attest.Attester
 	want [32]byte
 	logf func(format string, a ...any)
+	once sync.Once
 }
 
-func (h *hostDataChecker) Attest(ctx context.Context, rd [64]byte) (*attest.Evidence, error) {
+func (h *configChecker) Attest(ctx context.Context, rd [64]byte) (*attest.Evidence, error) {
 	ev, err := h.Attester.Attest(ctx, rd)
 	if err != nil {
 		return nil, err
 	}
-	if ev.TEE != attest.TEESNP || len(ev.Report) < hostDataOffset+hostDataSize {
-		return ev, nil
-	}
-	got := ev.Report[hostDataOffset : hostDataOffset+hostDataSize]
-	switch {
-	case subtle.ConstantTimeCompare(got, h.want[:]) == 1:
-	case bytes.Equal(got, make([]byte, hostDataSize)):
-		h.logf("HOST_DATA is not set by the host: the broker's policy alone binds this workload's identity")
+	switch err := configbind.Check(ev, h.want); {
+	case err == nil:
+	case errors.Is(err, configbind.ErrUnattested):
+		h.once.Do(func() {
+			h.logf("config unattested: the launcher set no %s, so this disk config (and its root_volume binding) is not part of the attested identity; the broker's policy alone binds this workload (docs/threat-model.md)", configbind.FieldName(ev.TEE))
+		})
 	default:
-		return nil, fmt.Errorf("the report's HOST_DATA %x is not the SHA-256 of this disk's config (%x): the VM was launched for another config", got, h.want)
+		return nil, err
 	}
 	return ev, nil
 }
 
-// withHostDataCheck wraps att when its evidence is SNP-format.
-func (b *boot) withHostDataCheck(att attest.Attester) attest.Attester {
-	if att.TEE() != attest.TEESNP && att.TEE() != attest.TEESim {
-		return att
-	}
-	return &hostDataChecker{Attester: att, want: config.HostData(b.rawConfig),
+// withConfigCheck wraps att so that its evidence must bind this config.
+func (b *boot) withConfigCheck(att attest.Attester) attest.Attester {
+	return &configChecker{Attester: att, want: config.HostData(b.rawConfig),
 		logf: func(format string, a ...any) { b.report.Log("attest", format, a...) }}
+}
+
+// refuseUnattestedInTEE refuses a config that does not attest when the VM
+// runs in a TEE (dev, from teeDevice): a host that can boot this measured
+// init unattested inside a real TEE could run its own code there and
+// attest as any workload sharing the measurement.
+func refuseUnattestedInTEE(dev string, cfg *config.Config) error {
+	if dev == "" || attestable(cfg.TEE) {
+		return nil
+	}
+	return fail(event.StatusAttestFailed, fmt.Errorf("this VM runs in a TEE (%s) but the disk config's tee is %q: refusing to boot an unattested root in a confidential VM", dev, cfg.TEE))
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/vsock"
+	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/init/config"
 	"github.com/sealroot/sealroot/init/event"
@@ -42,6 +43,7 @@ type boot struct {
 	// attest phase to the unlock phase, which wipes it.
 	encrypted  bool
 	volume     *cryptsetup.Volume
+	attester   attest.Attester // the boot's, kept for runtime evidence
 	passphrase []byte
 	rootFS     string // block device holding the root filesystem
 	spec       *workload.Spec
@@ -73,6 +75,7 @@ var phases = []phase{
 	{"mount", 30 * time.Second, event.StatusMountFailed, (*boot).mountRoot},
 	{"switchroot", 30 * time.Second, event.StatusMountFailed, (*boot).switchRoot},
 	{"workload", 30 * time.Second, event.StatusBadWorkload, (*boot).prepareWorkload},
+	{"seal", 30 * time.Second, event.StatusSealFailed, (*boot).sealTEE},
 	{"run", 1<<63 - 1, event.StatusBadWorkload, (*boot).runWorkload},
 }
 
@@ -154,11 +157,8 @@ func (b *boot) readConfig(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", source, err)
 	}
-	if dev := teeDevice(); dev != "" && !attestable(cfg.TEE) {
-		// A host that can boot this measured init unattested inside a
-		// real TEE could run its own code there and attest as any
-		// workload sharing the measurement.
-		return fail(event.StatusAttestFailed, fmt.Errorf("this VM runs in a TEE (%s) but the disk config's tee is %q: refusing to boot an unattested root in a confidential VM", dev, cfg.TEE))
+	if err := refuseUnattestedInTEE(teeDevice(), cfg); err != nil {
+		return err
 	}
 	b.cfg = cfg
 	b.rawConfig = raw
@@ -197,6 +197,9 @@ func (b *boot) payload(ctx context.Context) error {
 	}
 	if b.cfg.Encrypted != nil && *b.cfg.Encrypted != enc {
 		return fmt.Errorf("config says encrypted=%v but %s is %s", *b.cfg.Encrypted, b.opts.root, map[bool]string{true: "LUKS", false: "not LUKS"}[enc])
+	}
+	if err := b.checkRootVolume(vol); err != nil { // vol is nil when not LUKS
+		return err
 	}
 	if !enc {
 		if b.cfg.TEE != "none" {

@@ -61,7 +61,8 @@ func (b *boot) attest(ctx context.Context) error {
 	if err != nil {
 		return fail(event.StatusAttestFailed, err)
 	}
-	att = b.withHostDataCheck(att)
+	att = b.withConfigCheck(att)
+	b.attester = att
 	actx, cancel := context.WithTimeout(ctx, b.cfg.Deadline())
 	defer cancel()
 	pass, err := agent.FetchPassphrase(actx, agent.Options{
@@ -92,10 +93,11 @@ func (b *boot) unlockRoot(ctx context.Context) error {
 		cryptsetup.Wipe(b.passphrase)
 		b.passphrase = nil
 	}()
-	m, err := b.volume.UnlockContext(ctx, b.passphrase, cryptsetup.UnlockOptions{Name: "root"})
+	m, err := b.volume.UnlockContext(ctx, b.passphrase, b.unlockOptions())
 	if err != nil {
-		return err
+		return b.unlockFailure(err)
 	}
+	b.logIgnoredFlags(m)
 	b.rootFS = m.Device
 	b.detail = map[string]string{"device": m.Device, "keyslot": fmt.Sprint(m.Keyslot),
 		"kdf_ms": fmt.Sprintf("%.1f", float64(m.KDFTime.Microseconds())/1000), "cipher": m.Cipher}

@@ -176,6 +176,11 @@ func (s *Server) judge(ctx context.Context, a *attempt) (*attest.Claims, []strin
 	if err != nil {
 		return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "evidence", "evidence verification failed", err.Error())
 	}
+	// A workload's runtime report (kbs.RuntimeReportData) is never a boot.
+	if kbs.IsRuntimeReportData(claims.ReportData) {
+		return claims, nil, refuse(http.StatusUnauthorized, kbs.ProblemPolicyDeny, "runtime_evidence", "evidence does not satisfy the policy",
+			"report_data is in the runtime-evidence domain: a running workload's report, not a boot's")
+	}
 	if ref := checkInitData(a.evidence.TEE, a.initData, claims); ref != nil {
 		return claims, nil, ref
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest/sim"
 )
 
@@ -272,6 +273,24 @@ func TestKrunRefusals(t *testing.T) {
 			}
 		})
 	}
+
+	// A workload's runtime report, asked for over exactly the binding this
+	// handshake needs, is refused as runtime evidence.
+	t.Run("runtime evidence", func(t *testing.T) {
+		b := newTestBroker(t)
+		b.registerSim(t, "wl", m)
+		c := newKrunClient(t, b.URL, 2)
+		nonce, _ := c.auth(t, "wl")
+		boot := kbs.KrunReportData(nonce, &c.priv.PublicKey)
+		rd := kbs.RuntimeReportData(boot[:])
+		c.reportData = &rd
+		if code, body := c.attest(t, nonce, m); code != http.StatusUnauthorized {
+			t.Fatalf("attest: %d %s, want 401", code, body)
+		}
+		if rec := b.audit.lastRefusal(t); rec["check"] != "runtime_evidence" {
+			t.Fatalf("audit %v", rec)
+		}
+	})
 
 	t.Run("reused nonce", func(t *testing.T) {
 		b := newTestBroker(t)

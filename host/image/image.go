@@ -180,10 +180,6 @@ func Build(o Options) (*Result, error) {
 		}
 	}
 
-	cfgJSON, err := cfg.Marshal()
-	if err != nil {
-		return nil, err
-	}
 	diskPath := filepath.Join(o.OutDir, "disk.img")
 	var disk *os.File
 	var end int64
@@ -217,6 +213,19 @@ func Build(o Options) (*Result, error) {
 			disk.Close()
 			return nil, fmt.Errorf("encrypting: %w", err)
 		}
+	}
+	if o.Encrypt != nil {
+		// Bind the volume into the config, and so into HOST_DATA: the
+		// init refuses any other volume (docs/threat-model.md).
+		if cfg.RootVolume, err = cryptsetup.ReadVolumeID(disk, end); err != nil {
+			disk.Close()
+			return nil, fmt.Errorf("reading the identity of the volume just encrypted: %w", err)
+		}
+	}
+	cfgJSON, err := cfg.Marshal()
+	if err != nil {
+		disk.Close()
+		return nil, err
 	}
 	total, err := cryptsetup.AppendFooter(disk, end, cfgJSON)
 	if err == nil {

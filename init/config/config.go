@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/sealroot/sealroot/cryptsetup"
 )
 
 // Config is the disk config.
@@ -42,6 +44,21 @@ type Config struct {
 	KBSKey string `json:"kbs_key,omitempty"`
 	// Encrypted says whether the payload is LUKS; absent means "detect".
 	Encrypted *bool `json:"encrypted,omitempty"`
+	// RootVolume binds the LUKS root volume to this config (and, through
+	// HOST_DATA / MRCONFIGID / RPV, to the attested identity): the init
+	// refuses a root whose header or unlocked volume key does not match
+	// (docs/threat-model.md). Absent in buildah's configs: any LUKS
+	// volume is then accepted.
+	RootVolume *cryptsetup.VolumeID `json:"root_volume,omitempty"`
+	// ActivationFlags are the dm-crypt activation flags the root is
+	// mapped with (allow-discards, same-cpu-crypt, ...). The LUKS2
+	// header's own flags are ignored: the host can write them.
+	ActivationFlags []string `json:"activation_flags,omitempty"`
+	// RuntimeEvidence lets the workload ask the init for TEE reports over
+	// data of its own, with report_data domain-separated from the boot
+	// handshake (init/runtimeev); without it the workload gets no
+	// evidence at all.
+	RuntimeEvidence bool `json:"runtime_evidence,omitempty"`
 }
 
 // resourceSegment is one segment of a Trustee resource path (INTEROP §4).
@@ -125,6 +142,16 @@ func (c *Config) Validate() error {
 		d, err := time.ParseDuration(c.AttestTimeout)
 		if err != nil || d <= 0 {
 			return fmt.Errorf("config key \"attest_timeout\": %q is not a positive duration", c.AttestTimeout)
+		}
+	}
+	if c.RootVolume != nil {
+		if err := c.RootVolume.Validate(); err != nil {
+			return fmt.Errorf("config key \"root_volume\": %w", err)
+		}
+	}
+	for _, f := range c.ActivationFlags {
+		if !cryptsetup.KnownActivationFlag(f) {
+			return fmt.Errorf("config key \"activation_flags\": %q is not allow-discards, same-cpu-crypt, submit-from-crypt-cpus, no-read-workqueue or no-write-workqueue", f)
 		}
 	}
 	if c.TEE != "none" && c.TEE != "sev" && c.AttestationURL == "" {

@@ -52,6 +52,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"tee":"snp","tee_data":"{}","workload_id":"w","cpus":2,"ram_mib":512,"attestation_url":"http://10.0.2.100:8000"}`))
 	f.Add([]byte(`{"tee":"none","tee_data":"","workload_id":"","cpus":1,"ram_mib":64,"attestation_url":""}`))
+	f.Add([]byte(boundConfig))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse(b)
 		if err != nil {
@@ -65,4 +66,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("re-parse of %s: %v", out, err)
 		}
 	})
+}
+
+const boundConfig = `{"tee":"sim","tee_data":"","workload_id":"w","cpus":1,"ram_mib":512,"attestation_url":"http://10.0.2.100:8000",` +
+	`"root_volume":{"luks":1,"uuid":"5d6e2c1a-8b3f-4e9d-a1c2-0f1e2d3c4b5a","cipher":"aes-xts-plain64","key_bits":512,"sector_size":512,"payload_offset":2068480,` +
+	`"digest":{"hash":"sha256","iterations":1000,"salt":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","value":"AQIDBAUGBwgJCgsMDQ4PEBESExQ="}},"activation_flags":["no-read-workqueue"]}`
+
+func TestRootVolumeAndFlags(t *testing.T) {
+	c, err := Parse([]byte(boundConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RootVolume == nil || c.RootVolume.Digest.Iterations != 1000 || len(c.RootVolume.Digest.Value) != 20 || c.ActivationFlags[0] != "no-read-workqueue" {
+		t.Fatalf("parsed %+v", c)
+	}
+	for _, tc := range []struct{ edit, want string }{
+		{`"luks":1`, `"luks":3`},
+		{`"iterations":1000`, `"iterations":0`},
+		{`"no-read-workqueue"`, `"allow-everything"`},
+	} {
+		_, err := Parse([]byte(strings.Replace(boundConfig, tc.edit, tc.want, 1)))
+		if err == nil || !(strings.Contains(err.Error(), `"root_volume"`) || strings.Contains(err.Error(), `"activation_flags"`)) {
+			t.Errorf("%s: %v", tc.want, err)
+		}
+	}
 }

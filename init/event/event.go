@@ -121,6 +121,8 @@ const (
 	StatusInterrupted    = 210 // the launcher was interrupted (SIGINT/SIGTERM)
 	StatusModulesFailed  = 211 // a required kernel module failed to load
 	StatusEarlySetup     = 212 // mounting /proc, /sys, /dev or /run failed
+	StatusVolumeMismatch = 213 // the root volume is not the one the disk config binds (root_volume)
+	StatusSealFailed     = 214 // the TEE could not be closed to the workload (init/seal)
 	StatusWorkloadSignal = 128 // base for a workload killed by signal N: 128+N
 )
 
@@ -153,6 +155,10 @@ func StatusText(s int) string {
 		return "kernel module load failed"
 	case StatusEarlySetup:
 		return "early setup failed"
+	case StatusVolumeMismatch:
+		return "root volume not the one the config binds"
+	case StatusSealFailed:
+		return "sealing the TEE failed"
 	}
 	return ""
 }

@@ -134,6 +134,7 @@ func printImageInfo(out io.Writer, info *cryptsetup.Info) {
 		if c.AttestationURL != "" {
 			fmt.Fprintf(w, "\tattestation_url=%s (%s dialect)\n", c.AttestationURL, c.Dialect())
 		}
+		printBinding(w, c, info)
 	}
 	if !info.Encrypted {
 		if fs := info.Filesystem; fs != nil {
@@ -201,4 +202,23 @@ func printImageCheck(out io.Writer, r *cryptsetup.CheckResult) {
 	}
 	fmt.Fprintf(w, "filesystem:\t%s\n", line)
 	fmt.Fprintf(w, "result:\tOK\n")
+}
+
+// printBinding says whether the config binds the root volume, and whether
+// this image's header is the bound one.
+func printBinding(w io.Writer, c *config.Config, info *cryptsetup.Info) {
+	id := c.RootVolume
+	switch {
+	case id == nil && info.Encrypted:
+		fmt.Fprintf(w, "root volume:\tNOT BOUND: any LUKS volume is accepted under this config (sealroot image bind)\n")
+	case id == nil:
+	case info.LUKS == nil:
+		fmt.Fprintf(w, "root volume:\tbound to LUKS%d %s, but this image is not LUKS\n", id.LUKS, id.UUID)
+	default:
+		if err := id.Match(info.LUKS); err != nil {
+			fmt.Fprintf(w, "root volume:\tbound to LUKS%d %s; DOES NOT MATCH this header: %v\n", id.LUKS, id.UUID, err)
+		} else {
+			fmt.Fprintf(w, "root volume:\tbound to LUKS%d %s, matches this header\n", id.LUKS, id.UUID)
+		}
+	}
 }

@@ -41,7 +41,8 @@ the status is one of:
   203 root disk not found    204 invalid disk config               205 attestation evidence unavailable
   206 broker refused         207 unlock failed                     208 mount or switch_root failed
   209 invalid workload config 210 interrupted                      211 kernel module load failed
-  212 early setup failed
+  212 early setup failed        213 root volume not the one the config binds
+  214 sealing the TEE failed
 A workload program that does not exist exits 127; one that cannot be executed, 126.`,
 		Example: `  sealroot launch --kernel vmlinuz --initrd initrd.cpio.gz --disk out/disk.img
   sealroot launch --kernel vmlinuz --initrd initrd.cpio.gz --disk out/disk.img \
