@@ -42,6 +42,12 @@ type Config struct {
 	KBSKey string `json:"kbs_key,omitempty"`
 	// Encrypted says whether the payload is LUKS; absent means "detect".
 	Encrypted *bool `json:"encrypted,omitempty"`
+
+	// Integrity, Verity and OverlaySize: the root's integrity protection
+	// (integrity.go).
+	Integrity   string  `json:"integrity,omitempty"`
+	Verity      *Verity `json:"verity,omitempty"`
+	OverlaySize string  `json:"overlay_size,omitempty"`
 }
 
 // resourceSegment is one segment of a Trustee resource path (INTEROP §4).
@@ -126,6 +132,9 @@ func (c *Config) Validate() error {
 		if err != nil || d <= 0 {
 			return fmt.Errorf("config key \"attest_timeout\": %q is not a positive duration", c.AttestTimeout)
 		}
+	}
+	if err := c.validateIntegrity(); err != nil {
+		return err
 	}
 	if c.TEE != "none" && c.TEE != "sev" && c.AttestationURL == "" {
 		return fmt.Errorf("config key \"attestation_url\" is empty but tee %q needs a broker", c.TEE)
