@@ -121,6 +121,7 @@ const (
 	StatusInterrupted    = 210 // the launcher was interrupted (SIGINT/SIGTERM)
 	StatusModulesFailed  = 211 // a required kernel module failed to load
 	StatusEarlySetup     = 212 // mounting /proc, /sys, /dev or /run failed
+	StatusIntegrity      = 213 // the verity root does not match its attested root hash (a changed or replayed block)
 	StatusWorkloadSignal = 128 // base for a workload killed by signal N: 128+N
 )
 
@@ -153,6 +154,8 @@ func StatusText(s int) string {
 		return "kernel module load failed"
 	case StatusEarlySetup:
 		return "early setup failed"
+	case StatusIntegrity:
+		return "root integrity violation"
 	}
 	return ""
 }
