@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -61,7 +60,7 @@ func (b *boot) mapVerity(ctx context.Context) error {
 	err = verity.CheckRoot(f, f, p, root)
 	f.Close()
 	if errors.Is(err, verity.ErrRootMismatch) {
-		return fail(event.StatusIntegrity, fmt.Errorf("the attested root hash %s does not match the hash tree on %s: refusing a disk that is not the one this config was built for", b.cfg.Verity.RootHash, dev))
+		return fail(event.StatusIntegrity, fmt.Errorf("the config's root hash %s does not match the hash tree on %s: refusing a disk that is not the one this config was built for", b.cfg.Verity.RootHash, dev))
 	}
 	if err != nil {
 		return fail(event.StatusIntegrity, fmt.Errorf("%s: %w", dev, err))
@@ -128,45 +127,48 @@ func (v *verityRoot) explain(err error) error {
 		return err
 	}
 	if c, _ := v.m.Corrupted(); c {
-		return fail(event.StatusIntegrity, v.corruption())
+		return fail(event.StatusIntegrity, v.corruption(false))
 	}
 	return err
 }
 
 // corruption describes the failure, with the kernel's own line naming the
 // block when /dev/kmsg still holds it.
-func (v *verityRoot) corruption() error {
+func (v *verityRoot) corruption(stoppedWorkload bool) error {
 	msg := "a block of the root does not match the attested hash tree (changed, damaged or replayed by the host)"
 	if line := lastVerityLine(); line != "" {
 		msg += ": kernel: " + line
 	}
-	return errors.New(msg + "; the workload was stopped")
+	if stoppedWorkload {
+		msg += "; the workload was stopped"
+	}
+	return errors.New(msg)
 }
 
 // lastVerityLine returns the latest dm-verity corruption message of the
 // kernel log ("device-mapper: verity: 253:1: data block 7 is corrupted").
 func lastVerityLine() string {
-	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	// Raw reads: an os.File over a non-blocking descriptor would park in
+	// the poller at the log's end instead of returning EAGAIN.
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return ""
 	}
-	f := os.NewFile(uintptr(fd), "/dev/kmsg")
-	defer f.Close()
+	defer unix.Close(fd)
 	var last string
-	r := bufio.NewReaderSize(f, 8192)
-	for {
-		rec, err := r.ReadString('\n')
-		if err != nil && !errors.Is(err, unix.EPIPE) {
-			// EAGAIN: the end of the log; EPIPE: a record was overwritten.
-			if rec == "" {
-				break
-			}
+	buf := make([]byte, 8192) // one record per read
+	for i := 0; i < 100000; i++ {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EPIPE || err == unix.EINTR {
+			continue // a record was overwritten before we read it
 		}
+		if err != nil || n <= 0 {
+			break // EAGAIN: the end of the log
+		}
+		rec := string(buf[:n])
 		if _, text, ok := strings.Cut(rec, ";"); ok && strings.Contains(text, "verity") && strings.Contains(text, "corrupted") {
+			text, _, _ = strings.Cut(text, "\n")
 			last = strings.TrimSpace(text)
-		}
-		if err != nil && !errors.Is(err, unix.EPIPE) {
-			break
 		}
 	}
 	return last
@@ -206,7 +208,7 @@ func (v *verityRoot) watch() (stop func() error) {
 		close(done)
 		wg.Wait()
 		if c, _ := v.m.Corrupted(); c {
-			return v.corruption()
+			return v.corruption(true)
 		}
 		return nil
 	}
@@ -220,7 +222,7 @@ func (b *boot) integrityFailure(status int, err error) (int, error) {
 		return status, err
 	}
 	if c, _ := b.verity.m.Corrupted(); c {
-		return event.StatusIntegrity, b.verity.corruption()
+		return event.StatusIntegrity, b.verity.corruption(false)
 	}
 	return status, err
 }
