@@ -43,9 +43,11 @@ type boot struct {
 	encrypted  bool
 	volume     *cryptsetup.Volume
 	passphrase []byte
-	rootFS     string      // block device holding the root filesystem
-	verity     *verityRoot // a verity root's mapping (verity.go)
+	rootFS     string // block device holding the root filesystem
 	spec       *workload.Spec
+
+	// verity is a verity root's mapping (verity.go).
+	verity *verityRoot
 
 	done       bool
 	exitStatus int
