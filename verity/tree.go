@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -156,9 +155,6 @@ func (p Params) Levels() int {
 	s, _, _ := p.layout()
 	return len(s)
 }
-
-// RootHex is a root hash in the hex form dm-verity tables and veritysetup use.
-func RootHex(root []byte) string { return hex.EncodeToString(root) }
 
 // hashBlocks hashes each blockSize block of src into dst (digestSize per
 // block), spreading the work over workers goroutines.
