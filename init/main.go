@@ -63,6 +63,7 @@ func (b *boot) runAll(ps []phase) int {
 			if errors.As(err, &f) {
 				status = f.status
 			}
+			status, err = b.integrityFailure(status, err)
 			b.report.Fail(p.name, status, err)
 			return status
 		}

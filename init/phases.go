@@ -48,6 +48,9 @@ type boot struct {
 	rootFS     string // block device holding the root filesystem
 	spec       *workload.Spec
 
+	// verity is a verity root's mapping (verity.go).
+	verity *verityRoot
+
 	done       bool
 	exitStatus int
 }
@@ -72,6 +75,7 @@ var phases = []phase{
 	{"network", 10 * time.Second, event.StatusBrokerRefused, (*boot).network},
 	{"attest", 10 * time.Minute, event.StatusBrokerRefused, (*boot).attest}, // deadline: the config's attest_timeout
 	{"unlock", 5 * time.Minute, event.StatusUnlockFailed, (*boot).unlockRoot},
+	{"verity", 60 * time.Second, event.StatusIntegrity, (*boot).mapVerity},
 	{"mount", 30 * time.Second, event.StatusMountFailed, (*boot).mountRoot},
 	{"switchroot", 30 * time.Second, event.StatusMountFailed, (*boot).switchRoot},
 	{"workload", 30 * time.Second, event.StatusBadWorkload, (*boot).prepareWorkload},
@@ -220,6 +224,9 @@ func (b *boot) payload(ctx context.Context) error {
 }
 
 func (b *boot) mountRoot(ctx context.Context) error {
+	if b.verity != nil {
+		return b.mountVerityRoot(ctx)
+	}
 	fstype, flags, err := mount.FSFromBlock(b.rootFS)
 	if err != nil {
 		return fmt.Errorf("detecting the filesystem on %s: %w", b.rootFS, err)
@@ -276,7 +283,13 @@ func (b *boot) runWorkload(ctx context.Context) error {
 	defer devnull.Close()
 	sv := &workload.Supervisor{Stdin: devnull, Stdout: os.Stdout, Stderr: os.Stderr, Grace: b.opts.grace}
 	b.report.Log("run", "starting %s", p.Path)
+	stopWatch := b.verity.watch()
 	status, err := sv.Run(p)
+	if verr := stopWatch(); verr != nil {
+		b.report.Fail("run", event.StatusIntegrity, verr)
+		b.exitStatus, b.done = event.StatusIntegrity, true
+		return nil
+	}
 	if errors.As(err, &se) {
 		b.report.Fail("run", se.Status, err)
 	}

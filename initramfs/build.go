@@ -68,6 +68,7 @@ func DefaultModules() []string {
 		"vsock", "vmw_vsock_virtio_transport", "vsock_loopback",
 		"configfs", "tsm", "sev_guest", "tdx_guest",
 		"ext4",
+		"dm_verity", "overlay",
 	}
 }
 

@@ -356,7 +356,7 @@ func TestBuildRealKernel(t *testing.T) {
 	}
 	t.Logf("%d bytes, %d records, modules %v, notes %q", res.Size, res.Records, res.Modules, res.Notes)
 	for _, m := range []string{"virtio_ring", "virtio_pci", "virtio_blk", "virtio_console", "failover", "net_failover", "virtio_net",
-		"dm_mod", "dm_crypt", "ecb", "xts", "vsock", "vmw_vsock_virtio_transport"} {
+		"dm_mod", "dm_crypt", "ecb", "xts", "vsock", "vmw_vsock_virtio_transport", "dm_bufio", "dm_verity", "overlay"} {
 		if !slices.Contains(res.Modules, m) {
 			t.Errorf("default modules lack %s", m)
 		}

@@ -18,8 +18,12 @@ go test -run '^$' -bench 'AttestedBoot' -benchtime 1x -timeout 30m ./tests/
 section "LUKS: unlock time of our code vs cryptsetup --test-passphrase (same volumes), format throughput"
 go test -run '^$' -bench 'UnlockVsCryptsetup|Format' -benchtime 1x -timeout 20m ./cryptsetup/
 
-section "image build throughput for a 1 GiB rootfs (mkfs + LUKS2 encryption + footer)"
+section "image build throughput for a 1 GiB rootfs (mkfs + LUKS2 encryption + footer), without and with a verity tree"
 go test -run '^$' -bench 'Build1GiB' -benchtime 1x -timeout 20m ./host/image/
+
+section "verity: tree hashing alone (256 MiB in memory); plain boot and a 64 MiB sequential read in the guest, without and with verity"
+go test -run '^$' -bench 'Tree256MiB' -benchtime 2x -timeout 10m ./verity/
+go test -run '^$' -bench 'VerityBoot' -benchtime 1x -timeout 30m ./tests/
 
 section "SNP verification rate (warm certificate cache) vs raw ECDSA P-384 verify, one core"
 snpout=$(go test -run '^$' -bench 'SNPVerify|ECDSAP384Verify' -benchtime 2s -cpu 1 -timeout 10m ./attest/snp/)

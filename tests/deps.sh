@@ -14,6 +14,8 @@ SUDO=""
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v cryptsetup >/dev/null || need+=(cryptsetup-bin)
+# veritysetup cross-checks the dm-verity trees sealroot builds (same package).
+command -v veritysetup >/dev/null || need+=(cryptsetup-bin)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v debugfs >/dev/null || need+=(e2fsprogs)
 command -v cpio >/dev/null || need+=(cpio)

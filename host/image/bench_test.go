@@ -13,7 +13,8 @@ import (
 )
 
 // BenchmarkBuild1GiB builds an encrypted (LUKS2) image from a 1 GiB rootfs
-// of incompressible files and reports the throughput over the rootfs size.
+// of incompressible files, without and with a verity tree, and reports the
+// throughput over the rootfs size.
 // Run: go test -run '^$' -bench Build1GiB -benchtime 1x ./host/image/
 func BenchmarkBuild1GiB(b *testing.B) {
 	if testing.Short() {
@@ -35,16 +36,19 @@ func BenchmarkBuild1GiB(b *testing.B) {
 	enc := func(dst *os.File, src io.Reader, n int64, p []byte) (int64, error) {
 		return cryptsetup.FormatLUKS2(dst, src, n, p, fo)
 	}
-	b.SetBytes(files * size)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		out := b.TempDir()
-		res, err := Build(Options{RootfsDir: rootfs, OutDir: out, Encrypt: enc, Passphrase: pass,
-			Config: config.Config{TEE: "sim", WorkloadID: "bench", CPUs: 1, RAMMiB: 512, AttestationURL: "http://10.0.2.100:8000"}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(res.Size)/(1<<20), "image-MiB")
-		os.RemoveAll(out)
+	for _, integrity := range []string{"none", "verity"} {
+		b.Run("luks2+"+integrity, func(b *testing.B) {
+			b.SetBytes(files * size)
+			for i := 0; i < b.N; i++ {
+				out := b.TempDir()
+				res, err := Build(Options{RootfsDir: rootfs, OutDir: out, Encrypt: enc, Passphrase: pass, Integrity: integrity,
+					Config: config.Config{TEE: "sim", WorkloadID: "bench", CPUs: 1, RAMMiB: 512, AttestationURL: "http://10.0.2.100:8000"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(res.Size)/(1<<20), "image-MiB")
+				os.RemoveAll(out)
+			}
+		})
 	}
 }

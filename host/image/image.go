@@ -65,6 +65,14 @@ type Options struct {
 	// Progress, when set, returns a writer that is fed every plaintext
 	// byte as it is encrypted (a progress bar on a terminal).
 	Progress func(total int64, what string) io.Writer
+
+	// Integrity "verity" makes the filesystem read-only and appends a
+	// dm-verity tree (verity.go); "" or "none" builds a writable root.
+	Integrity string
+	// OverlaySize is the config's overlay_size (verity only).
+	OverlaySize string
+	// VerityFormat replaces the built-in tree builder (see VerityFormat).
+	VerityFormat VerityFormat
 }
 
 // Result describes a built image.
@@ -74,6 +82,8 @@ type Result struct {
 	Size       int64          `json:"size"`
 	FSSize     int64          `json:"fs_size"`
 	Encrypted  bool           `json:"encrypted"`
+	Integrity  string         `json:"integrity,omitempty"`
+	RootHash   string         `json:"root_hash,omitempty"`
 	Config     *config.Config `json:"config"`
 	ConfigJSON []byte         `json:"-"`
 }
@@ -100,6 +110,10 @@ func Build(o Options) (*Result, error) {
 	enc := o.Encrypt != nil
 	cfg.Encrypted = &enc
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	verityRoot, err := checkIntegrity(o)
+	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
@@ -171,13 +185,25 @@ func Build(o Options) (*Result, error) {
 		defer os.Remove(fsPath)
 	}
 	fmt.Fprintf(o.Log, "image: making a %d MiB ext4 filesystem from %s (%d MiB used)\n", fsSize>>20, rootfs, used>>20)
-	if fsSize, err = mkfs(fsPath, rootfs, fsSize); err != nil {
+	if fsSize, err = mkfs(fsPath, rootfs, fsSize, mkfsFeatures(verityRoot)...); err != nil {
 		return nil, err
 	}
 	if workloadJSON != nil {
 		if err := debugfsWrite(fsPath, work, ".krun_config.json", workloadJSON); err != nil {
 			return nil, err
 		}
+	}
+	payloadSize := fsSize
+	if verityRoot {
+		v, size, err := appendVerity(fsPath, fsSize, o.VerityFormat, o.Log)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Integrity, cfg.Verity, cfg.OverlaySize = config.IntegrityVerity, v, o.OverlaySize
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("the verity tree built: %w", err)
+		}
+		payloadSize = size
 	}
 
 	diskPath := filepath.Join(o.OutDir, "disk.img")
@@ -188,7 +214,7 @@ func Build(o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		end = fsSize
+		end = payloadSize
 	} else {
 		tmp := diskPath + ".tmp"
 		disk, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
@@ -201,12 +227,12 @@ func Build(o Options) (*Result, error) {
 			disk.Close()
 			return nil, err
 		}
-		fmt.Fprintf(o.Log, "image: encrypting %d MiB\n", fsSize>>20)
+		fmt.Fprintf(o.Log, "image: encrypting %d MiB\n", payloadSize>>20)
 		var src io.Reader = plain
 		if o.Progress != nil {
-			src = io.TeeReader(plain, o.Progress(fsSize, "encrypting"))
+			src = io.TeeReader(plain, o.Progress(payloadSize, "encrypting"))
 		}
-		end, err = o.Encrypt(disk, src, fsSize, o.Passphrase)
+		end, err = o.Encrypt(disk, src, payloadSize, o.Passphrase)
 		plain.Close()
 		os.Remove(fsPath) // plaintext gone as soon as it is encrypted
 		if err != nil {
@@ -247,7 +273,11 @@ func Build(o Options) (*Result, error) {
 	if err := os.WriteFile(cfgPath, cfgJSON, 0o644); err != nil {
 		return nil, err
 	}
-	return &Result{Disk: diskPath, ConfigFile: cfgPath, Size: total, FSSize: fsSize, Encrypted: o.Encrypt != nil, Config: &cfg, ConfigJSON: cfgJSON}, nil
+	res := &Result{Disk: diskPath, ConfigFile: cfgPath, Size: total, FSSize: fsSize, Encrypted: o.Encrypt != nil, Config: &cfg, ConfigJSON: cfgJSON}
+	if cfg.Verity != nil {
+		res.Integrity, res.RootHash = cfg.Integrity, cfg.Verity.RootHash
+	}
+	return res, nil
 }
 
 // mergeWorkload applies flag overrides to an OCI image config document,
@@ -389,7 +419,7 @@ func ParseSize(s string) (int64, error) {
 // mkfs makes an ext4 filesystem of size bytes at path from dir, growing it
 // when the estimate was too small for ext4's metadata. It returns the size
 // used.
-func mkfs(path, dir string, size int64) (int64, error) {
+func mkfs(path, dir string, size int64, extra ...string) (int64, error) {
 	for try := 0; ; try++ {
 		os.Remove(path)
 		f, err := os.Create(path)
@@ -402,7 +432,8 @@ func mkfs(path, dir string, size int64) (int64, error) {
 			return 0, err
 		}
 		// 4 KiB blocks always: LUKS2 volumes use 4096-byte sectors.
-		out, err := exec.Command("mkfs.ext4", "-q", "-F", "-b", "4096", "-d", dir, path).CombinedOutput()
+		args := append([]string{"-q", "-F", "-b", "4096"}, extra...)
+		out, err := exec.Command("mkfs.ext4", append(args, "-d", dir, path)...).CombinedOutput()
 		if err == nil {
 			return size, nil
 		}

@@ -59,6 +59,12 @@ type Config struct {
 	// handshake (init/runtimeev); without it the workload gets no
 	// evidence at all.
 	RuntimeEvidence bool `json:"runtime_evidence,omitempty"`
+
+	// Integrity, Verity and OverlaySize: the root's integrity protection
+	// (integrity.go).
+	Integrity   string  `json:"integrity,omitempty"`
+	Verity      *Verity `json:"verity,omitempty"`
+	OverlaySize string  `json:"overlay_size,omitempty"`
 }
 
 // resourceSegment is one segment of a Trustee resource path (INTEROP §4).
@@ -153,6 +159,9 @@ func (c *Config) Validate() error {
 		if !cryptsetup.KnownActivationFlag(f) {
 			return fmt.Errorf("config key \"activation_flags\": %q is not allow-discards, same-cpu-crypt, submit-from-crypt-cpus, no-read-workqueue or no-write-workqueue", f)
 		}
+	}
+	if err := c.validateIntegrity(); err != nil {
+		return err
 	}
 	if c.TEE != "none" && c.TEE != "sev" && c.AttestationURL == "" {
 		return fmt.Errorf("config key \"attestation_url\" is empty but tee %q needs a broker", c.TEE)

@@ -53,6 +53,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"tee":"snp","tee_data":"{}","workload_id":"w","cpus":2,"ram_mib":512,"attestation_url":"http://10.0.2.100:8000"}`))
 	f.Add([]byte(`{"tee":"none","tee_data":"","workload_id":"","cpus":1,"ram_mib":64,"attestation_url":""}`))
 	f.Add([]byte(boundConfig))
+	f.Add([]byte(`{"tee":"none","tee_data":"","workload_id":"","cpus":1,"ram_mib":64,"attestation_url":"","integrity":"verity","verity":{"root_hash":"` + strings.Repeat("0", 64) + `","salt":"","hash_algorithm":"sha256","data_block_size":4096,"hash_block_size":4096,"data_blocks":1,"hash_offset":4096},"overlay_size":"10%"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse(b)
 		if err != nil {

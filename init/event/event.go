@@ -123,6 +123,7 @@ const (
 	StatusEarlySetup     = 212 // mounting /proc, /sys, /dev or /run failed
 	StatusVolumeMismatch = 213 // the root volume is not the one the disk config binds (root_volume)
 	StatusSealFailed     = 214 // the TEE could not be closed to the workload (init/seal)
+	StatusIntegrity      = 215 // the verity root does not match its attested root hash (a changed or replayed block)
 	StatusWorkloadSignal = 128 // base for a workload killed by signal N: 128+N
 )
 
@@ -159,6 +160,8 @@ func StatusText(s int) string {
 		return "root volume not the one the config binds"
 	case StatusSealFailed:
 		return "sealing the TEE failed"
+	case StatusIntegrity:
+		return "root integrity violation"
 	}
 	return ""
 }

@@ -32,6 +32,7 @@ type imageBuildFlags struct {
 	kdfIterations, kdfTime, kdfMemoryKiB uint32
 	kdfParallel                          uint32
 	sectorSize, keyBits                  int
+	integrity, overlaySize               string
 }
 
 func init() {
@@ -84,6 +85,8 @@ about one second for LUKS1`)
 	fl.Uint32Var(&f.kdfParallel, "kdf-parallel", 0, "argon2 lanes (overrides the policy)")
 	fl.IntVar(&f.sectorSize, "sector-size", 0, "LUKS2 encryption sector size: 512-4096 (default 4096)")
 	fl.IntVar(&f.keyBits, "key-size", 0, "XTS key size in bits: 256 or 512 (default 512)")
+	fl.StringVar(&f.integrity, "integrity", "none", "root integrity: none, or verity (a read-only root under a dm-verity tree whose root hash the config records; docs/integrity.md)")
+	fl.StringVar(&f.overlaySize, "overlay-size", "", "verity root: tmpfs size of the workload's writable layer (64m, 1g, 25%; default 50% of RAM)")
 	imageCmd.AddCommand(c)
 }
 
@@ -106,6 +109,17 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 	}
 	if f.passphraseFile != "" && f.passphraseOut != "" {
 		return usageError("--passphrase-file and --passphrase-out exclude each other")
+	}
+	switch f.integrity {
+	case "none", "verity":
+	default:
+		return usageError("--integrity %q: want none or verity", f.integrity)
+	}
+	if f.overlaySize != "" && f.integrity != "verity" {
+		return usageError("--overlay-size applies to --integrity verity only")
+	}
+	if err := config.ValidateOverlaySize(f.overlaySize); err != nil {
+		return usageError("--overlay-size: %v", err)
 	}
 	for _, kv := range f.env {
 		if !strings.Contains(kv, "=") {
@@ -145,7 +159,8 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 		Log:       os.Stderr,
 		Config: config.Config{TEE: tee, TEEData: teeData, WorkloadID: id, CPUs: f.cpus, RAMMiB: f.memory,
 			AttestationURL: f.attestationURL, KBSProtocol: f.kbsProtocol},
-		Workload: image.Workload{Entrypoint: f.entrypoint, Cmd: f.cmd, Env: f.env, WorkDir: f.workdir, User: f.user},
+		Workload:  image.Workload{Entrypoint: f.entrypoint, Cmd: f.cmd, Env: f.env, WorkDir: f.workdir, User: f.user},
+		Integrity: f.integrity, OverlaySize: f.overlaySize,
 	}
 	if f.oci != "" {
 		o.OCIDir, o.OCIRef = splitRef(f.oci)
@@ -198,6 +213,9 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "disk:       %s (%d bytes, %s)\nconfig:     %s\nworkload:   %s (tee %s)\n",
 		res.Disk, res.Size, map[bool]string{true: "encrypted", false: "plain"}[res.Encrypted], res.ConfigFile, res.Config.WorkloadID, res.Config.TEE)
+	if res.RootHash != "" {
+		fmt.Fprintf(cmd.OutOrStdout(), "integrity:  %s, root hash %s\n", res.Integrity, res.RootHash)
+	}
 	return nil
 }
 

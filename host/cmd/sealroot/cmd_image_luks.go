@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -66,6 +67,9 @@ standard input. Nothing is written to the image.`,
   sealroot image check --json disk.img --passphrase-file pass.txt`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if passFile == "" {
+				return checkWithoutPassphrase(cmd, args[0], checkJSON)
+			}
 			pass, err := readPassphrase(passFile, cmd.InOrStdin())
 			if err != nil {
 				return withStatus(1, err)
@@ -76,14 +80,28 @@ standard input. Nothing is written to the image.`,
 				return withStatus(1, err)
 			}
 			defer v.Close()
-			res, err := v.Check(pass, cryptsetup.UnlockOptions{Keyslots: keyslots, MemoryLimitKiB: memLimit})
+			uo := cryptsetup.UnlockOptions{Keyslots: keyslots, MemoryLimitKiB: memLimit}
+			res, err := v.Check(pass, uo)
 			if err != nil {
 				return withStatus(1, err)
 			}
+			vc, verr := checkEncryptedVerity(v, pass, uo)
 			if checkJSON {
-				return printLUKSJSON(cmd.OutOrStdout(), res)
+				if err := printLUKSJSON(cmd.OutOrStdout(), struct {
+					*cryptsetup.CheckResult
+					Verity *VerityCheck `json:"verity,omitempty"`
+				}{res, vc}); err != nil {
+					return err
+				}
+			} else {
+				if verr != nil {
+					vc = nil
+				}
+				printImageCheck(cmd.OutOrStdout(), res, vc, verr == nil)
 			}
-			printImageCheck(cmd.OutOrStdout(), res)
+			if verr != nil {
+				return withStatus(1, verr)
+			}
 			return nil
 		},
 	}
@@ -91,7 +109,6 @@ standard input. Nothing is written to the image.`,
 	check.Flags().IntSliceVar(&keyslots, "key-slot", nil, "try only these keyslots, in this order (repeatable)")
 	check.Flags().BoolVar(&checkJSON, "json", false, "print the result as JSON")
 	check.Flags().Uint64Var(&memLimit, "memory-limit-kib", 0, "refuse argon2 keyslots needing more memory than this (default: MemAvailable)")
-	check.MarkFlagRequired("passphrase-file")
 
 	imageCmd.AddCommand(inspect, check)
 }
@@ -135,6 +152,7 @@ func printImageInfo(out io.Writer, info *cryptsetup.Info) {
 			fmt.Fprintf(w, "\tattestation_url=%s (%s dialect)\n", c.AttestationURL, c.Dialect())
 		}
 		printBinding(w, c, info)
+		printIntegrity(w, c)
 	}
 	if !info.Encrypted {
 		if fs := info.Filesystem; fs != nil {
@@ -185,7 +203,7 @@ func printImageInfo(out io.Writer, info *cryptsetup.Info) {
 	}
 }
 
-func printImageCheck(out io.Writer, r *cryptsetup.CheckResult) {
+func printImageCheck(out io.Writer, r *cryptsetup.CheckResult, vc *VerityCheck, ok bool) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	fmt.Fprintf(w, "image:\t%s\n", r.Path)
@@ -201,7 +219,36 @@ func printImageCheck(out io.Writer, r *cryptsetup.CheckResult) {
 		line += ", UUID " + fs.UUID
 	}
 	fmt.Fprintf(w, "filesystem:\t%s\n", line)
-	fmt.Fprintf(w, "result:\tOK\n")
+	if vc != nil {
+		printVerityLine(w, vc)
+	}
+	if ok {
+		fmt.Fprintf(w, "result:\tOK\n")
+	}
+}
+
+// checkWithoutPassphrase is image check of a plain verity image.
+func checkWithoutPassphrase(cmd *cobra.Command, path string, asJSON bool) error {
+	if v, err := cryptsetup.Open(path); err == nil {
+		v.Close()
+		return usageError("%s is encrypted: --passphrase-file is required", path)
+	}
+	vc, err := checkPlainVerity(path)
+	if err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return err
+		}
+		return withStatus(1, err)
+	}
+	if asJSON {
+		return printLUKSJSON(cmd.OutOrStdout(), struct {
+			Path   string       `json:"path"`
+			Verity *VerityCheck `json:"verity"`
+		}{path, vc})
+	}
+	printVerityCheck(cmd.OutOrStdout(), path, vc)
+	return nil
 }
 
 // printBinding says whether the config binds the root volume, and whether

@@ -68,7 +68,7 @@ func TestImageInspectCheckCLI(t *testing.T) {
 		{args: []string{"image", "check", img, "--passphrase-file", passFile, "--memory-limit-kib", "1024"}, code: 1, errs: "keyslot 0 needs 8 MiB for argon2id but only 1 MiB is free"},
 		{args: []string{"image", "check", img, "--passphrase-file", passFile, "--key-slot", "3"}, code: 1, errs: "keyslot 3 is not active"},
 		{args: []string{"image", "check", img, "--passphrase-file", empty}, code: 1, errs: "is empty"},
-		{args: []string{"image", "check", img}, code: 2, errs: `required flag(s) "passphrase-file" not set`},
+		{args: []string{"image", "check", img}, code: 2, errs: "is encrypted: --passphrase-file is required"},
 		{args: []string{"image", "inspect"}, code: 2, errs: "accepts 1 arg"},
 		{args: []string{"image", "inspect", filepath.Join(t.TempDir(), "missing.img")}, code: 1, errs: "no such file"},
 	} {

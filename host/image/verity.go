@@ -1,0 +1,96 @@
+package image
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/verity"
+)
+
+// VerityFormat writes a dm-verity hash area (superblock and tree) for the
+// first dataSize bytes of f at hashOffset of f and returns the tree as the
+// config records it. BuildVerity is the default; a test can format with
+// the real veritysetup instead.
+type VerityFormat func(f *os.File, dataSize, hashOffset int64) (*config.Verity, error)
+
+// BuildVerity builds the tree with sealroot's own builder: format 1,
+// SHA-256, 4 KiB blocks, a fresh 32-byte salt.
+func BuildVerity(f *os.File, dataSize, hashOffset int64) (*config.Verity, error) {
+	p, err := verity.NewParams(dataSize, hashOffset)
+	if err != nil {
+		return nil, err
+	}
+	root, err := verity.Build(f, f, p, verity.BuildOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return config.VerityOf(p, root), nil
+}
+
+// checkIntegrity validates the integrity options and says whether the root
+// gets a verity tree.
+func checkIntegrity(o Options) (bool, error) {
+	switch o.Integrity {
+	case "", config.IntegrityNone:
+		if o.OverlaySize != "" {
+			return false, errors.New("an overlay size applies to a verity root only (--integrity verity)")
+		}
+		return false, nil
+	case config.IntegrityVerity:
+		return true, config.ValidateOverlaySize(o.OverlaySize)
+	}
+	return false, fmt.Errorf("integrity %q: want none or verity", o.Integrity)
+}
+
+// mkfsFeatures are the extra mkfs.ext4 options of a root: a verity root is
+// never written, so it carries no journal.
+func mkfsFeatures(verityRoot bool) []string {
+	if verityRoot {
+		return []string{"-O", "^has_journal"}
+	}
+	return nil
+}
+
+// appendVerity marks the filesystem read-only (ext4's read-only feature:
+// the kernel refuses to mount it writable) and appends the hash area right
+// after it, so the payload is [filesystem][verity superblock][tree]. It
+// returns the tree and the payload size, a multiple of 4096.
+func appendVerity(fsPath string, fsSize int64, format VerityFormat, log io.Writer) (*config.Verity, int64, error) {
+	if out, err := exec.Command("tune2fs", "-O", "read-only", fsPath).CombinedOutput(); err != nil {
+		return nil, 0, fmt.Errorf("tune2fs -O read-only: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	f, err := os.OpenFile(fsPath, os.O_RDWR, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	if format == nil {
+		format = BuildVerity
+	}
+	fmt.Fprintf(log, "image: building the dm-verity tree over %d MiB\n", fsSize>>20)
+	v, err := format(f, fsSize, fsSize)
+	if err != nil {
+		return nil, 0, fmt.Errorf("building the verity tree: %w", err)
+	}
+	p, _, err := v.Params()
+	if err != nil {
+		return nil, 0, fmt.Errorf("the verity tree built: %w", err)
+	}
+	if p.DataSize() != fsSize {
+		return nil, 0, fmt.Errorf("the verity tree covers %d bytes, the filesystem is %d", p.DataSize(), fsSize)
+	}
+	size := (p.HashOffset + p.HashAreaSize() + 4095) &^ 4095
+	if err := f.Truncate(size); err != nil {
+		return nil, 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return nil, 0, err
+	}
+	fmt.Fprintf(log, "image: verity root hash %s (tree %d KiB)\n", v.RootHash, p.HashAreaSize()>>10)
+	return v, size, nil
+}
