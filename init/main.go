@@ -46,9 +46,10 @@ func main() {
 	}
 	b := &boot{start: start, report: hostchan.New(os.Stdout, start), opts: parseCmdline("")}
 	status := b.runAll(phases)
+	b.settleLink()
 	b.report.Exit(status)
 	b.closeHost()
-	pid1.PowerOff()
+	pid1.Halt()
 }
 
 // runAll runs phases in order and returns the final status: the

@@ -5,18 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
-	"github.com/mdlayher/vsock"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/init/config"
 	"github.com/sealroot/sealroot/init/event"
 	"github.com/sealroot/sealroot/init/hostchan"
 	"github.com/sealroot/sealroot/init/modload"
 	"github.com/sealroot/sealroot/init/pid1"
-	"github.com/sealroot/sealroot/init/vport"
 	"github.com/sealroot/sealroot/init/workload"
 	"github.com/u-root/u-root/pkg/mount"
 	"golang.org/x/sys/unix"
@@ -33,6 +30,7 @@ type boot struct {
 	detail map[string]string
 
 	host    interface{ Close() error }
+	link    *hostchan.Link // the host channel, connecting in the background (hostlink.go)
 	closers []interface{ Close() error }
 	cfg     *config.Config
 	// rawConfig is the config JSON exactly as read: its SHA-256 is the
@@ -95,33 +93,6 @@ func (b *boot) modules(ctx context.Context) error {
 	n, err := modload.LoadAll(es, modload.Finit)
 	b.detail = map[string]string{"loaded": fmt.Sprint(n)}
 	return err
-}
-
-// hostChannel opens the event channel to the host: the virtio-serial port
-// under QEMU, a vsock connection under libkrun, or none (console only).
-func (b *boot) hostChannel(ctx context.Context) error {
-	if p, err := vport.Open(ctx, event.PortName); err == nil {
-		b.report.Attach(p)
-		b.host = p
-		b.detail = map[string]string{"channel": "virtio-serial"}
-		return nil
-	}
-	if _, err := os.Stat("/dev/vsock"); err == nil {
-		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		if c, err := dialVsock(dctx); err == nil {
-			b.report.Attach(c)
-			b.host = c
-			b.detail = map[string]string{"channel": "vsock"}
-			return nil
-		}
-	}
-	b.detail = map[string]string{"channel": "console"}
-	return nil
-}
-
-func dialVsock(ctx context.Context) (net.Conn, error) {
-	return vsock.DialContext(ctx, vsock.Host, event.VsockPort, nil)
 }
 
 func (b *boot) waitDisk(ctx context.Context) error {
