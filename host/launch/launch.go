@@ -61,6 +61,8 @@ type Options struct {
 	Timeout time.Duration
 	// Accel is auto, kvm or tcg.
 	Accel string
+	// Machine is MachinePC (the default) or MachineMicrovm (machine.go).
+	Machine string
 
 	// Sim, when set, is served on the simulated TEE port.
 	Sim SimServer
@@ -128,6 +130,12 @@ func (o *Options) defaults() error {
 	for _, d := range o.ExtraDisks {
 		files = append(files, struct{ what, path string }{"extra disk", d})
 	}
+	if err := CheckMachine(o.Machine); err != nil {
+		return err
+	}
+	if o.Machine == "" {
+		o.Machine = MachinePC
+	}
 	switch o.RootDiskInterface {
 	case "":
 		o.RootDiskInterface = "virtio"
@@ -193,7 +201,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return res, err
 	}
 	res.Accel = accel
-	res.Cmdline = Cmdline(o.Append)
+	res.Cmdline = MachineCmdline(o.Machine, o.Append)
 
 	dir, err := os.MkdirTemp("", "sealroot-launch-")
 	if err != nil {
@@ -214,7 +222,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer simLn.Close()
 	}
 
-	args := qemuArgs(&o, accel, res.Cmdline, hostLn.Addr().String(), addrOf(simLn))
+	args, err := qemuArgs(&o, accel, res.Cmdline, hostLn.Addr().String(), addrOf(simLn))
+	if err != nil {
+		res.Reason = err.Error()
+		return res, err
+	}
 	runCtx := ctx
 	var cancel context.CancelFunc = func() {}
 	if o.Timeout > 0 {
@@ -320,7 +332,7 @@ func addrOf(l net.Listener) string {
 // qemuOpt escapes a value for QEMU's option syntax (commas double).
 func qemuOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
-func qemuArgs(o *Options, accel, cmdline, hostSock, simSock string) []string {
+func qemuArgs(o *Options, accel, cmdline, hostSock, simSock string) ([]string, error) {
 	// The guest needs a seeded CRNG before it can make its attestation
 	// key: on a CPU without RDRAND, getrandom() waits about a second
 	// for jitter entropy. TCG emulates RDRAND (host randomness), and the
@@ -328,6 +340,9 @@ func qemuArgs(o *Options, accel, cmdline, hostSock, simSock string) []string {
 	cpu := "qemu64,+rdrand"
 	if accel == "kvm" {
 		cpu = "host"
+	}
+	if o.Machine == MachineMicrovm {
+		return microvmArgs(o, accel, cpu, cmdline, hostSock, simSock)
 	}
 	a := []string{
 		"-accel", accel,
@@ -367,7 +382,7 @@ func qemuArgs(o *Options, accel, cmdline, hostSock, simSock string) []string {
 	} else {
 		a = append(a, "-nic", "none")
 	}
-	return a
+	return a, nil
 }
 
 // shellJoin quotes argv for /bin/sh (QEMU runs guestfwd commands with it).

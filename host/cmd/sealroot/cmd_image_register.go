@@ -21,6 +21,7 @@ type imageRegisterFlags struct {
 	kernel       string
 	initrd       string
 	appendArgs   string
+	machine      string
 }
 
 var imageRegister imageRegisterFlags
@@ -32,6 +33,7 @@ func init() {
 	fl.StringArrayVar(&imageRegister.measurements, "measurement", nil, "with --register: an acceptable launch measurement, hex (repeat)")
 	fl.StringVar(&imageRegister.kernel, "kernel", "", "with --register and --tee sim: the kernel to compute the simulated launch measurement for")
 	fl.StringVar(&imageRegister.initrd, "initrd", "", "with --register and --tee sim: the initrd to compute the measurement for (as sealroot measure)")
+	fl.StringVar(&imageRegister.machine, "machine", launch.MachinePC, "with --register and --tee sim: the QEMU machine the VM will be launched on (pc or microvm)")
 	fl.StringVar(&imageRegister.appendArgs, "append", "", "with --register and --tee sim: the extra kernel arguments the VM will be launched with")
 }
 
@@ -48,6 +50,9 @@ func checkRegisterFlags(tee string) error {
 	}
 	if (r.kernel != "" || r.initrd != "") && tee != "sim" {
 		return usageError("--kernel/--initrd compute a simulated measurement: only with --tee sim (give --measurement for hardware TEEs)")
+	}
+	if err := launch.CheckMachine(r.machine); err != nil {
+		return usageError("--machine: %v", err)
 	}
 	if (r.kernel == "") != (r.initrd == "") {
 		return usageError("--kernel and --initrd go together")
@@ -71,8 +76,8 @@ func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Resul
 	r := imageRegister
 	pf := policyFlagValues{measurements: r.measurements}
 	if r.kernel != "" {
-		m, err := measure.Sim(measure.SimInputs{Kernel: r.kernel, Initrd: r.initrd, Cmdline: launch.Cmdline(r.appendArgs),
-			CPUs: res.Config.CPUs, MemoryMiB: res.Config.RAMMiB})
+		m, err := measure.Sim(measure.SimInputs{Kernel: r.kernel, Initrd: r.initrd, Cmdline: launch.MachineCmdline(r.machine, r.appendArgs),
+			CPUs: res.Config.CPUs, MemoryMiB: res.Config.RAMMiB, Machine: r.machine})
 		if err != nil {
 			return err
 		}
