@@ -237,12 +237,12 @@ func (b *boot) runWorkload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	devnull, err := os.Open(os.DevNull)
+	stdin, stdout, stderr, closeStdio, err := b.workloadStdio()
 	if err != nil {
 		return err
 	}
-	defer devnull.Close()
-	sv := &workload.Supervisor{Stdin: devnull, Stdout: os.Stdout, Stderr: os.Stderr, Grace: b.opts.grace}
+	defer closeStdio()
+	sv := &workload.Supervisor{Stdin: stdin, Stdout: stdout, Stderr: stderr, Grace: b.opts.grace}
 	b.report.Log("run", "starting %s", p.Path)
 	status, err := sv.Run(p)
 	if errors.As(err, &se) {
