@@ -9,11 +9,17 @@ import (
 )
 
 func TestHaltCommand(t *testing.T) {
-	defer func(d string) { ACPIDir = d }(ACPIDir)
+	defer func(d, c string) { ACPIDir, CmdlinePath = d, c }(ACPIDir, CmdlinePath)
 	dir := t.TempDir()
 	ACPIDir = dir
+	CmdlinePath = filepath.Join(dir, "cmdline")
+	os.WriteFile(CmdlinePath, []byte("console=ttyS0 panic=-1 quiet\n"), 0o644)
 	if HaltCommand() != unix.LINUX_REBOOT_CMD_POWER_OFF {
 		t.Fatal("with ACPI: want power off")
+	}
+	os.WriteFile(CmdlinePath, []byte("reboot=k panic=-1 console=hvc0 tsi_hijack init=/init.krun\n"), 0o644)
+	if HaltCommand() != unix.LINUX_REBOOT_CMD_RESTART {
+		t.Fatal("libkrunfw's command line with ACPI (its TDX kernels): want reboot")
 	}
 	ACPIDir = filepath.Join(dir, "absent")
 	if HaltCommand() != unix.LINUX_REBOOT_CMD_RESTART {
