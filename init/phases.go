@@ -29,8 +29,12 @@ type boot struct {
 	opts   options
 	detail map[string]string
 
+	// The host channel connecting in the background (hostlink.go), and
+	// the guest key pair made from PID 1's start (keyahead.go).
+	link     *hostchan.Link
+	keyAhead *keyAhead
+
 	host    interface{ Close() error }
-	link    *hostchan.Link // the host channel, connecting in the background (hostlink.go)
 	closers []interface{ Close() error }
 	cfg     *config.Config
 	// rawConfig is the config JSON exactly as read: its SHA-256 is the
