@@ -16,6 +16,21 @@ go test -run '^$' -bench 'InitrdSize|PlainBoot' -benchtime 1x -timeout 30m ./tes
 section "attested boot timeline, krun and Trustee dialects (evidence + broker, KDF, mount)"
 go test -run '^$' -bench 'AttestedBoot' -benchtime 1x -timeout 30m ./tests/
 
+section "the guest init's size per Go package (largest first; stripped, the init is the 'loaded' figure)"
+tmpinit=$(mktemp -d)
+CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$tmpinit/init" ./init
+go run ./tests/tools/gosize -top 30 "$tmpinit/init"
+rm -rf "$tmpinit"
+
+section "initrd without modules (the libkrunfw shape) per compression"
+go test -run '^$' -bench 'KrunfwInitrdSize' -benchtime 1x -timeout 10m ./tests/
+
+section "microvm + krunfw kernel: PID 1 → workload start, plain vs attested (krun, Trustee), per phase, ratios"
+go test -run '^$' -bench 'MicrovmBoot' -benchtime 1x -timeout 30m ./tests/
+
+section "microvm + krunfw kernel: smallest memory for a sim-attested LUKS2 boot (machine-generated key)"
+go test -run '^$' -bench 'MicrovmMinRAM' -benchtime 1x -timeout 30m ./tests/
+
 section "LUKS: unlock time of our code vs cryptsetup --test-passphrase (same volumes), format throughput"
 go test -run '^$' -bench 'UnlockVsCryptsetup|Format' -benchtime 1x -timeout 20m ./cryptsetup/
 
