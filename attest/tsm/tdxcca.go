@@ -13,7 +13,7 @@ import (
 // tdxAttester gets a quote from configfs-tsm (provider tdx_guest), from an
 // injected go-tdx-guest QuoteProvider, or from /dev/tdx_guest.
 type tdxAttester struct {
-	tsm    configfsi.Client        // configfs path, or nil
+	tsm    configfsi.Client // configfs path, or nil
 	qp     TDXQuoteProvider // injected provider, or nil
 	device *tdxDevice       // /dev/tdx_guest ioctls, or nil
 }
