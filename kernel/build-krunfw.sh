@@ -3,8 +3,8 @@
 # linux-source-6.12 package: `make tinyconfig`, then kernel/krunfw.config
 # merged on top, then every option of the fragment checked in the result.
 #
-# The build is cached outside the clone, keyed by the fragment, this script
-# and the source package version, under
+# The build is cached outside the clone, keyed by the fragment, the recipe
+# version below and the source package version, under
 #   ${SEALROOT_KRUNFW_CACHE:-/var/cache/sealroot/krunfw}/<key>/{bzImage,config}
 # so a new clone on the same machine reuses it; the result is copied to
 # ${SEALROOT_CACHE:-<repo>/.cache}/krunfw/{bzImage,config}.
@@ -28,8 +28,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Bump when a change to this script changes the kernel it builds.
+recipe=1
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.12)
-key=$( { echo "linux-source-6.12 $srcver"; cat "$frag" "$0"; } | sha256sum | cut -c1-16)
+key=$( { echo "linux-source-6.12 $srcver recipe $recipe"; cat "$frag"; } | sha256sum | cut -c1-16)
 dest=$store/$key
 
 $SUDO mkdir -p "$store"
@@ -74,6 +76,9 @@ fi
 
 mkdir -p "$out"
 for f in bzImage config version; do
-  cmp -s "$dest/$f" "$out/$f" 2>/dev/null || cp "$dest/$f" "$out/$f.new" && mv "$out/$f.new" "$out/$f"
+  if ! cmp -s "$dest/$f" "$out/$f"; then
+    cp "$dest/$f" "$out/$f.new"
+    mv "$out/$f.new" "$out/$f"
+  fi
 done
 echo "kernel-krunfw: $(cat "$out/version") ($key) at $out/bzImage"
