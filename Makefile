@@ -9,8 +9,12 @@ KMODULES  ?= $(CACHE)/kernel/modules
 INITRD    ?= $(BIN)/initrd.cpio.gz
 export SEALROOT_KERNEL ?= $(KERNEL)
 export SEALROOT_KMODULES ?= $(KMODULES)
+# The libkrunfw-shaped kernel (make kernel-krunfw): built once per machine
+# under /var/cache/sealroot/krunfw, copied here.
+KRUNFW_KERNEL ?= $(CACHE)/krunfw/bzImage
+export SEALROOT_KRUNFW_KERNEL ?= $(KRUNFW_KERNEL)
 
-.PHONY: all build initrd test unit e2e fuzz demo bench deps clean
+.PHONY: all build initrd test unit e2e fuzz demo bench deps clean kernel-krunfw
 
 all: build
 
@@ -23,14 +27,19 @@ build:
 initrd: build deps
 	$(BIN)/sealroot initramfs build -o $(INITRD) --kernel-modules $(KMODULES)
 
+# A kernel shaped like libkrunfw's (everything built in, no modules, fixed
+# command line) from Debian's linux-source-6.12; see docs/libkrunfw.md.
+kernel-krunfw:
+	nice -n 10 bash kernel/build-krunfw.sh
+
 # The whole suite: unit tests, bounded fuzzing, and the QEMU end-to-end tests.
-test: deps build
+test: deps build kernel-krunfw
 	bash tests/run-tests.sh
 
 unit:
 	$(GO) test ./...
 
-e2e: deps build
+e2e: deps build kernel-krunfw
 	$(GO) test -count=1 -timeout 25m ./tests/...
 
 FUZZTIME  ?= 3s
@@ -40,7 +49,7 @@ fuzz:
 demo: deps build
 	bash tests/demo.sh
 
-bench: deps build
+bench: deps build kernel-krunfw
 	bash tests/bench.sh
 
 clean:

@@ -101,6 +101,12 @@ type Options struct {
 	ResourcePath string
 	// TrusteeKey is the Trustee guest key type: KeyEC (default) or KeyRSA.
 	TrusteeKey string
+	// FirstRSAKey, when set, returns an RSA-2048 key pair made ahead of
+	// time (the init starts one at PID 1's first moment, beside the other
+	// boot phases). The first handshake that needs an RSA key (krun, or
+	// Trustee with KeyRSA) uses it; every later one makes its own. An
+	// error or a key of another size falls back to making one.
+	FirstRSAKey func() (*rsa.PrivateKey, error)
 
 	// AttemptTimeout bounds each HTTP request; zero is
 	// DefaultAttemptTimeout.
@@ -241,7 +247,7 @@ func (o Options) prepare() (dialect, *Target, *Error) {
 	}
 	c := newClient(rt, target.Base, o.AttemptTimeout, own)
 
-	keys := keyMaker{logf: o.Logf, now: o.Now}
+	keys := keyMaker{logf: o.Logf, now: o.Now, ahead: &aheadKey{get: o.FirstRSAKey}}
 	switch cfg.Dialect() {
 	case kbs.DialectKrun:
 		return &krun{c: c, att: o.Attester, wire: wire, workload: cfg.WorkloadID, teeData: cfg.TEEData, keys: keys}, target, nil
@@ -263,12 +269,16 @@ func (o Options) prepare() (dialect, *Target, *Error) {
 
 // keyMaker makes the guest key of one handshake and logs how long it took.
 type keyMaker struct {
-	logf func(format string, a ...any)
-	now  func() time.Time
+	logf  func(format string, a ...any)
+	now   func() time.Time
+	ahead *aheadKey // the key made ahead of time (keyahead.go)
 }
 
-// rsa makes an RSA-2048 key pair.
+// rsa makes an RSA-2048 key pair, or takes the one made ahead of time.
 func (m keyMaker) rsa() (*rsa.PrivateKey, error) {
+	if k := m.rsaAhead(); k != nil {
+		return k, nil
+	}
 	start := m.now()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -281,16 +291,28 @@ func (m keyMaker) rsa() (*rsa.PrivateKey, error) {
 // trustee makes the Trustee key pair of the given kind and its JWK.
 func (m keyMaker) trustee(kind string) (crypto.PrivateKey, kbs.JWK, error) {
 	start := m.now()
-	key, pub, err := trusteeKey(kind)
-	if err != nil {
-		return nil, kbs.JWK{}, err
+	var key crypto.PrivateKey
+	var pub crypto.PublicKey
+	ahead := false
+	if kind == KeyRSA {
+		if k := m.rsaAhead(); k != nil {
+			key, pub, ahead = k, &k.PublicKey, true
+		}
+	}
+	if !ahead {
+		var err error
+		if key, pub, err = trusteeKey(kind); err != nil {
+			return nil, kbs.JWK{}, err
+		}
 	}
 	jwk, err := kbs.NewJWK(pub)
 	if err != nil {
 		wipeKey(key)
 		return nil, kbs.JWK{}, err
 	}
-	m.logf("agent: fresh %s guest key made in %s", jwk.Alg, m.now().Sub(start).Round(time.Millisecond))
+	if !ahead {
+		m.logf("agent: fresh %s guest key made in %s", jwk.Alg, m.now().Sub(start).Round(time.Millisecond))
+	}
 	return key, jwk, nil
 }
 

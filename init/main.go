@@ -44,11 +44,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sealroot init: must run as PID 1 (it mounts, switches root and powers off)")
 		os.Exit(2)
 	}
-	b := &boot{start: start, report: hostchan.New(os.Stdout, start), opts: parseCmdline("")}
+	b := &boot{start: start, report: hostchan.New(os.Stdout, start), opts: parseCmdline(""), keyAhead: startKeyAhead()}
 	status := b.runAll(phases)
+	b.settleLink()
 	b.report.Exit(status)
 	b.closeHost()
-	pid1.PowerOff()
+	pid1.Halt()
 }
 
 // runAll runs phases in order and returns the final status: the

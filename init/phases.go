@@ -5,11 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
-	"github.com/mdlayher/vsock"
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/init/config"
@@ -17,7 +15,6 @@ import (
 	"github.com/sealroot/sealroot/init/hostchan"
 	"github.com/sealroot/sealroot/init/modload"
 	"github.com/sealroot/sealroot/init/pid1"
-	"github.com/sealroot/sealroot/init/vport"
 	"github.com/sealroot/sealroot/init/workload"
 	"github.com/u-root/u-root/pkg/mount"
 	"golang.org/x/sys/unix"
@@ -32,6 +29,11 @@ type boot struct {
 	report *hostchan.Reporter
 	opts   options
 	detail map[string]string
+
+	// The host channel connecting in the background (hostlink.go), and
+	// the guest key pair made from PID 1's start (keyahead.go).
+	link     *hostchan.Link
+	keyAhead *keyAhead
 
 	host    interface{ Close() error }
 	closers []interface{ Close() error }
@@ -102,33 +104,6 @@ func (b *boot) modules(ctx context.Context) error {
 	n, err := modload.LoadAll(es, modload.Finit)
 	b.detail = map[string]string{"loaded": fmt.Sprint(n)}
 	return err
-}
-
-// hostChannel opens the event channel to the host: the virtio-serial port
-// under QEMU, a vsock connection under libkrun, or none (console only).
-func (b *boot) hostChannel(ctx context.Context) error {
-	if p, err := vport.Open(ctx, event.PortName); err == nil {
-		b.report.Attach(p)
-		b.host = p
-		b.detail = map[string]string{"channel": "virtio-serial"}
-		return nil
-	}
-	if _, err := os.Stat("/dev/vsock"); err == nil {
-		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		if c, err := dialVsock(dctx); err == nil {
-			b.report.Attach(c)
-			b.host = c
-			b.detail = map[string]string{"channel": "vsock"}
-			return nil
-		}
-	}
-	b.detail = map[string]string{"channel": "console"}
-	return nil
-}
-
-func dialVsock(ctx context.Context) (net.Conn, error) {
-	return vsock.DialContext(ctx, vsock.Host, event.VsockPort, nil)
 }
 
 func (b *boot) waitDisk(ctx context.Context) error {
@@ -276,12 +251,12 @@ func (b *boot) runWorkload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	devnull, err := os.Open(os.DevNull)
+	stdin, stdout, stderr, closeStdio, err := b.workloadStdio()
 	if err != nil {
 		return err
 	}
-	defer devnull.Close()
-	sv := &workload.Supervisor{Stdin: devnull, Stdout: os.Stdout, Stderr: os.Stderr, Grace: b.opts.grace}
+	defer closeStdio()
+	sv := &workload.Supervisor{Stdin: stdin, Stdout: stdout, Stderr: stderr, Grace: b.opts.grace}
 	b.report.Log("run", "starting %s", p.Path)
 	stopWatch := b.verity.watch()
 	status, err := sv.Run(p)

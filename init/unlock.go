@@ -70,6 +70,7 @@ func (b *boot) attest(ctx context.Context) error {
 		Attester:     att,
 		ResourcePath: b.cfg.KBSResource,
 		TrusteeKey:   b.cfg.KBSKey,
+		FirstRSAKey:  b.keyAhead.get,
 		Logf:         func(format string, a ...any) { b.report.Log("attest", format, a...) },
 	})
 	if err != nil {

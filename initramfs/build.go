@@ -102,6 +102,9 @@ type Options struct {
 	// ExtraFiles maps image paths to host files to add (regular files;
 	// their permission bits are kept).
 	ExtraFiles map[string]string
+	// Target is TargetAny ("") or TargetKrunfw, which allows only gzip, no
+	// modules, and an image that fits libkrun's initrd room (target.go).
+	Target string
 	// TempDir is where the init and debug tools are built; empty means the
 	// system default.
 	TempDir string
@@ -154,6 +157,9 @@ func Build(opts Options) (*Result, error) {
 	if !slices.Contains(Compressions, method) {
 		return nil, fmt.Errorf("unknown compression %q (want one of %s)", method, strings.Join(Compressions, ", "))
 	}
+	if err := checkTarget(&opts, method); err != nil {
+		return nil, err
+	}
 
 	tmp, err := os.MkdirTemp(opts.TempDir, "sealroot-initramfs-")
 	if err != nil {
@@ -173,7 +179,9 @@ func Build(opts Options) (*Result, error) {
 	res.Compression = method
 	res.Records = len(recs)
 
-	size, cpioSize, sum, err := writeImage(opts.Output, method, recs)
+	size, cpioSize, sum, err := writeImage(opts.Output, method, recs, func(size int64) error {
+		return checkTargetSize(opts.Target, size)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -363,7 +371,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // writeImage writes the compressed archive to a temporary file beside out,
 // syncs it and renames it into place. It returns the file's size, the
 // uncompressed archive's size and the file's SHA-256.
-func writeImage(out, method string, recs []cpio.Record) (size, cpioSize int64, sum string, err error) {
+func writeImage(out, method string, recs []cpio.Record, check func(size int64) error) (size, cpioSize int64, sum string, err error) {
 	dir := filepath.Dir(out)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(out)+".tmp-")
 	if err != nil {
@@ -387,6 +395,11 @@ func writeImage(out, method string, recs []cpio.Record) (size, cpioSize int64, s
 	}
 	if err = zw.Close(); err != nil {
 		return 0, 0, "", fmt.Errorf("compressing %s: %w", out, err)
+	}
+	if check != nil {
+		if err = check(file.n); err != nil {
+			return 0, 0, "", err
+		}
 	}
 	if err = f.Chmod(0o644); err != nil {
 		return 0, 0, "", fmt.Errorf("writing %s: %w", out, err)

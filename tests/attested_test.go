@@ -88,7 +88,7 @@ func simLaunch(t testing.TB, e *harness.Env, img *image.Result, brokerAddr strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := launch.Options{Disk: img.Disk, CPUs: 1, MemoryMiB: 512}
+	o := launch.Options{Disk: img.Disk, CPUs: 1, MemoryMiB: 512, Machine: e.Machine}
 	m := launchMeasurement(t, e, o)
 	var hd [32]byte
 	copy(hd[:], hostDataOf(img))
@@ -99,7 +99,8 @@ func simLaunch(t testing.TB, e *harness.Env, img *image.Result, brokerAddr strin
 
 func launchMeasurement(t testing.TB, e *harness.Env, o launch.Options) [48]byte {
 	t.Helper()
-	m, err := measure.Sim(measure.SimInputs{Kernel: e.Kernel, Initrd: e.Initrd, Cmdline: launch.Cmdline(o.Append), CPUs: o.CPUs, MemoryMiB: o.MemoryMiB})
+	m, err := measure.Sim(measure.SimInputs{Kernel: e.Kernel, Initrd: e.Initrd, Cmdline: launch.MachineCmdline(o.Machine, o.Append),
+		CPUs: o.CPUs, MemoryMiB: o.MemoryMiB, Machine: o.Machine})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,11 @@ func launchMeasurement(t testing.TB, e *harness.Env, o launch.Options) [48]byte 
 
 // runAttested builds, registers and boots one case against a fresh broker.
 func runAttested(t *testing.T, c attestedCase) *attestedRun {
-	e := harness.Setup(t)
+	return runAttestedOn(t, harness.Setup(t), c)
+}
+
+// runAttestedOn is runAttested in the environment e.
+func runAttestedOn(t *testing.T, e *harness.Env, c attestedCase) *attestedRun {
 	id := "e2e-" + strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
 	img, pass := encryptedImage(t, e, id, c)
 	b := harness.StartBroker(t, t.TempDir(), "", "--trust-sim-root", e.SimDir(t))

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 export GOFLAGS=${GOFLAGS:--mod=mod}
 export SEALROOT_KERNEL=${SEALROOT_KERNEL:-$PWD/.cache/kernel/vmlinuz}
 export SEALROOT_KMODULES=${SEALROOT_KMODULES:-$PWD/.cache/kernel/modules}
+export SEALROOT_KRUNFW_KERNEL=${SEALROOT_KRUNFW_KERNEL:-$PWD/.cache/krunfw/bzImage}
 section() { printf '\n== %s\n' "$1"; }
 
 section "initrd size per compression; plain boot timeline (PID 1 → workload exec, per phase)"
@@ -14,6 +15,21 @@ go test -run '^$' -bench 'InitrdSize|PlainBoot' -benchtime 1x -timeout 30m ./tes
 
 section "attested boot timeline, krun and Trustee dialects (evidence + broker, KDF, mount)"
 go test -run '^$' -bench 'AttestedBoot' -benchtime 1x -timeout 30m ./tests/
+
+section "the guest init's size per Go package (largest first; stripped, the init is the 'loaded' figure)"
+tmpinit=$(mktemp -d)
+CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$tmpinit/init" ./init
+go run ./tests/tools/gosize -top 30 "$tmpinit/init"
+rm -rf "$tmpinit"
+
+section "initrd without modules (the libkrunfw shape) per compression"
+go test -run '^$' -bench 'KrunfwInitrdSize' -benchtime 1x -timeout 10m ./tests/
+
+section "microvm + krunfw kernel: PID 1 → workload start, plain vs attested (krun, Trustee), per phase, ratios"
+go test -run '^$' -bench 'MicrovmBoot' -benchtime 1x -timeout 30m ./tests/
+
+section "microvm + krunfw kernel: smallest memory for a sim-attested LUKS2 boot (machine-generated key)"
+go test -run '^$' -bench 'MicrovmMinRAM' -benchtime 1x -timeout 30m ./tests/
 
 section "LUKS: unlock time of our code vs cryptsetup --test-passphrase (same volumes), format throughput"
 go test -run '^$' -bench 'UnlockVsCryptsetup|Format' -benchtime 1x -timeout 20m ./cryptsetup/

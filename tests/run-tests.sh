@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 export GOFLAGS=${GOFLAGS:--mod=mod}
 export SEALROOT_KERNEL=${SEALROOT_KERNEL:-$PWD/.cache/kernel/vmlinuz}
 export SEALROOT_KMODULES=${SEALROOT_KMODULES:-$PWD/.cache/kernel/modules}
+export SEALROOT_KRUNFW_KERNEL=${SEALROOT_KRUNFW_KERNEL:-$PWD/.cache/krunfw/bzImage}
 
 # A real PostgreSQL server for the broker's replicated store tests.
 if [ -z "${SEALROOT_TEST_POSTGRES:-}" ] && [ -x tests/postgres.sh ]; then

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/google/go-sev-guest/abi"
 	"github.com/google/uuid"
 
 	"github.com/sealroot/sealroot/attest"
@@ -18,15 +17,15 @@ import (
 const MaxEvidenceSize = 1 << 20
 
 // CRLGUID is the GUID the sev crate uses for a CRL entry in a certificate
-// table (go-sev-guest's abi defines the others).
+// table (certtable.go has the others).
 const CRLGUID = "92f81bc3-5811-4d3d-97ff-d19f88dc67ea"
 
 // certTypeGUIDs maps the sev crate's CertType names to table GUIDs.
 var certTypeGUIDs = map[string]string{
-	"ARK":  abi.ArkGUID,
-	"ASK":  abi.AskGUID,
-	"VCEK": abi.VcekGUID,
-	"VLEK": abi.VlekGUID,
+	"ARK":  ArkGUID,
+	"ASK":  AskGUID,
+	"VCEK": VcekGUID,
+	"VLEK": VlekGUID,
 	"CRL":  CRLGUID,
 }
 
@@ -73,9 +72,9 @@ func decodeReport(o object) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if version < abi.MinSupportedReportVersion || version > abi.MaxSupportedReportVersion {
+	if version < MinReportVersion || version > MaxReportVersion {
 		return nil, fmt.Errorf("%s: report version %d not supported (want %d to %d)", o.path("version"), version,
-			abi.MinSupportedReportVersion, abi.MaxSupportedReportVersion)
+			MinReportVersion, MaxReportVersion)
 	}
 	for _, f := range []struct {
 		key string
@@ -233,7 +232,7 @@ func decodeCertChain(top object) ([]byte, error) {
 	if err := json.Unmarshal(raw, &entries); err != nil {
 		return nil, fmt.Errorf("%s: want null or an array of certificates", top.path("cert_chain"))
 	}
-	table := &abi.CertTable{}
+	var table []certEntry
 	seen := map[uuid.UUID]bool{}
 	for i, e := range entries {
 		ctx := fmt.Sprintf("%s[%d]", top.path("cert_chain"), i)
@@ -259,9 +258,9 @@ func decodeCertChain(top object) ([]byte, error) {
 			return nil, fmt.Errorf("%s: certificate type given twice", entry.path("cert_type"))
 		}
 		seen[guid] = true
-		table.Entries = append(table.Entries, abi.CertTableEntry{GUID: guid, RawCert: data})
+		table = append(table, certEntry{guid: guid, cert: data})
 	}
-	return table.Marshal(), nil
+	return marshalCertTable(table), nil
 }
 
 // certGUID reads cert_type: a name ("VCEK"), "Empty" (skipped) or the sev

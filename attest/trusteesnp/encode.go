@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/google/go-sev-guest/abi"
 	"github.com/google/uuid"
 )
 
@@ -22,9 +21,9 @@ func Encode(report []byte, certTable []byte) ([]byte, error) {
 	le64 := func(off int) uint64 { return binary.LittleEndian.Uint64(report[off:]) }
 
 	version := le32(OffVersion)
-	if version < abi.MinSupportedReportVersion || version > abi.MaxSupportedReportVersion {
+	if version < MinReportVersion || version > MaxReportVersion {
 		return nil, fmt.Errorf("snp report version %d not supported (want %d to %d)", version,
-			abi.MinSupportedReportVersion, abi.MaxSupportedReportVersion)
+			MinReportVersion, MaxReportVersion)
 	}
 	for _, rg := range reserved {
 		if err := mustBeZero(report, rg[0], rg[1]); err != nil {
@@ -121,8 +120,8 @@ func encodeCertTable(table []byte) ([]certJSON, error) {
 	}
 	var out []certJSON
 	for i := 0; ; i++ {
-		h := i * abi.CertTableEntrySize
-		if h+abi.CertTableEntrySize > len(table) {
+		h := i * certTableEntrySize
+		if h+certTableEntrySize > len(table) {
 			return nil, fmt.Errorf("certificate table entry %d: header runs past the %d-byte table (no terminating entry)", i, len(table))
 		}
 		var g uuid.UUID

@@ -4,14 +4,30 @@ import (
 	"context"
 	"fmt"
 
-	sevclient "github.com/google/go-sev-guest/client"
+	"github.com/google/go-configfs-tsm/configfs/configfsi"
+	"github.com/google/go-configfs-tsm/report"
 
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/trusteesnp"
 )
 
+// SNPQuoteProvider returns a raw SNP report followed by its certificate
+// table. go-sev-guest's QuoteProviders (and its test providers) satisfy it;
+// the package itself is not linked into the guest init (its report
+// conversions pull in the protobuf runtime).
+type SNPQuoteProvider interface {
+	IsSupported() bool
+	GetRawQuote(reportData [64]byte) ([]uint8, error)
+}
+
+// SNPLeveledQuoteProvider also requests reports at a VMPL.
+type SNPLeveledQuoteProvider interface {
+	SNPQuoteProvider
+	GetRawQuoteAtLevel(reportData [64]byte, vmpl uint) ([]uint8, error)
+}
+
 type snpAttester struct {
-	qp   sevclient.QuoteProvider
+	qp   SNPQuoteProvider
 	via  string // for error messages
 	vmpl int
 }
@@ -22,14 +38,17 @@ func newSNP(o Options) (attest.Attester, error) {
 	}
 	a := &snpAttester{qp: o.SNPQuoteProvider, via: "the configured provider", vmpl: o.VMPL}
 	if a.qp == nil {
-		// go-sev-guest's configfs provider is supported only when the
-		// configfs-tsm provider is sev_guest; the ioctl one when
-		// /dev/sev-guest opens.
-		if cfs := (&sevclient.LinuxConfigFsQuoteProvider{}); cfs.IsSupported() {
-			a.qp, a.via = cfs, TSMReportDir
-		} else if dev := (&sevclient.LinuxIoctlQuoteProvider{}); dev.IsSupported() {
-			a.qp, a.via = dev, SEVGuestPath
-		} else {
+		// configfs-tsm when its provider is sev_guest, else the
+		// /dev/sev-guest ioctl.
+		if c, err := tsmClient(o.TSM); err == nil {
+			if p, err := tsmProvider(c); err == nil && p == providerSEV {
+				a.qp, a.via = &snpConfigfs{tsm: c}, TSMReportDir
+			}
+		}
+		if a.qp == nil && o.TSM == nil && deviceExists(SEVGuestPath) {
+			a.qp, a.via = &snpDevice{path: SEVGuestPath}, SEVGuestPath
+		}
+		if a.qp == nil {
 			return nil, fmt.Errorf("tsm: no SEV-SNP guest interface: %s has no %s provider and %s cannot be opened (not an SNP guest, or the sev-guest driver is not loaded)",
 				TSMReportDir, providerSEV, SEVGuestPath)
 		}
@@ -38,7 +57,7 @@ func newSNP(o Options) (attest.Attester, error) {
 		return nil, fmt.Errorf("tsm: SEV-SNP quote provider (%s) is not supported here", a.via)
 	}
 	if a.vmpl != 0 {
-		if _, ok := a.qp.(sevclient.LeveledQuoteProvider); !ok {
+		if _, ok := a.qp.(SNPLeveledQuoteProvider); !ok {
 			return nil, fmt.Errorf("tsm: snp provider (%s) cannot request reports at vmpl %d", a.via, a.vmpl)
 		}
 	}
@@ -55,7 +74,7 @@ func (a *snpAttester) Attest(ctx context.Context, reportData [64]byte) (*attest.
 	}
 	var raw []byte
 	var err error
-	if lqp, ok := a.qp.(sevclient.LeveledQuoteProvider); ok {
+	if lqp, ok := a.qp.(SNPLeveledQuoteProvider); ok {
 		raw, err = lqp.GetRawQuoteAtLevel(reportData, uint(a.vmpl))
 	} else {
 		raw, err = a.qp.GetRawQuote(reportData)
@@ -71,4 +90,28 @@ func (a *snpAttester) Attest(ctx context.Context, reportData [64]byte) (*attest.
 		ev.Certs = append([]byte(nil), raw[trusteesnp.ReportSize:]...)
 	}
 	return ev, nil
+}
+
+// snpConfigfs gets SNP reports from configfs-tsm: outblob is the report,
+// auxblob the certificate table the host supplied (if any), privlevel the
+// VMPL.
+type snpConfigfs struct {
+	tsm configfsi.Client
+}
+
+func (s *snpConfigfs) IsSupported() bool { return s.tsm != nil }
+
+func (s *snpConfigfs) GetRawQuote(reportData [64]byte) ([]uint8, error) {
+	return s.GetRawQuoteAtLevel(reportData, 0)
+}
+
+func (s *snpConfigfs) GetRawQuoteAtLevel(reportData [64]byte, vmpl uint) ([]uint8, error) {
+	resp, err := tsmReport(s.tsm, &report.Request{InBlob: reportData[:], GetAuxBlob: true, Privilege: &report.Privilege{Level: vmpl}}, providerSEV)
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.OutBlob) < trusteesnp.ReportSize {
+		return nil, fmt.Errorf("%s: outblob of %d bytes, want an SNP report of %d", TSMReportDir, len(resp.OutBlob), trusteesnp.ReportSize)
+	}
+	return append(resp.OutBlob[:trusteesnp.ReportSize:trusteesnp.ReportSize], resp.AuxBlob...), nil
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/google/go-configfs-tsm/configfs/configfsi"
 	"github.com/google/go-configfs-tsm/report"
-	tdxclient "github.com/google/go-tdx-guest/client"
 
 	"github.com/sealroot/sealroot/attest"
 )
@@ -14,9 +13,9 @@ import (
 // tdxAttester gets a quote from configfs-tsm (provider tdx_guest), from an
 // injected go-tdx-guest QuoteProvider, or from /dev/tdx_guest.
 type tdxAttester struct {
-	tsm    configfsi.Client        // configfs path, or nil
-	qp     tdxclient.QuoteProvider // injected provider, or nil
-	device bool                    // /dev/tdx_guest ioctl
+	tsm    configfsi.Client // configfs path, or nil
+	qp     TDXQuoteProvider // injected provider, or nil
+	device *tdxDevice       // /dev/tdx_guest ioctls, or nil
 }
 
 func newTDX(o Options) (attest.Attester, error) {
@@ -39,7 +38,7 @@ func newTDX(o Options) (attest.Attester, error) {
 		}
 	}
 	if o.TSM == nil && deviceExists(TDXGuestPath) {
-		return &tdxAttester{device: true}, nil
+		return &tdxAttester{device: &tdxDevice{path: TDXGuestPath}}, nil
 	}
 	return nil, fmt.Errorf("tsm: no TDX guest interface: configfs-tsm unusable (%v) and %s missing (not a TDX guest, or the tdx-guest driver is not loaded)", cerr, TDXGuestPath)
 }
@@ -60,18 +59,13 @@ func (a *tdxAttester) Attest(ctx context.Context, reportData [64]byte) (*attest.
 		}
 		quote = resp.OutBlob
 	case a.qp != nil:
-		q, err := tdxclient.GetRawQuote(a.qp, reportData)
+		q, err := a.qp.GetRawQuote(reportData)
 		if err != nil {
 			return nil, fmt.Errorf("tsm: tdx quote: %w", err)
 		}
 		quote = q
 	default:
-		d, err := tdxclient.OpenDevice()
-		if err != nil {
-			return nil, fmt.Errorf("tsm: tdx quote: opening %s: %w", TDXGuestPath, err)
-		}
-		defer d.Close()
-		q, err := tdxclient.GetRawQuote(d, reportData)
+		q, err := a.device.quote(reportData)
 		if err != nil {
 			return nil, fmt.Errorf("tsm: tdx quote via %s (kernels from 6.7 serve quotes through configfs-tsm only): %w", TDXGuestPath, err)
 		}

@@ -13,11 +13,13 @@
 // paths it looked at, when that TEE's interface is absent, so a guest whose
 // config says "tdx" cannot quietly produce SNP evidence or none.
 //
-// Library choices follow the ecosystem: go-sev-guest's QuoteProviders for SNP
-// (configfs first, then the ioctl, with a selectable VMPL), go-configfs-tsm
-// for TDX's and CCA's configfs path (go-tdx-guest's configfs provider does
-// not check the provider attribute) and go-tdx-guest for the /dev/tdx_guest
-// ioctl.
+// go-configfs-tsm serves every configfs path (checking the provider
+// attribute); the vendor devices are driven with go-sev-guest's and
+// go-tdx-guest's ioctl structures (their linuxabi packages) by this
+// package's own code (snpdev.go, tdxdev.go). The vendor libraries' client
+// packages are not used: they convert reports to protobuf messages and so
+// link the protobuf runtime into the guest init, over a megabyte of its
+// initrd. Their QuoteProviders still fit Options for tests and hosts.
 //
 // The guest init mounts configfs with MountConfigfs before the first
 // attestation: u-root's rootfs setup does not.
@@ -28,8 +30,6 @@ import (
 	"fmt"
 
 	"github.com/google/go-configfs-tsm/configfs/configfsi"
-	sevclient "github.com/google/go-sev-guest/client"
-	tdxclient "github.com/google/go-tdx-guest/client"
 
 	"github.com/sealroot/sealroot/attest"
 )
@@ -52,11 +52,12 @@ type Options struct {
 	// VMPL is the SNP privilege level to request reports at (0-3).
 	VMPL int
 	// SNPQuoteProvider replaces the SNP provider selection (configfs, then
-	// ioctl). When it is not a LeveledQuoteProvider only VMPL 0 works.
-	SNPQuoteProvider sevclient.QuoteProvider
+	// ioctl). When it is not an SNPLeveledQuoteProvider only VMPL 0 works.
+	SNPQuoteProvider SNPQuoteProvider
 	// TDXQuoteProvider replaces the TDX provider selection.
-	TDXQuoteProvider tdxclient.QuoteProvider
-	// TSM replaces the configfs-tsm client (TDX and CCA configfs paths).
+	TDXQuoteProvider TDXQuoteProvider
+	// TSM replaces the configfs-tsm client (every configfs path); with it
+	// set, the vendor devices are not tried.
 	TSM configfsi.Client
 }
 

@@ -61,6 +61,8 @@ type Options struct {
 	Timeout time.Duration
 	// Accel is auto, kvm or tcg.
 	Accel string
+	// Machine is MachinePC (the default) or MachineMicrovm (machine.go).
+	Machine string
 
 	// TEE, when set, starts the guest in SEV-SNP or TDX (tee.go): KVM,
 	// the TEE's firmware and guest object. Run checks QEMU and the host
@@ -138,6 +140,12 @@ func (o *Options) defaults() error {
 	for _, d := range o.ExtraDisks {
 		files = append(files, struct{ what, path string }{"extra disk", d})
 	}
+	if err := CheckMachine(o.Machine); err != nil {
+		return err
+	}
+	if o.Machine == "" {
+		o.Machine = MachinePC
+	}
 	switch o.RootDiskInterface {
 	case "":
 		o.RootDiskInterface = "virtio"
@@ -211,7 +219,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return res, err
 	}
 	res.Accel = accel
-	res.Cmdline = Cmdline(o.Append)
+	res.Cmdline = MachineCmdline(o.Machine, o.Append)
 
 	dir, err := os.MkdirTemp("", "sealroot-launch-")
 	if err != nil {
@@ -236,7 +244,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := os.Mkdir(slotDir, 0o700); err != nil {
 		return res, err
 	}
-	args := qemuArgs(&o, accel, res.Cmdline, hostLn.Addr().String(), addrOf(simLn), slotDir)
+	args, err := qemuArgs(&o, accel, res.Cmdline, hostLn.Addr().String(), addrOf(simLn), slotDir)
+	if err != nil {
+		res.Reason = err.Error()
+		return res, err
+	}
 	runCtx := ctx
 	var cancel context.CancelFunc = func() {}
 	if o.Timeout > 0 {
@@ -342,7 +354,7 @@ func addrOf(l net.Listener) string {
 // qemuOpt escapes a value for QEMU's option syntax (commas double).
 func qemuOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
-func qemuArgs(o *Options, accel, cmdline, hostSock, simSock, slotDir string) []string {
+func qemuArgs(o *Options, accel, cmdline, hostSock, simSock, slotDir string) ([]string, error) {
 	// The guest needs a seeded CRNG before it can make its attestation
 	// key: on a CPU without RDRAND, getrandom() waits about a second
 	// for jitter entropy. TCG emulates RDRAND (host randomness), and the
@@ -350,6 +362,12 @@ func qemuArgs(o *Options, accel, cmdline, hostSock, simSock, slotDir string) []s
 	cpu := "qemu64,+rdrand"
 	if accel == "kvm" {
 		cpu = "host"
+	}
+	if o.Machine == MachineMicrovm {
+		if o.TEE != nil {
+			return nil, fmt.Errorf("the %s machine cannot start a %s guest: SNP and TDX launches use the %s machine", MachineMicrovm, o.TEE.Kind, MachinePC)
+		}
+		return microvmArgs(o, accel, cpu, cmdline, hostSock, simSock, slotDir)
 	}
 	a := []string{
 		"-accel", accel,
@@ -392,7 +410,7 @@ func qemuArgs(o *Options, accel, cmdline, hostSock, simSock, slotDir string) []s
 	if o.TEE != nil {
 		a = o.TEE.teeArgs(a, o.MemoryMiB)
 	}
-	return a
+	return a, nil
 }
 
 // shellJoin quotes argv for /bin/sh (QEMU runs guestfwd commands with it).

@@ -264,7 +264,11 @@ func DryRun(o Options) ([]string, error) {
 	if o.Sim != nil {
 		sim = filepath.Join(dir, "sim.sock")
 	}
-	return append([]string{o.QEMU}, qemuArgs(&o, accel, Cmdline(o.Append), filepath.Join(dir, "host.sock"), sim, filepath.Join(dir, "relay-slots"))...), nil
+	args, err := qemuArgs(&o, accel, MachineCmdline(o.Machine, o.Append), filepath.Join(dir, "host.sock"), sim, filepath.Join(dir, "relay-slots"))
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{o.QEMU}, args...), nil
 }
 
 // RunDirPlaceholder stands for Run's temporary directory in DryRun.

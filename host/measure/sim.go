@@ -15,6 +15,7 @@
 //	field("cmdline",    the full kernel command line, UTF-8)
 //	field("cpus",       vCPU count as a big-endian uint32)
 //	field("memory_mib", memory size in MiB as a big-endian uint64)
+//	field("machine",    the QEMU machine, UTF-8; only when not "pc")
 //
 // where field(name, value) is len(name) as one byte, name, len(value) as a
 // big-endian uint64, then value. The leading label separates this digest
@@ -49,6 +50,11 @@ type SimInputs struct {
 	// CPUs is the vCPU count and MemoryMiB the memory size; both must
 	// equal what the VM is launched with.
 	CPUs, MemoryMiB int
+	// Machine is the QEMU machine (launch.MachinePC or MachineMicrovm).
+	// "" and "pc" are measured alike (no field, the digest of older
+	// launches); any other machine adds a field, so a digest computed for
+	// one machine never matches a launch on another.
+	Machine string
 }
 
 // Sim returns the simulated launch digest of in.
@@ -63,6 +69,8 @@ func Sim(in SimInputs) ([48]byte, error) {
 		return out, fmt.Errorf("measure: %d vCPUs: want 1 to 65536", in.CPUs)
 	case in.MemoryMiB < 1:
 		return out, fmt.Errorf("measure: %d MiB of memory: want at least 1", in.MemoryMiB)
+	case !utf8.ValidString(in.Machine) || len(in.Machine) > 64:
+		return out, fmt.Errorf("measure: machine %q is not a short UTF-8 name", in.Machine)
 	case !utf8.ValidString(in.Cmdline):
 		return out, errors.New("measure: kernel command line is not valid UTF-8")
 	}
@@ -78,6 +86,9 @@ func Sim(in SimInputs) ([48]byte, error) {
 	field(h, "cmdline", []byte(in.Cmdline))
 	field(h, "cpus", binary.BigEndian.AppendUint32(nil, uint32(in.CPUs)))
 	field(h, "memory_mib", binary.BigEndian.AppendUint64(nil, uint64(in.MemoryMiB)))
+	if in.Machine != "" && in.Machine != "pc" {
+		field(h, "machine", []byte(in.Machine))
+	}
 	h.Sum(out[:0])
 	return out, nil
 }

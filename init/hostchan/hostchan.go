@@ -32,6 +32,8 @@ type Reporter struct {
 	pending []event.Event
 	start   time.Time
 	broken  bool
+	// noHost: no channel will come; events go to the console only.
+	noHost bool
 }
 
 // New returns a Reporter writing human lines to console; start is PID 1's
@@ -51,6 +53,15 @@ func (r *Reporter) Attach(host WriteDeadliner) {
 	r.pending = nil
 }
 
+// ConsoleOnly says no host channel will be attached: buffered events are
+// dropped (the console had them) and no more are buffered.
+func (r *Reporter) ConsoleOnly() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.noHost = true
+	r.pending = nil
+}
+
 // Attached reports whether a host channel is in use.
 func (r *Reporter) Attached() bool {
 	r.mu.Lock()
@@ -60,6 +71,9 @@ func (r *Reporter) Attached() bool {
 
 func (r *Reporter) sendLocked(e event.Event) {
 	if r.host == nil {
+		if r.noHost {
+			return
+		}
 		if len(r.pending) < 256 {
 			r.pending = append(r.pending, e)
 		}

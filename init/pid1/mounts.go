@@ -56,8 +56,23 @@ func MountAll(root string, ms []Mount) error {
 	return nil
 }
 
-// DisableModprobe empties /proc/sys/kernel/modprobe so the kernel never
-// tries to run a usermode helper that the initrd does not have.
+// ModprobePath is the kernel's modprobe helper setting; a variable for tests.
+var ModprobePath = "/proc/sys/kernel/modprobe"
+
+// DisableModprobe empties the modprobe helper setting so the kernel never
+// tries to run a usermode helper that the initrd does not have. A kernel
+// built without module support has no such setting and nothing to disable.
 func DisableModprobe() error {
-	return os.WriteFile("/proc/sys/kernel/modprobe", []byte("\n"), 0o644)
+	f, err := os.OpenFile(ModprobePath, os.O_WRONLY|os.O_TRUNC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte("\n"))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -35,6 +35,9 @@ type Env struct {
 	Modules string
 	Initrd  string
 	Dir     string // scratch space for this test binary
+	// Machine is the QEMU machine boots use unless told otherwise ("" is
+	// pc; SetupKrunfw's is microvm).
+	Machine string
 }
 
 var (
@@ -164,6 +167,9 @@ func (e *Env) BootContext(ctx context.Context, t testing.TB, o launch.Options) *
 	}
 	if o.Initrd == "" {
 		o.Initrd = e.Initrd
+	}
+	if o.Machine == "" {
+		o.Machine = e.Machine
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 3 * time.Minute

@@ -24,6 +24,7 @@ type imageRegisterFlags struct {
 	// firmware, cpuType and guestFeatures: with --tee snp, the launch's
 	// OVMF image, vCPU model and SEV features (cmd_image_register_snp.go).
 	firmware, cpuType, guestFeatures string
+	machine      string
 }
 
 var imageRegister imageRegisterFlags
@@ -35,6 +36,7 @@ func init() {
 	fl.StringArrayVar(&imageRegister.measurements, "measurement", nil, "with --register: an acceptable launch measurement, hex (repeat)")
 	fl.StringVar(&imageRegister.kernel, "kernel", "", "with --register and --tee sim: the kernel to compute the simulated launch measurement for")
 	fl.StringVar(&imageRegister.initrd, "initrd", "", "with --register and --tee sim: the initrd to compute the measurement for (as sealroot measure)")
+	fl.StringVar(&imageRegister.machine, "machine", launch.MachinePC, "with --register and --tee sim: the QEMU machine the VM will be launched on (pc or microvm)")
 	fl.StringVar(&imageRegister.appendArgs, "append", "", "with --register and --tee sim: the extra kernel arguments the VM will be launched with")
 }
 
@@ -54,6 +56,12 @@ func checkRegisterFlags(tee string) error {
 	}
 	if err := checkSNPRegisterFlags(tee); err != nil {
 		return err
+	}
+	if err := launch.CheckMachine(r.machine); err != nil {
+		return usageError("--machine: %v", err)
+	}
+	if tee == "snp" && r.machine == launch.MachineMicrovm {
+		return usageError("--machine %s: SNP launches use the %s machine", r.machine, launch.MachinePC)
 	}
 	if (r.kernel == "") != (r.initrd == "") {
 		return usageError("--kernel and --initrd go together")
@@ -84,8 +92,8 @@ func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Resul
 		fmt.Fprintf(cmd.ErrOrStderr(), "expected SNP launch measurement: %s\n", hex.EncodeToString(m[:]))
 		pf.measurements = append(pf.measurements, hex.EncodeToString(m[:]))
 	} else if r.kernel != "" {
-		m, err := measure.Sim(measure.SimInputs{Kernel: r.kernel, Initrd: r.initrd, Cmdline: launch.Cmdline(r.appendArgs),
-			CPUs: res.Config.CPUs, MemoryMiB: res.Config.RAMMiB})
+		m, err := measure.Sim(measure.SimInputs{Kernel: r.kernel, Initrd: r.initrd, Cmdline: launch.MachineCmdline(r.machine, r.appendArgs),
+			CPUs: res.Config.CPUs, MemoryMiB: res.Config.RAMMiB, Machine: r.machine})
 		if err != nil {
 			return err
 		}

@@ -29,6 +29,7 @@ type initramfsBuildFlags struct {
 	files         []string
 	json          bool
 	quiet         bool
+	target        string
 }
 
 func newInitramfsBuildCmd() *cobra.Command {
@@ -61,7 +62,10 @@ not cached. Never use a debug initrd for a production workload.`,
       --kernel-modules /lib/modules/$(uname -r) --module virtio_rng --json
 
   # for a kernel with everything built in (libkrunfw): no modules at all
-  sealroot initramfs build -o initrd.cpio --compress none`,
+  sealroot initramfs build -o initrd.cpio --compress none
+
+  # to bake into libkrunfw (its initrd/initrd.gz): checked against its limits
+  sealroot initramfs build -o initrd.gz --target krunfw`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInitramfsBuild(cmd, &f)
@@ -76,6 +80,7 @@ not cached. Never use a debug initrd for a production workload.`,
 	fl.StringArrayVar(&f.modules, "module", nil, "also carry this module (repeatable; name or alias)")
 	fl.BoolVar(&f.noDefaults, "no-default-modules", false, "carry only the modules named with --module")
 	fl.StringArrayVar(&f.files, "file", nil, "add a host file as IMAGE_PATH=HOST_FILE (repeatable)")
+	fl.StringVar(&f.target, "target", "any", "kernel the initrd is for: any, or krunfw (libkrunfw's: gzip only, no modules, at most 6 MiB padded to 64 KiB)")
 	fl.BoolVar(&f.json, "json", false, "print the result as JSON")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "do not print notes and progress on stderr")
 	return cmd
@@ -87,6 +92,15 @@ func runInitramfsBuild(cmd *cobra.Command, f *initramfsBuildFlags) error {
 	}
 	if !slices.Contains(initramfs.Compressions, f.compress) {
 		return usageError("initramfs build: --compress %q: want one of %s", f.compress, strings.Join(initramfs.Compressions, ", "))
+	}
+	if !slices.Contains(initramfs.Targets, f.target) {
+		return usageError("initramfs build: --target %q: want one of %s", f.target, strings.Join(initramfs.Targets, ", "))
+	}
+	if f.target == initramfs.TargetKrunfw && f.compress != initramfs.CompressGzip {
+		return usageError("initramfs build: --target krunfw needs --compress gzip: libkrunfw's kernels decompress nothing else")
+	}
+	if f.target == initramfs.TargetKrunfw && f.kernelModules != "" {
+		return usageError("initramfs build: --target krunfw takes no --kernel-modules: libkrunfw's kernels have no module support")
 	}
 	if f.noDefaults && len(f.modules) == 0 {
 		return usageError("initramfs build: --no-default-modules needs at least one --module")
@@ -100,6 +114,9 @@ func runInitramfsBuild(cmd *cobra.Command, f *initramfsBuildFlags) error {
 		KernelModules: f.kernelModules,
 		InitBinary:    f.init,
 		Debug:         f.debug,
+	}
+	if f.target != "any" {
+		opts.Target = f.target
 	}
 	if len(f.modules) > 0 {
 		if !f.noDefaults {

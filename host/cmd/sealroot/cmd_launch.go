@@ -27,6 +27,7 @@ type launchFlags struct {
 	accel                          string
 	qemu                           string
 	timeline                       bool
+	machine                        string
 }
 
 func init() {
@@ -65,6 +66,7 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
 	fl.StringVar(&f.events, "events", "", "write the guest's structured events to FILE as JSON lines")
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fl.StringVar(&f.qemu, "qemu", "qemu-system-x86_64", "QEMU binary")
+	fl.StringVar(&f.machine, "machine", launch.MachinePC, "QEMU machine: pc, or microvm (virtio-mmio only, console on hvc0; for a kernel with everything built in, see make kernel-krunfw)")
 	fl.BoolVar(&f.timeline, "timeline", false, "print the guest's boot timeline (per-phase durations) on stderr at the end")
 	rootCmd.AddCommand(c)
 
@@ -101,6 +103,9 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 	if f.kernel == "" || f.initrd == "" || f.disk == "" {
 		return usageError("--kernel, --initrd and --disk are required")
 	}
+	if err := launch.CheckMachine(f.machine); err != nil {
+		return usageError("--machine: %v", err)
+	}
 	cfg, rawConfig, err := diskConfig(f.disk)
 	if err != nil {
 		return fail(err)
@@ -108,6 +113,7 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 	o := launch.Options{
 		QEMU: f.qemu, Kernel: f.kernel, Initrd: f.initrd, Disk: f.disk, DataDisk: f.dataDisk,
 		CPUs: f.cpus, MemoryMiB: f.memory, Append: f.appendArgs, Timeout: f.timeout, Accel: f.accel,
+		Machine: f.machine,
 		Console: cmd.OutOrStdout(), Log: cmd.ErrOrStderr(),
 	}
 	if o.CPUs == 0 {

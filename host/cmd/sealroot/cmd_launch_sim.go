@@ -21,7 +21,7 @@ func newSimServer(f *launchFlags, o *launch.Options, rawConfig []byte) (launch.S
 	if err != nil {
 		return nil, err
 	}
-	m, err := measure.Sim(measure.SimInputs{Kernel: o.Kernel, Initrd: o.Initrd, Cmdline: launch.Cmdline(o.Append), CPUs: o.CPUs, MemoryMiB: o.MemoryMiB})
+	m, err := measure.Sim(measure.SimInputs{Kernel: o.Kernel, Initrd: o.Initrd, Cmdline: launch.MachineCmdline(o.Machine, o.Append), CPUs: o.CPUs, MemoryMiB: o.MemoryMiB, Machine: o.Machine})
 	if err != nil {
 		return nil, fmt.Errorf("measuring the launch: %w", err)
 	}

@@ -19,7 +19,7 @@ const (
 )
 
 func init() {
-	var tee, kernel, initrd, appendArgs, disk string
+	var tee, kernel, initrd, appendArgs, disk, machine string
 	var cpus, memory int
 	var asJSON bool
 	c := &cobra.Command{
@@ -38,8 +38,14 @@ and memory from the disk's config unless told otherwise, so give the same --disk
   sealroot measure --tee sim --kernel vmlinuz --initrd initrd.cpio.gz --cpus 2 --memory 1024 --append "loglevel=4"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			in := measure.SimInputs{Kernel: kernel, Initrd: initrd, Cmdline: launch.Cmdline(appendArgs),
-				CPUs: defaultMeasureCPUs, MemoryMiB: defaultMeasureMemoryMiB}
+			if err := launch.CheckMachine(machine); err != nil {
+				return usageError("--machine: %v", err)
+			}
+			if tee != "sim" && machine != launch.MachinePC {
+				return usageError("--machine %s: only with --tee sim; SNP and TDX launches use the pc (q35) machine", machine)
+			}
+			in := measure.SimInputs{Kernel: kernel, Initrd: initrd, Cmdline: launch.MachineCmdline(machine, appendArgs),
+				CPUs: defaultMeasureCPUs, MemoryMiB: defaultMeasureMemoryMiB, Machine: machine}
 			if disk != "" {
 				cfg, _, err := diskConfig(disk)
 				if err != nil {
@@ -73,7 +79,7 @@ and memory from the disk's config unless told otherwise, so give the same --disk
 			enc.SetIndent("", "  ")
 			return enc.Encode(map[string]any{
 				"tee": "sim", "measurement": hex.EncodeToString(m[:]), "kernel": kernel, "initrd": initrd,
-				"cmdline": in.Cmdline, "cpus": in.CPUs, "memory_mib": in.MemoryMiB,
+				"cmdline": in.Cmdline, "cpus": in.CPUs, "memory_mib": in.MemoryMiB, "machine": machine,
 			})
 		},
 	}
@@ -85,6 +91,7 @@ and memory from the disk's config unless told otherwise, so give the same --disk
 	fl.IntVar(&cpus, "cpus", 0, "vCPUs the VM is launched with (default: --disk's config, else 1)")
 	fl.IntVar(&memory, "memory", 0, "memory in MiB the VM is launched with (default: --disk's config, else 512)")
 	fl.StringVar(&disk, "disk", "", "take vCPUs and memory from this disk image's config, as sealroot launch does")
+	fl.StringVar(&machine, "machine", launch.MachinePC, "QEMU machine the VM is launched on, as given to sealroot launch --machine: pc or microvm")
 	fl.BoolVar(&asJSON, "json", false, "print the measurement and its inputs as JSON")
 	rootCmd.AddCommand(c)
 }
