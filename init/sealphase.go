@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	sevclient "github.com/google/go-sev-guest/client"
-
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/simport"
 	"github.com/sealroot/sealroot/attest/tsm"
@@ -59,12 +57,12 @@ func (b *boot) runtimeAttester() attest.Attester {
 	if b.attester == nil || b.cfg.TEE != attest.TEESNP {
 		return b.attester
 	}
-	d, err := sevclient.OpenDevice()
+	d, err := tsm.OpenSEVDevice(tsm.SEVGuestPath)
 	if err != nil {
 		b.report.Log("seal", "runtime evidence: %s cannot be opened (%v): requests will fail", tsm.SEVGuestPath, err)
 		return b.attester
 	}
-	a, err := tsm.New(attest.TEESNP, tsm.Options{SNPQuoteProvider: tsm.HeldSEVDevice{Device: d}})
+	a, err := tsm.New(attest.TEESNP, tsm.Options{SNPQuoteProvider: d})
 	if err != nil {
 		d.Close()
 		b.report.Log("seal", "runtime evidence: %v", err)

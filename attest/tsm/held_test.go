@@ -3,39 +3,36 @@ package tsm
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/google/go-sev-guest/abi"
-	sevtest "github.com/google/go-sev-guest/testing"
 
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/trusteesnp"
 )
 
-// A device opened once serves reports through tsm's SNP attester, signed by
-// go-sev-guest's fake device.
+// A device opened once keeps serving reports through tsm's SNP attester
+// after its node is gone, and never reopens the path.
 func TestHeldSEVDevice(t *testing.T) {
-	input := rd(7)
-	raw := sevtest.CreateRawReport(&sevtest.TestReportOptions{ReportData: input[:]})
-	signer, err := sevtest.DefaultTestOnlyCertChain("Milan-B1", time.Now().Add(-time.Hour))
+	path := filepath.Join(t.TempDir(), "sev-guest")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, err := OpenSEVDevice(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := sevtest.TcDevice([]sevtest.TestCase{{Name: "x", Input: input, Output: raw}},
-		&sevtest.DeviceOptions{Now: time.Now(), Signer: signer, Product: abi.DefaultSevProduct()})
+	f := &fakeSEVGuest{certs: []byte("certificate table")}
+	h.dev.ioctl = f.ioctl
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(attest.TEESNP, Options{SNPQuoteProvider: h})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Open("/dev/sev-guest"); err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	a, err := New(attest.TEESNP, Options{SNPQuoteProvider: HeldSEVDevice{Device: d}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 2 { // the device stays usable
+	for i := range 2 {
+		input := rd(byte(7 + i))
 		ev, err := a.Attest(context.Background(), input)
 		if err != nil {
 			t.Fatal(err)
@@ -43,8 +40,20 @@ func TestHeldSEVDevice(t *testing.T) {
 		if len(ev.Report) != trusteesnp.ReportSize || !bytes.Equal(ev.Report[trusteesnp.OffReportData:trusteesnp.OffReportData+64], input[:]) {
 			t.Fatalf("report %x", ev.Report[:0x60])
 		}
+		if !bytes.Equal(ev.Certs, f.certs) {
+			t.Fatalf("certs %q", ev.Certs)
+		}
 	}
-	if (HeldSEVDevice{}).IsSupported() {
-		t.Fatal("no device is supported")
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if h.IsSupported() {
+		t.Fatal("a closed device is still supported")
+	}
+	if _, err := h.GetRawQuote(rd(1)); err == nil {
+		t.Fatal("a closed device served a report")
+	}
+	if _, err := OpenSEVDevice(path); err == nil {
+		t.Fatal("opened a missing device")
 	}
 }
