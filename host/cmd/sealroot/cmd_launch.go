@@ -54,7 +54,7 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
 	fl.StringVar(&f.initrd, "initrd", "", "sealroot initrd")
 	fl.StringVar(&f.disk, "disk", "", "workload disk (disk.img), the guest's /dev/vda")
 	fl.StringVar(&f.dataDisk, "data-disk", "", "optional data disk, the guest's /dev/vdb")
-	fl.StringVar(&f.tee, "tee", "none", "TEE the host provides: none or sim")
+	fl.StringVar(&f.tee, "tee", "none", "TEE the host provides: none or sim (a tee sim disk needs sim)")
 	fl.StringVar(&f.simDir, "sim-dir", "", "simulated secure processor keys (sealroot sim init)")
 	fl.StringVar(&f.broker, "broker", "", "broker URL on this host (loopback) that the guest's attestation_url is forwarded to")
 	fl.IntVar(&f.cpus, "cpus", 0, "vCPUs (default: the disk config's)")
@@ -106,21 +106,32 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 	switch f.tee {
 	case "none":
 		if f.simDir != "" {
-			return fail(fmt.Errorf("--sim-dir needs --tee sim"))
+			return usageError("--sim-dir needs --tee sim")
 		}
 	case "sim":
+		if f.simDir == "" {
+			return usageError("--tee sim needs --sim-dir DIR (create one with `sealroot sim init --dir DIR`)")
+		}
+	default:
+		return usageError("--tee %q: the launcher provides none (the default) or sim (hardware TEEs need their own VMM)", f.tee)
+	}
+	if err := preflightLaunch(f, cfg, o.MemoryMiB); err != nil {
+		return err
+	}
+	if f.tee == "sim" {
 		srv, err := newSimServer(f, &o, rawConfig)
 		if err != nil {
 			return fail(err)
 		}
 		o.Sim = srv
-	default:
-		return fail(fmt.Errorf("--tee %q: the launcher provides none or sim (hardware TEEs need their own VMM)", f.tee))
 	}
 	if f.broker != "" {
 		fw, err := forwardFor(cfg, f.broker)
 		if err != nil {
 			return fail(err)
+		}
+		if err := checkBrokerUp(f.broker, fw); err != nil {
+			return err
 		}
 		o.Forward = fw
 	}
@@ -171,10 +182,10 @@ func diskConfig(path string) (*config.Config, []byte, error) {
 func forwardFor(cfg *config.Config, broker string) (*launch.Forward, error) {
 	bu, err := url.Parse(broker)
 	if err != nil || bu.Host == "" {
-		return nil, fmt.Errorf("--broker %q: want a URL like http://127.0.0.1:8000", broker)
+		return nil, usageError("--broker %q: want a URL like http://127.0.0.1:8000", broker)
 	}
 	if cfg.AttestationURL == "" {
-		return nil, fmt.Errorf("--broker given but the disk config has no attestation_url")
+		return nil, usageError("--broker given but the disk config has no attestation_url (build the image with --attestation-url)")
 	}
 	gu, err := url.Parse(cfg.AttestationURL)
 	if err != nil {
@@ -190,6 +201,13 @@ func forwardFor(cfg *config.Config, broker string) (*launch.Forward, error) {
 	if ip := net.ParseIP(gu.Hostname()); ip == nil || ip.To4() == nil {
 		return nil, fmt.Errorf("attestation_url %s: the host must be an IPv4 address in QEMU's user network (e.g. 10.0.2.100)", cfg.AttestationURL)
 	}
+	bhost := bu.Hostname()
+	if bhost == "localhost" {
+		bhost = "127.0.0.1"
+	}
+	if ip := net.ParseIP(bhost); ip == nil || !ip.IsLoopback() {
+		return nil, usageError("--broker %s: the broker must be on this host's loopback (127.0.0.1, ::1 or localhost): the guest may reach nothing else", broker)
+	}
 	bport := bu.Port()
 	if bport == "" {
 		bport = map[string]string{"http": "80", "https": "443"}[bu.Scheme]
@@ -200,7 +218,7 @@ func forwardFor(cfg *config.Config, broker string) (*launch.Forward, error) {
 	}
 	return &launch.Forward{
 		GuestAddr:    net.JoinHostPort(gu.Hostname(), gport),
-		BrokerAddr:   net.JoinHostPort(bu.Hostname(), bport),
+		BrokerAddr:   net.JoinHostPort(bhost, bport),
 		RelayCommand: []string{self, "relay"},
 	}, nil
 }
