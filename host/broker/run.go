@@ -262,6 +262,22 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 	}
 	fail := func(err error) (Config, func(), error) { closeAll(); return Config{}, nil, err }
 
+	// Token files first: a missing one must stop the broker before it
+	// creates any key in the state directory.
+	var err error
+	if o.AdminTokenFile != "" {
+		if cfg.AdminToken, err = readToken(o.AdminTokenFile, "--admin-token-file", log); err != nil {
+			return fail(err)
+		}
+	}
+	if o.RegistrationTokenFile != "" {
+		if cfg.RegistrationToken, err = readToken(o.RegistrationTokenFile, "--registration-token-file", log); err != nil {
+			return fail(err)
+		}
+	} else {
+		cfg.RegistrationToken = cfg.AdminToken
+	}
+
 	if v := os.Getenv(EnvKEK); v != "" {
 		k, err := kek.Parse(v)
 		if err != nil {
@@ -296,18 +312,6 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 	}
 	cfg.TokenKey = key
 
-	if o.AdminTokenFile != "" {
-		if cfg.AdminToken, err = readToken(o.AdminTokenFile, "--admin-token-file", log); err != nil {
-			return fail(err)
-		}
-	}
-	if o.RegistrationTokenFile != "" {
-		if cfg.RegistrationToken, err = readToken(o.RegistrationTokenFile, "--registration-token-file", log); err != nil {
-			return fail(err)
-		}
-	} else {
-		cfg.RegistrationToken = cfg.AdminToken
-	}
 	cfg.AdminClientCerts = o.AdminClientCA != ""
 	for _, c := range o.TrustedProxies {
 		_, n, err := net.ParseCIDR(c)
