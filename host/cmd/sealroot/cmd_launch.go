@@ -90,7 +90,7 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 	}
 	cfg, rawConfig, err := diskConfig(f.disk)
 	if err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("--disk: %w", err))
 	}
 	o := launch.Options{
 		QEMU: f.qemu, Kernel: f.kernel, Initrd: f.initrd, Disk: f.disk, DataDisk: f.dataDisk,
@@ -142,6 +142,11 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 		}
 		defer ef.Close()
 		o.Events = ef
+	}
+	for flag, path := range map[string]string{"--kernel": f.kernel, "--initrd": f.initrd} {
+		if _, err := os.Stat(path); err != nil {
+			return fail(fmt.Errorf("%s: %w", flag, err))
+		}
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
