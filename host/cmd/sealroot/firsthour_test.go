@@ -1,11 +1,16 @@
 package main
 
 import (
+	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,6 +60,13 @@ func TestLaunchChecksBeforeBooting(t *testing.T) {
 	}
 	defer up.Close()
 	_, port, _ := net.SplitHostPort(up.Addr().String())
+	// An https broker that is up: probing it must not make it log a
+	// failed TLS handshake.
+	var tlsLog strings.Builder
+	tlsBroker := httptest.NewUnstartedServer(http.NotFoundHandler())
+	tlsBroker.Config.ErrorLog = log.New(&lockedWriter{w: &tlsLog}, "", 0)
+	tlsBroker.StartTLS()
+	defer tlsBroker.Close()
 
 	for _, tc := range []struct {
 		name string
@@ -73,6 +85,7 @@ func TestLaunchChecksBeforeBooting(t *testing.T) {
 		// localhost is loopback: the launch gets past the broker checks
 		// and fails only on the missing kernel.
 		{"broker as localhost", []string{"--disk", snpDisk, "--broker", "http://localhost:" + port}, 200, "no-kernel", "loopback"},
+		{"https broker", []string{"--disk", snpDisk, "--broker", tlsBroker.URL}, 200, "no-kernel", "not reachable"},
 		{"memory below the KDF's", []string{"--disk", luksDisk, "--memory", "100"}, 200, "--memory 100 MiB is too little to unlock", ""},
 		{"memory enough for the KDF", []string{"--disk", luksDisk, "--memory", "136"}, 200, "no-kernel", "too little"},
 	} {
@@ -90,6 +103,21 @@ func TestLaunchChecksBeforeBooting(t *testing.T) {
 			}
 		})
 	}
+	tlsBroker.Close()
+	if s := tlsLog.String(); strings.Contains(s, "handshake error") {
+		t.Errorf("the https broker logged: %s", s)
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // TestImageBuildChecksBeforeBuilding runs `sealroot image build` with flags
