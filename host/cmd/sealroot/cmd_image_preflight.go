@@ -111,6 +111,13 @@ func checkKDFFlags(f *imageBuildFlags, o cryptsetup.FormatOptions) error {
 		}
 		return usageError("%v", err)
 	}
+	// A cost of the other KDF would be silently ignored.
+	if k.Type == cryptsetup.KDFPBKDF2 && (f.kdfTime != 0 || f.kdfMemoryKiB != 0 || f.kdfParallel != 0) {
+		return usageError("--kdf-time, --kdf-memory and --kdf-parallel are argon2 costs, but the keyslot uses pbkdf2 (give --kdf argon2id)")
+	}
+	if k.Type != cryptsetup.KDFPBKDF2 && f.kdfIterations != 0 {
+		return usageError("--kdf-iterations is a pbkdf2 cost, but the keyslot uses %s (give --kdf pbkdf2, or --kdf-time)", k.Type)
+	}
 	// The policy sizes argon2 to the guest; only an explicit cost is checked.
 	if need := k.MinGuestMiB(); f.kdfMemoryKiB != 0 && need > f.memory {
 		return usageError("--kdf-memory %d KiB: a guest needs %d MiB to unlock it (the argon2 cost plus %d MiB for the kernel and initrd) but --memory is %d MiB: lower --kdf-memory to at most %d KiB or raise --memory",

@@ -139,6 +139,10 @@ func TestImageBuildChecksBeforeBuilding(t *testing.T) {
 		return []string{"image", "build", "--rootfs", rootfs, "--cmd", "/app", "-o", out}
 	}
 	pass := filepath.Join(t.TempDir(), "passphrase")
+	userPass := filepath.Join(t.TempDir(), "user-passphrase")
+	if err := os.WriteFile(userPass, []byte("a user passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	sim := []string{"--tee", "sim", "--attestation-url", "http://10.0.2.100:8000"}
 	for _, tc := range []struct {
 		name string
@@ -149,6 +153,9 @@ func TestImageBuildChecksBeforeBuilding(t *testing.T) {
 		{"slop without a unit", []string{"--no-encrypt", "--slop", "5"}, 2, `--slop "5": a number needs its unit: 5% or 5M`},
 		{"kdf iterations above what the guest unlocks", append([]string{"--kdf-iterations", "100000000", "--passphrase-out", pass}, sim...), 2, "--kdf-iterations: pbkdf2 iterations 100000000: the guest unlocks at most"},
 		{"kdf memory above --memory", append([]string{"--kdf", "argon2id", "--kdf-memory", "786432", "--memory", "512", "--passphrase-out", pass}, sim...), 2, "--kdf-memory 786432 KiB: a guest needs 896 MiB to unlock it"},
+		{"kdf memory above --memory, user passphrase", append([]string{"--passphrase-file", userPass, "--kdf-memory", "786432", "--memory", "512"}, sim...), 2, "--kdf-memory 786432 KiB: a guest needs 896 MiB to unlock it"},
+		{"argon2 cost for a pbkdf2 keyslot", append([]string{"--kdf-memory", "65536", "--passphrase-out", pass}, sim...), 2, "are argon2 costs, but the keyslot uses pbkdf2"},
+		{"pbkdf2 cost for an argon2 keyslot", append([]string{"--kdf", "argon2id", "--kdf-iterations", "5000", "--passphrase-out", pass}, sim...), 2, "--kdf-iterations is a pbkdf2 cost, but the keyslot uses argon2id"},
 		{"kdf parallel", append([]string{"--kdf", "argon2id", "--kdf-parallel", "9", "--passphrase-out", pass}, sim...), 2, "--kdf-parallel: argon2id parallel cost 9"},
 		{"missing --attestation-url", []string{"--tee", "sim", "--passphrase-out", pass}, 2, `--attestation-url is empty but tee "sim" needs a broker`},
 		{"bad --memory", []string{"--no-encrypt", "--memory", "8"}, 2, "--memory: 8 is outside"},
