@@ -143,9 +143,9 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 		defer ef.Close()
 		o.Events = ef
 	}
-	for flag, path := range map[string]string{"--kernel": f.kernel, "--initrd": f.initrd} {
-		if _, err := os.Stat(path); err != nil {
-			return fail(fmt.Errorf("%s: %w", flag, err))
+	for _, fp := range [][2]string{{"--kernel", f.kernel}, {"--initrd", f.initrd}} {
+		if _, err := os.Stat(fp[1]); err != nil {
+			return fail(fmt.Errorf("%s: %w", fp[0], err))
 		}
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
