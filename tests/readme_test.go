@@ -140,7 +140,8 @@ func TestREADMEWalkthrough(t *testing.T) {
 	t.Logf("README walk-through: %d blocks in %.1f s", len(blocks), time.Since(t0).Seconds())
 	out, _ := os.ReadFile(logFile.Name())
 	if runErr != nil {
-		t.Fatalf("the README's commands failed: %v\n%s", runErr, tail(string(out), 60))
+		t.Fatalf("the README's commands failed: %v (a sh block that cannot run verbatim here needs %q on the line before it)\n%s",
+			runErr, skipMarker+" (why) -->", tail(string(out), 60))
 	}
 	if n := strings.Count(string(out), "hello from a confidential workload"); n != 2 {
 		t.Fatalf("the workload ran %d times, want 2 (plain and attested boots)\n%s", n, tail(string(out), 60))
