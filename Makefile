@@ -14,7 +14,7 @@ export SEALROOT_KMODULES ?= $(KMODULES)
 KRUNFW_KERNEL ?= $(CACHE)/krunfw/bzImage
 export SEALROOT_KRUNFW_KERNEL ?= $(KRUNFW_KERNEL)
 
-.PHONY: all build initrd test unit e2e fuzz demo bench deps clean kernel-krunfw
+.PHONY: all build init initrd test unit e2e fuzz demo bench deps clean kernel-krunfw
 
 all: build
 
@@ -23,6 +23,10 @@ deps:
 
 build:
 	$(GO) build -trimpath -o $(BIN)/sealroot ./host/cmd/sealroot
+
+# The guest init alone (static), for `initramfs build --init bin/init`.
+init:
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='-s -w' -o $(BIN)/init ./init
 
 initrd: build deps
 	$(BIN)/sealroot initramfs build -o $(INITRD) --kernel-modules $(KMODULES)
@@ -52,5 +56,15 @@ demo: deps build
 bench: deps build kernel-krunfw
 	bash tests/bench.sh
 
+# A sample workload root for the README's walk-through: ./rootfs/app, a
+# static program (a workload must be static or carry its own libc). An
+# existing ./rootfs is never touched (make says it is up to date).
+rootfs:
+	rm -rf rootfs.tmp && mkdir -p rootfs.tmp
+	CGO_ENABLED=0 $(GO) build -trimpath -o rootfs.tmp/app ./tests/testprogs/demo
+	mv rootfs.tmp rootfs
+
+# Only what `make` builds: bin/. Never out/ or ./rootfs, which hold the
+# walk-through's images, keys, passphrases and broker state.
 clean:
-	rm -rf $(BIN) out
+	rm -rf $(BIN)

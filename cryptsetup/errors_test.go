@@ -216,6 +216,13 @@ func TestErrors(t *testing.T) {
 			message: "keyslot 0 needs 8 MiB for argon2id but only 4 MiB is free",
 		},
 		{
+			// The fix names sealroot's own flags, not cryptsetup's.
+			name: "argon2 memory hint",
+			make: func(t *testing.T) string { return formatted(t, 2, plain, argon) },
+			opts: cryptsetup.UnlockOptions{MemoryLimitKiB: 4096}, want: cryptsetup.ErrInsufficientMemory,
+			message: "rebuild the image with a smaller --kdf-memory",
+		},
+		{
 			name: "named keyslot missing",
 			make: func(t *testing.T) string { return formatted(t, 2, plain, cryptsetup.FormatOptions{}) },
 			opts: cryptsetup.UnlockOptions{Keyslots: []int{5}}, want: cryptsetup.ErrNoKeyslot,

@@ -151,36 +151,40 @@ func (k KDF) checkLanes() error {
 }
 
 // validateFormat checks KDF parameters against cryptsetup's format limits.
+// Its errors are *KDFParamError naming the parameter at fault.
 func (k KDF) validateFormat() error {
+	bad := func(param, format string, a ...any) error {
+		return &KDFParamError{Param: param, Err: fmt.Errorf(format, a...)}
+	}
 	switch k.Type {
 	case KDFPBKDF2:
 		if _, err := hashByName(k.Hash); err != nil {
-			return err
+			return &KDFParamError{Param: "hash", Err: err}
 		}
 		if k.Iterations < MinPBKDF2Iterations {
-			return fmt.Errorf("pbkdf2 iterations %d: cryptsetup's minimum is %d", k.Iterations, MinPBKDF2Iterations)
+			return bad("iterations", "pbkdf2 iterations %d: cryptsetup's minimum is %d", k.Iterations, MinPBKDF2Iterations)
 		}
 		if k.Iterations > maxReadPBKDF2Iterations {
-			return fmt.Errorf("pbkdf2 iterations %d: the guest unlocks at most %d", k.Iterations, maxReadPBKDF2Iterations)
+			return bad("iterations", "pbkdf2 iterations %d: the guest unlocks at most %d", k.Iterations, maxReadPBKDF2Iterations)
 		}
 	case KDFArgon2i, KDFArgon2id:
 		if k.Time < MinArgon2Time {
-			return fmt.Errorf("%s time cost %d: cryptsetup's minimum is %d", k.Type, k.Time, MinArgon2Time)
+			return bad("time", "%s time cost %d: cryptsetup's minimum is %d", k.Type, k.Time, MinArgon2Time)
 		}
 		if k.Time > maxReadArgon2Time {
-			return fmt.Errorf("%s time cost %d: the guest unlocks at most %d", k.Type, k.Time, maxReadArgon2Time)
+			return bad("time", "%s time cost %d: the guest unlocks at most %d", k.Type, k.Time, maxReadArgon2Time)
 		}
 		if k.MemoryKiB < MinArgon2MemoryKiB || k.MemoryKiB > MaxArgon2MemoryKiB {
-			return fmt.Errorf("%s memory %d KiB: want %d to %d KiB", k.Type, k.MemoryKiB, MinArgon2MemoryKiB, MaxArgon2MemoryKiB)
+			return bad("memory", "%s memory %d KiB: want %d to %d KiB", k.Type, k.MemoryKiB, MinArgon2MemoryKiB, MaxArgon2MemoryKiB)
 		}
 		if k.Parallel < 1 || k.Parallel > MaxArgon2Parallel {
-			return fmt.Errorf("%s parallel cost %d: want 1 to %d", k.Type, k.Parallel, MaxArgon2Parallel)
+			return bad("parallel", "%s parallel cost %d: want 1 to %d", k.Type, k.Parallel, MaxArgon2Parallel)
 		}
 		if k.MemoryKiB < 8*k.Parallel {
-			return fmt.Errorf("%s memory %d KiB is below 8 KiB per lane (%d lanes)", k.Type, k.MemoryKiB, k.Parallel)
+			return bad("memory", "%s memory %d KiB is below 8 KiB per lane (%d lanes)", k.Type, k.MemoryKiB, k.Parallel)
 		}
 	default:
-		return fmt.Errorf("key derivation %q: want pbkdf2, argon2i or argon2id", k.Type)
+		return bad("type", "key derivation %q: want pbkdf2, argon2i or argon2id", k.Type)
 	}
 	return nil
 }

@@ -218,6 +218,6 @@ func checkMemory(ks *Keyslot, limitKiB uint64) error {
 	if need <= avail {
 		return nil
 	}
-	return fmt.Errorf("%w: keyslot %d needs %d MiB for %s but only %d MiB is free (%s); reformat the volume with a smaller --pbkdf-memory or give the machine more memory",
+	return fmt.Errorf("%w: keyslot %d needs %d MiB for %s but only %d MiB is free (%s); rebuild the image with a smaller --kdf-memory (sealroot image build; cryptsetup calls it --pbkdf-memory) or give the machine more memory (--memory)",
 		ErrInsufficientMemory, ks.ID, (need+1023)/1024, ks.KDF.Type, avail/1024, where)
 }

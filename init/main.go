@@ -83,9 +83,15 @@ func (b *boot) runAll(ps []phase) int {
 // the machine powers off next. A panic in a phase becomes that phase's
 // failure instead of killing PID 1 (which would panic the kernel and lose
 // the status).
+//
+// The phase itself sees a deadline a little earlier than the enforced one,
+// so that a phase that honours its context reports its own cause (which
+// device it waited for, and why) rather than the bare overrun.
 func runPhase(b *boot, p phase) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.deadline)
 	defer cancel()
+	inner, cancelInner := context.WithTimeout(ctx, p.deadline-min(p.deadline/10, 2*time.Second))
+	defer cancelInner()
 	done := make(chan error, 1)
 	go func() {
 		defer func() {
@@ -93,7 +99,7 @@ func runPhase(b *boot, p phase) error {
 				done <- fmt.Errorf("internal error: %v", r)
 			}
 		}()
-		done <- p.run(b, ctx)
+		done <- p.run(b, inner)
 	}()
 	select {
 	case err := <-done:

@@ -235,18 +235,23 @@ func (b *boot) prepareWorkload(ctx context.Context) error {
 	if err := spec.SetRlimits(); err != nil {
 		return err
 	}
+	// An unknown user or group is a workload config error (209), found
+	// here rather than when the run phase starts the program.
+	if _, err := spec.ResolveUser("/"); err != nil {
+		return err
+	}
 	b.spec = spec
 	b.detail = map[string]string{"shape": spec.Shape}
 	return nil
 }
 
 func (b *boot) runWorkload(ctx context.Context) error {
+	// A program that could not start fails the phase with its status (127,
+	// 126): one "run failed" line, never followed by "run ok".
 	p, err := b.spec.Resolve("/")
 	var se *workload.StartError
 	if errors.As(err, &se) {
-		b.report.Fail("run", se.Status, err)
-		b.exitStatus, b.done = se.Status, true
-		return nil
+		return fail(se.Status, err)
 	}
 	if err != nil {
 		return err
@@ -266,7 +271,7 @@ func (b *boot) runWorkload(ctx context.Context) error {
 		return nil
 	}
 	if errors.As(err, &se) {
-		b.report.Fail("run", se.Status, err)
+		return fail(se.Status, err)
 	}
 	b.detail = map[string]string{"status": fmt.Sprint(status)}
 	b.exitStatus, b.done = status, true

@@ -24,7 +24,7 @@ func (b *boot) network(ctx context.Context) error {
 		return nil
 	}
 	if err := netup.Up(ctx, netup.Options{}); err != nil {
-		return fmt.Errorf("bringing up eth0 for %s: %w", b.cfg.AttestationURL, err)
+		return fmt.Errorf("bringing up eth0 for %s: %w; with sealroot launch, give --broker URL", b.cfg.AttestationURL, err)
 	}
 	b.detail = map[string]string{"network": "eth0"}
 	return nil

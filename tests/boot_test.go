@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -137,6 +138,9 @@ func TestBootFailures(t *testing.T) {
 		{name: "workload missing", disk: func(t *testing.T) string {
 			return buildPlain(t, e.HelloRootfs(t), image.Workload{Cmd: []string{"/no/such/program"}}).Disk
 		}, status: 127, phase: "run", msg: "/no/such/program"},
+		{name: "unknown user", disk: func(t *testing.T) string {
+			return buildPlain(t, e.HelloRootfs(t), image.Workload{Cmd: []string{"/hello"}, User: "nosuchuser"}).Disk
+		}, status: event.StatusBadWorkload, phase: "workload", msg: `user "nosuchuser" not found`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := e.Boot(t, launch.Options{Disk: tc.disk(t), CPUs: 1, MemoryMiB: 512, RootDiskInterface: tc.iface, Append: tc.append})
@@ -153,6 +157,9 @@ func TestBootFailures(t *testing.T) {
 			line := "sealroot: " + tc.phase + " failed: "
 			if n := strings.Count(b.Console, line); n != 1 {
 				t.Fatalf("console has %d lines starting %q, want 1", n, line)
+			}
+			if regexp.MustCompile(`sealroot: ` + tc.phase + `\s+ok`).MatchString(b.Console) {
+				t.Fatalf("the console says %s failed and %s ok", tc.phase, tc.phase)
 			}
 		})
 	}

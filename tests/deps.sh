@@ -8,6 +8,17 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cache=${SEALROOT_CACHE:-$top/.cache}
 mkdir -p "$cache"
 
+# Go: sealroot (and the guest init that `initramfs build` compiles from this
+# checkout) needs the version go.mod names. Debian 12's golang packages are
+# older, so it is not installed from apt: say what is missing and stop.
+want_go=$(awk '$1 == "go" {print $2; exit}' "$top/go.mod")
+have_go=$(cd / && GOTOOLCHAIN=local go version 2>/dev/null | awk '{print $3}' || true)
+if ! printf '%s\n%s\n' "go$want_go" "${have_go:-go0}" | sort -V -C 2>/dev/null; then
+  echo "deps: Go >= $want_go is needed (go.mod), found ${have_go:-no go on PATH}." >&2
+  echo "deps: Debian 12's golang packages are older: install Go $want_go or newer from https://go.dev/dl and put its bin/ on PATH." >&2
+  exit 1
+fi
+
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
@@ -55,4 +66,4 @@ if [ ! -f "$kdir/vmlinuz" ] || [ ! -d "$kdir/modules" ]; then
   echo "$kver" > "$kdir.new/version"
   rm -rf "$kdir" && mv "$kdir.new" "$kdir"
 fi
-echo "deps: kernel $(cat "$kdir/version") at $kdir"
+echo "deps: $have_go; kernel $(cat "$kdir/version") at $kdir"

@@ -303,17 +303,9 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 	if store.IsPostgres(o.Store) && dsnHasPassword(o.Store) {
 		log.Warn("the --store URL carries a password, which `ps` shows to every user: use --store-password-file, $" + EnvStorePassword + " or a credential")
 	}
-	st, err := openState(ctx, o, log)
-	if err != nil {
-		return fail(err)
-	}
-	closers = append(closers, func() {
-		if err := st.Store.Close(); err != nil {
-			log.Warn("closing the store", "err", err)
-		}
-	})
-	cfg.KEK, cfg.TokenKey, cfg.Store = st.KEK, st.TokenKey, st.Store
-
+	// Token files first: a missing one must stop the broker before it
+	// creates any key in the state directory.
+	var err error
 	if o.AdminTokenFile != "" {
 		if cfg.AdminToken, err = readToken(o.AdminTokenFile, "--admin-token-file", log); err != nil {
 			return fail(err)
@@ -326,6 +318,17 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 	} else {
 		cfg.RegistrationToken = cfg.AdminToken
 	}
+	st, err := openState(ctx, o, log)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() {
+		if err := st.Store.Close(); err != nil {
+			log.Warn("closing the store", "err", err)
+		}
+	})
+	cfg.KEK, cfg.TokenKey, cfg.Store = st.KEK, st.TokenKey, st.Store
+
 	cfg.AdminClientCerts = o.AdminClientCA != ""
 	if o.MinTCB != "" {
 		if cfg.MinTCB, err = policy.ParseTCB(o.MinTCB); err != nil {

@@ -367,8 +367,9 @@ func treeSize(dir string) (int64, error) {
 const MinFSSize = 10 << 20
 
 // FSSize applies a slop spec to used bytes: "25%" adds a quarter (buildah's
-// default), "512M"/"1G"/"4096" add an absolute amount. The result is at least
-// MinFSSize and a multiple of 1 MiB.
+// default), "512M"/"1G"/"4096B" add an absolute amount. A number without a
+// unit other than 0 is refused: "5" meant 5% or 5M, hardly 5 bytes. The
+// result is at least MinFSSize and a multiple of 1 MiB.
 func FSSize(used int64, slop string) (int64, error) {
 	if slop == "" {
 		slop = "25%"
@@ -381,6 +382,9 @@ func FSSize(used int64, slop string) (int64, error) {
 		}
 		extra = int64(float64(used) * pct / 100)
 	} else {
+		if _, err := strconv.ParseUint(slop, 10, 64); err == nil && strings.Trim(slop, "0") != "" {
+			return 0, fmt.Errorf("slop %q: a number needs its unit: %s%% or %sM", slop, slop, slop)
+		}
 		n, err := ParseSize(slop)
 		if err != nil {
 			return 0, fmt.Errorf("slop %q: %w", slop, err)

@@ -189,13 +189,15 @@ func TestFSSize(t *testing.T) {
 		{100 << 20, "25%", 129 << 20},
 		{100 << 20, "512M", 616 << 20},
 		{100 << 20, "0%", 104 << 20},
+		{100 << 20, "0", 104 << 20},
+		{100 << 20, "4096B", 105 << 20},
 	} {
 		got, err := FSSize(tc.used, tc.slop)
 		if err != nil || got != tc.want {
 			t.Errorf("FSSize(%d, %q) = %d, %v; want %d", tc.used, tc.slop, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"x%", "-5%", "12Q", ""} {
+	for _, bad := range []string{"x%", "-5%", "12Q", "5", ""} {
 		if bad == "" {
 			continue
 		}

@@ -63,7 +63,7 @@ plus --slop (25% by default), at least 10 MiB.`,
 	fl.StringVar(&f.kbsProtocol, "kbs-protocol", "", "broker dialect the guest speaks: krun (default) or trustee")
 	fl.IntVar(&f.cpus, "cpus", 2, "vCPUs recorded in the config")
 	fl.IntVar(&f.memory, "memory", 512, "memory in MiB recorded in the config")
-	fl.StringVar(&f.slop, "slop", "25%", "free space added to the filesystem: a percentage or a size (512M)")
+	fl.StringVar(&f.slop, "slop", "25%", "free space added to the filesystem: a percentage (25%) or a size with its unit (512M, 1G)")
 	fl.StringVar(&f.passphraseFile, "passphrase-file", "", "read the LUKS passphrase from FILE (default: generate 32 random bytes)")
 	fl.StringVar(&f.passphraseOut, "passphrase-out", "", "write the generated passphrase to FILE (mode 0600)")
 	fl.BoolVar(&f.register, "register", false, "register the workload and its passphrase with the broker")
@@ -164,6 +164,9 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 	}
 	if f.oci != "" {
 		o.OCIDir, o.OCIRef = splitRef(f.oci)
+	}
+	if err := preflightImageBuild(f, o.Config); err != nil {
+		return err
 	}
 	var pass []byte
 	generated := false

@@ -24,6 +24,9 @@ func luksEncryptor(f *imageBuildFlags, generated bool) (image.Encryptor, error) 
 	if f.luks1 && f.sectorSize != 0 && f.sectorSize != 512 {
 		return nil, usageError("--sector-size: LUKS1 always uses 512-byte sectors")
 	}
+	if err := checkKDFFlags(f, o); err != nil {
+		return nil, err
+	}
 	format := cryptsetup.FormatLUKS2
 	if f.luks1 {
 		format = cryptsetup.FormatLUKS1

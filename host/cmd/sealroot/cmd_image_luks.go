@@ -36,6 +36,13 @@ Works on images made by sealroot, buildah and cryptsetup. Nothing is written.`,
 			if err != nil {
 				return withStatus(1, err)
 			}
+			if info.Footer == nil && !info.Encrypted {
+				what := "no KRUN footer and no LUKS header"
+				if info.Filesystem != nil {
+					what += ", only a bare " + info.Filesystem.Type + " filesystem"
+				}
+				return withStatus(1, fmt.Errorf("%s is not a disk image: %s (`sealroot image build` makes one)", args[0], what))
+			}
 			if inspectJSON {
 				return printLUKSJSON(cmd.OutOrStdout(), info)
 			}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -142,6 +144,10 @@ func runInitramfsBuild(cmd *cobra.Command, f *initramfsBuildFlags) error {
 		opts.Logf = func(format string, a ...any) {
 			fmt.Fprintf(stderr, "initramfs: "+format+"\n", a...)
 		}
+	}
+	// -o out/initrd.cpio.gz in a fresh checkout: make out/ as image build does.
+	if err := os.MkdirAll(filepath.Dir(f.output), 0o755); err != nil {
+		return withStatus(1, fmt.Errorf("-o %s: %w", f.output, err))
 	}
 	res, err := initramfs.Build(opts)
 	if err != nil {

@@ -108,7 +108,7 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 	}
 	cfg, rawConfig, err := diskConfig(f.disk)
 	if err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("--disk: %w", err))
 	}
 	o := launch.Options{
 		QEMU: f.qemu, Kernel: f.kernel, Initrd: f.initrd, Disk: f.disk, DataDisk: f.dataDisk,
@@ -125,8 +125,23 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 	switch f.tee {
 	case "none":
 		if f.simDir != "" {
-			return fail(fmt.Errorf("--sim-dir needs --tee sim"))
+			return usageError("--sim-dir needs --tee sim")
 		}
+	case "sim":
+		if f.simDir == "" {
+			return usageError("--tee sim needs --sim-dir DIR (create one with `sealroot sim init --dir DIR`)")
+		}
+	case "snp", "tdx":
+		if err := checkTEELaunch(f, cfg.TEE); err != nil {
+			return err
+		}
+	default:
+		return usageError("--tee %q: want none (the default), sim, snp or tdx", f.tee)
+	}
+	if err := preflightLaunch(f, cfg, o.MemoryMiB); err != nil {
+		return err
+	}
+	switch f.tee {
 	case "sim":
 		srv, err := newSimServer(f, &o, rawConfig)
 		if err != nil {
@@ -134,21 +149,19 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 		}
 		o.Sim = srv
 	case "snp", "tdx":
-		if err := checkTEELaunch(f, cfg.TEE); err != nil {
-			return err
-		}
 		t, err := newTEE(f.tee, rawConfig)
 		if err != nil {
 			return err
 		}
 		o.TEE = t
-	default:
-		return usageError("--tee %q: want none, sim, snp or tdx", f.tee)
 	}
 	if f.broker != "" {
 		fw, err := forwardFor(cfg, f.broker)
 		if err != nil {
 			return fail(err)
+		}
+		if err := checkBrokerUp(f.broker, fw); err != nil {
+			return err
 		}
 		o.Forward = fw
 	}
@@ -167,6 +180,11 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 		}
 		defer ef.Close()
 		o.Events = ef
+	}
+	for _, fp := range [][2]string{{"--kernel", f.kernel}, {"--initrd", f.initrd}} {
+		if _, err := os.Stat(fp[1]); err != nil {
+			return fail(fmt.Errorf("%s: %w", fp[0], err))
+		}
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -207,10 +225,10 @@ func diskConfig(path string) (*config.Config, []byte, error) {
 func forwardFor(cfg *config.Config, broker string) (*launch.Forward, error) {
 	bu, err := url.Parse(broker)
 	if err != nil || bu.Host == "" {
-		return nil, fmt.Errorf("--broker %q: want a URL like http://127.0.0.1:8000", broker)
+		return nil, usageError("--broker %q: want a URL like http://127.0.0.1:8000", broker)
 	}
 	if cfg.AttestationURL == "" {
-		return nil, fmt.Errorf("--broker given but the disk config has no attestation_url")
+		return nil, usageError("--broker given but the disk config has no attestation_url (build the image with --attestation-url)")
 	}
 	gu, err := url.Parse(cfg.AttestationURL)
 	if err != nil {
@@ -226,6 +244,13 @@ func forwardFor(cfg *config.Config, broker string) (*launch.Forward, error) {
 	if ip := net.ParseIP(gu.Hostname()); ip == nil || ip.To4() == nil {
 		return nil, fmt.Errorf("attestation_url %s: the host must be an IPv4 address in QEMU's user network (e.g. 10.0.2.100)", cfg.AttestationURL)
 	}
+	bhost := bu.Hostname()
+	if bhost == "localhost" {
+		bhost = "127.0.0.1"
+	}
+	if ip := net.ParseIP(bhost); ip == nil || !ip.IsLoopback() {
+		return nil, usageError("--broker %s: the broker must be on this host's loopback (127.0.0.1, ::1 or localhost): the guest may reach nothing else", broker)
+	}
 	bport := bu.Port()
 	if bport == "" {
 		bport = map[string]string{"http": "80", "https": "443"}[bu.Scheme]
@@ -236,7 +261,7 @@ func forwardFor(cfg *config.Config, broker string) (*launch.Forward, error) {
 	}
 	return &launch.Forward{
 		GuestAddr:    net.JoinHostPort(gu.Hostname(), gport),
-		BrokerAddr:   net.JoinHostPort(bu.Hostname(), bport),
+		BrokerAddr:   net.JoinHostPort(bhost, bport),
 		RelayCommand: []string{self, "relay"},
 	}, nil
 }

@@ -36,8 +36,15 @@ func (e *exitError) Error() string {
 }
 func (e *exitError) Unwrap() error { return e.err }
 
-// withStatus wraps err so that sealroot exits with code.
-func withStatus(code int, err error) error { return &exitError{code: code, err: err} }
+// withStatus wraps err so that sealroot exits with code. An err that
+// already carries a status (a usage error) keeps its own.
+func withStatus(code int, err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	return &exitError{code: code, err: err}
+}
 
 // usageError marks err as a usage error (exit status 2).
 func usageError(format string, a ...any) error {

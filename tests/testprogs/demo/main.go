@@ -31,5 +31,7 @@ func main() {
 		fmt.Printf("  mapping uuid:     %s", b)
 	}
 	fmt.Printf("  workload argv:    %q\n", os.Args)
-	fmt.Printf("  message:          %s\n", os.Getenv("DEMO_MESSAGE"))
+	if m := os.Getenv("DEMO_MESSAGE"); m != "" {
+		fmt.Printf("  message:          %s\n", m)
+	}
 }
