@@ -160,8 +160,10 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 		if err != nil {
 			return fail(err)
 		}
-		if err := checkBrokerUp(f.broker, fw); err != nil {
-			return err
+		if !launchTEE.dryRun { // a dry run starts nothing: the broker may come later
+			if err := checkBrokerUp(f.broker, fw); err != nil {
+				return err
+			}
 		}
 		o.Forward = fw
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,14 +144,21 @@ func TestLaunchTEECLI(t *testing.T) {
 	kernel, initrd := filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd")
 	os.WriteFile(kernel, []byte("k"), 0o644)
 	os.WriteFile(initrd, []byte("i"), 0o644)
-	base := []string{"launch", "--kernel", kernel, "--initrd", initrd, "--disk", disk}
+	// The disk needs its broker: something listening on loopback stands
+	// for it (launch checks that it answers before it boots).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	base := []string{"launch", "--kernel", kernel, "--initrd", initrd, "--disk", disk, "--broker", "http://" + ln.Addr().String()}
 	digest := sha256.Sum256([]byte(cfg))
 
 	code, out, errOut := runCLI(t, append(base, "--tee", "snp", "--firmware", amdSevFixture, "--cbitpos", "51", "--reduced-phys-bits", "1", "--dry-run")...)
 	if code != 0 || strings.Count(out, "\n") != 1 {
 		t.Fatalf("dry run: exit %d %q %q", code, out, errOut)
 	}
-	for _, w := range []string{" -smp 2 ", " -m 768 ", "size=768M", "host-data=" + base64.StdEncoding.EncodeToString(digest[:]) + ",kernel-hashes=on", "-bios " + amdSevFixture} {
+	for _, w := range []string{" -smp 2 ", " -m 768 ", "size=768M", "host-data=" + base64.StdEncoding.EncodeToString(digest[:]) + ",kernel-hashes=on", "-bios " + amdSevFixture, "guestfwd=tcp:10.0.2.100:8000-cmd:"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("dry run line lacks %q: %s", w, out)
 		}
