@@ -43,7 +43,8 @@ func needDebianKernel(t *testing.T) string {
 // synthPE builds a PE32 or PE32+ image whose section headers are out of
 // file order (and one has no raw data), with a non-zero CheckSum, trail
 // bytes after the last section and, when cert > 0, a certificate table of
-// cert bytes at the end. nrva is NumberOfRvaAndSizes.
+// cert bytes at the end. nrva (at most 16, more than 4 with a certificate
+// table) is NumberOfRvaAndSizes, and sizes the optional header.
 func synthPE(plus bool, nrva uint32, trail, cert int) []byte {
 	const lfanew, soh = 0x40, 0x400
 	img := make([]byte, 0xb00+trail+cert)
@@ -56,20 +57,23 @@ func synthPE(plus bool, nrva uint32, trail, cert int) []byte {
 	coff := lfanew + 4
 	binary.LittleEndian.PutUint16(img[coff:], 0x8664)
 	binary.LittleEndian.PutUint16(img[coff+2:], 4)
+	clear(img[coff+8 : coff+16]) // no COFF symbol table
 	opt := coff + 20
 	fixed, magic := 96, uint16(peMagic32)
 	if plus {
 		fixed, magic = 112, peMagic64
 	}
-	optSize := fixed + 16*8
+	optSize := fixed + int(nrva)*8
 	binary.LittleEndian.PutUint16(img[coff+16:], uint16(optSize))
 	binary.LittleEndian.PutUint16(img[opt:], magic)
 	binary.LittleEndian.PutUint32(img[opt+60:], soh)
 	binary.LittleEndian.PutUint32(img[opt+64:], 0xdeadbeef)
 	binary.LittleEndian.PutUint32(img[opt+fixed-4:], nrva)
 	sec := opt + fixed + peSecurityIndex*8
-	binary.LittleEndian.PutUint32(img[sec:], 0)
-	binary.LittleEndian.PutUint32(img[sec+4:], 0)
+	if nrva > peSecurityIndex {
+		binary.LittleEndian.PutUint32(img[sec:], 0)
+		binary.LittleEndian.PutUint32(img[sec+4:], 0)
+	}
 	if cert > 0 {
 		binary.LittleEndian.PutUint32(img[sec:], uint32(0xb00+trail))
 		binary.LittleEndian.PutUint32(img[sec+4:], uint32(cert))
@@ -81,6 +85,7 @@ func synthPE(plus bool, nrva uint32, trail, cert int) []byte {
 	}{{".data", 0x800, 0x200}, {".text", 0x400, 0x400}, {".bss", 0, 0}, {".reloc", 0xa00, 0x100}} {
 		h := img[table+i*peSectionSize : table+(i+1)*peSectionSize]
 		clear(h[:8])
+		clear(h[24:36]) // no relocations or line numbers
 		copy(h, s.name)
 		binary.LittleEndian.PutUint32(h[16:], s.size)
 		binary.LittleEndian.PutUint32(h[20:], s.ptr)
