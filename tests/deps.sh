@@ -36,6 +36,9 @@ command -v xz >/dev/null || need+=(xz-utils)
 # implementations in host/measure's tests.
 command -v gcc >/dev/null || need+=(gcc)
 command -v python3 >/dev/null || need+=(python3)
+# osslsigncode computes the Authenticode digest of the kernel independently
+# (host/measure's TDX RTMR1 tests).
+command -v osslsigncode >/dev/null || need+=(osslsigncode)
 # OVMF: Debian's build carries SEV and TDX metadata; the SNP/TDX measurement tests use it.
 [ -f /usr/share/ovmf/OVMF.fd ] || need+=(ovmf)
 # PostgreSQL: the broker's replicated store is tested against a real server.

@@ -138,7 +138,7 @@ func (p *WorkloadPolicy) missingRTMRs() error {
 		return nil
 	}
 	return fmt.Errorf("a tdx workload needs rtmr 1 and rtmr 2, %s missing: MRTD measures only the TD firmware; "+
-		"the kernel and initrd are in RTMR1, the command line in RTMR2", strings.Join(missing, " and "))
+		"the kernel is in RTMR1, the command line and initrd in RTMR2", strings.Join(missing, " and "))
 }
 
 func sizeOK(tee string, n int) bool {

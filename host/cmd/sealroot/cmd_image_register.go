@@ -24,7 +24,7 @@ type imageRegisterFlags struct {
 	// firmware, cpuType and guestFeatures: with --tee snp, the launch's
 	// OVMF image, vCPU model and SEV features (cmd_image_register_snp.go).
 	firmware, cpuType, guestFeatures string
-	machine      string
+	machine                          string
 }
 
 var imageRegister imageRegisterFlags
@@ -48,13 +48,13 @@ func checkRegisterFlags(tee string) error {
 	if r.broker == "" {
 		return usageError("--register needs --broker URL (the broker's admin API as this host reaches it)")
 	}
-	if tee == "tdx" {
-		return usageError("--register cannot register a tdx workload: TDX policies need RTMR1 and RTMR2 (kernel, initrd, command line), which this command does not compute; use `sealroot register --tee tdx --measurement MRTD --rtmr 1=HEX --rtmr 2=HEX --host-data HEX`")
-	}
-	if (r.kernel != "" || r.initrd != "") && tee != "sim" && tee != "snp" {
-		return usageError("--kernel/--initrd compute the launch measurement: only with --tee sim or snp (give --measurement for other TEEs)")
+	if (r.kernel != "" || r.initrd != "") && tee != "sim" && tee != "snp" && tee != "tdx" {
+		return usageError("--kernel/--initrd compute the launch measurement: only with --tee sim, snp or tdx (give --measurement for other TEEs)")
 	}
 	if err := checkSNPRegisterFlags(tee); err != nil {
+		return err
+	}
+	if err := checkTDXRegisterFlags(tee); err != nil { // cmd_image_register_tdx.go
 		return err
 	}
 	if err := launch.CheckMachine(r.machine); err != nil {
@@ -84,7 +84,11 @@ func checkRegisterFlags(tee string) error {
 func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Result, pass []byte) error {
 	r := imageRegister
 	pf := policyFlagValues{measurements: r.measurements}
-	if r.kernel != "" && res.Config.TEE == "snp" {
+	if res.Config.TEE == "tdx" {
+		if err := tdxBuildPolicy(cmd.ErrOrStderr(), &pf); err != nil {
+			return err
+		}
+	} else if r.kernel != "" && res.Config.TEE == "snp" {
 		m, err := snpBuildMeasurement(res.Config.CPUs)
 		if err != nil {
 			return err
@@ -105,6 +109,10 @@ func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Resul
 	// shares its launch measurement.
 	hd := config.HostData(res.ConfigJSON)
 	pf.hostData = hex.EncodeToString(hd[:])
+	if res.Config.TEE == "tdx" { // MRCONFIGID, as the launcher sets it
+		m := launch.MRConfigID(hd)
+		pf.hostData = hex.EncodeToString(m[:])
+	}
 	pol, err := pf.policy(res.Config.TEE)
 	if err != nil {
 		return err

@@ -8,7 +8,7 @@ import (
 func init() {
 	c, _, _ := rootCmd.Find([]string{"image", "build"})
 	fl := c.Flags()
-	fl.StringVar(&imageRegister.firmware, "firmware", "", "with --register --tee snp and --kernel/--initrd: the OVMF image sealroot launch --tee snp will boot")
+	fl.StringVar(&imageRegister.firmware, "firmware", "", "with --register --tee snp|tdx and --kernel/--initrd: the OVMF (snp) or TDVF (tdx) image sealroot launch will boot")
 	fl.StringVar(&imageRegister.cpuType, "cpu-type", measure.DefaultCPUType, "with --register --tee snp: the vCPU model of the launch")
 	fl.StringVar(&imageRegister.guestFeatures, "guest-features", "0x1", "with --register --tee snp: the VMSA's SEV_FEATURES (0x1; 0x21 with DebugSwap)")
 }
@@ -17,8 +17,8 @@ func init() {
 // build time.
 func checkSNPRegisterFlags(tee string) error {
 	r := imageRegister
-	if r.firmware != "" && tee != "snp" {
-		return usageError("--firmware computes an SNP launch measurement: only with --tee snp")
+	if r.firmware != "" && tee != "snp" && tee != "tdx" {
+		return usageError("--firmware computes an SNP or TDX launch measurement: only with --tee snp or tdx")
 	}
 	if tee == "snp" && r.kernel != "" && r.firmware == "" {
 		return usageError("--tee snp with --kernel and --initrd needs --firmware (the OVMF image the launch boots)")

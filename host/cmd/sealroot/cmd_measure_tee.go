@@ -33,19 +33,22 @@ vCPUs of --cpu-type (or --cpu-sig) and --guest-features; with --kernel, the kern
 line are measured through the firmware's kernel hashes page. --cmdline gives the exact command line;
 otherwise it is the launcher's, as for --tee sim. --vmm libkrun measures a libkrun guest instead, from
 --libkrunfw or from --qboot, --kernel-bundle and --initrd. --tee tdx computes MRTD from a TDVF
---firmware. The value is the last line printed; --json prints it with its inputs. docs/measurement.md
-says what each value covers.`
+--firmware and, with --kernel and --initrd, RTMR1 and RTMR2 of the direct boot (for the
+--tdvf-generation), printed as "rtmr1 HEX" and "rtmr2 HEX" before MRTD. The value (MRTD for tdx) is
+the last line printed; --json prints it with its inputs. docs/measurement.md says what each value
+covers.`
 	c.Example += `
   sealroot measure --tee snp --firmware OVMF.amdsev.fd --kernel vmlinuz --initrd initrd.cpio.gz --disk out/disk.img
   sealroot measure --tee snp --vmm libkrun --libkrunfw /usr/lib64/libkrunfw-sev.so.4 --cpus 2 --memory 2048
-  sealroot measure --tee tdx --firmware OVMF.tdx.fd --json`
+  sealroot measure --tee tdx --firmware OVMF.tdx.fd --json
+  sealroot measure --tee tdx --firmware OVMF.tdx.fd --kernel vmlinuz --initrd initrd.cpio.gz --append "loglevel=4"`
 	fl := c.Flags()
 	fl.StringVar(&measureTEE.vmm, "vmm", measure.VMMQEMU, "with --tee snp: the VMM, qemu, ec2, gce or libkrun")
 	fl.StringVar(&measureTEE.firmware, "firmware", "", "with --tee snp|tdx: the OVMF/TDVF image the VM boots")
 	fl.StringVar(&measureTEE.cpuType, "cpu-type", measure.DefaultCPUType, "with --tee snp --vmm qemu: the QEMU vCPU model (EPYC, EPYC-v1..v4, EPYC-Rome*, EPYC-Milan*, EPYC-Genoa*, EPYC-Turin)")
 	fl.StringVar(&measureTEE.cpuSig, "cpu-sig", "", "with --tee snp --vmm qemu: the vCPU signature (CPUID 1 EAX) instead of --cpu-type")
 	fl.StringVar(&measureTEE.guestFeatures, "guest-features", "0x1", "with --tee snp: the VMSA's SEV_FEATURES (0x1; 0x21 with DebugSwap)")
-	fl.StringVar(&measureTEE.cmdline, "cmdline", "", "with --tee snp and --kernel: the exact kernel command line (instead of the launcher's + --append)")
+	fl.StringVar(&measureTEE.cmdline, "cmdline", "", "with --tee snp|tdx and --kernel: the exact kernel command line (instead of the launcher's + --append)")
 	fl.StringVar(&measureTEE.tdxPageOrder, "tdx-page-order", measure.TDXSinglePass, "with --tee tdx: single-pass (upstream KVM/QEMU) or two-pass (earlier TDX patch sets)")
 	fl.StringVar(&measureTEE.libkrunfw, "libkrunfw", "", "with --vmm libkrun: the libkrunfw-sev shared library to read the bundles from")
 	fl.StringVar(&measureTEE.qboot, "qboot", "", "with --vmm libkrun: the qboot firmware (64 KiB), instead of --libkrunfw")
@@ -68,22 +71,7 @@ func runMeasureTEE(cmd *cobra.Command, m measureCommon) error {
 	out := cmd.OutOrStdout()
 	switch {
 	case m.tee == "tdx":
-		if f.firmware == "" {
-			return usageError("--tee tdx needs --firmware FILE (a TDVF build)")
-		}
-		if m.kernel != "" || m.initrd != "" {
-			return usageError("--tee tdx computes MRTD, which covers the firmware only: --kernel and --initrd do not enter it (RTMR1/RTMR2 are not computed, see docs/measurement.md)")
-		}
-		fw, err := measure.ReadFirmware(f.firmware)
-		if err != nil {
-			return withStatus(1, err)
-		}
-		v, err := measure.MRTD(fw, f.tdxPageOrder)
-		if err != nil {
-			return withStatus(1, err)
-		}
-		return printMeasurement(out, m.asJSON, "mrtd", v[:], map[string]any{"tee": "tdx", "vmm": "qemu",
-			"firmware": f.firmware, "page_order": f.tdxPageOrder})
+		return runMeasureTDX(cmd, m) // cmd_measure_tdx.go
 	case m.tee == "snp" && f.vmm == "libkrun":
 		return runMeasureLibkrun(cmd, m)
 	case m.tee == "snp":

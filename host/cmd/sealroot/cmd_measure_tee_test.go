@@ -57,7 +57,7 @@ func TestMeasureSNPCLI(t *testing.T) {
 		{[]string{"measure", "--tee", "snp", "--firmware", amdSevFixture, "--kernel", os.DevNull, "--cmdline", "a", "--append", "b"}, 2, "exclude"},
 		{[]string{"measure", "--tee", "snp", "--firmware", amdSevFixture, "--guest-features", "x"}, 2, "guest-features"},
 		{[]string{"measure", "--tee", "tdx"}, 2, "--firmware"},
-		{[]string{"measure", "--tee", "tdx", "--firmware", amdSevFixture, "--kernel", os.DevNull}, 2, "MRTD"},
+		{[]string{"measure", "--tee", "tdx", "--firmware", amdSevFixture, "--kernel", os.DevNull}, 2, "needs --initrd"},
 		{[]string{"measure", "--tee", "cca"}, 2, "want sim, snp or tdx"},
 	} {
 		code, _, errOut := runCLI(t, tc.args...)

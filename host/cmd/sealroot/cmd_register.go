@@ -176,7 +176,7 @@ func (p *policyFlagValues) policy(tee string) (broker.WorkloadPolicy, error) {
 	}
 	doc.RTMRs = rtmrs
 	if tee == attest.TEETDX && (rtmrs[1] == "" || rtmrs[2] == "") {
-		return doc, usageError("--tee tdx needs --rtmr 1=HEX and --rtmr 2=HEX: the measurement (MRTD) covers only the TD firmware; the kernel and initrd are measured into RTMR1, the command line into RTMR2")
+		return doc, usageError("--tee tdx needs --rtmr 1=HEX and --rtmr 2=HEX: the measurement (MRTD) covers only the TD firmware; the kernel is measured into RTMR1, the command line and initrd into RTMR2 (sealroot measure --tee tdx computes both)")
 	}
 	if tee != attest.TEETDX && len(rtmrs) > 0 {
 		return doc, usageError("--rtmr applies to --tee tdx only")
@@ -212,8 +212,8 @@ the LUKS passphrase of its disk. Without --passphrase-file no passphrase is stor
 later with 'sealroot workloads set-passphrase'). The passphrase never appears in output.
 
 A tdx workload needs --rtmr 1=HEX and --rtmr 2=HEX besides its --measurement: MRTD covers
-only the TD firmware, while the kernel and initrd are measured into RTMR1 and the command
-line into RTMR2. Without them any kernel booted by that firmware would get the secret.
+only the TD firmware, while the kernel is measured into RTMR1 and the command line and
+initrd into RTMR2 (sealroot measure --tee tdx --kernel F --initrd F computes them). Without them any kernel booted by that firmware would get the secret.
 
 Workloads that share a launch measurement (same kernel, initrd, command line, vCPUs and
 memory) are told apart by evidence only through --host-data: give each the SHA-256 of its
