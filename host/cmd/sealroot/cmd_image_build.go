@@ -137,7 +137,7 @@ func runImageBuild(cmd *cobra.Command, log *slog.Logger, f *imageBuildFlags) err
 			return usageError("a generated passphrase must go somewhere: give --passphrase-out FILE or --register")
 		}
 	}
-	if f, ok := cmd.ErrOrStderr().(*os.File); ok && isTerminal(f) {
+	if ef, ok := cmd.ErrOrStderr().(*os.File); ok && isTerminal(ef) {
 		o.Progress = func(total int64, what string) io.Writer {
 			return progressbar.DefaultBytes(total, what)
 		}
