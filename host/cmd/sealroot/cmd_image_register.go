@@ -82,6 +82,9 @@ func checkRegisterFlags(r *imageRegisterFlags, tee string) error {
 func registerBuiltImage(cmd *cobra.Command, log *slog.Logger, f *imageBuildFlags, res *image.Result, pass []byte) error {
 	r := &f.reg
 	pf := policyFlagValues{measurements: r.measurements}
+	// A computed measurement is part of what the command produces (the
+	// value registered, to compare with `sealroot measure`): a plain line
+	// on stderr, since stdout holds the build result, not a log line.
 	if r.kernel != "" && res.Config.TEE == "snp" {
 		m, err := snpBuildMeasurement(r, res.Config.CPUs)
 		if err != nil {
