@@ -97,7 +97,7 @@ func newRelayCmd() *cobra.Command {
 				}
 				defer release()
 			}
-			if err := launch.Relay(args[0], os.Stdin, os.Stdout); err != nil {
+			if err := launch.Relay(args[0], cmd.InOrStdin(), cmd.OutOrStdout()); err != nil {
 				return withStatus(1, nil)
 			}
 			return nil
