@@ -1,12 +1,9 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 
 	"github.com/spf13/cobra"
-
-	"github.com/sealroot/sealroot/cryptsetup"
 )
 
 // newImageCmd builds `sealroot image`, the disk image commands: build,
@@ -94,24 +91,7 @@ Works on images made by sealroot, buildah and cryptsetup. Nothing is written.`,
 		Example: `  sealroot image inspect out/disk.img
   sealroot image inspect --json out/disk.img | jq .luks.keyslots`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			info, err := cryptsetup.Inspect(args[0])
-			if err != nil {
-				return withStatus(1, err)
-			}
-			if info.Footer == nil && !info.Encrypted {
-				what := "no KRUN footer and no LUKS header"
-				if info.Filesystem != nil {
-					what += ", only a bare " + info.Filesystem.Type + " filesystem"
-				}
-				return withStatus(1, fmt.Errorf("%s is not a disk image: %s (`sealroot image build` makes one)", args[0], what))
-			}
-			if inspectJSON {
-				return printLUKSJSON(cmd.OutOrStdout(), info)
-			}
-			printImageInfo(cmd.OutOrStdout(), info)
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runImageInspect(cmd, args[0], inspectJSON) },
 	}
 	inspect.Flags().BoolVar(&inspectJSON, "json", false, "print the description as JSON")
 	return inspect
@@ -120,12 +100,7 @@ Works on images made by sealroot, buildah and cryptsetup. Nothing is written.`,
 // newImageCheckCmd builds `sealroot image check`, which unlocks a disk image
 // in user space (cryptsetup.Check).
 func newImageCheckCmd() *cobra.Command {
-	var (
-		passFile  string
-		keyslots  []int
-		checkJSON bool
-		memLimit  uint64
-	)
+	var f imageCheckFlags
 	check := &cobra.Command{
 		Use:   "check IMAGE --passphrase-file FILE",
 		Short: "Check that a passphrase unlocks a disk image and that it holds a filesystem",
@@ -141,49 +116,12 @@ standard input. Nothing is written to the image.`,
   sealroot image check disk.img --passphrase-file - --key-slot 1 < pass.txt
   sealroot image check --json disk.img --passphrase-file pass.txt`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if passFile == "" {
-				return checkWithoutPassphrase(cmd, args[0], checkJSON)
-			}
-			pass, err := readPassphrase(passFile, cmd.InOrStdin())
-			if err != nil {
-				return withStatus(1, err)
-			}
-			defer cryptsetup.Wipe(pass)
-			v, err := cryptsetup.Open(args[0])
-			if err != nil {
-				return withStatus(1, err)
-			}
-			defer v.Close()
-			uo := cryptsetup.UnlockOptions{Keyslots: keyslots, MemoryLimitKiB: memLimit}
-			res, err := v.Check(pass, uo)
-			if err != nil {
-				return withStatus(1, err)
-			}
-			vc, verr := checkEncryptedVerity(v, pass, uo)
-			if checkJSON {
-				if err := printLUKSJSON(cmd.OutOrStdout(), struct {
-					*cryptsetup.CheckResult
-					Verity *VerityCheck `json:"verity,omitempty"`
-				}{res, vc}); err != nil {
-					return err
-				}
-			} else {
-				if verr != nil {
-					vc = nil
-				}
-				printImageCheck(cmd.OutOrStdout(), res, vc, verr == nil)
-			}
-			if verr != nil {
-				return withStatus(1, verr)
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runImageCheck(cmd, args[0], &f) },
 	}
-	check.Flags().StringVar(&passFile, "passphrase-file", "", `file holding the passphrase ("-" for standard input)`)
-	check.Flags().IntSliceVar(&keyslots, "key-slot", nil, "try only these keyslots, in this order (repeatable)")
-	check.Flags().BoolVar(&checkJSON, "json", false, "print the result as JSON")
-	check.Flags().Uint64Var(&memLimit, "memory-limit-kib", 0, "refuse argon2 keyslots needing more memory than this (default: MemAvailable)")
+	check.Flags().StringVar(&f.passFile, "passphrase-file", "", `file holding the passphrase ("-" for standard input)`)
+	check.Flags().IntSliceVar(&f.keyslots, "key-slot", nil, "try only these keyslots, in this order (repeatable)")
+	check.Flags().BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	check.Flags().Uint64Var(&f.memLimit, "memory-limit-kib", 0, "refuse argon2 keyslots needing more memory than this (default: MemAvailable)")
 	return check
 }
 

@@ -16,6 +16,76 @@ import (
 	"github.com/sealroot/sealroot/init/config"
 )
 
+// runImageInspect is `sealroot image inspect`: a read-only view of a disk
+// image (cryptsetup.Inspect).
+func runImageInspect(cmd *cobra.Command, path string, asJSON bool) error {
+	info, err := cryptsetup.Inspect(path)
+	if err != nil {
+		return withStatus(1, err)
+	}
+	if info.Footer == nil && !info.Encrypted {
+		what := "no KRUN footer and no LUKS header"
+		if info.Filesystem != nil {
+			what += ", only a bare " + info.Filesystem.Type + " filesystem"
+		}
+		return withStatus(1, fmt.Errorf("%s is not a disk image: %s (`sealroot image build` makes one)", path, what))
+	}
+	if asJSON {
+		return printLUKSJSON(cmd.OutOrStdout(), info)
+	}
+	printImageInfo(cmd.OutOrStdout(), info)
+	return nil
+}
+
+// imageCheckFlags are the flags of `sealroot image check`.
+type imageCheckFlags struct {
+	passFile string
+	keyslots []int
+	asJSON   bool
+	memLimit uint64
+}
+
+// runImageCheck is `sealroot image check`: unlock the image in user space
+// (cryptsetup.Check) and verify a verity root's tree.
+func runImageCheck(cmd *cobra.Command, path string, f *imageCheckFlags) error {
+	if f.passFile == "" {
+		return checkWithoutPassphrase(cmd, path, f.asJSON)
+	}
+	pass, err := readPassphrase(f.passFile, cmd.InOrStdin())
+	if err != nil {
+		return withStatus(1, err)
+	}
+	defer cryptsetup.Wipe(pass)
+	v, err := cryptsetup.Open(path)
+	if err != nil {
+		return withStatus(1, err)
+	}
+	defer v.Close()
+	uo := cryptsetup.UnlockOptions{Keyslots: f.keyslots, MemoryLimitKiB: f.memLimit}
+	res, err := v.Check(pass, uo)
+	if err != nil {
+		return withStatus(1, err)
+	}
+	vc, verr := checkEncryptedVerity(v, pass, uo)
+	if f.asJSON {
+		if err := printLUKSJSON(cmd.OutOrStdout(), struct {
+			*cryptsetup.CheckResult
+			Verity *VerityCheck `json:"verity,omitempty"`
+		}{res, vc}); err != nil {
+			return err
+		}
+	} else {
+		if verr != nil {
+			vc = nil
+		}
+		printImageCheck(cmd.OutOrStdout(), res, vc, verr == nil)
+	}
+	if verr != nil {
+		return withStatus(1, verr)
+	}
+	return nil
+}
+
 func printLUKSJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
