@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -33,68 +34,12 @@ type imageBuildFlags struct {
 	kdfParallel                          uint32
 	sectorSize, keyBits                  int
 	integrity, overlaySize               string
+
+	// reg are the flags of --register (cmd_image_register.go).
+	reg imageRegisterFlags
 }
 
-func init() {
-	var f imageBuildFlags
-	c := &cobra.Command{
-		Use:   "build (--rootfs DIR | --oci DIR[:REF]) -o OUTDIR",
-		Short: "Build disk.img and krun-sev.json from a rootfs or an OCI image layout",
-		Long: `Build a confidential workload disk in buildah's layout: OUTDIR/disk.img (LUKS + ext4 +
-KRUN footer) and OUTDIR/krun-sev.json. The workload (/.krun_config.json) comes from the OCI image
-config, or from the flags for a rootfs directory. The filesystem is sized like buildah's: the rootfs
-plus --slop (25% by default), at least 10 MiB.`,
-		Example: `  sealroot image build --rootfs ./rootfs --no-encrypt --cmd /app -o out/
-  sealroot image build --oci ./layout:myapp --tee sim --attestation-url http://10.0.2.100:8000 \
-      --passphrase-out out/passphrase -o out/`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runImageBuild(cmd, &f) },
-	}
-	fl := c.Flags()
-	fl.StringVar(&f.rootfs, "rootfs", "", "root filesystem directory")
-	fl.StringVar(&f.oci, "oci", "", "OCI image layout directory, optionally :REF")
-	fl.StringVarP(&f.out, "output", "o", "", "output directory (required)")
-	fl.BoolVar(&f.noEncrypt, "no-encrypt", false, "build a plain ext4 payload (tee none)")
-	fl.BoolVar(&f.luks1, "luks1", false, "encrypt with LUKS1 exactly as buildah does")
-	fl.BoolVar(&f.luks2, "luks2", false, "encrypt with LUKS2 (default)")
-	fl.StringVar(&f.tee, "tee", "", "TEE: none, sim, snp, tdx, cca (default snp, none with --no-encrypt)")
-	fl.StringVar(&f.workloadID, "workload-id", "", "workload id at the broker (default: random)")
-	fl.StringVar(&f.attestationURL, "attestation-url", "", "broker URL as the guest reaches it")
-	fl.StringVar(&f.kbsProtocol, "kbs-protocol", "", "broker dialect the guest speaks: krun (default) or trustee")
-	fl.IntVar(&f.cpus, "cpus", 2, "vCPUs recorded in the config")
-	fl.IntVar(&f.memory, "memory", 512, "memory in MiB recorded in the config")
-	fl.StringVar(&f.slop, "slop", "25%", "free space added to the filesystem: a percentage (25%) or a size with its unit (512M, 1G)")
-	fl.StringVar(&f.passphraseFile, "passphrase-file", "", "read the LUKS passphrase from FILE (default: generate 32 random bytes)")
-	fl.StringVar(&f.passphraseOut, "passphrase-out", "", "write the generated passphrase to FILE (mode 0600)")
-	fl.BoolVar(&f.register, "register", false, "register the workload and its passphrase with the broker")
-	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "broker admin token for --register")
-	fl.StringArrayVar(&f.entrypoint, "entrypoint", nil, "workload entrypoint argument (repeat)")
-	fl.StringArrayVar(&f.cmd, "cmd", nil, "workload command argument (repeat)")
-	fl.StringArrayVar(&f.env, "env", nil, "workload environment K=V (repeat)")
-	fl.StringVar(&f.workdir, "workdir", "", "workload working directory")
-	fl.StringVar(&f.user, "user", "", "workload user (name, uid, uid:gid)")
-	fl.BoolVar(&f.jsonOut, "json", false, "print the result as JSON")
-	fl.StringVar(&f.kdf, "kdf", "", `keyslot KDF: pbkdf2, argon2i or argon2id. Default policy: a generated
-passphrase (256 random bits) gets a minimal KDF (PBKDF2-SHA256, 1000 iterations), since stretching
-a random secret adds no security and costs boot time; a user passphrase (--passphrase-file) gets
-argon2id sized to --memory (a quarter of it, at most 1 GiB) for LUKS2, or PBKDF2 benchmarked to
-about one second for LUKS1`)
-	fl.Uint32Var(&f.kdfIterations, "kdf-iterations", 0, "PBKDF2 iterations (overrides the policy)")
-	fl.Uint32Var(&f.kdfTime, "kdf-time", 0, "argon2 time cost (overrides the policy)")
-	fl.Uint32Var(&f.kdfMemoryKiB, "kdf-memory", 0, "argon2 memory cost in KiB (overrides the policy)")
-	fl.Uint32Var(&f.kdfParallel, "kdf-parallel", 0, "argon2 lanes (overrides the policy)")
-	fl.IntVar(&f.sectorSize, "sector-size", 0, "LUKS2 encryption sector size: 512-4096 (default 4096)")
-	fl.IntVar(&f.keyBits, "key-size", 0, "XTS key size in bits: 256 or 512 (default 512)")
-	fl.StringVar(&f.integrity, "integrity", "none", "root integrity: none, or verity (a read-only root under a dm-verity tree whose root hash the config records; docs/integrity.md)")
-	fl.StringVar(&f.overlaySize, "overlay-size", "", "verity root: tmpfs size of the workload's writable layer (64m, 1g, 25%; default 50% of RAM)")
-	imageCmd.AddCommand(c)
-}
-
-// encryptorFor returns the LUKS encryptor for the flags; set by the LUKS
-// wiring (cmd_image_encrypt.go).
-var encryptorFor = luksEncryptor
-
-func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
+func runImageBuild(cmd *cobra.Command, log *slog.Logger, f *imageBuildFlags) error {
 	if (f.rootfs == "") == (f.oci == "") {
 		return usageError("give exactly one of --rootfs DIR or --oci DIR[:REF]")
 	}
@@ -140,7 +85,7 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 		return usageError("--tee none needs --no-encrypt: an encrypted root needs a TEE to get its key")
 	}
 	if f.register {
-		if err := checkRegisterFlags(tee); err != nil {
+		if err := checkRegisterFlags(&f.reg, tee); err != nil {
 			return err
 		}
 	}
@@ -156,7 +101,7 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 		RootfsDir: f.rootfs,
 		OutDir:    f.out,
 		Slop:      f.slop,
-		Log:       os.Stderr,
+		Log:       cmd.ErrOrStderr(),
 		Config: config.Config{TEE: tee, TEEData: teeData, WorkloadID: id, CPUs: f.cpus, RAMMiB: f.memory,
 			AttestationURL: f.attestationURL, KBSProtocol: f.kbsProtocol},
 		Workload:  image.Workload{Entrypoint: f.entrypoint, Cmd: f.cmd, Env: f.env, WorkDir: f.workdir, User: f.user},
@@ -183,7 +128,7 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 			generated = true
 		}
 		defer clear(pass)
-		enc, err := encryptorFor(f, generated)
+		enc, err := luksEncryptor(f, generated)
 		if err != nil {
 			return withStatus(1, err)
 		}
@@ -192,7 +137,7 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 			return usageError("a generated passphrase must go somewhere: give --passphrase-out FILE or --register")
 		}
 	}
-	if isTerminal(os.Stderr) {
+	if ef, ok := cmd.ErrOrStderr().(*os.File); ok && isTerminal(ef) {
 		o.Progress = func(total int64, what string) io.Writer {
 			return progressbar.DefaultBytes(total, what)
 		}
@@ -207,7 +152,7 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 		}
 	}
 	if f.register {
-		if err := registerBuiltImage(cmd, f, res, pass); err != nil {
+		if err := registerBuiltImage(cmd, log, f, res, pass); err != nil {
 			return withStatus(1, err)
 		}
 	}

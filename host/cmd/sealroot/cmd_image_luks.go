@@ -16,108 +16,74 @@ import (
 	"github.com/sealroot/sealroot/init/config"
 )
 
-// `sealroot image inspect` and `sealroot image check`: read-only views of a
-// disk image (cryptsetup.Inspect, cryptsetup.Check).
-func init() {
-	var inspectJSON bool
-	inspect := &cobra.Command{
-		Use:   "inspect IMAGE",
-		Short: "Show a disk image's KRUN footer config and LUKS header",
-		Long: `Show what a confidential workload disk holds without unlocking it: the config JSON of the
-KRUN footer (checked as the guest init would), and the LUKS header: version, cipher, key and
-sector size, where the encrypted payload lies, and each keyslot's key derivation with the
-memory it needs to unlock. For an unencrypted image it shows the filesystem instead.
-Works on images made by sealroot, buildah and cryptsetup. Nothing is written.`,
-		Example: `  sealroot image inspect out/disk.img
-  sealroot image inspect --json out/disk.img | jq .luks.keyslots`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			info, err := cryptsetup.Inspect(args[0])
-			if err != nil {
-				return withStatus(1, err)
-			}
-			if info.Footer == nil && !info.Encrypted {
-				what := "no KRUN footer and no LUKS header"
-				if info.Filesystem != nil {
-					what += ", only a bare " + info.Filesystem.Type + " filesystem"
-				}
-				return withStatus(1, fmt.Errorf("%s is not a disk image: %s (`sealroot image build` makes one)", args[0], what))
-			}
-			if inspectJSON {
-				return printLUKSJSON(cmd.OutOrStdout(), info)
-			}
-			printImageInfo(cmd.OutOrStdout(), info)
-			return nil
-		},
+// runImageInspect is `sealroot image inspect`: a read-only view of a disk
+// image (cryptsetup.Inspect).
+func runImageInspect(cmd *cobra.Command, path string, asJSON bool) error {
+	info, err := cryptsetup.Inspect(path)
+	if err != nil {
+		return withStatus(1, err)
 	}
-	inspect.Flags().BoolVar(&inspectJSON, "json", false, "print the description as JSON")
-
-	var (
-		passFile  string
-		keyslots  []int
-		checkJSON bool
-		memLimit  uint64
-	)
-	check := &cobra.Command{
-		Use:   "check IMAGE --passphrase-file FILE",
-		Short: "Check that a passphrase unlocks a disk image and that it holds a filesystem",
-		Long: `Unlock a LUKS disk image in user space (no root, no device-mapper), decrypt the start of its
-payload and confirm the filesystem the guest will mount: its type, size and that it fits
-the payload. It reports which keyslot the passphrase opened and how long the key derivation
-took here (expect several times longer in a TCG guest). Keyslots are tried by priority, as
-the guest does; --key-slot names the ones to try, including "ignore" slots.
-
-The passphrase file is read as is, except that one trailing newline is dropped; "-" reads
-standard input. Nothing is written to the image.`,
-		Example: `  sealroot image check out/disk.img --passphrase-file out/passphrase
-  sealroot image check disk.img --passphrase-file - --key-slot 1 < pass.txt
-  sealroot image check --json disk.img --passphrase-file pass.txt`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if passFile == "" {
-				return checkWithoutPassphrase(cmd, args[0], checkJSON)
-			}
-			pass, err := readPassphrase(passFile, cmd.InOrStdin())
-			if err != nil {
-				return withStatus(1, err)
-			}
-			defer cryptsetup.Wipe(pass)
-			v, err := cryptsetup.Open(args[0])
-			if err != nil {
-				return withStatus(1, err)
-			}
-			defer v.Close()
-			uo := cryptsetup.UnlockOptions{Keyslots: keyslots, MemoryLimitKiB: memLimit}
-			res, err := v.Check(pass, uo)
-			if err != nil {
-				return withStatus(1, err)
-			}
-			vc, verr := checkEncryptedVerity(v, pass, uo)
-			if checkJSON {
-				if err := printLUKSJSON(cmd.OutOrStdout(), struct {
-					*cryptsetup.CheckResult
-					Verity *VerityCheck `json:"verity,omitempty"`
-				}{res, vc}); err != nil {
-					return err
-				}
-			} else {
-				if verr != nil {
-					vc = nil
-				}
-				printImageCheck(cmd.OutOrStdout(), res, vc, verr == nil)
-			}
-			if verr != nil {
-				return withStatus(1, verr)
-			}
-			return nil
-		},
+	if info.Footer == nil && !info.Encrypted {
+		what := "no KRUN footer and no LUKS header"
+		if info.Filesystem != nil {
+			what += ", only a bare " + info.Filesystem.Type + " filesystem"
+		}
+		return withStatus(1, fmt.Errorf("%s is not a disk image: %s (`sealroot image build` makes one)", path, what))
 	}
-	check.Flags().StringVar(&passFile, "passphrase-file", "", `file holding the passphrase ("-" for standard input)`)
-	check.Flags().IntSliceVar(&keyslots, "key-slot", nil, "try only these keyslots, in this order (repeatable)")
-	check.Flags().BoolVar(&checkJSON, "json", false, "print the result as JSON")
-	check.Flags().Uint64Var(&memLimit, "memory-limit-kib", 0, "refuse argon2 keyslots needing more memory than this (default: MemAvailable)")
+	if asJSON {
+		return printLUKSJSON(cmd.OutOrStdout(), info)
+	}
+	printImageInfo(cmd.OutOrStdout(), info)
+	return nil
+}
 
-	imageCmd.AddCommand(inspect, check)
+// imageCheckFlags are the flags of `sealroot image check`.
+type imageCheckFlags struct {
+	passFile string
+	keyslots []int
+	asJSON   bool
+	memLimit uint64
+}
+
+// runImageCheck is `sealroot image check`: unlock the image in user space
+// (cryptsetup.Check) and verify a verity root's tree.
+func runImageCheck(cmd *cobra.Command, path string, f *imageCheckFlags) error {
+	if f.passFile == "" {
+		return checkWithoutPassphrase(cmd, path, f.asJSON)
+	}
+	pass, err := readPassphrase(f.passFile, cmd.InOrStdin())
+	if err != nil {
+		return withStatus(1, err)
+	}
+	defer cryptsetup.Wipe(pass)
+	v, err := cryptsetup.Open(path)
+	if err != nil {
+		return withStatus(1, err)
+	}
+	defer v.Close()
+	uo := cryptsetup.UnlockOptions{Keyslots: f.keyslots, MemoryLimitKiB: f.memLimit}
+	res, err := v.Check(pass, uo)
+	if err != nil {
+		return withStatus(1, err)
+	}
+	vc, verr := checkEncryptedVerity(v, pass, uo)
+	if f.asJSON {
+		if err := printLUKSJSON(cmd.OutOrStdout(), struct {
+			*cryptsetup.CheckResult
+			Verity *VerityCheck `json:"verity,omitempty"`
+		}{res, vc}); err != nil {
+			return err
+		}
+	} else {
+		if verr != nil {
+			vc = nil
+		}
+		printImageCheck(cmd.OutOrStdout(), res, vc, verr == nil)
+	}
+	if verr != nil {
+		return withStatus(1, verr)
+	}
+	return nil
 }
 
 func printLUKSJSON(w io.Writer, v any) error {

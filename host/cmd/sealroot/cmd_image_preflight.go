@@ -13,17 +13,6 @@ import (
 	"github.com/sealroot/sealroot/init/config"
 )
 
-// configKeyFlags maps the disk config's keys to the `image build` flags that
-// set them, so that a refused value is reported in the command's vocabulary.
-var configKeyFlags = map[string]string{
-	"tee":             "--tee",
-	"workload_id":     "--workload-id",
-	"cpus":            "--cpus",
-	"ram_mib":         "--memory",
-	"attestation_url": "--attestation-url",
-	"kbs_protocol":    "--kbs-protocol",
-}
-
 // preflightImageBuild refuses, before any slow work (copying the rootfs,
 // mkfs, encryption), what `image build` would refuse late or what would
 // build an image that can never boot.
@@ -32,6 +21,16 @@ func preflightImageBuild(f *imageBuildFlags, cfg config.Config) error {
 		return usageError("--%v", err)
 	}
 	if err := cfg.Validate(); err != nil {
+		// The disk config's keys and the flags that set them, so that a
+		// refused value is reported in the command's vocabulary.
+		configKeyFlags := map[string]string{
+			"tee":             "--tee",
+			"workload_id":     "--workload-id",
+			"cpus":            "--cpus",
+			"ram_mib":         "--memory",
+			"attestation_url": "--attestation-url",
+			"kbs_protocol":    "--kbs-protocol",
+		}
 		msg := err.Error()
 		for key, flag := range configKeyFlags {
 			msg = strings.ReplaceAll(msg, fmt.Sprintf("config key %q", key), flag)

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 
 	"github.com/sealroot/sealroot/host/broker"
 	"github.com/sealroot/sealroot/host/image"
@@ -10,6 +11,7 @@ import (
 	"github.com/sealroot/sealroot/host/measure"
 	"github.com/sealroot/sealroot/init/config"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // imageRegisterFlags are the flags `image build --register` needs besides
@@ -25,36 +27,35 @@ type imageRegisterFlags struct {
 	// OVMF image, vCPU model and SEV features (cmd_image_register_snp.go).
 	firmware, cpuType, guestFeatures string
 	machine                          string
+	// tdvfGeneration and tdxPageOrder: with --tee tdx, how the launch's
+	// TDVF measures (cmd_image_register_tdx.go).
+	tdvfGeneration, tdxPageOrder string
 }
 
-var imageRegister imageRegisterFlags
-
-func init() {
-	c, _, _ := rootCmd.Find([]string{"image", "build"})
-	fl := c.Flags()
-	fl.StringVar(&imageRegister.broker, "broker", "", "with --register: the broker's admin URL on this host (e.g. http://127.0.0.1:8000)")
-	fl.StringArrayVar(&imageRegister.measurements, "measurement", nil, "with --register: an acceptable launch measurement, hex (repeat)")
-	fl.StringVar(&imageRegister.kernel, "kernel", "", "with --register and --tee sim: the kernel to compute the simulated launch measurement for")
-	fl.StringVar(&imageRegister.initrd, "initrd", "", "with --register and --tee sim: the initrd to compute the measurement for (as sealroot measure)")
-	fl.StringVar(&imageRegister.machine, "machine", launch.MachinePC, "with --register and --tee sim: the QEMU machine the VM will be launched on (pc or microvm)")
-	fl.StringVar(&imageRegister.appendArgs, "append", "", "with --register and --tee sim: the extra kernel arguments the VM will be launched with")
+// registerFlags binds the --register flags of `image build` to r.
+func (r *imageRegisterFlags) registerFlags(fl *pflag.FlagSet) {
+	fl.StringVar(&r.broker, "broker", "", "with --register: the broker's admin URL on this host (e.g. http://127.0.0.1:8000)")
+	fl.StringArrayVar(&r.measurements, "measurement", nil, "with --register: an acceptable launch measurement, hex (repeat)")
+	fl.StringVar(&r.kernel, "kernel", "", "with --register and --tee sim: the kernel to compute the simulated launch measurement for")
+	fl.StringVar(&r.initrd, "initrd", "", "with --register and --tee sim: the initrd to compute the measurement for (as sealroot measure)")
+	fl.StringVar(&r.machine, "machine", launch.MachinePC, "with --register and --tee sim: the QEMU machine the VM will be launched on (pc or microvm)")
+	fl.StringVar(&r.appendArgs, "append", "", "with --register and --tee sim: the extra kernel arguments the VM will be launched with")
 }
 
 // checkRegisterFlags rejects --register flag combinations before anything
 // is built, and normalizes the given measurements as `sealroot register`
 // does.
-func checkRegisterFlags(tee string) error {
-	r := imageRegister
+func checkRegisterFlags(r *imageRegisterFlags, tee string) error {
 	if r.broker == "" {
 		return usageError("--register needs --broker URL (the broker's admin API as this host reaches it)")
 	}
 	if (r.kernel != "" || r.initrd != "") && tee != "sim" && tee != "snp" && tee != "tdx" {
 		return usageError("--kernel/--initrd compute the launch measurement: only with --tee sim, snp or tdx (give --measurement for other TEEs)")
 	}
-	if err := checkSNPRegisterFlags(tee); err != nil {
+	if err := checkSNPRegisterFlags(r, tee); err != nil {
 		return err
 	}
-	if err := checkTDXRegisterFlags(tee); err != nil { // cmd_image_register_tdx.go
+	if err := checkTDXRegisterFlags(r, tee); err != nil { // cmd_image_register_tdx.go
 		return err
 	}
 	if err := launch.CheckMachine(r.machine); err != nil {
@@ -81,15 +82,18 @@ func checkRegisterFlags(tee string) error {
 // registerBuiltImage registers the image's workload, policy and passphrase
 // through the broker's admin API, so the generated passphrase never
 // touches the disk. checkRegisterFlags has vetted the flags.
-func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Result, pass []byte) error {
-	r := imageRegister
+func registerBuiltImage(cmd *cobra.Command, log *slog.Logger, f *imageBuildFlags, res *image.Result, pass []byte) error {
+	r := &f.reg
 	pf := policyFlagValues{measurements: r.measurements}
+	// A computed measurement is part of what the command produces (the
+	// value registered, to compare with `sealroot measure`): a plain line
+	// on stderr, since stdout holds the build result, not a log line.
 	if res.Config.TEE == "tdx" {
-		if err := tdxBuildPolicy(cmd.ErrOrStderr(), &pf); err != nil {
+		if err := tdxBuildPolicy(cmd.ErrOrStderr(), r, &pf); err != nil {
 			return err
 		}
 	} else if r.kernel != "" && res.Config.TEE == "snp" {
-		m, err := snpBuildMeasurement(res.Config.CPUs)
+		m, err := snpBuildMeasurement(r, res.Config.CPUs)
 		if err != nil {
 			return err
 		}
@@ -132,6 +136,6 @@ func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Resul
 	if err != nil {
 		return adminFailure(err)
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "registered workload %s (tee %s) with %s\n", w.WorkloadID, w.TEE, r.broker)
+	log.Info("workload registered", "workload", w.WorkloadID, "tee", w.TEE, "broker", r.broker)
 	return nil
 }

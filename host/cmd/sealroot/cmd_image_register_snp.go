@@ -1,22 +1,24 @@
 package main
 
 import (
+	"github.com/spf13/pflag"
+
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/host/measure"
 )
 
-func init() {
-	c, _, _ := rootCmd.Find([]string{"image", "build"})
-	fl := c.Flags()
-	fl.StringVar(&imageRegister.firmware, "firmware", "", "with --register --tee snp|tdx and --kernel/--initrd: the OVMF (snp) or TDVF (tdx) image sealroot launch will boot")
-	fl.StringVar(&imageRegister.cpuType, "cpu-type", measure.DefaultCPUType, "with --register --tee snp: the vCPU model of the launch")
-	fl.StringVar(&imageRegister.guestFeatures, "guest-features", "0x1", "with --register --tee snp: the VMSA's SEV_FEATURES (0x1; 0x21 with DebugSwap)")
+// registerSNPFlags binds the --register flags of `image build` that compute
+// an SNP or TDX launch measurement to r.
+func (r *imageRegisterFlags) registerSNPFlags(fl *pflag.FlagSet) {
+	fl.StringVar(&r.firmware, "firmware", "", "with --register --tee snp|tdx and --kernel/--initrd: the OVMF (snp) or TDVF (tdx) image sealroot launch will boot")
+	fl.StringVar(&r.cpuType, "cpu-type", measure.DefaultCPUType, "with --register --tee snp: the vCPU model of the launch")
+	fl.StringVar(&r.guestFeatures, "guest-features", "0x1", "with --register --tee snp: the VMSA's SEV_FEATURES (0x1; 0x21 with DebugSwap)")
+	r.registerTDXFlags(fl)
 }
 
 // checkSNPRegisterFlags vets the flags that compute an SNP measurement at
 // build time.
-func checkSNPRegisterFlags(tee string) error {
-	r := imageRegister
+func checkSNPRegisterFlags(r *imageRegisterFlags, tee string) error {
 	if r.firmware != "" && tee != "snp" && tee != "tdx" {
 		return usageError("--firmware computes an SNP or TDX launch measurement: only with --tee snp or tdx")
 	}
@@ -39,8 +41,7 @@ func checkSNPRegisterFlags(tee string) error {
 // `sealroot launch --tee snp` with the same kernel, initrd, --append,
 // firmware and vCPU model, and the vCPU count of the built config, through
 // the launcher's own SNPInputs.
-func snpBuildMeasurement(cpus int) ([48]byte, error) {
-	r := imageRegister
+func snpBuildMeasurement(r *imageRegisterFlags, cpus int) ([48]byte, error) {
 	features, _ := measure.ParseUint(r.guestFeatures, 64) // vetted by checkSNPRegisterFlags
 	o := launch.Options{Kernel: r.kernel, Initrd: r.initrd, Append: r.appendArgs, CPUs: cpus,
 		TEE: &launch.TEE{Kind: launch.TEESNP, Firmware: r.firmware, CPUType: r.cpuType}}

@@ -14,10 +14,14 @@ import (
 	"github.com/sealroot/sealroot/initramfs"
 )
 
-// initramfsCmd groups the initrd commands.
-var initramfsCmd = &cobra.Command{
-	Use:   "initramfs",
-	Short: "Build the guest initrd",
+// newInitramfsCmd builds `sealroot initramfs`, the initrd commands.
+func newInitramfsCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "initramfs",
+		Short: "Build the guest initrd",
+	}
+	c.AddCommand(newInitramfsBuildCmd())
+	return c
 }
 
 type initramfsBuildFlags struct {
@@ -169,9 +173,4 @@ func runInitramfsBuild(cmd *cobra.Command, f *initramfsBuildFlags) error {
 	}
 	fmt.Fprintf(out, "sha256 %s\n", res.SHA256)
 	return nil
-}
-
-func init() {
-	initramfsCmd.AddCommand(newInitramfsBuildCmd())
-	rootCmd.AddCommand(initramfsCmd)
 }

@@ -28,9 +28,14 @@ type launchFlags struct {
 	qemu                           string
 	timeline                       bool
 	machine                        string
+
+	// teeFlags are the flags for SEV-SNP and TDX (and --dry-run),
+	// cmd_launch_tee.go.
+	teeFlags launchTEEFlags
 }
 
-func init() {
+// newLaunchCmd builds `sealroot launch`.
+func newLaunchCmd() *cobra.Command {
 	var f launchFlags
 	c := &cobra.Command{
 		Use:   "launch --kernel FILE --initrd FILE --disk FILE",
@@ -68,8 +73,13 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
 	fl.StringVar(&f.qemu, "qemu", "qemu-system-x86_64", "QEMU binary")
 	fl.StringVar(&f.machine, "machine", launch.MachinePC, "QEMU machine: pc, or microvm (virtio-mmio only, console on hvc0; for a kernel with everything built in, see make kernel-krunfw)")
 	fl.BoolVar(&f.timeline, "timeline", false, "print the guest's boot timeline (per-phase durations) on stderr at the end")
-	rootCmd.AddCommand(c)
+	f.teeFlags.register(fl)
+	return c
+}
 
+// newRelayCmd builds the hidden `sealroot relay`, which a launch's QEMU
+// runs for each guest connection to the broker (launch.Forward).
+func newRelayCmd() *cobra.Command {
 	var relayMax int
 	var relaySlots string
 	relayCmd := &cobra.Command{
@@ -87,7 +97,7 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
 				}
 				defer release()
 			}
-			if err := launch.Relay(args[0], os.Stdin, os.Stdout); err != nil {
+			if err := launch.Relay(args[0], cmd.InOrStdin(), cmd.OutOrStdout()); err != nil {
 				return withStatus(1, nil)
 			}
 			return nil
@@ -95,7 +105,7 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
 	}
 	relayCmd.Flags().IntVar(&relayMax, "max-conns", launch.DefaultRelayConns, "concurrent relays allowed per --slot-dir")
 	relayCmd.Flags().StringVar(&relaySlots, "slot-dir", "", "directory of the launch's relay slots (the cap is off without it)")
-	rootCmd.AddCommand(relayCmd)
+	return relayCmd
 }
 
 func runLaunch(cmd *cobra.Command, f *launchFlags) error {
@@ -149,7 +159,7 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 		}
 		o.Sim = srv
 	case "snp", "tdx":
-		t, err := newTEE(f.tee, rawConfig)
+		t, err := newTEE(&f.teeFlags, f.tee, rawConfig)
 		if err != nil {
 			return err
 		}
@@ -160,14 +170,14 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 		if err != nil {
 			return fail(err)
 		}
-		if !launchTEE.dryRun { // a dry run starts nothing: the broker may come later
+		if !f.teeFlags.dryRun { // a dry run starts nothing: the broker may come later
 			if err := checkBrokerUp(f.broker, fw); err != nil {
 				return err
 			}
 		}
 		o.Forward = fw
 	}
-	if launchTEE.dryRun {
+	if f.teeFlags.dryRun {
 		argv, err := launch.DryRun(o)
 		if err != nil {
 			return fail(err)

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/spf13/pflag"
+
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/host/measure"
 	"github.com/sealroot/sealroot/init/config"
@@ -20,18 +22,15 @@ type launchTEEFlags struct {
 	quoteSocket     string
 }
 
-var launchTEE launchTEEFlags
-
-func init() {
-	c, _, _ := rootCmd.Find([]string{"launch"})
-	fl := c.Flags()
-	fl.StringVar(&launchTEE.firmware, "firmware", "", "with --tee snp|tdx: the OVMF image (SNP: an AmdSev build with kernel hashes; TDX: a TDVF build)")
-	fl.BoolVar(&launchTEE.dryRun, "dry-run", false, "print the QEMU command line (shell-quoted, one line) and exit without starting it")
-	fl.StringVar(&launchTEE.snpPolicy, "snp-policy", fmt.Sprintf("%#x", launch.DefaultSNPPolicy), "with --tee snp: the guest policy")
-	fl.IntVar(&launchTEE.cbitpos, "cbitpos", 0, "with --tee snp: the C-bit position (default: probed from this CPU)")
-	fl.IntVar(&launchTEE.reducedPhysBits, "reduced-phys-bits", 0, "with --tee snp and --cbitpos: the physical address bits lost to memory encryption")
-	fl.StringVar(&launchTEE.cpuType, "cpu-type", measure.DefaultCPUType, "with --tee snp: the QEMU vCPU model (it enters the launch measurement)")
-	fl.StringVar(&launchTEE.quoteSocket, "quote-socket", launch.DefaultQuoteSocket, "with --tee tdx: the Quote Generation Service, unix:PATH or vsock:CID:PORT")
+// register binds the flags of t to fl.
+func (t *launchTEEFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&t.firmware, "firmware", "", "with --tee snp|tdx: the OVMF image (SNP: an AmdSev build with kernel hashes; TDX: a TDVF build)")
+	fl.BoolVar(&t.dryRun, "dry-run", false, "print the QEMU command line (shell-quoted, one line) and exit without starting it")
+	fl.StringVar(&t.snpPolicy, "snp-policy", fmt.Sprintf("%#x", launch.DefaultSNPPolicy), "with --tee snp: the guest policy")
+	fl.IntVar(&t.cbitpos, "cbitpos", 0, "with --tee snp: the C-bit position (default: probed from this CPU)")
+	fl.IntVar(&t.reducedPhysBits, "reduced-phys-bits", 0, "with --tee snp and --cbitpos: the physical address bits lost to memory encryption")
+	fl.StringVar(&t.cpuType, "cpu-type", measure.DefaultCPUType, "with --tee snp: the QEMU vCPU model (it enters the launch measurement)")
+	fl.StringVar(&t.quoteSocket, "quote-socket", launch.DefaultQuoteSocket, "with --tee tdx: the Quote Generation Service, unix:PATH or vsock:CID:PORT")
 }
 
 // checkTEELaunch rejects flags that do not apply to an SNP or TDX launch,
@@ -52,8 +51,7 @@ func checkTEELaunch(f *launchFlags, diskTEE string) error {
 // newTEE builds the SNP or TDX launch for the disk whose config is
 // rawConfig: HOST_DATA (SNP) or MRCONFIGID (TDX) binds that config's
 // SHA-256, the digest the guest compares with its own.
-func newTEE(kind string, rawConfig []byte) (*launch.TEE, error) {
-	f := launchTEE
+func newTEE(f *launchTEEFlags, kind string, rawConfig []byte) (*launch.TEE, error) {
 	if f.firmware == "" {
 		return nil, usageError("--tee %s needs --firmware FILE", kind)
 	}

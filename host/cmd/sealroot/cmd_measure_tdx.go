@@ -12,20 +12,12 @@ import (
 	"github.com/sealroot/sealroot/host/measure"
 )
 
-// tdvfGeneration is `measure --tdvf-generation`.
-var tdvfGeneration string
-
-func init() {
-	c, _, _ := rootCmd.Find([]string{"measure"})
-	c.Flags().StringVar(&tdvfGeneration, "tdvf-generation", measure.DefaultTDVFGeneration, tdvfGenerationUsage)
-}
-
 const tdvfGenerationUsage = "with --tee tdx and --kernel: the TDVF's edk2 release, edk2-202508 (edk2-stable202508 or later) or edk2-202502 (edk2-stable202502 or 202505); both with QEMU 10.0+"
 
 // runMeasureTDX prints MRTD and, with --kernel and --initrd, RTMR1 and
 // RTMR2 of a QEMU+TDVF direct boot. MRTD stays the last line.
-func runMeasureTDX(cmd *cobra.Command, m measureCommon) error {
-	f := measureTEE
+func runMeasureTDX(cmd *cobra.Command, f *measureTEEFlags, m measureCommon) error {
+	tdvfGeneration := f.tdvfGeneration
 	if f.firmware == "" {
 		return usageError("--tee tdx needs --firmware FILE (a TDVF build)")
 	}

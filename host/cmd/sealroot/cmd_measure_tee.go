@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/host/measure"
@@ -18,43 +19,24 @@ type measureTEEFlags struct {
 	vmm, firmware, cpuType, cpuSig, guestFeatures, cmdline string
 	tdxPageOrder                                           string
 	libkrunfw, qboot, kernelBundle, kernelLoadAddr, vmsa   string
+	tdvfGeneration                                         string
 }
 
-var measureTEE measureTEEFlags
-
-func init() {
-	c, _, _ := rootCmd.Find([]string{"measure"})
-	c.Use = "measure --tee sim|snp|tdx ..."
-	c.Long += `
-
---tee snp computes the SEV-SNP launch digest of a guest that boots --firmware (OVMF) under QEMU
-(--vmm qemu, the default; ec2 and gce boot the same OVMF with their own vCPU state), with --cpus
-vCPUs of --cpu-type (or --cpu-sig) and --guest-features; with --kernel, the kernel, initrd and command
-line are measured through the firmware's kernel hashes page. --cmdline gives the exact command line;
-otherwise it is the launcher's, as for --tee sim. --vmm libkrun measures a libkrun guest instead, from
---libkrunfw or from --qboot, --kernel-bundle and --initrd. --tee tdx computes MRTD from a TDVF
---firmware and, with --kernel and --initrd, RTMR1 and RTMR2 of the direct boot (for the
---tdvf-generation), printed as "rtmr1 HEX" and "rtmr2 HEX" before MRTD. The value (MRTD for tdx) is
-the last line printed; --json prints it with its inputs. docs/measurement.md says what each value
-covers.`
-	c.Example += `
-  sealroot measure --tee snp --firmware OVMF.amdsev.fd --kernel vmlinuz --initrd initrd.cpio.gz --disk out/disk.img
-  sealroot measure --tee snp --vmm libkrun --libkrunfw /usr/lib64/libkrunfw-sev.so.4 --cpus 2 --memory 2048
-  sealroot measure --tee tdx --firmware OVMF.tdx.fd --json
-  sealroot measure --tee tdx --firmware OVMF.tdx.fd --kernel vmlinuz --initrd initrd.cpio.gz --append "loglevel=4"`
-	fl := c.Flags()
-	fl.StringVar(&measureTEE.vmm, "vmm", measure.VMMQEMU, "with --tee snp: the VMM, qemu, ec2, gce or libkrun")
-	fl.StringVar(&measureTEE.firmware, "firmware", "", "with --tee snp|tdx: the OVMF/TDVF image the VM boots")
-	fl.StringVar(&measureTEE.cpuType, "cpu-type", measure.DefaultCPUType, "with --tee snp --vmm qemu: the QEMU vCPU model (EPYC, EPYC-v1..v4, EPYC-Rome*, EPYC-Milan*, EPYC-Genoa*, EPYC-Turin)")
-	fl.StringVar(&measureTEE.cpuSig, "cpu-sig", "", "with --tee snp --vmm qemu: the vCPU signature (CPUID 1 EAX) instead of --cpu-type")
-	fl.StringVar(&measureTEE.guestFeatures, "guest-features", "0x1", "with --tee snp: the VMSA's SEV_FEATURES (0x1; 0x21 with DebugSwap)")
-	fl.StringVar(&measureTEE.cmdline, "cmdline", "", "with --tee snp|tdx and --kernel: the exact kernel command line (instead of the launcher's + --append)")
-	fl.StringVar(&measureTEE.tdxPageOrder, "tdx-page-order", measure.TDXSinglePass, "with --tee tdx: single-pass (upstream KVM/QEMU) or two-pass (earlier TDX patch sets)")
-	fl.StringVar(&measureTEE.libkrunfw, "libkrunfw", "", "with --vmm libkrun: the libkrunfw-sev shared library to read the bundles from")
-	fl.StringVar(&measureTEE.qboot, "qboot", "", "with --vmm libkrun: the qboot firmware (64 KiB), instead of --libkrunfw")
-	fl.StringVar(&measureTEE.kernelBundle, "kernel-bundle", "", "with --vmm libkrun: the kernel bundle, instead of --libkrunfw")
-	fl.StringVar(&measureTEE.kernelLoadAddr, "kernel-load-addr", "0x1000000", "with --vmm libkrun: where the kernel bundle is loaded")
-	fl.StringVar(&measureTEE.vmsa, "vmsa", measure.KrunVMSALibkrunfw, "with --vmm libkrun: the vCPU state, libkrunfw (as krunfw_measurement) or kvm-reset (unverified)")
+// register binds the flags of t to fl.
+func (t *measureTEEFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&t.vmm, "vmm", measure.VMMQEMU, "with --tee snp: the VMM, qemu, ec2, gce or libkrun")
+	fl.StringVar(&t.firmware, "firmware", "", "with --tee snp|tdx: the OVMF/TDVF image the VM boots")
+	fl.StringVar(&t.cpuType, "cpu-type", measure.DefaultCPUType, "with --tee snp --vmm qemu: the QEMU vCPU model (EPYC, EPYC-v1..v4, EPYC-Rome*, EPYC-Milan*, EPYC-Genoa*, EPYC-Turin)")
+	fl.StringVar(&t.cpuSig, "cpu-sig", "", "with --tee snp --vmm qemu: the vCPU signature (CPUID 1 EAX) instead of --cpu-type")
+	fl.StringVar(&t.guestFeatures, "guest-features", "0x1", "with --tee snp: the VMSA's SEV_FEATURES (0x1; 0x21 with DebugSwap)")
+	fl.StringVar(&t.cmdline, "cmdline", "", "with --tee snp|tdx and --kernel: the exact kernel command line (instead of the launcher's + --append)")
+	fl.StringVar(&t.tdxPageOrder, "tdx-page-order", measure.TDXSinglePass, "with --tee tdx: single-pass (upstream KVM/QEMU) or two-pass (earlier TDX patch sets)")
+	fl.StringVar(&t.libkrunfw, "libkrunfw", "", "with --vmm libkrun: the libkrunfw-sev shared library to read the bundles from")
+	fl.StringVar(&t.qboot, "qboot", "", "with --vmm libkrun: the qboot firmware (64 KiB), instead of --libkrunfw")
+	fl.StringVar(&t.kernelBundle, "kernel-bundle", "", "with --vmm libkrun: the kernel bundle, instead of --libkrunfw")
+	fl.StringVar(&t.kernelLoadAddr, "kernel-load-addr", "0x1000000", "with --vmm libkrun: where the kernel bundle is loaded")
+	fl.StringVar(&t.tdvfGeneration, "tdvf-generation", measure.DefaultTDVFGeneration, tdvfGenerationUsage)
+	fl.StringVar(&t.vmsa, "vmsa", measure.KrunVMSALibkrunfw, "with --vmm libkrun: the vCPU state, libkrunfw (as krunfw_measurement) or kvm-reset (unverified)")
 }
 
 // measureCommon are the flags `measure` shares between TEEs.
@@ -66,14 +48,13 @@ type measureCommon struct {
 
 // runMeasureTEE computes an SNP or TDX measurement; cpus and memory are
 // already resolved from --cpus/--memory, --disk and the defaults.
-func runMeasureTEE(cmd *cobra.Command, m measureCommon) error {
-	f := measureTEE
+func runMeasureTEE(cmd *cobra.Command, f *measureTEEFlags, m measureCommon) error {
 	out := cmd.OutOrStdout()
 	switch {
 	case m.tee == "tdx":
-		return runMeasureTDX(cmd, m) // cmd_measure_tdx.go
+		return runMeasureTDX(cmd, f, m) // cmd_measure_tdx.go
 	case m.tee == "snp" && f.vmm == "libkrun":
-		return runMeasureLibkrun(cmd, m)
+		return runMeasureLibkrun(cmd, f, m)
 	case m.tee == "snp":
 	default:
 		return usageError("--tee %q: want sim, snp or tdx", m.tee)
@@ -134,8 +115,7 @@ func printMeasurement(w io.Writer, asJSON bool, key string, v []byte, inputs map
 }
 
 // runMeasureLibkrun computes the SNP launch digest of a libkrun guest.
-func runMeasureLibkrun(cmd *cobra.Command, m measureCommon) error {
-	f := measureTEE
+func runMeasureLibkrun(cmd *cobra.Command, f *measureTEEFlags, m measureCommon) error {
 	raw := f.qboot != "" || f.kernelBundle != "" || m.initrd != ""
 	switch {
 	case f.libkrunfw != "" && raw:

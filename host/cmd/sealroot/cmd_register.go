@@ -198,7 +198,8 @@ func readPassphraseString(cmd *cobra.Command, path string) (string, error) {
 	return string(b), nil
 }
 
-func init() {
+// newRegisterCmd builds `sealroot register`.
+func newRegisterCmd() *cobra.Command {
 	var af adminFlags
 	var pf policyFlagValues
 	var id, tee, passFile, teeConfig string
@@ -284,8 +285,12 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 	fl.StringVar(&teeConfig, "tee-config", "", "buildah's tee_config JSON to keep with the workload (informational)")
 	fl.BoolVar(&replace, "replace", false, "overwrite an existing workload of this id")
 	fl.BoolVar(&pf.measurementOnly, "measurement-only", false, "register without --host-data, knowing that every guest with the same measurement can then attest as this workload")
-	rootCmd.AddCommand(c)
+	return c
+}
 
+// newWorkloadsCmd builds `sealroot workloads` and its subcommands, which
+// share the admin connection flags (persistent flags of workloads).
+func newWorkloadsCmd() *cobra.Command {
 	workloadsCmd := &cobra.Command{
 		Use:   "workloads",
 		Short: "List, show, change and delete the workloads of a broker",
@@ -293,11 +298,23 @@ from /kbs/v0/resource/default/ID/passphrase.`,
   sealroot workloads show myapp --broker http://127.0.0.1:8000 --admin-token-file admin-token --json
   sealroot workloads delete myapp --broker http://127.0.0.1:8000 --admin-token-file admin-token`,
 	}
-	var wf adminFlags
+	wf := &adminFlags{}
 	wf.register(workloadsCmd.PersistentFlags())
-	rootCmd.AddCommand(workloadsCmd)
+	workloadsCmd.AddCommand(
+		newWorkloadsListCmd(wf),
+		newWorkloadsShowCmd(wf),
+		newWorkloadsDeleteCmd(wf),
+		newWorkloadsSetPolicyCmd(wf),
+		newWorkloadsSetPassphraseCmd(wf),
+		newWorkloadsPutResourceCmd(wf),
+		newWorkloadsDeleteResourceCmd(wf),
+	)
+	return workloadsCmd
+}
 
-	workloadsCmd.AddCommand(&cobra.Command{
+// newWorkloadsListCmd builds `sealroot workloads list`.
+func newWorkloadsListCmd(wf *adminFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:     "list",
 		Short:   "List the registered workloads",
 		Example: `  sealroot workloads list --broker http://127.0.0.1:8000 --admin-token-file admin-token`,
@@ -322,8 +339,12 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 			}
 			return tw.Flush()
 		},
-	})
-	workloadsCmd.AddCommand(&cobra.Command{
+	}
+}
+
+// newWorkloadsShowCmd builds `sealroot workloads show`.
+func newWorkloadsShowCmd(wf *adminFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:     "show ID",
 		Short:   "Show one workload: policy, passphrase presence, resources",
 		Example: `  sealroot workloads show myapp --broker http://127.0.0.1:8000 --admin-token-file admin-token`,
@@ -339,8 +360,12 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 			}
 			return printWorkload(cmd.OutOrStdout(), w, wf.asJSON)
 		},
-	})
-	workloadsCmd.AddCommand(&cobra.Command{
+	}
+}
+
+// newWorkloadsDeleteCmd builds `sealroot workloads delete`.
+func newWorkloadsDeleteCmd(wf *adminFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:     "delete ID",
 		Short:   "Delete a workload with its passphrase and resources",
 		Example: `  sealroot workloads delete myapp --broker http://127.0.0.1:8000 --admin-token-file admin-token`,
@@ -359,8 +384,11 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted workload %s\n", args[0])
 			return nil
 		},
-	})
+	}
+}
 
+// newWorkloadsSetPolicyCmd builds `sealroot workloads set-policy`.
+func newWorkloadsSetPolicyCmd(wf *adminFlags) *cobra.Command {
 	var spf policyFlagValues
 	setPolicy := &cobra.Command{
 		Use:   "set-policy ID --measurement HEX [policy flags]",
@@ -389,8 +417,11 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 		},
 	}
 	spf.register(setPolicy.Flags())
-	workloadsCmd.AddCommand(setPolicy)
+	return setPolicy
+}
 
+// newWorkloadsSetPassphraseCmd builds `sealroot workloads set-passphrase`.
+func newWorkloadsSetPassphraseCmd(wf *adminFlags) *cobra.Command {
 	var newPass string
 	setPass := &cobra.Command{
 		Use:   "set-passphrase ID --passphrase-file FILE",
@@ -418,8 +449,11 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 		},
 	}
 	setPass.Flags().StringVar(&newPass, "passphrase-file", "", "file holding the new passphrase")
-	workloadsCmd.AddCommand(setPass)
+	return setPass
+}
 
+// newWorkloadsPutResourceCmd builds `sealroot workloads put-resource`.
+func newWorkloadsPutResourceCmd(wf *adminFlags) *cobra.Command {
 	var resFile string
 	putRes := &cobra.Command{
 		Use:   "put-resource ID REPO/TYPE/TAG --file FILE",
@@ -447,8 +481,12 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 		},
 	}
 	putRes.Flags().StringVar(&resFile, "file", "", "file holding the resource value (at most 64 KiB)")
-	workloadsCmd.AddCommand(putRes)
-	workloadsCmd.AddCommand(&cobra.Command{
+	return putRes
+}
+
+// newWorkloadsDeleteResourceCmd builds `sealroot workloads delete-resource`.
+func newWorkloadsDeleteResourceCmd(wf *adminFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "delete-resource ID REPO/TYPE/TAG",
 		Short: "Delete a resource of a workload",
 		Example: `  sealroot workloads delete-resource myapp default/key/1 \
@@ -465,7 +503,7 @@ from /kbs/v0/resource/default/ID/passphrase.`,
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted resource %s of workload %s\n", args[1], args[0])
 			return nil
 		},
-	})
+	}
 }
 
 func printWorkload(out io.Writer, w *broker.AdminWorkload, asJSON bool) error {

@@ -138,7 +138,7 @@ func TestBrokerCLIUsage(t *testing.T) {
 func TestBrokerHelpHasExamples(t *testing.T) {
 	for _, args := range [][]string{{"broker"}, {"register"}, {"workloads"}, {"workloads", "list"}, {"workloads", "show"},
 		{"workloads", "delete"}, {"workloads", "set-policy"}, {"workloads", "set-passphrase"}, {"workloads", "put-resource"}, {"workloads", "delete-resource"}} {
-		c, _, err := rootCmd.Find(args)
+		c, _, err := newRootCmd().Find(args)
 		if err != nil || c.Example == "" {
 			t.Errorf("%v: no example (%v)", args, err)
 		}

@@ -14,17 +14,22 @@ import (
 	"github.com/sealroot/sealroot/attest/sim"
 )
 
-// simCmd groups the simulated secure processor commands.
-var simCmd = &cobra.Command{
-	Use:   "sim",
-	Short: "Manage the simulated secure processor (a stand-in for AMD SEV-SNP)",
-	Long: `The simulated secure processor lets the whole flow run on machines without SEV-SNP: the
+// newSimCmd builds `sealroot sim`, the simulated secure processor commands.
+func newSimCmd() *cobra.Command {
+	simCmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Manage the simulated secure processor (a stand-in for AMD SEV-SNP)",
+		Long: `The simulated secure processor lets the whole flow run on machines without SEV-SNP: the
 launcher (sealroot launch --tee sim) signs real SNP-format reports with a VCEK whose ARK/ASK chain
 'sealroot sim init' generated. Brokers trust that root only when told to (--trust-sim-root).
 It proves nothing about hardware: use it for development, tests and CI.`,
+	}
+	simCmd.AddCommand(newSimInitCmd(), newSimShowCmd(), newSimReportCmd())
+	return simCmd
 }
 
-func init() {
+// newSimInitCmd builds `sealroot sim init`.
+func newSimInitCmd() *cobra.Command {
 	var dir, product string
 	var force, asJSON bool
 	initCmd := &cobra.Command{
@@ -60,8 +65,11 @@ be issued under this root. An existing simulated secure processor is never repla
 	initCmd.Flags().StringVar(&product, "product", "milan", "product line to simulate: milan, genoa or turin")
 	initCmd.Flags().BoolVar(&force, "force", false, "replace the keys of an existing simulated secure processor")
 	initCmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
-	simCmd.AddCommand(initCmd)
+	return initCmd
+}
 
+// newSimShowCmd builds `sealroot sim show`.
+func newSimShowCmd() *cobra.Command {
 	var showDir string
 	var showJSON bool
 	showCmd := &cobra.Command{
@@ -82,8 +90,11 @@ be issued under this root. An existing simulated secure processor is never repla
 	}
 	showCmd.Flags().StringVar(&showDir, "dir", "", "simulated secure processor directory")
 	showCmd.Flags().BoolVar(&showJSON, "json", false, "print the result as JSON")
-	simCmd.AddCommand(showCmd)
+	return showCmd
+}
 
+// newSimReportCmd builds `sealroot sim report`.
+func newSimReportCmd() *cobra.Command {
 	var rf struct {
 		dir, out, measurement, reportData, hostData string
 		policy                                      uint64
@@ -144,9 +155,7 @@ report: the 1184-byte report followed by its certificate table (ARK, ASK, VCEK).
 	rfl.Uint64Var(&rf.policy, "policy", 0, "SNP guest policy (default 0x30000: SMT allowed, debug off)")
 	rfl.Uint32Var(&rf.vmpl, "vmpl", 0, "VMPL the report is requested at (0-3)")
 	rfl.Uint32Var(&rf.version, "report-version", 0, "report format version 2-5 (default 3)")
-	simCmd.AddCommand(reportCmd)
-
-	rootCmd.AddCommand(simCmd)
+	return reportCmd
 }
 
 // productLine maps --product to a product line name.

@@ -82,13 +82,25 @@ func readBounded(path, what string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// verifierFactories build the Verifier for a --tee value. snp and sim are
-// registered here; tdx and cca in cmd_verify_tdxcca.go.
-var verifierFactories = map[string]func(verifyFlags) (attest.Verifier, error){}
+// verifyBackend is what `sealroot verify` needs for one --tee value.
+type verifyBackend struct {
+	// verifier builds the Verifier.
+	verifier func(verifyFlags) (attest.Verifier, error)
+	// load turns the --evidence (and --certs) files into Evidence; nil
+	// means loadRawEvidence.
+	load func(verifyFlags) (*attest.Evidence, error)
+}
 
-// evidenceLoaders turn the --evidence (and --certs) files into Evidence for
-// a --tee value. A TEE without a loader gets loadRawEvidence.
-var evidenceLoaders = map[string]func(verifyFlags) (*attest.Evidence, error){}
+// verifyBackends is the command's TEE→verifier mapping, built on each call:
+// snp and sim are here, tdx and cca in cmd_verify_tdxcca.go.
+func verifyBackends() map[string]verifyBackend {
+	return map[string]verifyBackend{
+		attest.TEESNP: {verifier: newSNPVerifier, load: loadSNPEvidence},
+		attest.TEESim: {verifier: newSimVerifier, load: loadSNPEvidence},
+		attest.TEETDX: {verifier: newTDXVerifier, load: loadTDXEvidence},
+		attest.TEECCA: {verifier: newCCAVerifier, load: loadCCAEvidence},
+	}
+}
 
 // loadRawEvidence is the default loader: the whole --evidence file is
 // Evidence.Report and the --certs file, if any, Evidence.Certs.
@@ -132,31 +144,30 @@ func loadSNPEvidence(f verifyFlags) (*attest.Evidence, error) {
 	return &attest.Evidence{TEE: attest.TEESNP, Report: report, Certs: table}, nil
 }
 
-func init() {
-	verifierFactories[attest.TEESNP] = func(f verifyFlags) (attest.Verifier, error) {
-		cache, err := f.openCache()
-		if err != nil {
-			return nil, err
-		}
-		return snp.NewVerifier(snp.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+// newSNPVerifier is the Verifier of --tee snp.
+func newSNPVerifier(f verifyFlags) (attest.Verifier, error) {
+	cache, err := f.openCache()
+	if err != nil {
+		return nil, err
 	}
-	evidenceLoaders[attest.TEESNP] = loadSNPEvidence
+	return snp.NewVerifier(snp.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+}
 
-	verifierFactories[attest.TEESim] = func(f verifyFlags) (attest.Verifier, error) {
-		if f.simDir == "" {
-			return nil, usageError("--tee sim needs --sim-dir (the directory made by 'sealroot sim init')")
-		}
-		a, err := sim.Load(f.simDir)
-		if err != nil {
-			return nil, err
-		}
-		cache, err := f.openCache()
-		if err != nil {
-			return nil, err
-		}
-		return sim.NewVerifier(a, snp.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+// newSimVerifier is the Verifier of --tee sim: SNP reports chained to the
+// simulated root in --sim-dir.
+func newSimVerifier(f verifyFlags) (attest.Verifier, error) {
+	if f.simDir == "" {
+		return nil, usageError("--tee sim needs --sim-dir (the directory made by 'sealroot sim init')")
 	}
-	evidenceLoaders[attest.TEESim] = loadSNPEvidence
+	a, err := sim.Load(f.simDir)
+	if err != nil {
+		return nil, err
+	}
+	cache, err := f.openCache()
+	if err != nil {
+		return nil, err
+	}
+	return sim.NewVerifier(a, snp.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
 }
 
 // policyFlags are the claim checks of `sealroot verify`.
@@ -216,7 +227,8 @@ func decodeHexFlag(name, s string) ([]byte, error) {
 	return b, nil
 }
 
-func init() {
+// newVerifyCmd builds `sealroot verify`.
+func newVerifyCmd() *cobra.Command {
 	var f verifyFlags
 	var p policyFlags
 	var asJSON bool
@@ -247,7 +259,6 @@ shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.
       --measurement "$(sealroot measure --tee sim --kernel vmlinuz --initrd initrd.cpio.gz)"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f.at = time.Time{}
 			if at != "" {
 				t, err := time.Parse(time.RFC3339, at)
 				if err != nil {
@@ -275,7 +286,7 @@ shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.
 	fl.BoolVar(&p.allowMA, "allow-migration-agent", false, "accept an SNP guest whose policy allows a migration agent (bit 18)")
 	fl.StringVar(&p.minTCB, "min-tcb", "", "lowest accepted TCB: bl=N,tee=N,snp=N,ucode=N[,fmc=N] or a raw 64-bit hex TCB_VERSION")
 	fl.BoolVar(&asJSON, "json", false, "print the result as JSON")
-	rootCmd.AddCommand(c)
+	return c
 }
 
 // verifyResult is the --json output.
@@ -323,10 +334,11 @@ func runVerify(ctx context.Context, out io.Writer, f verifyFlags, p policyFlags,
 	if f.tee == "" || f.evidencePath == "" {
 		return usageError("--tee and --evidence are required")
 	}
-	factory, ok := verifierFactories[f.tee]
+	backends := verifyBackends()
+	backend, ok := backends[f.tee]
 	if !ok {
-		known := make([]string, 0, len(verifierFactories))
-		for k := range verifierFactories {
+		known := make([]string, 0, len(backends))
+		for k := range backends {
 			known = append(known, k)
 		}
 		slices.Sort(known)
@@ -342,7 +354,7 @@ func runVerify(ctx context.Context, out io.Writer, f verifyFlags, p policyFlags,
 	if err != nil {
 		return err
 	}
-	load := evidenceLoaders[f.tee]
+	load := backend.load
 	if load == nil {
 		load = loadRawEvidence
 	}
@@ -350,7 +362,7 @@ func runVerify(ctx context.Context, out io.Writer, f verifyFlags, p policyFlags,
 	if err != nil {
 		return failed(err)
 	}
-	v, err := factory(f)
+	v, err := backend.verifier(f)
 	if err != nil {
 		return failed(err)
 	}

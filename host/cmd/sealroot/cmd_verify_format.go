@@ -31,12 +31,17 @@ const (
 	formatTrustee  = "trustee"
 )
 
-// teeFormats lists the formats each --tee reads, besides auto.
-var teeFormats = map[string][]string{
-	attest.TEESNP: {formatRaw, formatExtended, formatTrustee},
-	attest.TEESim: {formatRaw, formatExtended, formatTrustee},
-	attest.TEETDX: {formatRaw, formatTrustee},
-	attest.TEECCA: {formatRaw},
+// teeFormats lists the formats a --tee reads, besides auto.
+func teeFormats(tee string) []string {
+	switch tee {
+	case attest.TEESNP, attest.TEESim:
+		return []string{formatRaw, formatExtended, formatTrustee}
+	case attest.TEETDX:
+		return []string{formatRaw, formatTrustee}
+	case attest.TEECCA:
+		return []string{formatRaw}
+	}
+	return nil
 }
 
 // checkFormat refuses a --format the --tee cannot read (a usage error).
@@ -44,7 +49,7 @@ func checkFormat(tee, format string) error {
 	if format == "" || format == formatAuto {
 		return nil
 	}
-	known := teeFormats[tee]
+	known := teeFormats(tee)
 	if !slices.Contains(known, format) {
 		return usageError("--format %q: --tee %s reads %s", format, tee, strings.Join(append([]string{formatAuto}, known...), ", "))
 	}

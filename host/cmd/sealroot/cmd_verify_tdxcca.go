@@ -21,39 +21,40 @@ import (
 	"github.com/sealroot/sealroot/attest/tdx"
 )
 
-func init() {
-	verifierFactories[attest.TEETDX] = func(f verifyFlags) (attest.Verifier, error) {
-		cache, err := f.openCache()
-		if err != nil {
-			return nil, err
-		}
-		return tdx.NewVerifier(tdx.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+// newTDXVerifier is the Verifier of --tee tdx.
+func newTDXVerifier(f verifyFlags) (attest.Verifier, error) {
+	cache, err := f.openCache()
+	if err != nil {
+		return nil, err
 	}
-	evidenceLoaders[attest.TEETDX] = loadTDXEvidence
+	return tdx.NewVerifier(tdx.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+}
 
-	verifierFactories[attest.TEECCA] = func(f verifyFlags) (attest.Verifier, error) {
-		if f.certsPath == "" {
-			return nil, usageError("--tee cca needs --certs FILE: the PEM public keys (CPAKs) of the platforms you trust")
-		}
-		b, err := f.readCerts()
-		if err != nil {
-			return nil, err
-		}
-		keys, err := cca.ParseCPAKs(b)
-		if err != nil {
-			return nil, fmt.Errorf("certificates %s: %w", f.certsPath, err)
-		}
-		return cca.NewVerifier(cca.Options{TrustedCPAKs: keys}), nil
+// newCCAVerifier is the Verifier of --tee cca, trusting the CPAKs in --certs.
+func newCCAVerifier(f verifyFlags) (attest.Verifier, error) {
+	if f.certsPath == "" {
+		return nil, usageError("--tee cca needs --certs FILE: the PEM public keys (CPAKs) of the platforms you trust")
 	}
-	evidenceLoaders[attest.TEECCA] = func(f verifyFlags) (*attest.Evidence, error) {
-		b, err := f.readEvidence()
-		if err != nil {
-			return nil, err
-		}
-		// --certs holds trust anchors, read by the factory; it is never
-		// part of the evidence.
-		return &attest.Evidence{TEE: attest.TEECCA, Report: b}, nil
+	b, err := f.readCerts()
+	if err != nil {
+		return nil, err
 	}
+	keys, err := cca.ParseCPAKs(b)
+	if err != nil {
+		return nil, fmt.Errorf("certificates %s: %w", f.certsPath, err)
+	}
+	return cca.NewVerifier(cca.Options{TrustedCPAKs: keys}), nil
+}
+
+// loadCCAEvidence reads the CCA token.
+func loadCCAEvidence(f verifyFlags) (*attest.Evidence, error) {
+	b, err := f.readEvidence()
+	if err != nil {
+		return nil, err
+	}
+	// --certs holds trust anchors, read by the verifier; it is never part
+	// of the evidence.
+	return &attest.Evidence{TEE: attest.TEECCA, Report: b}, nil
 }
 
 // loadTDXEvidence reads a raw quote or Trustee's TDX evidence JSON.

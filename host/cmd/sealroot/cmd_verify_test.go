@@ -232,7 +232,7 @@ func TestMeasureCLI(t *testing.T) {
 
 func TestHelpHasExamples(t *testing.T) {
 	for _, args := range [][]string{{"verify"}, {"measure"}, {"sim", "init"}, {"sim", "show"}, {"sim", "report"}} {
-		c, _, err := rootCmd.Find(args)
+		c, _, err := newRootCmd().Find(args)
 		if err != nil || c.Example == "" {
 			t.Errorf("%v: no example (%v)", args, err)
 		}

@@ -65,6 +65,18 @@ func TestLaunchChecksBeforeBooting(t *testing.T) {
 	var tlsLog strings.Builder
 	tlsBroker := httptest.NewUnstartedServer(http.NotFoundHandler())
 	tlsBroker.Config.ErrorLog = log.New(&lockedWriter{w: &tlsLog}, "", 0)
+	// The log is read once the server has finished with every connection
+	// (the probe's handshake included): closing it earlier would cut a
+	// handshake short and log that instead.
+	var tlsConns sync.WaitGroup
+	tlsBroker.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			tlsConns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			tlsConns.Done()
+		}
+	}
 	tlsBroker.StartTLS()
 	defer tlsBroker.Close()
 
@@ -103,6 +115,7 @@ func TestLaunchChecksBeforeBooting(t *testing.T) {
 			}
 		})
 	}
+	tlsConns.Wait()
 	tlsBroker.Close()
 	if s := tlsLog.String(); strings.Contains(s, "handshake error") {
 		t.Errorf("the https broker logged: %s", s)
