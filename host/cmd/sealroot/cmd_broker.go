@@ -65,7 +65,8 @@ reach (the launcher relays only --listen). Unauthenticated callers are rate limi
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			if err := broker.Run(ctx, o, cmd.ErrOrStderr(), nil); err != nil {
+			o.Logger = broker.JSONLogger(cmd.ErrOrStderr())
+			if err := broker.Run(ctx, o, nil); err != nil {
 				return withStatus(1, err)
 			}
 			return nil

@@ -52,7 +52,8 @@ A bbolt store is backed up with the broker stopped; a PostgreSQL store while it 
 			if bo.State == "" || out == "" {
 				return usageError("--state and --out are required")
 			}
-			man, err := broker.Backup(cmd.Context(), bo, out, withoutKEK, logger(cmd))
+			bo.Logger = logger(cmd)
+			man, err := broker.Backup(cmd.Context(), bo, out, withoutKEK)
 			if err != nil {
 				return withStatus(1, err)
 			}
@@ -86,7 +87,8 @@ stopped; start the broker afterwards as usual.`,
 				return withStatus(1, err)
 			}
 			defer f.Close()
-			man, err := broker.Restore(cmd.Context(), ro, f, replace, logger(cmd))
+			ro.Logger = logger(cmd)
+			man, err := broker.Restore(cmd.Context(), ro, f, replace)
 			if err != nil {
 				return withStatus(1, err)
 			}
