@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -156,7 +157,7 @@ func runImageBuild(cmd *cobra.Command, f *imageBuildFlags) error {
 		RootfsDir: f.rootfs,
 		OutDir:    f.out,
 		Slop:      f.slop,
-		Log:       os.Stderr,
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, nil)),
 		Config: config.Config{TEE: tee, TEEData: teeData, WorkloadID: id, CPUs: f.cpus, RAMMiB: f.memory,
 			AttestationURL: f.attestationURL, KBSProtocol: f.kbsProtocol},
 		Workload:  image.Workload{Entrypoint: f.entrypoint, Cmd: f.cmd, Env: f.env, WorkDir: f.workdir, User: f.user},
