@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -114,7 +115,7 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 		QEMU: f.qemu, Kernel: f.kernel, Initrd: f.initrd, Disk: f.disk, DataDisk: f.dataDisk,
 		CPUs: f.cpus, MemoryMiB: f.memory, Append: f.appendArgs, Timeout: f.timeout, Accel: f.accel,
 		Machine: f.machine,
-		Console: cmd.OutOrStdout(), Log: cmd.ErrOrStderr(),
+		Console: cmd.OutOrStdout(), Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 	}
 	if o.CPUs == 0 {
 		o.CPUs = cfg.CPUs
