@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -139,11 +140,8 @@ func runInitramfsBuild(cmd *cobra.Command, f *initramfsBuildFlags) error {
 			opts.ExtraFiles[dst] = src
 		}
 	}
-	stderr := cmd.ErrOrStderr()
 	if !f.quiet {
-		opts.Logf = func(format string, a ...any) {
-			fmt.Fprintf(stderr, "initramfs: "+format+"\n", a...)
-		}
+		opts.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 	}
 	// -o out/initrd.cpio.gz in a fresh checkout: make out/ as image build does.
 	if err := os.MkdirAll(filepath.Dir(f.output), 0o755); err != nil {
