@@ -321,7 +321,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	evs.closeConns()
 	wg.Wait()
 
-	o.Logger.Debug("qemu exited", "err", exitErr, "wall_ms", time.Since(t0).Milliseconds())
+	if exitErr != nil {
+		o.Logger.Debug("qemu exited", "wall_ms", time.Since(t0).Milliseconds(), "err", exitErr)
+	} else {
+		o.Logger.Debug("qemu exited", "wall_ms", time.Since(t0).Milliseconds())
+	}
 	res.Events = evs.all()
 	res.Duration = time.Since(t0)
 	final, ok := evs.final()
