@@ -639,8 +639,12 @@ func TestBuildDebug(t *testing.T) {
 		t.Skip("set SEALROOT_TEST_DEBUG=1 to build the debug tools (about 20 s)")
 	}
 	out := filepath.Join(t.TempDir(), "initrd")
-	if _, err := Build(Options{Output: out, Compression: CompressNone, InitBinary: tinyInit(t), Debug: true}); err != nil {
+	var logs logCapture
+	if _, err := Build(Options{Output: out, Compression: CompressNone, InitBinary: tinyInit(t), Debug: true, Logger: logs.logger()}); err != nil {
 		t.Fatal(err)
+	}
+	if rs := logs.records(t, "building the debug tools"); len(rs) != 1 || rs[0]["commands"] != float64(len(DebugCommands)) {
+		t.Errorf("debug tools records %v, want one with commands %d", rs, len(DebugCommands))
 	}
 	recs := recordMap(readRecords(t, mustRead(t, out)))
 	bb, ok := recs["bbin/bb"]
