@@ -38,6 +38,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -108,8 +109,9 @@ type Options struct {
 	// TempDir is where the init and debug tools are built; empty means the
 	// system default.
 	TempDir string
-	// Logf, when set, receives progress lines (builds, notes).
-	Logf func(format string, a ...any)
+	// Logger receives a record per build step and one per note
+	// (docs/design.md, "Logging"); nil discards them.
+	Logger *slog.Logger
 }
 
 // Result describes a written image.
@@ -139,10 +141,12 @@ type Result struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
-func (o *Options) logf(format string, a ...any) {
-	if o.Logf != nil {
-		o.Logf(format, a...)
+// logger returns o.Logger, or a logger that discards when it is nil.
+func (o *Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
 	}
+	return o.Logger
 }
 
 // Build writes the image described by opts.
@@ -215,7 +219,7 @@ func assemble(opts *Options, tmp string) (*tree, *Result, error) {
 				return nil, nil, fmt.Errorf("finding the module to build the init from: %w", err)
 			}
 		}
-		opts.logf("building %s of %s", InitPackage, root)
+		opts.logger().Info("building the init", "package", InitPackage, "dir", root)
 		var err error
 		if initFile, err = buildInit(root, tmp); err != nil {
 			return nil, nil, err
@@ -283,7 +287,7 @@ func assemble(opts *Options, tmp string) (*tree, *Result, error) {
 		}
 	}
 	for _, n := range res.Notes {
-		opts.logf("note: %s", n)
+		opts.logger().Info("note", "note", n)
 	}
 	return t, res, nil
 }

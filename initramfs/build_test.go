@@ -112,6 +112,8 @@ func TestBuildContents(t *testing.T) {
 	opts := syntheticOptions(t)
 	opts.Compression = CompressNone
 	opts.Output = filepath.Join(t.TempDir(), "initrd.cpio")
+	var logs logCapture
+	opts.Logger = logs.logger()
 	res, err := Build(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -222,6 +224,16 @@ func TestBuildContents(t *testing.T) {
 	for _, n := range []string{"ext4: built into the kernel", "sev-guest: not in this kernel"} {
 		if !slices.ContainsFunc(res.Notes, func(s string) bool { return strings.Contains(s, n) }) {
 			t.Errorf("notes %q lack %q", res.Notes, n)
+		}
+	}
+	// Each note is also an info record on the Logger.
+	notes := logs.records(t, "note")
+	if len(notes) != len(res.Notes) {
+		t.Errorf("%d note records for %d notes", len(notes), len(res.Notes))
+	}
+	for i, r := range notes {
+		if i < len(res.Notes) && (r["note"] != res.Notes[i] || r["level"] != "INFO") {
+			t.Errorf("note record %v, want %q at INFO", r, res.Notes[i])
 		}
 	}
 	if res.KernelRelease != kmodtest.Release || res.ModulesSize == 0 || res.InitSize != int64(len(want)) {
@@ -497,13 +509,18 @@ func TestBuildRealInit(t *testing.T) {
 	for i := range images {
 		out := filepath.Join(t.TempDir(), "initrd")
 		// The second build finds the module from the working directory.
-		opts := Options{Output: out, Compression: CompressNone, ModuleRoot: root}
+		var logs logCapture
+		opts := Options{Output: out, Compression: CompressNone, ModuleRoot: root, Logger: logs.logger()}
 		if i == 1 {
 			opts.ModuleRoot = ""
 		}
 		res, err := Build(opts)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The init build is a record naming the package and the module.
+		if rs := logs.records(t, "building the init"); len(rs) != 1 || rs[0]["package"] != InitPackage || rs[0]["dir"] != root {
+			t.Errorf("init build records %v, want one naming %s in %s", rs, InitPackage, root)
 		}
 		images[i] = mustRead(t, out)
 		t.Logf("real init: %d bytes; image %d bytes", res.InitSize, res.Size)
@@ -622,8 +639,12 @@ func TestBuildDebug(t *testing.T) {
 		t.Skip("set SEALROOT_TEST_DEBUG=1 to build the debug tools (about 20 s)")
 	}
 	out := filepath.Join(t.TempDir(), "initrd")
-	if _, err := Build(Options{Output: out, Compression: CompressNone, InitBinary: tinyInit(t), Debug: true}); err != nil {
+	var logs logCapture
+	if _, err := Build(Options{Output: out, Compression: CompressNone, InitBinary: tinyInit(t), Debug: true, Logger: logs.logger()}); err != nil {
 		t.Fatal(err)
+	}
+	if rs := logs.records(t, "building the debug tools"); len(rs) != 1 || rs[0]["commands"] != float64(len(DebugCommands)) {
+		t.Errorf("debug tools records %v, want one with commands %d", rs, len(DebugCommands))
 	}
 	recs := recordMap(readRecords(t, mustRead(t, out)))
 	bb, ok := recs["bbin/bb"]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path"
@@ -96,14 +97,16 @@ func addDebugTools(opts *Options, t *tree, tmp, arch string) error {
 	for _, c := range DebugCommands {
 		paths = append(paths, filepath.Join(dir, "cmds", "core", c))
 	}
-	opts.logf("building debug tools from %s@%s (%d commands)", urootModule, version, len(DebugCommands))
+	log := opts.logger()
+	log.Info("building the debug tools", "module", urootModule+"@"+version, "commands", len(DebugCommands))
 	bin := filepath.Join(tmp, "bb")
 	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOROOT(goroot), golang.WithWorkingDir(dir), golang.WithMod(golang.ModOnly))
 	env.GO111MODULE = "on"
 	if arch != "" {
 		env.GOARCH = arch // the init's architecture, for cross-built images
 	}
-	err = bb.BuildBusybox(quietLogger{opts}, &bb.Opts{
+	// gobusybox's own lines are debug records, marked as its.
+	err = bb.BuildBusybox(slog.NewLogLogger(log.With("tool", "gobusybox").Handler(), slog.LevelDebug), &bb.Opts{
 		Env:          env,
 		GenSrcDir:    filepath.Join(tmp, "bbsrc"),
 		CommandPaths: paths,
@@ -130,9 +133,3 @@ func addDebugTools(opts *Options, t *tree, tmp, arch string) error {
 	}
 	return t.file(DebugMarkerPath, []byte("debug image: shell /bin/sh, tools in /bbin ("+urootModule+"@"+version+")\n"), 0o644)
 }
-
-// quietLogger passes gobusybox's log lines to Options.Logf.
-type quietLogger struct{ opts *Options }
-
-func (l quietLogger) Printf(format string, v ...any) { l.opts.logf("bb: "+format, v...) }
-func (l quietLogger) Print(v ...any)                 { l.opts.logf("bb: %s", fmt.Sprint(v...)) }

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -107,7 +106,9 @@ func openForBackup(ctx context.Context, o Options) (store.Store, store.StateKeep
 
 // Backup writes a backup of the state o names to out (a file created with
 // mode 0600, through a temporary file). withoutKEK leaves the KEK out.
-func Backup(ctx context.Context, o Options, out string, withoutKEK bool, log *slog.Logger) (*BackupManifest, error) {
+// It logs to o.Logger.
+func Backup(ctx context.Context, o Options, out string, withoutKEK bool) (*BackupManifest, error) {
+	log := o.logger()
 	st, _, rec, _, tokenPEM, err := openForBackup(ctx, o)
 	if err != nil {
 		return nil, err
@@ -310,8 +311,9 @@ const restoringName = "restore-incomplete"
 // directory, an empty PostgreSQL store) unless replace is set: then the
 // old files are moved aside (old-TIMESTAMP/) and a PostgreSQL store is
 // wiped. The keys are checked against the backup's state record before
-// anything is written.
-func Restore(ctx context.Context, o Options, in io.Reader, replace bool, log *slog.Logger) (*BackupManifest, error) {
+// anything is written. It logs to o.Logger.
+func Restore(ctx context.Context, o Options, in io.Reader, replace bool) (*BackupManifest, error) {
+	log := o.logger()
 	man, members, err := readBackup(in)
 	if err != nil {
 		return nil, err

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,10 +36,12 @@ func TestBackupRestore(t *testing.T) {
 			if code, body := tb.adminDo(t, http.MethodPut, "/admin/v1/workloads/bk-1/resources/app/cfg/token", "resource-value"); code != http.StatusNoContent {
 				t.Fatalf("put resource: %d %s", code, body)
 			}
-			log := slog.New(slog.DiscardHandler)
-			o := Options{State: e.state, Store: dsn}
+			// Backup and restore log to a handler that keeps every record,
+			// which must name no secret.
+			logs := &syncBuffer{}
+			o := Options{State: e.state, Store: dsn, Logger: JSONLogger(logs)}
 			if dsn == "" {
-				_, err := Backup(context.Background(), o, filepath.Join(t.TempDir(), "x.tar"), false, log)
+				_, err := Backup(context.Background(), o, filepath.Join(t.TempDir(), "x.tar"), false)
 				if err == nil || !strings.Contains(err.Error(), "stop the broker first") {
 					t.Fatalf("bbolt backup while the broker runs: %v", err)
 				}
@@ -48,7 +49,7 @@ func TestBackupRestore(t *testing.T) {
 			p.stop(t)
 
 			archive := filepath.Join(t.TempDir(), "broker.tar")
-			man, err := Backup(context.Background(), o, archive, false, log)
+			man, err := Backup(context.Background(), o, archive, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -59,6 +60,10 @@ func TestBackupRestore(t *testing.T) {
 				t.Fatalf("archive mode %v", fi.Mode().Perm())
 			}
 
+			kekFile, err := os.ReadFile(filepath.Join(e.state, "kek"))
+			if err != nil {
+				t.Fatal(err)
+			}
 			// The disaster: the state directory (and database) are gone.
 			os.RemoveAll(e.state)
 			newDSN := ""
@@ -66,9 +71,9 @@ func TestBackupRestore(t *testing.T) {
 				newDSN = storetest.PostgresDSN(t)
 			}
 			n := newFaultEnv(t, newDSN, "--trust-sim-root", simDir)
-			no := Options{State: n.state, Store: newDSN}
+			no := Options{State: n.state, Store: newDSN, Logger: JSONLogger(logs)}
 			f, _ := os.Open(archive)
-			if _, err := Restore(context.Background(), no, f, false, log); err != nil {
+			if _, err := Restore(context.Background(), no, f, false); err != nil {
 				t.Fatal(err)
 			}
 			f.Close()
@@ -93,13 +98,13 @@ func TestBackupRestore(t *testing.T) {
 
 			// Restoring over state needs --replace.
 			f, _ = os.Open(archive)
-			_, err = Restore(context.Background(), no, f, false, log)
+			_, err = Restore(context.Background(), no, f, false)
 			f.Close()
 			if err == nil || !strings.Contains(err.Error(), "--replace") {
 				t.Fatalf("restore over state: %v", err)
 			}
 			f, _ = os.Open(archive)
-			if _, err = Restore(context.Background(), no, f, true, log); err != nil {
+			if _, err = Restore(context.Background(), no, f, true); err != nil {
 				t.Fatalf("restore --replace: %v", err)
 			}
 			f.Close()
@@ -110,9 +115,19 @@ func TestBackupRestore(t *testing.T) {
 			b, _ := os.ReadFile(archive)
 			i := bytes.Index(b, []byte(`"measurements"`))
 			b[i+2] ^= 0x20
-			_, err = Restore(context.Background(), Options{State: t.TempDir()}, bytes.NewReader(b), false, log)
+			_, err = Restore(context.Background(), Options{State: t.TempDir()}, bytes.NewReader(b), false)
 			if err == nil || !strings.Contains(err.Error(), "does not match its hash") {
 				t.Fatalf("damaged archive: %v", err)
+			}
+			for _, want := range []string{`"msg":"backup written"`, `"msg":"backup restored"`} {
+				if !strings.Contains(logs.String(), want) {
+					t.Errorf("no %s record:\n%s", want, logs.String())
+				}
+			}
+			for what, secret := range map[string]string{"passphrase": pass, "resource": "resource-value", "key-encryption key": strings.TrimSpace(string(kekFile))} {
+				if strings.Contains(logs.String(), secret) {
+					t.Errorf("the %s is in the backup's log", what)
+				}
 			}
 		})
 	}

@@ -51,7 +51,8 @@ func childMain() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	err := Run(ctx, o, os.Stderr, func(a net.Addr) { fmt.Printf("LISTENING %s\n", a) })
+	o.Logger = JSONLogger(os.Stderr)
+	err := Run(ctx, o, func(a net.Addr) { fmt.Printf("LISTENING %s\n", a) })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "broker:", err)
 		return 1

@@ -111,7 +111,8 @@ func TestRunAdminListen(t *testing.T) {
 	}
 	// The same address twice is a mistake.
 	o.Listen, o.AdminListen = "127.0.0.1:18989", "127.0.0.1:18989"
-	if err := Run(t.Context(), o, &syncBuffer{}, nil); err == nil || !strings.Contains(err.Error(), "--admin-listen") {
+	o.Logger = JSONLogger(&syncBuffer{})
+	if err := Run(t.Context(), o, nil); err == nil || !strings.Contains(err.Error(), "--admin-listen") {
 		t.Fatalf("same address: %v", err)
 	}
 }

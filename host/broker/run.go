@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -62,6 +61,11 @@ type Options struct {
 	AuditLog              string
 	LogLevel              string
 	Config                string
+	// Logger receives the broker's log records and, unless AuditLog
+	// names a file, its audit records; Run drops the records below
+	// LogLevel. nil discards them (not a flag; `sealroot broker` gives
+	// JSONLogger(stderr)).
+	Logger *slog.Logger `json:"-"`
 	// StartOver discards the state (see openState) and creates a new one.
 	StartOver bool
 	// StoreTimeout bounds every store call.
@@ -144,14 +148,14 @@ func ApplyConfigFile(fs *pflag.FlagSet, path string) error {
 }
 
 // Run serves the broker until ctx is done, then shuts down gracefully.
-// logOut receives JSON log lines. ready, when not nil, is called with the
-// bound address once the listener is up.
-func Run(ctx context.Context, o Options, logOut io.Writer, ready func(net.Addr)) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
-		return fmt.Errorf("--log-level %q: want debug, info, warn or error", o.LogLevel)
+// It logs to o.Logger at o.LogLevel. ready, when not nil, is called with
+// the bound address once the listener is up.
+func Run(ctx context.Context, o Options, ready func(net.Addr)) error {
+	level, err := parseLogLevel(o.LogLevel)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
+	log := slog.New(levelGate{h: o.logger().Handler(), min: level})
 	if o.State == "" {
 		return errors.New("--state is required (the broker's state directory)")
 	}

@@ -82,7 +82,8 @@ func startRun(t *testing.T, o Options) (string, *syncBuffer, func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, o, logs, func(a net.Addr) { addr <- a.String() }) }()
+	o.Logger = JSONLogger(logs)
+	go func() { done <- Run(ctx, o, func(a net.Addr) { addr <- a.String() }) }()
 	select {
 	case a := <-addr:
 		return a, logs, func() error { cancel(); return <-done }
@@ -180,7 +181,8 @@ func TestRunKEKFromEnvAndErrors(t *testing.T) {
 		"bad store":      {Listen: "127.0.0.1:0", State: t.TempDir(), LogLevel: "info", Store: "mysql://x"},
 		"bad proxy cidr": {Listen: "127.0.0.1:0", State: t.TempDir(), LogLevel: "info", TrustedProxies: []string{"10.0.0.1"}},
 	} {
-		if err := Run(context.Background(), o, &syncBuffer{}, nil); err == nil {
+		o.Logger = JSONLogger(&syncBuffer{})
+		if err := Run(context.Background(), o, nil); err == nil {
 			t.Errorf("%s: Run accepted it", name)
 		}
 	}

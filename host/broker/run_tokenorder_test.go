@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +22,7 @@ func TestRunMissingTokenFileCreatesNoKey(t *testing.T) {
 			} else {
 				o.RegistrationTokenFile = missing
 			}
-			err := Run(context.Background(), o, io.Discard, nil)
+			err := Run(context.Background(), o, nil)
 			if err == nil || !strings.Contains(err.Error(), flag) {
 				t.Fatalf("Run = %v, want an error naming %s", err, flag)
 			}

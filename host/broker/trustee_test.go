@@ -57,6 +57,17 @@ func TestTrusteeFlow(t *testing.T) {
 			if _, code, _ := c.resource(t, PassphrasePath("tw"), true); code != http.StatusUnauthorized {
 				t.Fatalf("bearer after expiry: %d", code)
 			}
+			// The releases are audited; no secret reaches a log record
+			// (the operational log keeps every level, debug included).
+			if !strings.Contains(b.audit.String(), `"event":"key_release"`) {
+				t.Errorf("no key_release audit record:\n%s", b.audit.String())
+			}
+			all := b.audit.String() + b.logs.String()
+			for what, secret := range map[string]string{"passphrase": pass, "attestation token": c.token, "admin token": testAdminToken} {
+				if strings.Contains(all, secret) {
+					t.Errorf("the %s is in a log record", what)
+				}
+			}
 		})
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,9 +62,12 @@ type Options struct {
 	Slop     string        // "25%" (default), or an absolute size like "512M"
 	Workload Workload
 	TempDir  string
-	Log      io.Writer
+	// Logger receives a record per build step (docs/design.md,
+	// "Logging"); nil discards them.
+	Logger *slog.Logger
 	// Progress, when set, returns a writer that is fed every plaintext
-	// byte as it is encrypted (a progress bar on a terminal).
+	// byte as it is encrypted (a progress bar on a terminal). It is
+	// output for the user, not a log.
 	Progress func(total int64, what string) io.Writer
 
 	// Integrity "verity" makes the filesystem read-only and appends a
@@ -100,8 +104,9 @@ func Build(o Options) (*Result, error) {
 	if (o.RootfsDir == "") == (o.OCIDir == "") {
 		return nil, errors.New("give exactly one of a rootfs directory or an OCI layout")
 	}
-	if o.Log == nil {
-		o.Log = io.Discard
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	if o.Encrypt != nil && len(o.Passphrase) == 0 {
 		return nil, errors.New("encrypting needs a passphrase")
@@ -140,7 +145,7 @@ func Build(o Options) (*Result, error) {
 		if err := os.Mkdir(rootfs, 0o755); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(o.Log, "image: extracting %s\n", o.OCIDir)
+		log.Info("extracting the OCI image", "dir", o.OCIDir)
 		if err := ExtractOCI(img, rootfs); err != nil {
 			return nil, fmt.Errorf("extracting %s: %w", o.OCIDir, err)
 		}
@@ -184,7 +189,7 @@ func Build(o Options) (*Result, error) {
 		fsPath = filepath.Join(o.OutDir, "disk.img.tmp")
 		defer os.Remove(fsPath)
 	}
-	fmt.Fprintf(o.Log, "image: making a %d MiB ext4 filesystem from %s (%d MiB used)\n", fsSize>>20, rootfs, used>>20)
+	log.Info("making the ext4 filesystem", "dir", rootfs, "size_mib", fsSize>>20, "used_mib", used>>20)
 	if fsSize, err = mkfs(fsPath, rootfs, fsSize, mkfsFeatures(verityRoot)...); err != nil {
 		return nil, err
 	}
@@ -195,7 +200,7 @@ func Build(o Options) (*Result, error) {
 	}
 	payloadSize := fsSize
 	if verityRoot {
-		v, size, err := appendVerity(fsPath, fsSize, o.VerityFormat, o.Log)
+		v, size, err := appendVerity(fsPath, fsSize, o.VerityFormat, log)
 		if err != nil {
 			return nil, err
 		}
@@ -227,7 +232,7 @@ func Build(o Options) (*Result, error) {
 			disk.Close()
 			return nil, err
 		}
-		fmt.Fprintf(o.Log, "image: encrypting %d MiB\n", payloadSize>>20)
+		log.Info("encrypting the filesystem", "size_mib", payloadSize>>20)
 		var src io.Reader = plain
 		if o.Progress != nil {
 			src = io.TeeReader(plain, o.Progress(payloadSize, "encrypting"))

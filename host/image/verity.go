@@ -3,7 +3,7 @@ package image
 import (
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -60,7 +60,7 @@ func mkfsFeatures(verityRoot bool) []string {
 // the kernel refuses to mount it writable) and appends the hash area right
 // after it, so the payload is [filesystem][verity superblock][tree]. It
 // returns the tree and the payload size, a multiple of 4096.
-func appendVerity(fsPath string, fsSize int64, format VerityFormat, log io.Writer) (*config.Verity, int64, error) {
+func appendVerity(fsPath string, fsSize int64, format VerityFormat, log *slog.Logger) (*config.Verity, int64, error) {
 	if out, err := exec.Command("tune2fs", "-O", "read-only", fsPath).CombinedOutput(); err != nil {
 		return nil, 0, fmt.Errorf("tune2fs -O read-only: %v: %s", err, strings.TrimSpace(string(out)))
 	}
@@ -72,7 +72,7 @@ func appendVerity(fsPath string, fsSize int64, format VerityFormat, log io.Write
 	if format == nil {
 		format = BuildVerity
 	}
-	fmt.Fprintf(log, "image: building the dm-verity tree over %d MiB\n", fsSize>>20)
+	log.Info("building the dm-verity tree", "size_mib", fsSize>>20)
 	v, err := format(f, fsSize, fsSize)
 	if err != nil {
 		return nil, 0, fmt.Errorf("building the verity tree: %w", err)
@@ -91,6 +91,6 @@ func appendVerity(fsPath string, fsSize int64, format VerityFormat, log io.Write
 	if err := f.Sync(); err != nil {
 		return nil, 0, err
 	}
-	fmt.Fprintf(log, "image: verity root hash %s (tree %d KiB)\n", v.RootHash, p.HashAreaSize()>>10)
+	log.Info("built the dm-verity tree", "root_hash", v.RootHash, "tree_kib", p.HashAreaSize()>>10)
 	return v, size, nil
 }

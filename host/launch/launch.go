@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -76,10 +77,14 @@ type Options struct {
 	// RelayCommand (argv; the launcher appends the target address).
 	Forward *Forward
 
+	// Console and Events are the launch's output, not logs: the guest's
+	// serial console as it comes, and the guest's events as JSON lines.
 	Console io.Writer         // guest console; default os.Stdout
 	Events  io.Writer         // JSON lines of guest events; may be nil
 	OnEvent func(event.Event) // called for each event; may be nil
-	Log     io.Writer         // launcher notes; default os.Stderr
+	// Logger receives the launcher's own records (docs/design.md,
+	// "Logging"); nil discards them.
+	Logger *slog.Logger
 }
 
 // Forward is a guestfwd rule.
@@ -133,8 +138,8 @@ func (o *Options) defaults() error {
 	if o.Console == nil {
 		o.Console = os.Stdout
 	}
-	if o.Log == nil {
-		o.Log = os.Stderr
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	files := []struct{ what, path string }{{"kernel", o.Kernel}, {"initrd", o.Initrd}, {"disk", o.Disk}, {"data disk", o.DataDisk}}
 	for _, d := range o.ExtraDisks {
@@ -269,6 +274,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Reason = fmt.Sprintf("starting %s: %v", o.QEMU, err)
 		return res, errors.New(res.Reason)
 	}
+	o.Logger.Debug("qemu started", "pid", cmd.Process.Pid, "qemu", o.QEMU, "accel", accel, "machine", o.Machine)
 	// From here on, QEMU and everything it spawned (guestfwd relays) die
 	// with this function.
 	killed := make(chan struct{})
@@ -287,7 +293,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	go func() { defer wg.Done(); acceptEvents(hostLn, evs) }()
 	if simLn != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); serveSim(runCtx, simLn, o.Sim, o.Log) }()
+		go func() { defer wg.Done(); serveSim(runCtx, simLn, o.Sim, o.Logger) }()
 	}
 	consoleStatus := -1
 	consoleDone := make(chan struct{})
@@ -315,6 +321,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	evs.closeConns()
 	wg.Wait()
 
+	if exitErr != nil {
+		o.Logger.Debug("qemu exited", "wall_ms", time.Since(t0).Milliseconds(), "err", exitErr)
+	} else {
+		o.Logger.Debug("qemu exited", "wall_ms", time.Since(t0).Milliseconds())
+	}
 	res.Events = evs.all()
 	res.Duration = time.Since(t0)
 	final, ok := evs.final()
@@ -510,7 +521,7 @@ func acceptEvents(ln net.Listener, l *eventLog) {
 	}
 }
 
-func serveSim(ctx context.Context, ln net.Listener, srv SimServer, log io.Writer) {
+func serveSim(ctx context.Context, ln net.Listener, srv SimServer, log *slog.Logger) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -521,7 +532,7 @@ func serveSim(ctx context.Context, ln net.Listener, srv SimServer, log io.Writer
 			c.Close()
 		}()
 		if err := srv.Serve(ctx, c); err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-			fmt.Fprintf(log, "sealroot launch: simulated TEE: %v\n", err)
+			log.Warn("serving the simulated TEE", "err", err)
 		}
 		c.Close()
 	}

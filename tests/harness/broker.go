@@ -105,7 +105,8 @@ func StartBroker(t testing.TB, state, listen string, args ...string) *Broker {
 	if o.AdminListen != "" {
 		o.AdminReady = func(a net.Addr) { adminReady <- a }
 	}
-	go func() { b.done <- broker.Run(ctx, o, b.Log, func(a net.Addr) { ready <- a }) }()
+	o.Logger = broker.JSONLogger(b.Log)
+	go func() { b.done <- broker.Run(ctx, o, func(a net.Addr) { ready <- a }) }()
 	select {
 	case a := <-ready:
 		b.Addr = a.String()

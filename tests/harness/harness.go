@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -180,7 +181,7 @@ func (e *Env) BootContext(ctx context.Context, t testing.TB, o launch.Options) *
 	var console bytes.Buffer
 	o.Console = &console
 	var logBuf bytes.Buffer
-	o.Log = &logBuf
+	o.Logger = slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	res, err := launch.Run(ctx, o)
 	t.Logf("console:\n%s", indent(console.String()))
 	if logBuf.Len() > 0 {

@@ -81,14 +81,16 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*levels, *duration, *pg, *verifyN, *open, *openD); err != nil {
+	// The report goes to stdout; log records (failed handshakes) to stderr.
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(log, *levels, *duration, *pg, *verifyN, *open, *openD); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
 }
 
-func run(levelsFlag string, duration time.Duration, dsn string, verifyN int, openFlag string, openD time.Duration) error {
+func run(log *slog.Logger, levelsFlag string, duration time.Duration, dsn string, verifyN int, openFlag string, openD time.Duration) error {
 	var levels []int
 	for _, s := range strings.Split(levelsFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -146,7 +148,7 @@ func run(levelsFlag string, duration time.Duration, dsn string, verifyN int, ope
 		if err != nil {
 			return fmt.Errorf("%s: %w", be, err)
 		}
-		res, open, err := loadOne(st, auth, verifier, levels, duration, fracs, openD)
+		res, open, err := loadOne(log, st, auth, verifier, levels, duration, fracs, openD)
 		st.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", be, err)
@@ -244,7 +246,7 @@ type openResult struct {
 
 // loadOne runs every closed-loop level against one store, then the open
 // loop at each fraction of the best closed-loop rate.
-func loadOne(st store.Store, a *sim.Authority, v attest.Verifier, levels []int, d time.Duration, fracs []float64, openD time.Duration) ([]result, []openResult, error) {
+func loadOne(log *slog.Logger, st store.Store, a *sim.Authority, v attest.Verifier, levels []int, d time.Duration, fracs []float64, openD time.Duration) ([]result, []openResult, error) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	k, _ := kek.New(key)
@@ -322,7 +324,7 @@ func loadOne(st store.Store, a *sim.Authority, v attest.Verifier, levels []int, 
 		wg.Wait()
 		el := time.Since(start)
 		if e := firstErr.Load(); e != nil {
-			fmt.Fprintf(os.Stderr, "first error at %d clients: %v\n", n, e)
+			log.Warn("handshakes failed", "clients", n, "count", errs.Load(), "err", e)
 		}
 		slices.Sort(lat)
 		r := result{clients: n, rate: float64(len(lat)) / el.Seconds(), errors: int(errs.Load()), goroutinesBefore: before}
@@ -338,7 +340,7 @@ func loadOne(st store.Store, a *sim.Authority, v attest.Verifier, levels []int, 
 		best = max(best, r.rate)
 	}
 	for _, f := range fracs {
-		o, err := openLoop(hs.URL, keys, a, id, m, pass, f*best, openD)
+		o, err := openLoop(log, hs.URL, keys, a, id, m, pass, f*best, openD)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -363,7 +365,7 @@ const maxInFlight = 4096
 // runs from that scheduled time to the released key. Guests come from a
 // pool of clients (each its own cookie jar and connections), grown when
 // every pooled one is busy.
-func openLoop(base string, keys []*rsa.PrivateKey, a *sim.Authority, id string, m [48]byte, pass string, rate float64, d time.Duration) (openResult, error) {
+func openLoop(log *slog.Logger, base string, keys []*rsa.PrivateKey, a *sim.Authority, id string, m [48]byte, pass string, rate float64, d time.Duration) (openResult, error) {
 	res := openResult{target: rate}
 	if rate <= 0 {
 		return res, errors.New("open loop: no closed-loop capacity to take a fraction of")
@@ -433,7 +435,7 @@ func openLoop(base string, keys []*rsa.PrivateKey, a *sim.Authority, id string, 
 		c.hc.CloseIdleConnections()
 	}
 	if e := firstErr.Load(); e != nil {
-		fmt.Fprintf(os.Stderr, "first error at %.1f arrivals/s: %v\n", rate, e)
+		log.Warn("handshakes failed", "rate", fmt.Sprintf("%.1f/s", rate), "count", errs.Load(), "err", e)
 	}
 	slices.Sort(lat)
 	res.errors = int(errs.Load())

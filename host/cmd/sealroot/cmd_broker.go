@@ -69,7 +69,8 @@ reach (the launcher relays only --listen). Unauthenticated callers are rate limi
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			if err := broker.Run(ctx, o, cmd.ErrOrStderr(), nil); err != nil {
+			o.Logger = broker.JSONLogger(cmd.ErrOrStderr())
+			if err := broker.Run(ctx, o, nil); err != nil {
 				return withStatus(1, err)
 			}
 			return nil
@@ -110,7 +111,8 @@ A bbolt store is backed up with the broker stopped; a PostgreSQL store while it 
 			if bo.State == "" || out == "" {
 				return usageError("--state and --out are required")
 			}
-			man, err := broker.Backup(cmd.Context(), bo, out, withoutKEK, log)
+			bo.Logger = log
+			man, err := broker.Backup(cmd.Context(), bo, out, withoutKEK)
 			if err != nil {
 				return withStatus(1, err)
 			}
@@ -149,7 +151,8 @@ stopped; start the broker afterwards as usual.`,
 				return withStatus(1, err)
 			}
 			defer f.Close()
-			man, err := broker.Restore(cmd.Context(), ro, f, replace, log)
+			ro.Logger = log
+			man, err := broker.Restore(cmd.Context(), ro, f, replace)
 			if err != nil {
 				return withStatus(1, err)
 			}

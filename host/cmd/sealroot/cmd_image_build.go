@@ -101,7 +101,7 @@ func runImageBuild(cmd *cobra.Command, log *slog.Logger, f *imageBuildFlags) err
 		RootfsDir: f.rootfs,
 		OutDir:    f.out,
 		Slop:      f.slop,
-		Log:       cmd.ErrOrStderr(),
+		Logger:    log,
 		Config: config.Config{TEE: tee, TEEData: teeData, WorkloadID: id, CPUs: f.cpus, RAMMiB: f.memory,
 			AttestationURL: f.attestationURL, KBSProtocol: f.kbsProtocol},
 		Workload:  image.Workload{Entrypoint: f.entrypoint, Cmd: f.cmd, Env: f.env, WorkDir: f.workdir, User: f.user},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,12 +16,12 @@ import (
 )
 
 // newInitramfsCmd builds `sealroot initramfs`, the initrd commands.
-func newInitramfsCmd() *cobra.Command {
+func newInitramfsCmd(log *slog.Logger) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "initramfs",
 		Short: "Build the guest initrd",
 	}
-	c.AddCommand(newInitramfsBuildCmd())
+	c.AddCommand(newInitramfsBuildCmd(log))
 	return c
 }
 
@@ -38,7 +39,7 @@ type initramfsBuildFlags struct {
 	target        string
 }
 
-func newInitramfsBuildCmd() *cobra.Command {
+func newInitramfsBuildCmd(log *slog.Logger) *cobra.Command {
 	var f initramfsBuildFlags
 	cmd := &cobra.Command{
 		Use:   "build -o FILE [--compress gzip|xz|zstd|none] [--kernel-modules DIR] [--debug]",
@@ -74,7 +75,7 @@ not cached. Never use a debug initrd for a production workload.`,
   sealroot initramfs build -o initrd.gz --target krunfw`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runInitramfsBuild(cmd, &f)
+			return runInitramfsBuild(cmd, log, &f)
 		},
 	}
 	fl := cmd.Flags()
@@ -92,7 +93,7 @@ not cached. Never use a debug initrd for a production workload.`,
 	return cmd
 }
 
-func runInitramfsBuild(cmd *cobra.Command, f *initramfsBuildFlags) error {
+func runInitramfsBuild(cmd *cobra.Command, log *slog.Logger, f *initramfsBuildFlags) error {
 	if f.output == "" {
 		return usageError("initramfs build: -o FILE is required")
 	}
@@ -143,11 +144,8 @@ func runInitramfsBuild(cmd *cobra.Command, f *initramfsBuildFlags) error {
 			opts.ExtraFiles[dst] = src
 		}
 	}
-	stderr := cmd.ErrOrStderr()
 	if !f.quiet {
-		opts.Logf = func(format string, a ...any) {
-			fmt.Fprintf(stderr, "initramfs: "+format+"\n", a...)
-		}
+		opts.Logger = log
 	}
 	// -o out/initrd.cpio.gz in a fresh checkout: make out/ as image build does.
 	if err := os.MkdirAll(filepath.Dir(f.output), 0o755); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -35,7 +36,7 @@ type launchFlags struct {
 }
 
 // newLaunchCmd builds `sealroot launch`.
-func newLaunchCmd() *cobra.Command {
+func newLaunchCmd(log *slog.Logger) *cobra.Command {
 	var f launchFlags
 	c := &cobra.Command{
 		Use:   "launch --kernel FILE --initrd FILE --disk FILE",
@@ -54,7 +55,7 @@ A workload program that does not exist exits 127; one that cannot be executed, 1
   sealroot launch --kernel vmlinuz --initrd initrd.cpio.gz --disk out/disk.img \
       --tee sim --sim-dir ~/.sealroot/sim --broker http://127.0.0.1:8000 --events events.jsonl`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runLaunch(cmd, &f) },
+		RunE: func(cmd *cobra.Command, args []string) error { return runLaunch(cmd, log, &f) },
 	}
 	fl := c.Flags()
 	fl.StringVar(&f.kernel, "kernel", "", "guest kernel (bzImage)")
@@ -108,7 +109,7 @@ func newRelayCmd() *cobra.Command {
 	return relayCmd
 }
 
-func runLaunch(cmd *cobra.Command, f *launchFlags) error {
+func runLaunch(cmd *cobra.Command, log *slog.Logger, f *launchFlags) error {
 	fail := func(err error) error { return withStatus(event.StatusLaunchFailed, err) }
 	if f.kernel == "" || f.initrd == "" || f.disk == "" {
 		return usageError("--kernel, --initrd and --disk are required")
@@ -124,7 +125,7 @@ func runLaunch(cmd *cobra.Command, f *launchFlags) error {
 		QEMU: f.qemu, Kernel: f.kernel, Initrd: f.initrd, Disk: f.disk, DataDisk: f.dataDisk,
 		CPUs: f.cpus, MemoryMiB: f.memory, Append: f.appendArgs, Timeout: f.timeout, Accel: f.accel,
 		Machine: f.machine,
-		Console: cmd.OutOrStdout(), Log: cmd.ErrOrStderr(),
+		Console: cmd.OutOrStdout(), Logger: log,
 	}
 	if o.CPUs == 0 {
 		o.CPUs = cfg.CPUs

@@ -50,8 +50,8 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newBrokerCmd(log),
 		newImageCmd(log),
-		newInitramfsCmd(),
-		newLaunchCmd(),
+		newInitramfsCmd(log),
+		newLaunchCmd(log),
 		newRelayCmd(),
 		newMeasureCmd(),
 		newRegisterCmd(),
