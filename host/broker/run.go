@@ -288,9 +288,11 @@ func verifierNames(v map[string]attest.Verifier) []string {
 	return out
 }
 
-// buildConfig loads keys, opens the store and builds the verifiers.
+// buildConfig loads keys, opens the store and builds the verifiers. Audit
+// records go to --audit-log, else to o.Logger without the --log-level gate
+// that log applies: an operator who quiets the log keeps the audit trail.
 func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func(), error) {
-	cfg := Config{Logger: log, Audit: log, SessionTTL: o.SessionTTL, VerifyTimeout: o.VerifyTimeout,
+	cfg := Config{Logger: log, Audit: o.logger(), SessionTTL: o.SessionTTL, VerifyTimeout: o.VerifyTimeout,
 		Registration: o.Registration, RateLimit: o.RateLimit, RateBurst: o.RateBurst, MaxPendingSessions: o.MaxPendingSessions,
 		MaxPendingPerClient: o.MaxPendingPerClient}
 	if o.PendingSessions != "auto" {

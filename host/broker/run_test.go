@@ -159,13 +159,39 @@ func TestRunTLSAndMTLSAdmin(t *testing.T) {
 func TestRunKEKFromEnvAndErrors(t *testing.T) {
 	state := t.TempDir()
 	t.Setenv(EnvKEK, strings.Repeat("ab", 32))
-	addr, _, stop := startRun(t, Options{Listen: "127.0.0.1:0", State: state, ShutdownTimeout: time.Second, LogLevel: "warn", Registration: RegistrationOpen})
+	tokenFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(strings.Repeat("t", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, logs, stop := startRun(t, Options{Listen: "127.0.0.1:0", State: state, ShutdownTimeout: time.Second, LogLevel: "warn",
+		Registration: RegistrationOpen, AdminTokenFile: tokenFile})
 	resp, err := http.Get("http://" + addr + "/healthz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz: %v", err)
 	}
 	resp.Body.Close()
+	// Audit records are kept whatever --log-level drops: a refused admin
+	// call is audited at warn too.
+	resp, err = http.Get("http://" + addr + "/admin/v1/workloads")
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("admin without a token: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	m := measurement(21)
+	reg := AdminRegistration{WorkloadID: "audited", TEE: "snp", Policy: WorkloadPolicy{Measurements: []string{hex.EncodeToString(m[:])}}}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/admin/v1/workloads", strings.NewReader(mustJSON(reg)))
+	req.Header.Set("Authorization", "Bearer "+strings.Repeat("t", 32))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("admin with the token: %v %v", resp, err)
+	}
+	resp.Body.Close()
 	stop()
+	for _, want := range []string{`"admin_auth"`, `"action":"create"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("--log-level warn dropped the audit record %s:\n%s", want, logs.String())
+		}
+	}
 	if _, err := os.Stat(filepath.Join(state, "kek")); !os.IsNotExist(err) {
 		t.Error("a key file was written although the key came from the environment")
 	}
