@@ -181,14 +181,14 @@ func (b *boot) payload(ctx context.Context) error {
 		return err
 	}
 	if !enc {
-		if b.cfg.TEE != "none" {
+		if b.cfg.TEE != attest.TEENone {
 			return fail(event.StatusUnlockFailed, fmt.Errorf("tee %q but the payload of %s is not encrypted: refusing to boot an unprotected root as confidential", b.cfg.TEE, b.opts.root))
 		}
 		b.rootFS = b.opts.root
 		b.detail = map[string]string{"encrypted": "false"}
 		return nil
 	}
-	if b.cfg.TEE == "none" || b.cfg.TEE == "sev" {
+	if !attest.Attestable(b.cfg.TEE) {
 		return fmt.Errorf("%s is LUKS-encrypted but tee is %q: no attested way to get its key", b.opts.root, b.cfg.TEE)
 	}
 	b.encrypted = true
