@@ -119,17 +119,6 @@ func refuseAdditionalEvidence(s string) *refusal {
 	return refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "additional_evidence", msg, msg)
 }
 
-// initDataFields names the launch-time host field that carries the
-// init-data digest, by TEE, and its size.
-var initDataFields = map[string]struct {
-	name string
-	size int
-}{
-	attest.TEESNP: {"HOST_DATA", 32},
-	attest.TEETDX: {"MRCONFIGID", 48},
-	attest.TEECCA: {"realm personalization value", 64},
-}
-
 // checkInitData compares an init-data digest (nil: the guest sent none)
 // with the verified evidence's host field: the digest cut or zero-padded
 // to the field's size (kbs.InitDataBinding), as Trustee's verifiers
@@ -138,8 +127,17 @@ func checkInitData(tee string, digest []byte, claims *attest.Claims) *refusal {
 	if digest == nil {
 		return nil
 	}
-	f, ok := initDataFields[tee]
-	if !ok || len(claims.HostData) != f.size {
+	// The launch-time host field that carries the init-data digest is the
+	// one a hardware TEE binds the config into (the table in package attest).
+	var f struct {
+		name string
+		size int
+	}
+	t, _ := attest.Lookup(tee)
+	if t.Hardware {
+		f.name, f.size = t.BindingField, t.BindingSize
+	}
+	if f.size == 0 || len(claims.HostData) != f.size {
 		msg := fmt.Sprintf("init-data given, but %s evidence has no %d-byte host field to bind it", tee, f.size)
 		return refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "init_data", msg, msg)
 	}

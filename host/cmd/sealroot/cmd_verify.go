@@ -21,6 +21,7 @@ import (
 	"github.com/sealroot/sealroot/attest/policy"
 	"github.com/sealroot/sealroot/attest/sim"
 	"github.com/sealroot/sealroot/attest/snp"
+	"github.com/sealroot/sealroot/host/verify"
 )
 
 // verifyFlags are the `sealroot verify` flags that say where the evidence
@@ -138,7 +139,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return snp.NewVerifier(snp.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+		return verify.New(attest.TEESNP, verify.Options{Cache: cache, Offline: f.offline, Now: f.now})
 	}
 	evidenceLoaders[attest.TEESNP] = loadSNPEvidence
 
@@ -154,7 +155,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return sim.NewVerifier(a, snp.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+		return verify.New(attest.TEESim, verify.Options{Cache: cache, Offline: f.offline, Now: f.now, SimRoot: a})
 	}
 	evidenceLoaders[attest.TEESim] = loadSNPEvidence
 }

@@ -18,7 +18,7 @@ import (
 
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/cca"
-	"github.com/sealroot/sealroot/attest/tdx"
+	"github.com/sealroot/sealroot/host/verify"
 )
 
 func init() {
@@ -27,7 +27,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return tdx.NewVerifier(tdx.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+		return verify.New(attest.TEETDX, verify.Options{Cache: cache, Offline: f.offline, Now: f.now})
 	}
 	evidenceLoaders[attest.TEETDX] = loadTDXEvidence
 
@@ -43,7 +43,7 @@ func init() {
 		if err != nil {
 			return nil, fmt.Errorf("certificates %s: %w", f.certsPath, err)
 		}
-		return cca.NewVerifier(cca.Options{TrustedCPAKs: keys}), nil
+		return verify.New(attest.TEECCA, verify.Options{CCACPAKs: keys})
 	}
 	evidenceLoaders[attest.TEECCA] = func(f verifyFlags) (*attest.Evidence, error) {
 		b, err := f.readEvidence()
