@@ -66,7 +66,7 @@ func (b *boot) attest(ctx context.Context) error {
 	actx, cancel := context.WithTimeout(ctx, b.cfg.Deadline())
 	defer cancel()
 	pass, err := agent.FetchPassphrase(actx, agent.Options{
-		Config:       b.cfg,
+		Config:       agentConfig(b.cfg),
 		Attester:     att,
 		ResourcePath: b.cfg.KBSResource,
 		TrusteeKey:   b.cfg.KBSKey,
