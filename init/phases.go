@@ -28,7 +28,10 @@ type boot struct {
 	start  time.Time
 	report *hostchan.Reporter
 	opts   options
-	detail map[string]string
+	// machine holds the paths, probes and factories the phases use
+	// (seams.go); the zero value is the real machine.
+	machine machine
+	detail  map[string]string
 
 	// The host channel connecting in the background (hostlink.go), and
 	// the guest key pair made from PID 1's start (keyahead.go).
@@ -89,7 +92,7 @@ func (b *boot) mounts(ctx context.Context) error {
 	if err := pid1.MountAll("/", pid1.EarlyMounts); err != nil {
 		return err
 	}
-	b.opts = parseCmdline(readCmdline())
+	b.opts = parseCmdline(b.cmdline())
 	if err := pid1.DisableModprobe(); err != nil {
 		return fmt.Errorf("disabling the modprobe helper: %w", err)
 	}
@@ -121,9 +124,9 @@ func (b *boot) readConfig(ctx context.Context) error {
 	raw, err := cryptsetup.ReadFooterFile(b.opts.root)
 	source := "footer of " + b.opts.root
 	if errors.Is(err, cryptsetup.ErrNoFooter) {
-		if _, serr := os.Stat("/dev/vdb"); serr == nil {
-			source = "data disk /dev/vdb"
-			raw, err = configFromDataDisk("/dev/vdb")
+		if data := b.dataDisk(); fileExists(data) {
+			source = "data disk " + data
+			raw, err = configFromDataDisk(data)
 			if err != nil {
 				return fmt.Errorf("%s has no KRUN footer, and the data disk: %w", b.opts.root, err)
 			}
@@ -136,7 +139,7 @@ func (b *boot) readConfig(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", source, err)
 	}
-	if err := refuseUnattestedInTEE(teeDevice(), cfg); err != nil {
+	if err := refuseUnattestedInTEE(b.probeTEE(), cfg); err != nil {
 		return err
 	}
 	b.cfg = cfg

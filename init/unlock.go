@@ -57,7 +57,7 @@ func (b *boot) attest(ctx context.Context) error {
 	if !b.encrypted {
 		return nil
 	}
-	att, err := b.attesterFor(ctx)
+	att, err := b.newAttester(ctx)
 	if err != nil {
 		return fail(event.StatusAttestFailed, err)
 	}
