@@ -16,8 +16,8 @@ import (
 
 	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/host/verify"
 )
 
 // PassphraseRepository and PassphraseTag place a workload's LUKS
@@ -152,28 +152,11 @@ func checkInitData(tee string, digest []byte, claims *attest.Claims) *refusal {
 
 // trusteeEvidence decodes primary_evidence for the session's TEE.
 func trusteeEvidence(tee string, primary json.RawMessage) (*attest.Evidence, error) {
-	switch tee {
-	case attest.TEESNP:
-		ev, err := trusteesnp.Decode(primary)
-		if err != nil {
-			return nil, fmt.Errorf("snp evidence: %w", err)
-		}
-		ev.TEE = attest.TEESNP
-		return ev, nil
-	case attest.TEETDX:
-		quote, log, err := kbs.DecodeTDXEvidence(primary)
-		if err != nil {
-			return nil, err
-		}
-		return &attest.Evidence{TEE: attest.TEETDX, Report: quote, EventLog: log}, nil
-	case attest.TEECCA:
-		tok, err := kbs.DecodeCCAEvidence(primary)
-		if err != nil {
-			return nil, err
-		}
-		return &attest.Evidence{TEE: attest.TEECCA, Report: tok}, nil
+	ev, err := verify.DecodeTrustee(tee, primary)
+	if err != nil && tee == attest.TEESNP {
+		return nil, fmt.Errorf("snp evidence: %w", err)
 	}
-	return nil, fmt.Errorf("tee %q has no evidence decoder", tee)
+	return ev, err
 }
 
 // replyToken answers a successful Trustee attestation with a signed JWT
