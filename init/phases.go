@@ -28,10 +28,11 @@ type boot struct {
 	start  time.Time
 	report *hostchan.Reporter
 	opts   options
+	detail map[string]string
+
 	// machine holds the paths, probes and factories the phases use
 	// (seams.go); the zero value is the real machine.
 	machine machine
-	detail  map[string]string
 
 	// The host channel connecting in the background (hostlink.go), and
 	// the guest key pair made from PID 1's start (keyahead.go).
