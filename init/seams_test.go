@@ -427,3 +427,25 @@ func TestAttestPhase(t *testing.T) {
 		})
 	}
 }
+
+// The kernel command line reaches the options through the cmdline seam;
+// values the init cannot use keep the defaults.
+func TestCmdlineOptions(t *testing.T) {
+	def := options{diskTimeout: 10 * time.Second, root: "/dev/vda", grace: 2 * time.Second}
+	for _, tc := range []struct {
+		cmdline string
+		want    options
+	}{
+		{"", def},
+		{"console=ttyS0 quiet", def},
+		{"sealroot.root=/dev/vdc sealroot.disk_timeout=90s sealroot.grace=0s", options{diskTimeout: 90 * time.Second, root: "/dev/vdc", grace: 0}},
+		{"sealroot.root=vdc sealroot.disk_timeout=-1s sealroot.grace=soon", def},
+		{"sealroot.disk_timeout=0s sealroot.grace=-2s sealroot.root=", def},
+		{"sealroot.root=/dev/vdb sealroot.root=/dev/vdd", options{diskTimeout: 10 * time.Second, root: "/dev/vdd", grace: 2 * time.Second}},
+	} {
+		b := testBoot("", machine{cmdline: func() string { return tc.cmdline }}, &bytes.Buffer{})
+		if got := parseCmdline(b.cmdline()); got != tc.want {
+			t.Errorf("cmdline %q: options %+v, want %+v", tc.cmdline, got, tc.want)
+		}
+	}
+}
