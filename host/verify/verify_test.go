@@ -50,7 +50,6 @@ func simRoot(t *testing.T) *sim.Authority {
 	return a
 }
 
-
 func realCCA(t *testing.T) (token []byte, o Options) {
 	t.Helper()
 	tok, err := os.ReadFile("../../attest/cca/testdata/tf-rmm-cca-token.cbor")
