@@ -2,6 +2,7 @@ package attest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -27,7 +28,7 @@ const (
 
 // TEEInfo is what sealroot knows about one TEE: the facts the guest init,
 // the guest agent, the broker and the CLI each used to keep a copy of.
-// The table (TEEs) is the single place they live; Lookup reads it.
+// The table (TEEs, Lookup) is the single place they live.
 // Verifiers are host code and live in host/verify, keyed by Name.
 type TEEInfo struct {
 	// Name is the value of the disk config's `tee` key and the TEE a
@@ -62,8 +63,8 @@ type TEEInfo struct {
 	MeasurementSizes []int
 }
 
-// TEEs is the table, in the order messages list the names.
-var TEEs = []TEEInfo{
+// tees is the table, in the order messages list the names.
+var tees = []TEEInfo{
 	{Name: TEESNP, Wire: TEESNP, Attestable: true, NeedsBroker: true, Hardware: true,
 		Devices: []string{DevSEVGuest}, BindingField: "HOST_DATA", BindingSize: 32, MeasurementSizes: []int{48}},
 	{Name: TEESEV}, // plain SEV: no reports; accepted in configs, never attested
@@ -78,14 +79,30 @@ var TEEs = []TEEInfo{
 	{Name: TEENone},
 }
 
-// Lookup returns the table entry for a config tee name.
+// TEEs returns a copy of the table, in the order messages list the names.
+func TEEs() []TEEInfo {
+	out := make([]TEEInfo, len(tees))
+	for i, t := range tees {
+		out[i] = t.clone()
+	}
+	return out
+}
+
+// Lookup returns (a copy of) the table entry for a config tee name.
 func Lookup(name string) (TEEInfo, bool) {
-	for _, t := range TEEs {
+	for _, t := range tees {
 		if t.Name == name {
-			return t, true
+			return t.clone(), true
 		}
 	}
 	return TEEInfo{}, false
+}
+
+// clone copies t with its slices, so no caller can change the table.
+func (t TEEInfo) clone() TEEInfo {
+	t.Devices = slices.Clone(t.Devices)
+	t.MeasurementSizes = slices.Clone(t.MeasurementSizes)
+	return t
 }
 
 // Known reports whether name is a TEE the disk config may name.
@@ -122,7 +139,7 @@ func Names(keep func(TEEInfo) bool) string { return listNames(keep, "or") }
 
 func listNames(keep func(TEEInfo) bool, conj string) string {
 	var n []string
-	for _, t := range TEEs {
+	for _, t := range tees {
 		if keep == nil || keep(t) {
 			n = append(n, t.Name)
 		}

@@ -49,7 +49,7 @@ func TestTEETable(t *testing.T) {
 // measurement size; a TEE that is not attestable has none of them.
 func TestTEETableConsistent(t *testing.T) {
 	seen := map[string]bool{}
-	for _, e := range TEEs {
+	for _, e := range TEEs() {
 		if seen[e.Name] {
 			t.Errorf("%q appears twice", e.Name)
 		}
@@ -79,5 +79,18 @@ func TestTEETableConsistent(t *testing.T) {
 	}
 	if got := Names(func(e TEEInfo) bool { return e.Hardware }); got != "snp, tdx or cca" {
 		t.Errorf("hardware names = %q", got)
+	}
+}
+
+// Callers get copies: changing one does not change the table.
+func TestTEETableIsCopied(t *testing.T) {
+	all := TEEs()
+	all[0].Name = "changed"
+	snp, _ := Lookup(TEESNP)
+	snp.Devices[0] = "/dev/changed"
+	snp.MeasurementSizes[0] = 1
+	again, ok := Lookup(TEESNP)
+	if !ok || TEEs()[0].Name != TEESNP || again.Devices[0] != DevSEVGuest || again.MeasurementSizes[0] != 48 {
+		t.Fatalf("the table changed through a copy: %+v", again)
 	}
 }

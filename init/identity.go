@@ -23,7 +23,7 @@ func teeDevice() string { return teeDeviceAt("/") }
 
 // teeDeviceAt is teeDevice with paths under root (tests).
 func teeDeviceAt(root string) string {
-	for _, t := range attest.TEEs {
+	for _, t := range attest.TEEs() {
 		for _, d := range t.Devices {
 			if _, err := os.Stat(filepath.Join(root, d)); err == nil {
 				return deviceName(d)
@@ -34,7 +34,7 @@ func teeDeviceAt(root string) string {
 	if err != nil {
 		return ""
 	}
-	for _, t := range attest.TEEs {
+	for _, t := range attest.TEEs() {
 		if t.CPUFlag == "" {
 			continue
 		}

@@ -275,7 +275,7 @@ func storeName(s string) string {
 
 func verifierNames(v map[string]attest.Verifier) []string {
 	var out []string
-	for _, t := range attest.TEEs {
+	for _, t := range attest.TEEs() {
 		if t.Hardware && v[t.Wire] != nil {
 			out = append(out, t.Wire)
 		}

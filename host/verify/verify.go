@@ -88,7 +88,7 @@ func New(tee string, o Options) (attest.Verifier, error) {
 // offline, as its certificates are all local.
 func Broker(o Options) (map[string]attest.Verifier, error) {
 	out := map[string]attest.Verifier{}
-	for _, t := range attest.TEEs {
+	for _, t := range attest.TEEs() {
 		if !t.Hardware {
 			continue
 		}

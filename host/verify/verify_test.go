@@ -72,7 +72,7 @@ func realCCA(t *testing.T) (token []byte, o Options) {
 func TestNewCoversTheTable(t *testing.T) {
 	_, full := realCCA(t)
 	full.SimRoot = shared(t)
-	for _, e := range append(attest.TEEs, attest.TEEInfo{Name: "nvidia"}, attest.TEEInfo{Name: ""}) {
+	for _, e := range append(attest.TEEs(), attest.TEEInfo{Name: "nvidia"}, attest.TEEInfo{Name: ""}) {
 		v, err := New(e.Name, full)
 		if e.Attestable != (err == nil && v != nil) {
 			t.Errorf("New(%q): %v, %v; the table says attestable=%v", e.Name, v, err, e.Attestable)
