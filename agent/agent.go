@@ -60,7 +60,6 @@ import (
 
 	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/init/config"
 )
 
 // Trustee guest key types (Options.TrusteeKey).
@@ -79,11 +78,56 @@ const (
 	MaxRehandshakes = 3
 )
 
+// DefaultAttestTimeout bounds the whole exchange when Config.AttestTimeout
+// is zero (the disk config's attest_timeout default).
+const DefaultAttestTimeout = 60 * time.Second
+
+// Config is what the exchange needs of the disk config. The agent does not
+// read the disk config itself: the init fills this in from it
+// (init/agentconfig.go), so the agent serves any caller that knows its
+// workload and broker.
+type Config struct {
+	// TEE is the config's tee (attest.TEEs): its wire name is what the
+	// broker sees, and the Attester must serve it.
+	TEE string
+	// TEEData is the config's tee_data document (the krun dialect reads
+	// the SNP generation from it).
+	TEEData    string
+	WorkloadID string
+	// AttestationURL is the broker: http://, https:// or vsock://CID:PORT.
+	AttestationURL string
+	// KBSProtocol is the broker dialect: kbs.DialectKrun (also "") or
+	// kbs.DialectTrustee.
+	KBSProtocol string
+	// CABundle is a PEM bundle trusted for an https broker instead of the
+	// system roots.
+	CABundle string
+	// AttestTimeout bounds the whole exchange including retries; zero is
+	// DefaultAttestTimeout.
+	AttestTimeout time.Duration
+}
+
+// Dialect returns the broker dialect, defaulting to krun.
+func (c *Config) Dialect() string {
+	if c.KBSProtocol == "" {
+		return kbs.DialectKrun
+	}
+	return c.KBSProtocol
+}
+
+// Deadline returns the bound of the whole exchange.
+func (c *Config) Deadline() time.Duration {
+	if c.AttestTimeout > 0 {
+		return c.AttestTimeout
+	}
+	return DefaultAttestTimeout
+}
+
 // Options configure FetchPassphrase. Config and Attester are required.
 type Options struct {
-	// Config is the disk config: tee, workload_id, attestation_url,
-	// kbs_protocol, ca_bundle, attest_timeout.
-	Config *config.Config
+	// Config says which workload to fetch the passphrase of, from which
+	// broker, proving which TEE.
+	Config *Config
 	// Attester produces the evidence; its TEE must be the config's.
 	Attester attest.Attester
 	// Transport carries the HTTP requests. Nil builds one from the

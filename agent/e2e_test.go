@@ -29,7 +29,6 @@ import (
 	"github.com/sealroot/sealroot/host/broker"
 	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
-	"github.com/sealroot/sealroot/init/config"
 )
 
 // authority is the simulated secure processor every test signs reports
@@ -310,13 +309,17 @@ func (l *logBuffer) String() string {
 }
 
 // testConfig is a sim guest's disk config for workload id at url.
-func testConfig(id, url, dialect, timeout string) *config.Config {
-	return &config.Config{TEE: attest.TEESim, TEEData: `{"gen":"milan"}`, WorkloadID: id, CPUs: 1, RAMMiB: 512,
-		AttestationURL: url, KBSProtocol: dialect, AttestTimeout: timeout}
+func testConfig(id, url, dialect, timeout string) *Config {
+	d, err := time.ParseDuration(timeout)
+	if err != nil {
+		panic(err)
+	}
+	return &Config{TEE: attest.TEESim, TEEData: `{"gen":"milan"}`, WorkloadID: id,
+		AttestationURL: url, KBSProtocol: dialect, AttestTimeout: d}
 }
 
 // testOptions has short timings so that failing cases end quickly.
-func testOptions(cfg *config.Config, att attest.Attester, logs *logBuffer) Options {
+func testOptions(cfg *Config, att attest.Attester, logs *logBuffer) Options {
 	return Options{Config: cfg, Attester: att, Logf: logs.logf,
 		AttemptTimeout: 5 * time.Second, BackoffInitial: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond}
 }

@@ -15,15 +15,8 @@ import (
 
 // WireTEE is the TEE name the broker sees for a config tee: the simulated
 // secure processor produces SNP reports, so "sim" travels as "snp".
-func WireTEE(configTEE string) (string, error) {
-	switch configTEE {
-	case attest.TEESNP, attest.TEESim:
-		return attest.TEESNP, nil
-	case attest.TEETDX, attest.TEECCA:
-		return configTEE, nil
-	}
-	return "", fmt.Errorf("tee %q cannot be attested to a broker (want snp, tdx, cca or sim)", clip(configTEE))
-}
+// The table in package attest holds the mapping.
+func WireTEE(configTEE string) (string, error) { return attest.WireName(configTEE) }
 
 // checkEvidence makes sure the Attester produced what the config asked for.
 func checkEvidence(ev *attest.Evidence, wire string) error {

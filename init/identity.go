@@ -15,42 +15,52 @@ import (
 	"github.com/sealroot/sealroot/init/event"
 )
 
-// teeDevices are the guest devices of the hardware TEEs, and the platform
-// device the kernel registers in an Arm CCA realm (arm-cca-dev, whose
-// driver serves configfs-tsm and has no /dev node); any of them means the
-// VM is confidential.
-var teeDevices = []struct{ path, what string }{
-	{"/dev/sev-guest", "/dev/sev-guest"},
-	{"/dev/tdx_guest", "/dev/tdx_guest"},
-	{"/dev/tdx-guest", "/dev/tdx-guest"},
-	{"/sys/bus/platform/devices/arm-cca-dev", "Arm CCA realm (arm-cca-dev)"},
-}
-
 // teeDevice returns the hardware TEE evidence the VM has ("" for none): a
-// guest device, the CCA realm's platform device, or the tdx_guest CPU flag.
+// guest device, the CCA realm's platform device, or the tdx_guest CPU flag
+// (the table in package attest lists them); any of them means the VM is
+// confidential.
 func teeDevice() string { return teeDeviceAt("/") }
 
 // teeDeviceAt is teeDevice with paths under root (tests).
 func teeDeviceAt(root string) string {
-	for _, d := range teeDevices {
-		if _, err := os.Stat(filepath.Join(root, d.path)); err == nil {
-			return d.what
+	for _, t := range attest.TEEs() {
+		for _, d := range t.Devices {
+			if _, err := os.Stat(filepath.Join(root, d)); err == nil {
+				return deviceName(d)
+			}
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(root, "/proc/cpuinfo")); err == nil {
+	b, err := os.ReadFile(filepath.Join(root, "/proc/cpuinfo"))
+	if err != nil {
+		return ""
+	}
+	for _, t := range attest.TEEs() {
+		if t.CPUFlag == "" {
+			continue
+		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "flags") && strings.Contains(" "+line+" ", " tdx_guest ") {
-				return "CPU flag tdx_guest"
+			if strings.HasPrefix(line, "flags") && strings.Contains(" "+line+" ", " "+t.CPUFlag+" ") {
+				return "CPU flag " + t.CPUFlag
 			}
 		}
 	}
 	return ""
 }
 
+// deviceName is how messages name a TEE device: its path, or for the CCA
+// realm's platform device (which has no /dev node) what it stands for.
+func deviceName(path string) string {
+	if path == attest.DevCCARealm {
+		return "Arm CCA realm (arm-cca-dev)"
+	}
+	return path
+}
+
 // attestable reports whether a config TEE goes through hardware
-// attestation.
+// attestation (the simulated TEE does not count inside a real one).
 func attestable(tee string) bool {
-	return tee == attest.TEESNP || tee == attest.TEETDX || tee == attest.TEECCA
+	t, _ := attest.Lookup(tee)
+	return t.Hardware
 }
 
 // configChecker wraps an Attester: each piece of evidence must carry the

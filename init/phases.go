@@ -30,6 +30,10 @@ type boot struct {
 	opts   options
 	detail map[string]string
 
+	// machine holds the paths, probes and factories the phases use
+	// (seams.go); the zero value is the real machine.
+	machine machine
+
 	// The host channel connecting in the background (hostlink.go), and
 	// the guest key pair made from PID 1's start (keyahead.go).
 	link     *hostchan.Link
@@ -89,7 +93,7 @@ func (b *boot) mounts(ctx context.Context) error {
 	if err := pid1.MountAll("/", pid1.EarlyMounts); err != nil {
 		return err
 	}
-	b.opts = parseCmdline(readCmdline())
+	b.opts = parseCmdline(b.cmdline())
 	if err := pid1.DisableModprobe(); err != nil {
 		return fmt.Errorf("disabling the modprobe helper: %w", err)
 	}
@@ -121,9 +125,9 @@ func (b *boot) readConfig(ctx context.Context) error {
 	raw, err := cryptsetup.ReadFooterFile(b.opts.root)
 	source := "footer of " + b.opts.root
 	if errors.Is(err, cryptsetup.ErrNoFooter) {
-		if _, serr := os.Stat("/dev/vdb"); serr == nil {
-			source = "data disk /dev/vdb"
-			raw, err = configFromDataDisk("/dev/vdb")
+		if data := b.dataDisk(); fileExists(data) {
+			source = "data disk " + data
+			raw, err = configFromDataDisk(data)
 			if err != nil {
 				return fmt.Errorf("%s has no KRUN footer, and the data disk: %w", b.opts.root, err)
 			}
@@ -136,7 +140,7 @@ func (b *boot) readConfig(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", source, err)
 	}
-	if err := refuseUnattestedInTEE(teeDevice(), cfg); err != nil {
+	if err := refuseUnattestedInTEE(b.probeTEE(), cfg); err != nil {
 		return err
 	}
 	b.cfg = cfg
@@ -181,14 +185,14 @@ func (b *boot) payload(ctx context.Context) error {
 		return err
 	}
 	if !enc {
-		if b.cfg.TEE != "none" {
+		if b.cfg.TEE != attest.TEENone {
 			return fail(event.StatusUnlockFailed, fmt.Errorf("tee %q but the payload of %s is not encrypted: refusing to boot an unprotected root as confidential", b.cfg.TEE, b.opts.root))
 		}
 		b.rootFS = b.opts.root
 		b.detail = map[string]string{"encrypted": "false"}
 		return nil
 	}
-	if b.cfg.TEE == "none" || b.cfg.TEE == "sev" {
+	if !attest.Attestable(b.cfg.TEE) {
 		return fmt.Errorf("%s is LUKS-encrypted but tee is %q: no attested way to get its key", b.opts.root, b.cfg.TEE)
 	}
 	b.encrypted = true

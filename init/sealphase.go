@@ -24,7 +24,7 @@ import (
 // has no key to protect and is left as it is.
 func (b *boot) sealTEE(ctx context.Context) error {
 	_, simErr := vport.Find(simport.PortName)
-	if b.cfg.TEE == "none" && teeDevice() == "" && simErr != nil {
+	if b.cfg.TEE == attest.TEENone && b.probeTEE() == "" && simErr != nil {
 		b.detail = map[string]string{"sealed": "false"}
 		return nil
 	}

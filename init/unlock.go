@@ -33,8 +33,8 @@ func (b *boot) network(ctx context.Context) error {
 // attesterFor returns exactly the Attester the config names. A missing
 // device is an error: there is never a fallback to another TEE.
 func (b *boot) attesterFor(ctx context.Context) (attest.Attester, error) {
-	switch b.cfg.TEE {
-	case attest.TEESim:
+	switch t, _ := attest.Lookup(b.cfg.TEE); {
+	case t.Simulated:
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		p, err := vport.Open(pctx, simport.PortName)
@@ -43,7 +43,7 @@ func (b *boot) attesterFor(ctx context.Context) (attest.Attester, error) {
 		}
 		b.closers = append(b.closers, p)
 		return simport.NewAttester(p), nil
-	case attest.TEESNP, attest.TEETDX, attest.TEECCA:
+	case t.Hardware:
 		if err := tsm.MountConfigfs(); err != nil {
 			b.report.Log("attest", "configfs: %v", err)
 		}
@@ -57,7 +57,7 @@ func (b *boot) attest(ctx context.Context) error {
 	if !b.encrypted {
 		return nil
 	}
-	att, err := b.attesterFor(ctx)
+	att, err := b.newAttester(ctx)
 	if err != nil {
 		return fail(event.StatusAttestFailed, err)
 	}
@@ -66,7 +66,7 @@ func (b *boot) attest(ctx context.Context) error {
 	actx, cancel := context.WithTimeout(ctx, b.cfg.Deadline())
 	defer cancel()
 	pass, err := agent.FetchPassphrase(actx, agent.Options{
-		Config:       b.cfg,
+		Config:       agentConfig(b.cfg),
 		Attester:     att,
 		ResourcePath: b.cfg.KBSResource,
 		TrusteeKey:   b.cfg.KBSKey,

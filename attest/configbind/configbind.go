@@ -46,29 +46,19 @@ var ErrMismatch = errors.New("the VM was launched for another config")
 // Expected returns the field a launcher sets for a config digest on the
 // TEE whose evidence kind is tee (attest.TEESNP, TEETDX, TEECCA).
 func Expected(tee string, digest [32]byte) ([]byte, error) {
-	var n int
-	switch tee {
-	case attest.TEESNP, attest.TEESim:
-		n = HostDataSize
-	case attest.TEETDX:
-		n = MRConfigIDSize
-	case attest.TEECCA:
-		n = RPVSize
-	default:
+	t, _ := attest.Lookup(tee)
+	if t.BindingSize == 0 {
 		return nil, fmt.Errorf("tee %q carries no config binding", tee)
 	}
-	out := make([]byte, n)
+	out := make([]byte, t.BindingSize)
 	copy(out, digest[:])
 	return out, nil
 }
 
-// FieldName names the field for messages.
+// FieldName names the field for messages (the table in package attest).
 func FieldName(tee string) string {
-	switch tee {
-	case attest.TEETDX:
-		return "MRCONFIGID"
-	case attest.TEECCA:
-		return "realm personalization value"
+	if t, _ := attest.Lookup(tee); t.BindingField != "" {
+		return t.BindingField
 	}
 	return "HOST_DATA"
 }

@@ -45,11 +45,13 @@ import (
 	"hash/crc32"
 	"io"
 	"strings"
+
+	"github.com/sealroot/sealroot/attest"
 )
 
 // PortName is the virtio-serial port the simulated secure processor
 // listens on (QEMU: -device virtserialport,name=org.sealroot.sim-tee).
-const PortName = "org.sealroot.sim-tee"
+const PortName = attest.SimPortName
 
 const (
 	frameMagic   = "SRTE"

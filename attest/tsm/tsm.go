@@ -38,8 +38,8 @@ import (
 const (
 	ConfigfsDir  = "/sys/kernel/config"
 	TSMReportDir = configfsi.TsmPrefix + "/report"
-	SEVGuestPath = "/dev/sev-guest"
-	TDXGuestPath = "/dev/tdx_guest"
+	SEVGuestPath = attest.DevSEVGuest
+	TDXGuestPath = attest.DevTDXGuest
 	providerSEV  = "sev_guest"
 	providerTDX  = "tdx_guest"
 	providerCCA  = "arm_cca_guest"
@@ -75,7 +75,7 @@ func New(tee string, opts Options) (attest.Attester, error) {
 	case attest.TEESim:
 		return nil, fmt.Errorf("tsm: tee %q is the simulated secure processor, not hardware: use its own attester", tee)
 	default:
-		return nil, fmt.Errorf("tsm: tee %q has no hardware attester (want snp, tdx or cca)", tee)
+		return nil, fmt.Errorf("tsm: tee %q has no hardware attester (want %s)", tee, attest.Names(func(t attest.TEEInfo) bool { return t.Hardware }))
 	}
 }
 

@@ -41,22 +41,20 @@ type WorkloadPolicy struct {
 // requiredRTMRs are the registers every tdx workload's policy must name.
 var requiredRTMRs = []int{1, 2}
 
-// TEEs a workload can be registered for. "sim" workloads are SNP workloads
-// whose evidence may only come from the simulated secure processor.
-var registrableTEEs = map[string]bool{attest.TEESNP: true, attest.TEESim: true, attest.TEETDX: true, attest.TEECCA: true}
-
 // evidenceTEE is the TEE evidence for a workload of TEE tee carries on the
-// wire ("sim" reports are SNP reports).
+// wire ("sim" reports are SNP reports; the table in package attest).
 func evidenceTEE(tee string) string {
-	if tee == attest.TEESim {
-		return attest.TEESNP
+	if w, err := attest.WireName(tee); err == nil {
+		return w
 	}
 	return tee
 }
 
-// measurementSizes are the launch measurement lengths of each TEE.
-var measurementSizes = map[string][]int{
-	attest.TEESNP: {48}, attest.TEESim: {48}, attest.TEETDX: {48}, attest.TEECCA: {32, 48, 64},
+// measurementSizes are the launch measurement lengths of a TEE (the table
+// in package attest).
+func measurementSizes(tee string) []int {
+	t, _ := attest.Lookup(tee)
+	return t.MeasurementSizes
 }
 
 // workloadIDPattern bounds workload ids: printable, no path separators, so
@@ -72,7 +70,10 @@ func validateWorkloadID(id string) error {
 
 // Validate checks the document for a workload of TEE tee.
 func (p *WorkloadPolicy) Validate(tee string) error {
-	if !registrableTEEs[tee] {
+	// Workloads register for the attestable TEEs: "sim" workloads are SNP
+	// workloads whose evidence may only come from the simulated secure
+	// processor.
+	if !attest.Attestable(tee) {
 		return fmt.Errorf("tee %q: want snp, sim, tdx or cca", truncate(tee, 16))
 	}
 	if len(p.Measurements) == 0 {
@@ -142,7 +143,7 @@ func (p *WorkloadPolicy) missingRTMRs() error {
 }
 
 func sizeOK(tee string, n int) bool {
-	for _, s := range measurementSizes[tee] {
+	for _, s := range measurementSizes(tee) {
 		if s == n {
 			return true
 		}
@@ -152,7 +153,7 @@ func sizeOK(tee string, n int) bool {
 
 func sizesText(tee string) string {
 	var parts []string
-	for _, s := range measurementSizes[tee] {
+	for _, s := range measurementSizes(tee) {
 		parts = append(parts, fmt.Sprintf("%d bytes", s))
 	}
 	return strings.Join(parts, " or ")

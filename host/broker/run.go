@@ -22,9 +22,8 @@ import (
 	"github.com/sealroot/sealroot/attest/certcache"
 	"github.com/sealroot/sealroot/attest/policy"
 	"github.com/sealroot/sealroot/attest/sim"
-	"github.com/sealroot/sealroot/attest/snp"
-	"github.com/sealroot/sealroot/attest/tdx"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/host/verify"
 )
 
 // EnvKEK, when set, holds the key-encryption key (64 hex characters or
@@ -280,9 +279,9 @@ func storeName(s string) string {
 
 func verifierNames(v map[string]attest.Verifier) []string {
 	var out []string
-	for _, t := range []string{attest.TEESNP, attest.TEETDX, attest.TEECCA} {
-		if v[t] != nil {
-			out = append(out, t)
+	for _, t := range attest.TEEs() {
+		if t.Hardware && v[t.Wire] != nil {
+			out = append(out, t.Wire)
 		}
 	}
 	return out
@@ -361,10 +360,7 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 	if err != nil {
 		return fail(fmt.Errorf("certificate cache: %w", err))
 	}
-	cfg.Verifiers = map[string]attest.Verifier{
-		attest.TEESNP: snp.NewVerifier(snp.Options{Cache: cache, Offline: o.Offline}),
-		attest.TEETDX: tdx.NewVerifier(tdx.Options{Cache: cache, Offline: o.Offline}),
-	}
+	vo := verify.Options{Cache: cache, Offline: o.Offline}
 	if o.TrustSimRoot != "" {
 		a, err := sim.Load(o.TrustSimRoot)
 		if err != nil {
@@ -373,10 +369,7 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 		log.Warn("TRUSTING THE SIMULATED SECURE PROCESSOR: evidence signed by the simulated root in this directory is accepted as SNP evidence. "+
 			"Whoever holds its VCEK key can unlock every workload this broker serves. Never use this in production.", "dir", o.TrustSimRoot)
 		cfg.TrustSimulated = true
-		cfg.Verifiers[attest.TEESNP] = firstOf{
-			names:     []string{"simulated root", "AMD root"},
-			verifiers: []attest.Verifier{sim.NewVerifier(a, snp.Options{Cache: cache, Offline: true}), cfg.Verifiers[attest.TEESNP]},
-		}
+		vo.SimRoot = a
 	}
 	if o.CCACPAKFile != "" {
 		pem, err := os.ReadFile(o.CCACPAKFile)
@@ -387,7 +380,10 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 		if err != nil {
 			return fail(fmt.Errorf("--cca-cpak: %w", err))
 		}
-		cfg.Verifiers[attest.TEECCA] = cca.NewVerifier(cca.Options{TrustedCPAKs: keys})
+		vo.CCACPAKs = keys
+	}
+	if cfg.Verifiers, err = verify.Broker(vo); err != nil {
+		return fail(err)
 	}
 	return cfg, closeAll, nil
 }
@@ -406,26 +402,4 @@ func readToken(path, flag string, log *slog.Logger) (string, error) {
 		log.Warn("token file is readable by group or others; chmod 600 it", "flag", flag, "path", path)
 	}
 	return tok, nil
-}
-
-// firstOf verifies with each verifier in turn and returns the first
-// success: the real AMD root and, with --trust-sim-root, the simulated one.
-type firstOf struct {
-	names     []string
-	verifiers []attest.Verifier
-}
-
-func (f firstOf) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Claims, error) {
-	var errs []string
-	for i, v := range f.verifiers {
-		c, err := v.Verify(ctx, ev)
-		if err == nil {
-			return c, nil
-		}
-		errs = append(errs, f.names[i]+": "+err.Error())
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, errors.New(strings.Join(errs, "; "))
 }

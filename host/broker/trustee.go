@@ -16,8 +16,8 @@ import (
 
 	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/host/verify"
 )
 
 // PassphraseRepository and PassphraseTag place a workload's LUKS
@@ -119,17 +119,6 @@ func refuseAdditionalEvidence(s string) *refusal {
 	return refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "additional_evidence", msg, msg)
 }
 
-// initDataFields names the launch-time host field that carries the
-// init-data digest, by TEE, and its size.
-var initDataFields = map[string]struct {
-	name string
-	size int
-}{
-	attest.TEESNP: {"HOST_DATA", 32},
-	attest.TEETDX: {"MRCONFIGID", 48},
-	attest.TEECCA: {"realm personalization value", 64},
-}
-
 // checkInitData compares an init-data digest (nil: the guest sent none)
 // with the verified evidence's host field: the digest cut or zero-padded
 // to the field's size (kbs.InitDataBinding), as Trustee's verifiers
@@ -138,8 +127,17 @@ func checkInitData(tee string, digest []byte, claims *attest.Claims) *refusal {
 	if digest == nil {
 		return nil
 	}
-	f, ok := initDataFields[tee]
-	if !ok || len(claims.HostData) != f.size {
+	// The launch-time host field that carries the init-data digest is the
+	// one a hardware TEE binds the config into (the table in package attest).
+	var f struct {
+		name string
+		size int
+	}
+	t, _ := attest.Lookup(tee)
+	if t.Hardware {
+		f.name, f.size = t.BindingField, t.BindingSize
+	}
+	if f.size == 0 || len(claims.HostData) != f.size {
 		msg := fmt.Sprintf("init-data given, but %s evidence has no %d-byte host field to bind it", tee, f.size)
 		return refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "init_data", msg, msg)
 	}
@@ -154,28 +152,11 @@ func checkInitData(tee string, digest []byte, claims *attest.Claims) *refusal {
 
 // trusteeEvidence decodes primary_evidence for the session's TEE.
 func trusteeEvidence(tee string, primary json.RawMessage) (*attest.Evidence, error) {
-	switch tee {
-	case attest.TEESNP:
-		ev, err := trusteesnp.Decode(primary)
-		if err != nil {
-			return nil, fmt.Errorf("snp evidence: %w", err)
-		}
-		ev.TEE = attest.TEESNP
-		return ev, nil
-	case attest.TEETDX:
-		quote, log, err := kbs.DecodeTDXEvidence(primary)
-		if err != nil {
-			return nil, err
-		}
-		return &attest.Evidence{TEE: attest.TEETDX, Report: quote, EventLog: log}, nil
-	case attest.TEECCA:
-		tok, err := kbs.DecodeCCAEvidence(primary)
-		if err != nil {
-			return nil, err
-		}
-		return &attest.Evidence{TEE: attest.TEECCA, Report: tok}, nil
+	ev, err := verify.DecodeTrustee(tee, primary)
+	if err != nil && tee == attest.TEESNP {
+		return nil, fmt.Errorf("snp evidence: %w", err)
 	}
-	return nil, fmt.Errorf("tee %q has no evidence decoder", tee)
+	return ev, err
 }
 
 // replyToken answers a successful Trustee attestation with a signed JWT

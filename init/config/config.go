@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/cryptsetup"
 )
 
@@ -70,9 +71,6 @@ type Config struct {
 // resourceSegment is one segment of a Trustee resource path (INTEROP §4).
 var resourceSegment = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_.-]*$`)
 
-// Known TEE values.
-var knownTEE = map[string]bool{"snp": true, "sev": true, "tdx": true, "cca": true, "sim": true, "none": true}
-
 // Parse decodes and validates config JSON. Every error names the key.
 func Parse(b []byte) (*Config, error) {
 	b = bytes.TrimRight(b, "\x00")
@@ -97,8 +95,8 @@ func Parse(b []byte) (*Config, error) {
 
 // Validate checks field values.
 func (c *Config) Validate() error {
-	if !knownTEE[c.TEE] {
-		return fmt.Errorf("config key \"tee\": unknown TEE %q (want snp, sev, tdx, cca, sim or none)", c.TEE)
+	if !attest.Known(c.TEE) {
+		return fmt.Errorf("config key \"tee\": unknown TEE %q (want %s)", c.TEE, attest.Names(nil))
 	}
 	if c.TEEData != "" && !json.Valid([]byte(c.TEEData)) {
 		return fmt.Errorf("config key \"tee_data\": not a JSON document")
@@ -163,7 +161,7 @@ func (c *Config) Validate() error {
 	if err := c.validateIntegrity(); err != nil {
 		return err
 	}
-	if c.TEE != "none" && c.TEE != "sev" && c.AttestationURL == "" {
+	if attest.NeedsBroker(c.TEE) && c.AttestationURL == "" {
 		return fmt.Errorf("config key \"attestation_url\" is empty but tee %q needs a broker", c.TEE)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/init/config"
@@ -18,10 +19,10 @@ import (
 // disk without --tee sim, a broker-bound disk without --broker, and less
 // memory than the disk's key derivation needs.
 func preflightLaunch(f *launchFlags, cfg *config.Config, memoryMiB int) error {
-	if cfg.TEE == "sim" && f.tee != "sim" {
+	if cfg.TEE == attest.TEESim && f.tee != attest.TEESim {
 		return usageError("%s: the disk config's tee is sim: launch with --tee sim --sim-dir DIR (`sealroot sim init --dir DIR` creates DIR)", f.disk)
 	}
-	if cfg.TEE != "none" && cfg.TEE != "sev" && f.broker == "" {
+	if attest.NeedsBroker(cfg.TEE) && f.broker == "" {
 		if u, err := url.Parse(cfg.AttestationURL); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
 			return usageError("%s: tee %s, attestation_url %s: give --broker URL, the broker on this host (e.g. http://127.0.0.1:8000) that the guest reaches at %s; without it the guest has no network",
 				f.disk, cfg.TEE, cfg.AttestationURL, u.Host)

@@ -21,6 +21,7 @@ import (
 	"github.com/sealroot/sealroot/attest/policy"
 	"github.com/sealroot/sealroot/attest/sim"
 	"github.com/sealroot/sealroot/attest/snp"
+	"github.com/sealroot/sealroot/host/verify"
 )
 
 // verifyFlags are the `sealroot verify` flags that say where the evidence
@@ -150,7 +151,7 @@ func newSNPVerifier(f verifyFlags) (attest.Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return snp.NewVerifier(snp.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+	return verify.New(attest.TEESNP, verify.Options{Cache: cache, Offline: f.offline, Now: f.now})
 }
 
 // newSimVerifier is the Verifier of --tee sim: SNP reports chained to the
@@ -167,7 +168,7 @@ func newSimVerifier(f verifyFlags) (attest.Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sim.NewVerifier(a, snp.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+	return verify.New(attest.TEESim, verify.Options{Cache: cache, Offline: f.offline, Now: f.now, SimRoot: a})
 }
 
 // policyFlags are the claim checks of `sealroot verify`.

@@ -17,10 +17,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/snp"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
+	"github.com/sealroot/sealroot/host/verify"
 )
 
 // Evidence format names.
@@ -103,7 +102,7 @@ func snpEvidenceFromFile(b []byte, format string) (report, table []byte, err err
 		if err != nil {
 			return nil, nil, fmt.Errorf("trustee snp evidence json: %w", err)
 		}
-		ev, err := trusteesnp.Decode(pe)
+		ev, err := verify.DecodeTrustee(attest.TEESNP, pe)
 		if err != nil {
 			return nil, nil, fmt.Errorf("trustee snp evidence json: %w", err)
 		}
@@ -144,11 +143,11 @@ func tdxEvidenceFromFile(b []byte, format string) (quote, eventLog []byte, err e
 		if err != nil {
 			return nil, nil, fmt.Errorf("trustee tdx evidence json: %w", err)
 		}
-		q, log, err := kbs.DecodeTDXEvidence(pe)
+		ev, err := verify.DecodeTrustee(attest.TEETDX, pe)
 		if err != nil {
 			return nil, nil, fmt.Errorf("trustee tdx evidence json: %w", err)
 		}
-		return q, log, nil
+		return ev.Report, ev.EventLog, nil
 	case formatRaw:
 		if len(b) == 0 {
 			return nil, nil, fmt.Errorf("raw tdx quote: the file is empty")

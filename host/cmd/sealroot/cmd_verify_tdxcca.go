@@ -18,7 +18,7 @@ import (
 
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/cca"
-	"github.com/sealroot/sealroot/attest/tdx"
+	"github.com/sealroot/sealroot/host/verify"
 )
 
 // newTDXVerifier is the Verifier of --tee tdx.
@@ -27,7 +27,7 @@ func newTDXVerifier(f verifyFlags) (attest.Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return tdx.NewVerifier(tdx.Options{Cache: cache, Offline: f.offline, Now: f.now}), nil
+	return verify.New(attest.TEETDX, verify.Options{Cache: cache, Offline: f.offline, Now: f.now})
 }
 
 // newCCAVerifier is the Verifier of --tee cca, trusting the CPAKs in --certs.
@@ -43,7 +43,7 @@ func newCCAVerifier(f verifyFlags) (attest.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certificates %s: %w", f.certsPath, err)
 	}
-	return cca.NewVerifier(cca.Options{TrustedCPAKs: keys}), nil
+	return verify.New(attest.TEECCA, verify.Options{CCACPAKs: keys})
 }
 
 // loadCCAEvidence reads the CCA token.

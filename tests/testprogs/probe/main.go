@@ -177,8 +177,9 @@ func runtime() {
 		allowed++
 		return
 	}
-	cfg.AttestTimeout = "20s"
-	pass, err := agent.FetchPassphrase(ctx, agent.Options{Config: cfg, Attester: runtimeAttester{cfg.TEE},
+	ac := &agent.Config{TEE: cfg.TEE, TEEData: cfg.TEEData, WorkloadID: cfg.WorkloadID, AttestationURL: cfg.AttestationURL,
+		KBSProtocol: cfg.KBSProtocol, CABundle: cfg.CABundle, AttestTimeout: 20 * time.Second}
+	pass, err := agent.FetchPassphrase(ctx, agent.Options{Config: ac, Attester: runtimeAttester{cfg.TEE},
 		ResourcePath: cfg.KBSResource, TrusteeKey: cfg.KBSKey, BackoffInitial: 200 * time.Millisecond})
 	if err == nil {
 		cryptsetup.Wipe(pass)
