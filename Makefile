@@ -26,7 +26,7 @@ build:
 
 # The guest init alone (static), for `initramfs build --init bin/init`.
 init:
-	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='-s -w' -o $(BIN)/init ./init
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='-s -w' -o $(BIN)/init ./guest/init
 
 initrd: build deps
 	$(BIN)/sealroot initramfs build -o $(INITRD) --kernel-modules $(KMODULES)

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // Every decoder of request bytes is fuzzed. The invariants: no panic, and

@@ -23,13 +23,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/sim"
-	"github.com/sealroot/sealroot/attest/snp"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
 	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/host/verify/snp"
+	"github.com/sealroot/sealroot/wire/kbs"
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 // simAuthority is the simulated secure processor every test in the package
@@ -281,7 +281,7 @@ func guestRSAKey(i int) *rsa.PrivateKey {
 }
 
 // krunClient is a krun-dialect guest written from INTEROP.md §3 alone: it
-// builds its bodies by hand rather than with agent/kbs, so the test checks
+// builds its bodies by hand rather than with wire/kbs, so the test checks
 // the wire, not the package against itself.
 type krunClient struct {
 	base string
@@ -475,7 +475,7 @@ func (c *trusteeClient) attest(t testing.TB, nonce string, m [48]byte) (int, str
 	if err != nil {
 		t.Fatal(err)
 	}
-	primary, err := trusteesnp.Encode(report, table)
+	primary, err := snpreport.Encode(report, table)
 	if err != nil {
 		t.Fatal(err)
 	}

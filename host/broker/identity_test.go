@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/verify/sim"
 )
 
 // Workload identity. The launch measurement covers the kernel, initrd,

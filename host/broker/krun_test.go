@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/agent/kbs"
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // TestRegisterBuildahReplay replays buildah's registration byte for byte

@@ -19,13 +19,13 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/cca"
-	"github.com/sealroot/sealroot/attest/certcache"
-	"github.com/sealroot/sealroot/attest/policy"
-	"github.com/sealroot/sealroot/attest/sim"
-	"github.com/sealroot/sealroot/attest/snp"
-	"github.com/sealroot/sealroot/attest/tdx"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/host/verify/cca"
+	"github.com/sealroot/sealroot/host/verify/certcache"
+	"github.com/sealroot/sealroot/host/verify/policy"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/host/verify/snp"
+	"github.com/sealroot/sealroot/host/verify/tdx"
 )
 
 // EnvKEK, when set, holds the key-encryption key (64 hex characters or

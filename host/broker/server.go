@@ -26,7 +26,7 @@
 // logged.
 //
 // Verification (is the evidence genuine?) is delegated to attest.Verifiers
-// per TEE; judging it (is it what this workload expects?) is attest/policy
+// per TEE; judging it (is it what this workload expects?) is host/verify/policy
 // fed from the workload's stored WorkloadPolicy. State lives behind
 // store.Store (bbolt or PostgreSQL), secrets sealed by a kek.KEK.
 package broker
@@ -49,10 +49,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // Registration modes of POST /kbs/v0/register_workload.

@@ -14,10 +14,10 @@ import (
 
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/wire/kbs"
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 // PassphraseRepository and PassphraseTag place a workload's LUKS
@@ -156,7 +156,7 @@ func checkInitData(tee string, digest []byte, claims *attest.Claims) *refusal {
 func trusteeEvidence(tee string, primary json.RawMessage) (*attest.Evidence, error) {
 	switch tee {
 	case attest.TEESNP:
-		ev, err := trusteesnp.Decode(primary)
+		ev, err := snpreport.Decode(primary)
 		if err != nil {
 			return nil, fmt.Errorf("snp evidence: %w", err)
 		}

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // TestTrusteeP521Key: a guest key on P-521 (the attestation agent's

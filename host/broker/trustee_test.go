@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/agent/kbs"
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // TestTrusteeFlow: auth → attest → resource with EC and RSA guest keys,

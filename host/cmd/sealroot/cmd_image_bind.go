@@ -10,7 +10,7 @@ import (
 	"github.com/sealroot/sealroot/attest/configbind"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/image"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // `sealroot image bind`: add the root-volume binding to the footer config of
@@ -80,7 +80,7 @@ TEE carries it (SNP HOST_DATA, TDX MRCONFIGID, CCA RPV); the rest of its policy 
 // registerBinding replaces the host_data of the image's workload at the
 // broker, keeping the rest of its policy.
 func registerBinding(cmd *cobra.Command, af *adminFlags, res *image.BindResult) error {
-	c, err := config.Parse(res.Config)
+	c, err := diskconfig.Parse(res.Config)
 	if err != nil {
 		return withStatus(1, err)
 	}

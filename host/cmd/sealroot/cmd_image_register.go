@@ -8,7 +8,7 @@ import (
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/host/measure"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 	"github.com/spf13/cobra"
 )
 
@@ -24,7 +24,7 @@ type imageRegisterFlags struct {
 	// firmware, cpuType and guestFeatures: with --tee snp, the launch's
 	// OVMF image, vCPU model and SEV features (cmd_image_register_snp.go).
 	firmware, cpuType, guestFeatures string
-	machine      string
+	machine                          string
 }
 
 var imageRegister imageRegisterFlags
@@ -103,7 +103,7 @@ func registerBuiltImage(cmd *cobra.Command, f *imageBuildFlags, res *image.Resul
 	// HOST_DATA = SHA-256 of the footer config: the launcher binds it into
 	// the reports, so this workload is told apart from any other that
 	// shares its launch measurement.
-	hd := config.HostData(res.ConfigJSON)
+	hd := diskconfig.HostData(res.ConfigJSON)
 	pf.hostData = hex.EncodeToString(hd[:])
 	pol, err := pf.policy(res.Config.TEE)
 	if err != nil {

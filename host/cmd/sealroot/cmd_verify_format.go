@@ -17,10 +17,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/snp"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
+	"github.com/sealroot/sealroot/host/verify/snp"
+	"github.com/sealroot/sealroot/wire/kbs"
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 // Evidence format names.
@@ -98,7 +98,7 @@ func snpEvidenceFromFile(b []byte, format string) (report, table []byte, err err
 		if err != nil {
 			return nil, nil, fmt.Errorf("trustee snp evidence json: %w", err)
 		}
-		ev, err := trusteesnp.Decode(pe)
+		ev, err := snpreport.Decode(pe)
 		if err != nil {
 			return nil, nil, fmt.Errorf("trustee snp evidence json: %w", err)
 		}

@@ -17,8 +17,8 @@ import (
 	"fmt"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/cca"
-	"github.com/sealroot/sealroot/attest/tdx"
+	"github.com/sealroot/sealroot/host/verify/cca"
+	"github.com/sealroot/sealroot/host/verify/tdx"
 )
 
 func init() {
