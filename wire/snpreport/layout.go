@@ -29,7 +29,6 @@ import (
 	"fmt"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/host/verify/policy"
 )
 
 // ReportSize is the size of a raw SNP attestation report.
@@ -40,7 +39,7 @@ const ReportSize = 0x4A0
 // verifier (host/verify/snp), the simulated secure processor (host/verify/sim), its
 // guest attester (attest/simport) and the guest init and agent all use it.
 // The CPUID bytes exist from report version 3; the mitigation vectors from
-// version 5. TCB fields are 8 bytes (policy.TCBFromUint64/TCBToUint64);
+// version 5. TCB fields are 8 bytes (TCBFromUint64/TCBToUint64);
 // firmware versions are 3 bytes: build, minor, major.
 const (
 	OffVersion          = 0x000
@@ -176,15 +175,15 @@ func ProductFromCPUID(family, model uint8) (Product, error) {
 }
 
 // putTCB writes t into 8 report bytes in the product's layout; the layout
-// itself is policy.TCBToUint64's.
+// itself is TCBToUint64's.
 func putTCB(dst []byte, t attest.TCB, p Product) {
-	binary.LittleEndian.PutUint64(dst, policy.TCBToUint64(t, p.turinLayout()))
+	binary.LittleEndian.PutUint64(dst, TCBToUint64(t, p.turinLayout()))
 }
 
-// tcbFrom splits 8 report bytes with policy.TCBFromUint64; it fails when a
+// tcbFrom splits 8 report bytes with TCBFromUint64; it fails when a
 // byte that the product's layout reserves is not zero.
 func tcbFrom(src []byte, p Product) (attest.TCB, error) {
-	t, err := policy.TCBFromUint64(binary.LittleEndian.Uint64(src), p.turinLayout())
+	t, err := TCBFromUint64(binary.LittleEndian.Uint64(src), p.turinLayout())
 	if err != nil {
 		return attest.TCB{}, err
 	}

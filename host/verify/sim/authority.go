@@ -48,7 +48,6 @@ import (
 	"github.com/google/go-sev-guest/verify/trust"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/host/verify/policy"
 	"github.com/sealroot/sealroot/host/verify/snp"
 	ts "github.com/sealroot/sealroot/wire/snpreport"
 )
@@ -547,7 +546,7 @@ func (a *Authority) Sign(p ReportParams) (report []byte, certTable []byte, err e
 	if p.VMPL > 3 {
 		return nil, nil, fmt.Errorf("sim: vmpl %d: want 0 to 3", p.VMPL)
 	}
-	tcb := policy.TCBToUint64(a.info.TCB, a.info.ProductLine == "Turin")
+	tcb := ts.TCBToUint64(a.info.TCB, a.info.ProductLine == "Turin")
 	r := make([]byte, ts.ReportSize)
 	le32 := binary.LittleEndian.PutUint32
 	le64 := binary.LittleEndian.PutUint64

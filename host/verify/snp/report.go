@@ -12,11 +12,10 @@ import (
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/host/verify/policy"
 	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
-// The report layout is trusteesnp's table (INTEROP.md §5).
+// The report layout is wire/snpreport's table (INTEROP.md §5).
 const (
 	// SignedSize is how many leading bytes of the report the signature covers.
 	SignedSize = snpreport.SignedSize
@@ -134,7 +133,7 @@ func leInt(b []byte) *big.Int {
 // [bl,tee,0,0,0,0,snp,ucode] on Milan and Genoa, [fmc,bl,tee,snp,0,0,0,ucode]
 // on Turin.
 func decodeTCB(v uint64, productLine string) (attest.TCB, error) {
-	t, err := policy.TCBFromUint64(v, productLine == "Turin")
+	t, err := snpreport.TCBFromUint64(v, productLine == "Turin")
 	if err != nil {
 		return attest.TCB{}, err
 	}
