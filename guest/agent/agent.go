@@ -54,7 +54,6 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
@@ -97,7 +96,7 @@ type Options struct {
 	Logf func(format string, a ...any)
 
 	// ResourcePath is the Trustee resource holding the passphrase,
-	// "repository/type/tag"; empty is DefaultResourcePath(workload_id).
+	// "repository/type/tag"; empty is kbs.PassphrasePath(workload_id).
 	ResourcePath string
 	// TrusteeKey is the Trustee guest key type: KeyEC (default) or KeyRSA.
 	TrusteeKey string
@@ -121,32 +120,6 @@ type Options struct {
 	// returns ctx's error when ctx ends first.
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
-}
-
-// DefaultResourcePath is the Trustee resource sealroot's broker serves a
-// workload's LUKS passphrase under: default/<workload_id>/passphrase
-// (docs/broker.md). Trustee itself stores resources under any path; point
-// kbs_resource at the one holding the passphrase there.
-func DefaultResourcePath(workloadID string) string {
-	return "default/" + workloadID + "/passphrase"
-}
-
-// resourceSegment is one segment of a Trustee resource path.
-var resourceSegment = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_.-]*$`)
-
-// checkResourcePath accepts "repository/type/tag" with Trustee's segment
-// syntax.
-func checkResourcePath(p string) error {
-	segs := strings.Split(p, "/")
-	if len(segs) != 3 {
-		return fmt.Errorf("resource path %q is not repository/type/tag", clip(p))
-	}
-	for _, s := range segs {
-		if len(s) > 128 || !resourceSegment.MatchString(s) {
-			return fmt.Errorf("resource path %q: segment %q must match [A-Za-z0-9_-][A-Za-z0-9_.-]*", clip(p), clip(s))
-		}
-	}
-	return nil
 }
 
 // dialect is one broker protocol.
@@ -254,9 +227,9 @@ func (o Options) prepare() (dialect, *Target, *Error) {
 	case kbs.DialectTrustee:
 		res := o.ResourcePath
 		if res == "" {
-			res = DefaultResourcePath(cfg.WorkloadID)
+			res = kbs.PassphrasePath(cfg.WorkloadID)
 		}
-		if err := checkResourcePath(res); err != nil {
+		if err := kbs.CheckResourcePath(res); err != nil {
 			return nil, nil, finalErr(StepKey, 0, err)
 		}
 		if err := checkTrusteeKeyKind(o.TrusteeKey); err != nil {

@@ -90,7 +90,7 @@ func tdxAttest(t *testing.T, b *testBroker, id string, mrtd [48]byte, rtmrs [4][
 		`"},"additional_evidence":""}}`
 	req, _ = http.NewRequest(http.MethodPost, b.URL+"/kbs/v0/attest", strings.NewReader(att))
 	attestCode, _ := do(t, hc, req)
-	req, _ = http.NewRequest(http.MethodGet, b.URL+"/kbs/v0/resource/"+PassphrasePath(id), nil)
+	req, _ = http.NewRequest(http.MethodGet, b.URL+"/kbs/v0/resource/"+kbs.PassphrasePath(id), nil)
 	resCode, _ := do(t, hc, req)
 	return attestCode, resCode
 }

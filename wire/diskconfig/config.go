@@ -11,11 +11,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/sealroot/sealroot/cryptsetup"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // Config is the disk config.
@@ -66,9 +66,6 @@ type Config struct {
 	Verity      *Verity `json:"verity,omitempty"`
 	OverlaySize string  `json:"overlay_size,omitempty"`
 }
-
-// resourceSegment is one segment of a Trustee resource path (INTEROP §4).
-var resourceSegment = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_.-]*$`)
 
 // Known TEE values.
 var knownTEE = map[string]bool{"snp": true, "sev": true, "tdx": true, "cca": true, "sim": true, "none": true}
@@ -134,14 +131,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config key \"kbs_key\": %q is not ec or rsa", c.KBSKey)
 	}
 	if c.KBSResource != "" {
-		parts := strings.Split(c.KBSResource, "/")
-		if len(parts) != 3 {
-			return fmt.Errorf("config key \"kbs_resource\": %q is not repository/type/tag", c.KBSResource)
-		}
-		for _, p := range parts {
-			if !resourceSegment.MatchString(p) {
-				return fmt.Errorf("config key \"kbs_resource\": segment %q is not [A-Za-z0-9_-][A-Za-z0-9_.-]*", p)
-			}
+		if err := kbs.CheckResourcePath(c.KBSResource); err != nil {
+			return fmt.Errorf("config key \"kbs_resource\": %w", err)
 		}
 	}
 	if c.AttestTimeout != "" {
