@@ -4,15 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-
-	"github.com/gowebpki/jcs"
 
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/wire/kbs"
@@ -85,7 +81,7 @@ func (t *trustee) handshake(ctx context.Context) (*http.Cookie, *Error) {
 	}
 
 	const additional = "" // no device evidence
-	rd, err := trusteeBinding(alg, ch.Nonce, t.jwk, additional)
+	rd, err := kbs.TrusteeBinding(alg, ch.Nonce, t.jwk, additional)
 	if err != nil {
 		return nil, finalErr(StepEvidence, 0, err)
 	}
@@ -165,50 +161,4 @@ func selectedHash(extra json.RawMessage) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("broker selected hash algorithm %q, which was not offered", clip(sanitize(*p.Selected)))
-}
-
-// trusteeBinding is report_data for the Trustee dialect: the hash alg of
-// the canonical {"additional-evidence","nonce","tee-pubkey"} document,
-// zero-padded to 64 bytes. SHA-384, the protocol's default, is
-// kbs.TrusteeReportData itself.
-func trusteeBinding(alg, nonce string, jwk kbs.JWK, additional string) ([64]byte, error) {
-	var out [64]byte
-	if alg == "sha384" {
-		copy(out[:], kbs.TrusteeReportData(nonce, jwk, additional, 64))
-		return out, nil
-	}
-	doc := struct {
-		AdditionalEvidence string  `json:"additional-evidence"`
-		Nonce              string  `json:"nonce"`
-		TEEPubKey          kbs.JWK `json:"tee-pubkey"`
-	}{additional, nonce, bindingMembers(jwk)}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(doc); err != nil {
-		return out, fmt.Errorf("encoding the binding document: %w", err)
-	}
-	canon, err := jcs.Transform(bytes.TrimSpace(buf.Bytes()))
-	if err != nil {
-		return out, fmt.Errorf("canonicalizing the binding document: %w", err)
-	}
-	switch alg {
-	case "sha256":
-		s := sha256.Sum256(canon)
-		copy(out[:], s[:])
-	case "sha512":
-		out = sha512.Sum512(canon)
-	default:
-		return out, fmt.Errorf("hash algorithm %q is not supported", alg)
-	}
-	return out, nil
-}
-
-// bindingMembers keeps the members Trustee hashes: kty,crv,alg,x,y for EC
-// and kty,alg,n,e for RSA.
-func bindingMembers(j kbs.JWK) kbs.JWK {
-	if j.Kty == kbs.KtyRSA {
-		return kbs.JWK{Kty: j.Kty, Alg: j.Alg, N: j.N, E: j.E}
-	}
-	return kbs.JWK{Kty: j.Kty, Crv: j.Crv, Alg: j.Alg, X: j.X, Y: j.Y}
 }

@@ -320,18 +320,18 @@ var (
 )
 
 func TestTrusteeBinding(t *testing.T) {
-	got, err := trusteeBinding("sha384", vectorNonce, vectorJWK, "")
+	got, err := kbs.TrusteeBinding("sha384", vectorNonce, vectorJWK, "")
 	const want384 = "d934ba73c76ad6ce42e80746cefb42b74c7e0af0f0d30ace51557c3da2a8fe7608b3c6856f09e1f101fd459a86b1c846"
 	if err != nil || hex.EncodeToString(got[:48]) != want384 || got[48] != 0 {
 		t.Fatalf("sha384 binding = %x, %v", got, err)
 	}
 	s256 := sha256.Sum256([]byte(vectorCanon))
-	got, err = trusteeBinding("sha256", vectorNonce, vectorJWK, "")
+	got, err = kbs.TrusteeBinding("sha256", vectorNonce, vectorJWK, "")
 	if err != nil || string(got[:32]) != string(s256[:]) || got[32] != 0 {
 		t.Fatalf("sha256 binding = %x, %v; want %x", got, err, s256)
 	}
 	s512 := sha512.Sum512([]byte(vectorCanon))
-	if got, err = trusteeBinding("sha512", vectorNonce, vectorJWK, ""); err != nil || got != s512 {
+	if got, err = kbs.TrusteeBinding("sha512", vectorNonce, vectorJWK, ""); err != nil || got != s512 {
 		t.Fatalf("sha512 binding = %x, %v", got, err)
 	}
 	// Our own canonical document for SHA-384 agrees with kbs's.
@@ -339,7 +339,7 @@ func TestTrusteeBinding(t *testing.T) {
 	if hex.EncodeToString(h[:]) != want384 {
 		t.Fatal("hand-written canonical document does not give the vector")
 	}
-	if _, err := trusteeBinding("sm3", vectorNonce, vectorJWK, ""); err == nil {
+	if _, err := kbs.TrusteeBinding("sm3", vectorNonce, vectorJWK, ""); err == nil {
 		t.Fatal("sm3 accepted")
 	}
 }
@@ -374,7 +374,7 @@ func FuzzSelectedHash(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := trusteeBinding(alg, "n", vectorJWK, ""); err != nil {
+		if _, err := kbs.TrusteeBinding(alg, "n", vectorJWK, ""); err != nil {
 			t.Fatalf("selected %q cannot bind: %v", alg, err)
 		}
 	})

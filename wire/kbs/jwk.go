@@ -131,7 +131,10 @@ func (j JWK) PublicKey() (crypto.PublicKey, error) {
 }
 
 // bindingMembers is the key as hashed into report_data: kty,crv,alg,x,y for
-// EC and kty,alg,n,e for RSA.
+// EC and kty,alg,n,e for RSA. A key of any other kty keeps every member, so
+// the binding never covers less of a key than was sent (the guest makes
+// only EC and RSA keys, and the broker refuses any other kty before it
+// binds).
 func (j JWK) bindingMembers() JWK {
 	switch j.Kty {
 	case KtyEC:

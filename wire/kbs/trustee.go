@@ -2,6 +2,7 @@ package kbs
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
@@ -60,12 +61,10 @@ func ParseAttestation(body []byte) (*Attestation, error) {
 	return &a, nil
 }
 
-// TrusteeReportData is the Trustee dialect's binding: SHA-384 of the RFC
-// 8785 canonical JSON of {"additional-evidence","nonce","tee-pubkey"}, the
-// key reduced to its binding members (kty,crv,alg,x,y or kty,alg,n,e). The
-// digest is zero-padded to size bytes (64 for SNP and TDX); a size below 48
-// returns the bare 48-byte digest (the sample TEE's form).
-func TrusteeReportData(nonce string, jwk JWK, additionalEvidence string, size int) []byte {
+// trusteeBindingDocument is what the Trustee dialect's report_data hashes:
+// the RFC 8785 canonical JSON of {"additional-evidence","nonce",
+// "tee-pubkey"}, the key reduced to its binding members (JWK.bindingMembers).
+func trusteeBindingDocument(nonce string, jwk JWK, additionalEvidence string) []byte {
 	doc := struct {
 		AdditionalEvidence string `json:"additional-evidence"`
 		Nonce              string `json:"nonce"`
@@ -83,13 +82,40 @@ func TrusteeReportData(nonce string, jwk JWK, additionalEvidence string, size in
 	if err != nil {
 		panic(fmt.Sprintf("kbs: canonicalizing binding document: %v", err))
 	}
-	sum := sha512.Sum384(canon)
+	return canon
+}
+
+// TrusteeReportData is the Trustee dialect's binding with the protocol's
+// default hash: SHA-384 of the binding document (trusteeBindingDocument).
+// The digest is zero-padded to size bytes (64 for SNP and TDX); a size below
+// 48 returns the bare 48-byte digest (the sample TEE's form).
+func TrusteeReportData(nonce string, jwk JWK, additionalEvidence string, size int) []byte {
+	sum := sha512.Sum384(trusteeBindingDocument(nonce, jwk, additionalEvidence))
 	if size < len(sum) {
 		return sum[:]
 	}
 	out := make([]byte, size)
 	copy(out, sum[:])
 	return out
+}
+
+// TrusteeBinding is the Trustee dialect's 64-byte report_data when the
+// broker selected hash algorithm alg ("sha256", "sha384" or "sha512", in
+// Trustee's spelling): that digest of the binding document, zero-padded.
+func TrusteeBinding(alg, nonce string, jwk JWK, additionalEvidence string) ([64]byte, error) {
+	var out [64]byte
+	switch alg {
+	case "sha256":
+		s := sha256.Sum256(trusteeBindingDocument(nonce, jwk, additionalEvidence))
+		copy(out[:], s[:])
+	case "sha384":
+		copy(out[:], TrusteeReportData(nonce, jwk, additionalEvidence, 64))
+	case "sha512":
+		out = sha512.Sum512(trusteeBindingDocument(nonce, jwk, additionalEvidence))
+	default:
+		return out, fmt.Errorf("hash algorithm %q is not supported", truncate(alg))
+	}
+	return out, nil
 }
 
 // NewTrusteeNonce encodes 32 random bytes the way Trustee does: standard
