@@ -42,11 +42,6 @@ func checkEvidence(ev *attest.Evidence, wire string) error {
 	return nil
 }
 
-// kbs.SNPReportSize repeats the layout table's report size (kbs stays
-// free of go-sev-guest); this constant overflows, failing the build, if the
-// two ever differ.
-const _ = uint(kbs.SNPReportSize-snpreport.ReportSize) + uint(snpreport.ReportSize-kbs.SNPReportSize)
-
 // snpGen is the processor generation the krun dialect's evidence names:
 // tee_data's "gen" when the config has one, else the generation the
 // report's CPUID fields identify (report version 3 and later), else

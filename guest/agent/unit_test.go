@@ -194,7 +194,7 @@ func TestSNPGen(t *testing.T) {
 		{"not json", genoa, "genoa"},
 		{`{"gen":42}`, genoa, "genoa"},
 		{"", nil, "milan"},
-		{"", make([]byte, kbs.SNPReportSize), "milan"}, // version 0: no CPUID
+		{"", make([]byte, snpreport.ReportSize), "milan"}, // version 0: no CPUID
 	}
 	for _, tt := range tests {
 		if got := snpGen(tt.teeData, tt.report); got != tt.want {

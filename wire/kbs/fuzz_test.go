@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 // Every decoder of peer bytes is fuzzed: it must not panic, and what it
@@ -56,7 +58,7 @@ func FuzzParseKrunAttestation(f *testing.F) {
 }
 
 func FuzzDecodeKrunSNPEvidence(f *testing.F) {
-	report := strings.Repeat("00", SNPReportSize)
+	report := strings.Repeat("00", snpreport.ReportSize)
 	f.Add(`{"gen":"milan","report":"` + report + `","cert_chain":"[]"}`)
 	f.Add(`{"gen":"genoa","report":"` + report + `","cert_chain":"0102"}`)
 	f.Add(`{"gen":"milan","report":"` + report + `"}`)
@@ -65,7 +67,7 @@ func FuzzDecodeKrunSNPEvidence(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(r) != SNPReportSize || len(c) > maxCertTable {
+		if len(r) != snpreport.ReportSize || len(c) > maxCertTable {
 			t.Fatalf("accepted report of %d bytes, table of %d", len(r), len(c))
 		}
 	})

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 var (
@@ -232,7 +234,7 @@ func TestKrunRequestAndEvidence(t *testing.T) {
 		t.Fatal("dialect selection wrong")
 	}
 
-	report := make([]byte, SNPReportSize)
+	report := make([]byte, snpreport.ReportSize)
 	report[0] = 2
 	for _, table := range [][]byte{nil, {1, 2, 3}} {
 		ev, err := EncodeKrunSNPEvidence("milan", report, table)
@@ -251,7 +253,7 @@ func TestKrunRequestAndEvidence(t *testing.T) {
 	}
 	for name, ev := range map[string]string{
 		"short":   `{"gen":"milan","report":"00","cert_chain":"[]"}`,
-		"not hex": `{"gen":"milan","report":"` + strings.Repeat("zz", SNPReportSize) + `"}`,
+		"not hex": `{"gen":"milan","report":"` + strings.Repeat("zz", snpreport.ReportSize) + `"}`,
 		"array":   `[]`,
 		"chain":   `{"gen":"milan","report":"` + hex.EncodeToString(report) + `","cert_chain":"xyz"}`,
 	} {

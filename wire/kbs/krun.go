@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 // Protocol versions sent in the /auth request. The version selects the
@@ -57,11 +58,6 @@ const (
 	// MinRSABits and MaxRSABits bound guest RSA keys.
 	MinRSABits = 2048
 	MaxRSABits = 8192
-	// SNPReportSize is the size of an AMD SEV-SNP attestation report. It
-	// repeats trusteesnp.ReportSize (sealroot's report layout table)
-	// because this package stays free of go-sev-guest; package agent, which
-	// imports both, fails to compile if they ever differ.
-	SNPReportSize = 0x4A0
 	// maxCertTable bounds an SNP certificate table carried in evidence.
 	maxCertTable = 64 << 10
 )
@@ -266,8 +262,8 @@ type KrunSNPEvidence struct {
 // EncodeKrunSNPEvidence renders the tee-evidence string for an SNP report
 // and its optional certificate table. gen is "milan", "genoa" or "turin".
 func EncodeKrunSNPEvidence(gen string, report, certTable []byte) (string, error) {
-	if len(report) != SNPReportSize {
-		return "", fmt.Errorf("snp report is %d bytes, want %d", len(report), SNPReportSize)
+	if len(report) != snpreport.ReportSize {
+		return "", fmt.Errorf("snp report is %d bytes, want %d", len(report), snpreport.ReportSize)
 	}
 	chain := "[]"
 	if len(certTable) > 0 {
@@ -288,8 +284,8 @@ func DecodeKrunSNPEvidence(evidence string) (report, certTable []byte, err error
 	if err := unmarshalObject([]byte(evidence), &e); err != nil {
 		return nil, nil, fmt.Errorf("snp evidence: %w", err)
 	}
-	if len(e.Report) != 2*SNPReportSize {
-		return nil, nil, fmt.Errorf("snp evidence: report is %d hex characters, want %d", len(e.Report), 2*SNPReportSize)
+	if len(e.Report) != 2*snpreport.ReportSize {
+		return nil, nil, fmt.Errorf("snp evidence: report is %d hex characters, want %d", len(e.Report), 2*snpreport.ReportSize)
 	}
 	report, err = hex.DecodeString(e.Report)
 	if err != nil {
