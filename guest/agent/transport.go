@@ -15,7 +15,7 @@ import (
 
 	"github.com/mdlayher/vsock"
 
-	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/internal/textclip"
 )
 
 // anyVsock is VMADDR_CID_ANY and VMADDR_PORT_ANY.
@@ -157,5 +157,5 @@ func NewTransport(t *Target, caBundle string, dial VsockDialer) (http.RoundTripp
 }
 
 // clip shortens untrusted or user text quoted in errors: the package's
-// limit for attest.Clip.
-func clip(s string) string { return attest.Clip(s, 80) }
+// limit for textclip.Clip.
+func clip(s string) string { return textclip.Clip(s, 80) }

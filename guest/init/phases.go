@@ -8,6 +8,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/u-root/u-root/pkg/mount"
+	"golang.org/x/sys/unix"
+
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/guest/internal/hostchan"
@@ -16,8 +19,6 @@ import (
 	"github.com/sealroot/sealroot/guest/internal/workload"
 	"github.com/sealroot/sealroot/wire/diskconfig"
 	"github.com/sealroot/sealroot/wire/event"
-	"github.com/u-root/u-root/pkg/mount"
-	"golang.org/x/sys/unix"
 )
 
 // newRoot is where the root filesystem is mounted before switch_root.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/verify/policy"
+	"github.com/sealroot/sealroot/internal/textclip"
 )
 
 // WorkloadPolicy is a workload's stored policy document: what its evidence
@@ -263,4 +264,4 @@ func checkName(err error) string {
 }
 
 // truncate bounds untrusted text quoted in errors and audit records.
-func truncate(s string, n int) string { return attest.Clip(s, n) }
+func truncate(s string, n int) string { return textclip.Clip(s, n) }

@@ -12,7 +12,7 @@ import (
 	"math/big"
 	"strings"
 
-	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/internal/textclip"
 	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
@@ -389,5 +389,5 @@ func jsonErr(err error) error {
 }
 
 // truncate shortens untrusted text quoted in errors: the package's limit
-// for attest.Clip.
-func truncate(s string) string { return attest.Clip(s, 40) }
+// for textclip.Clip.
+func truncate(s string) string { return textclip.Clip(s, 40) }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/internal/textclip"
 )
 
 // ProblemTypePrefix starts the type URI of every Trustee-dialect error.
@@ -64,7 +64,7 @@ func ParseProblem(body []byte) (*Problem, error) {
 		return nil, errors.New("problem document: type is missing")
 	}
 	// Broker-supplied text a guest may print is bounded.
-	p.Type, p.Detail = attest.Clip(p.Type, maxProblemText), attest.Clip(p.Detail, maxProblemText)
+	p.Type, p.Detail = textclip.Clip(p.Type, maxProblemText), textclip.Clip(p.Detail, maxProblemText)
 	return &p, nil
 }
 

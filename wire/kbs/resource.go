@@ -5,7 +5,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/internal/textclip"
 )
 
 // Trustee names a resource by three segments, GET
@@ -55,12 +55,12 @@ func ValidResourcePath(repo, typ, tag string) bool {
 func CheckResourcePath(p string) error {
 	segs := strings.Split(p, "/")
 	if len(segs) != 3 {
-		return fmt.Errorf("resource path %q is not repository/type/tag", attest.Clip(p, 80))
+		return fmt.Errorf("resource path %q is not repository/type/tag", textclip.Clip(p, 80))
 	}
 	for _, s := range segs {
 		if !ValidResourceSegment(s) {
 			return fmt.Errorf("resource path %q: segment %q must match [A-Za-z0-9_-][A-Za-z0-9_.-]* and be at most %d bytes",
-				attest.Clip(p, 80), attest.Clip(s, 80), MaxResourceSegment)
+				textclip.Clip(p, 80), textclip.Clip(s, 80), MaxResourceSegment)
 		}
 	}
 	return nil

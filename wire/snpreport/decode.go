@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/internal/textclip"
 )
 
 // MaxEvidenceSize bounds the JSON that Decode accepts. A report with a full
@@ -346,7 +347,7 @@ func (o object) optUint(key string, bits int) (uint64, bool, error) {
 	}
 	v, err := strconv.ParseUint(string(raw), 10, bits)
 	if err != nil {
-		return 0, false, fmt.Errorf("%s: %s is not an integer in 0..%d", o.path(key), attest.Clip(string(raw), maxQuoted), uint64(1)<<bits-1)
+		return 0, false, fmt.Errorf("%s: %s is not an integer in 0..%d", o.path(key), textclip.Clip(string(raw), maxQuoted), uint64(1)<<bits-1)
 	}
 	return v, true, nil
 }
@@ -379,7 +380,7 @@ func (o object) byteSlice(key string) ([]byte, error) {
 	for i, v := range vals {
 		n, err := strconv.ParseUint(string(v), 10, 8)
 		if err != nil {
-			return nil, fmt.Errorf("%s[%d]: %s is not an integer 0-255", o.path(key), i, attest.Clip(string(v), maxQuoted))
+			return nil, fmt.Errorf("%s[%d]: %s is not an integer 0-255", o.path(key), i, textclip.Clip(string(v), maxQuoted))
 		}
 		out[i] = byte(n)
 	}

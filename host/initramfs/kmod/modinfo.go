@@ -29,7 +29,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/internal/textclip"
 )
 
 // MaxModinfoSize bounds the .modinfo section accepted from a module file.
@@ -201,5 +201,5 @@ func ReadModinfo(r io.ReaderAt) (Modinfo, error) {
 }
 
 // truncate shortens s for an error message: the package's limit for
-// attest.Clip.
-func truncate(s string) string { return attest.Clip(s, 64) }
+// textclip.Clip.
+func truncate(s string) string { return textclip.Clip(s, 64) }

@@ -12,6 +12,7 @@ import (
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/internal/textclip"
 	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
@@ -87,7 +88,7 @@ func ParseReport(b []byte) (*spb.Report, error) {
 	if err != nil {
 		// go-sev-guest's format errors can carry hex dumps of whole
 		// reserved areas.
-		return nil, errors.New(attest.Clip(err.Error(), 160))
+		return nil, errors.New(textclip.Clip(err.Error(), 160))
 	}
 	return r, nil
 }

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/simport"
 	"github.com/sealroot/sealroot/cryptsetup"
@@ -30,7 +32,6 @@ import (
 	"github.com/sealroot/sealroot/guest/runtimeev"
 	"github.com/sealroot/sealroot/wire/diskconfig"
 	"github.com/sealroot/sealroot/wire/kbs"
-	"golang.org/x/sys/unix"
 )
 
 var allowed int
