@@ -14,7 +14,7 @@ export SEALROOT_KMODULES ?= $(KMODULES)
 KRUNFW_KERNEL ?= $(CACHE)/krunfw/bzImage
 export SEALROOT_KRUNFW_KERNEL ?= $(KRUNFW_KERNEL)
 
-.PHONY: all build init initrd test unit e2e fuzz demo bench deps clean kernel-krunfw
+.PHONY: all build init initrd test unit e2e fuzz demo bench deps clean kernel-krunfw depcheck
 
 all: build
 
@@ -42,6 +42,13 @@ test: deps build kernel-krunfw
 
 unit:
 	$(GO) test ./...
+
+# The layering rules (docs/design.md, "Package map"): the init's dependency
+# closure holds no host/ package, no verifier and no protobuf; wire/ imports
+# no other layer; guest/ and host/ never import each other. The unit tests
+# (so `make test`) run the same two tests.
+depcheck:
+	$(GO) test -count=1 -run '^(TestInitDependencies|TestLayers)$$' ./guest/init
 
 e2e: deps build kernel-krunfw
 	$(GO) test -count=1 -timeout 25m ./tests/...
