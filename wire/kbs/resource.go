@@ -2,7 +2,6 @@ package kbs
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/sealroot/sealroot/internal/textclip"
@@ -16,9 +15,6 @@ import (
 
 // MaxResourceSegment is the longest resource path segment, in bytes.
 const MaxResourceSegment = 128
-
-// resourceSegment is Trustee's syntax for repository, type and tag.
-var resourceSegment = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_.-]*$`)
 
 // PassphraseRepository and PassphraseTag place a workload's LUKS
 // passphrase in sealroot's broker: default/<workload_id>/passphrase
@@ -42,7 +38,17 @@ func IsPassphrasePath(repo, typ, tag string) (workloadID string, ok bool) {
 // ValidResourceSegment reports whether s is a valid repository, type or
 // tag: Trustee's syntax, at most MaxResourceSegment bytes.
 func ValidResourceSegment(s string) bool {
-	return len(s) <= MaxResourceSegment && resourceSegment.MatchString(s)
+	if s == "" || len(s) > MaxResourceSegment || s[0] == '.' {
+		return false
+	}
+	// Trustee's syntax: [A-Za-z0-9_-][A-Za-z0-9_.-]*.
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidResourcePath reports whether all three segments are valid.

@@ -109,7 +109,8 @@ func TrusteeBinding(alg, nonce string, jwk JWK, additionalEvidence string) ([64]
 		s := sha256.Sum256(trusteeBindingDocument(nonce, jwk, additionalEvidence))
 		copy(out[:], s[:])
 	case "sha384":
-		copy(out[:], TrusteeReportData(nonce, jwk, additionalEvidence, 64))
+		s := sha512.Sum384(trusteeBindingDocument(nonce, jwk, additionalEvidence))
+		copy(out[:], s[:])
 	case "sha512":
 		out = sha512.Sum512(trusteeBindingDocument(nonce, jwk, additionalEvidence))
 	default:
