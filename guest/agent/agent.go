@@ -2,7 +2,7 @@
 // to the key broker and brings back the LUKS passphrase.
 //
 // FetchPassphrase runs one exchange in the dialect the disk config asks for
-// (INTEROP.md §3 krun, the default; §4 Trustee when kbs_protocol is
+// (docs/interop.md §3 krun, the default; §4 Trustee when kbs_protocol is
 // "trustee"):
 //
 //	auth ─► key pair ─► report_data binding ─► Attester ─► attest ─► key/resource ─► decrypt
@@ -18,7 +18,7 @@
 //
 // The nonce is checked strictly before anything is bound to it: 32
 // lowercase hex characters in the krun dialect, standard base64 of 32 bytes
-// in the Trustee dialect (INTEROP.md §3, §4). The krun binding hashes the
+// in the Trustee dialect (docs/interop.md §3, §4). The krun binding hashes the
 // nonce and the key's base64 texts back to back, without separators, so a
 // host that knew the guest's modulus could choose a nonce ending in a
 // prefix of its own base64 modulus and have the guest's genuine report bind

@@ -84,7 +84,7 @@ func teeDataGen(teeData string) string {
 }
 
 // krunEvidence renders the krun dialect's tee-evidence string. The krun wire
-// carries SNP reports only (INTEROP.md §3).
+// carries SNP reports only (docs/interop.md §3).
 func krunEvidence(ev *attest.Evidence, teeData string) (string, error) {
 	if ev.TEE != attest.TEESNP {
 		return "", fmt.Errorf("the krun dialect carries SNP evidence only, not %s: set kbs_protocol to \"trustee\"", ev.TEE)

@@ -12,7 +12,7 @@ import (
 	"github.com/sealroot/sealroot/wire/kbs"
 )
 
-// krun speaks the krun dialect (INTEROP.md §3): reference-kbs and
+// krun speaks the krun dialect (docs/interop.md §3): reference-kbs and
 // libkrun's historical client. The guest key is RSA-2048, made afresh for
 // each handshake; report_data is SHA-512 over the nonce and the key's
 // base64 texts; the secret comes back as hex of an RSA PKCS#1 v1.5

@@ -14,7 +14,7 @@ import (
 	"github.com/sealroot/sealroot/wire/kbs"
 )
 
-// trustee speaks Confidential Containers' KBS protocol 0.4.0 (INTEROP.md
+// trustee speaks Confidential Containers' KBS protocol 0.4.0 (docs/interop.md
 // §4). The guest key, made afresh for each handshake, is an EC P-256 key for
 // ECDH-ES+A256KW (the default) or an RSA-2048 key for RSA-OAEP-256;
 // report_data is the hash of the RFC 8785 canonical runtime data; the

@@ -310,7 +310,7 @@ func TestCheckEvidence(t *testing.T) {
 	}
 }
 
-// The worked vector of INTEROP.md §4.3.
+// The worked vector of docs/interop.md §4, step 3.
 var (
 	vectorNonce = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 	vectorJWK   = kbs.JWK{Kty: "EC", Crv: "P-256", Alg: "ECDH-ES+A256KW",

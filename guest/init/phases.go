@@ -67,7 +67,7 @@ func (b *boot) closeHost() {
 	}
 }
 
-// phases is the boot sequence (DESIGN.md, "The guest init").
+// phases is the boot sequence (docs/design.md, "The guest init").
 var phases = []phase{
 	{"mounts", 5 * time.Second, event.StatusEarlySetup, (*boot).mounts},
 	{"modules", 60 * time.Second, event.StatusModulesFailed, (*boot).modules},

@@ -73,7 +73,7 @@ type Options struct {
 	AdminReady func(net.Addr) `json:"-"`
 }
 
-// RegisterFlags defines the broker's flags on fs (CLI.md names).
+// RegisterFlags defines the broker's flags on fs (the names docs/broker.md documents).
 func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8000", "address to serve on (host:port)")
 	fs.StringVar(&o.AdminListen, "admin-listen", "", "serve the admin API and /metrics on this address (host:port) only, not on --listen")

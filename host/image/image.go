@@ -1,5 +1,5 @@
 // Package image builds confidential workload disks in buildah's layout
-// (INTEROP.md §1): disk.img = [LUKS header][encrypted ext4][padding]
+// (docs/interop.md §1): disk.img = [LUKS header][encrypted ext4][padding]
 // [config JSON]["KRUN"][u64 length], plus krun-sev.json holding the same
 // config bytes, with the workload's /.krun_config.json inside the
 // filesystem.

@@ -1,6 +1,6 @@
 // Package config reads the workload's disk config: the JSON that buildah
 // writes both to /krun-sev.json and into the KRUN footer of disk.img
-// (INTEROP.md §1). libkrun's six keys are required; sealroot's own optional
+// (docs/interop.md §1). libkrun's six keys are required; sealroot's own optional
 // keys are documented on the fields below, and unknown keys are ignored so
 // that images written by newer tools still boot.
 package diskconfig

@@ -3,7 +3,7 @@
 // the report_data bindings, the public-key formats, and the encryption of the
 // secret on its way back to the guest.
 //
-// Two dialects exist (INTEROP.md §2–4):
+// Two dialects exist (docs/interop.md §3–4):
 //
 //   - krun: the protocol of virtee's reference-kbs and libkrun's historical C
 //     init (kbs-types 0.2, /auth version "0.0.0"). The guest sends an RSA key
@@ -15,9 +15,12 @@
 //     is SHA-384 of the RFC 8785 canonical JSON of the runtime data; secrets
 //     come back as flattened JWE JSON with A256GCM content encryption.
 //
-// The package is imported by the guest init, so it depends only on the
-// standard library, go-jose (for the Concat KDF and AES key wrap primitives),
-// gowebpki/jcs and sealroot's dependency-free attest package. Everything here is pure: no I/O, no clocks. Decoders
+// It is part of wire/, the leaf layer both the guest and the host import
+// (docs/design.md, "Package map"), and the guest init links it, so it
+// depends only on the standard library, go-jose (for the Concat KDF and AES
+// key wrap primitives), BurntSushi/toml (initdata), gowebpki/jcs, the SNP
+// report size of wire/snpreport and sealroot's dependency-free attest and
+// internal/textclip packages. Everything here is pure: no I/O, no clocks. Decoders
 // treat their input as hostile, bound what they accept, and never put secret
 // bytes into an error.
 package kbs

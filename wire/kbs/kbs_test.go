@@ -37,7 +37,7 @@ func testRSAKey(t testing.TB) *rsa.PrivateKey {
 }
 
 func TestTrusteeReportDataWorkedVector(t *testing.T) {
-	// INTEROP.md §4.3.
+	// docs/interop.md §4, step 3.
 	jwk := JWK{Kty: "EC", Crv: "P-256", Alg: "ECDH-ES+A256KW",
 		X: "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
 		Y: "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI"}
@@ -91,7 +91,7 @@ func TestKrunReportData(t *testing.T) {
 	k := testRSAKey(t)
 	const nonce = "0123456789abcdef0123456789abcdef"
 	got := KrunReportData(nonce, &k.PublicKey)
-	// Independent computation from INTEROP §3: SHA-512(nonce ‖ b64(n) ‖ b64(e)).
+	// Independent computation from docs/interop.md §3: SHA-512(nonce ‖ b64(n) ‖ b64(e)).
 	e := big.NewInt(int64(k.E)).Bytes()
 	want := sha512.Sum512([]byte(nonce + base64.StdEncoding.EncodeToString(k.N.Bytes()) + base64.StdEncoding.EncodeToString(e)))
 	if got != want {

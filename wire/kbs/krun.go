@@ -151,7 +151,7 @@ func NewKrunPubKey(pub *rsa.PublicKey) KrunPubKey {
 }
 
 // KrunModulusSize is the length in bytes of the only modulus a krun key may
-// have: the guest makes an RSA-2048 key (INTEROP.md §3).
+// have: the guest makes an RSA-2048 key (docs/interop.md §3).
 const KrunModulusSize = 256
 
 // RSAPublicKey decodes and checks the key: alg RSA, a modulus of exactly

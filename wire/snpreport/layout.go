@@ -2,7 +2,7 @@
 // (1184 bytes, plus a GHCB certificate table) and the JSON form in which
 // Confidential Containers' attestation agent sends SNP evidence to a Trustee
 // KBS: the `primary_evidence` object, which is the serde serialization of the
-// Rust `sev` crate's types (INTEROP.md §4).
+// Rust `sev` crate's types (docs/interop.md §4).
 //
 // That JSON is not a byte container: it is the report taken apart into named
 // fields, byte fields as JSON arrays of integers, TCB versions as objects
@@ -35,7 +35,7 @@ import (
 const ReportSize = 0x4A0
 
 // Byte offsets inside the report (AMD SEV-SNP ABI, ATTESTATION_REPORT;
-// INTEROP.md §5). This is sealroot's one table of the layout: the host's
+// docs/interop.md §5). This is sealroot's one table of the layout: the host's
 // verifier (host/verify/snp), the simulated secure processor (host/verify/sim), its
 // guest attester (attest/simport) and the guest init and agent all use it.
 // The CPUID bytes exist from report version 3; the mitigation vectors from

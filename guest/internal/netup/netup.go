@@ -2,7 +2,7 @@
 // (slirp): it waits for the interface, gives it its address and sets it up.
 // Nothing else is needed there: the broker's guestfwd address (10.0.2.100)
 // is on-link and slirp answers ARP for it, so there is no route, no DHCP and
-// no DNS (guest-notes.md, "User networking").
+// no DNS (docs/agent.md, "QEMU user networking").
 //
 // It speaks rtnetlink directly through golang.org/x/sys/unix, which the
 // init already links, rather than through vishvananda/netlink: three small

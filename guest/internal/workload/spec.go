@@ -1,7 +1,7 @@
 // Package workload turns the container's /.krun_config.json into a process
 // and runs it as PID 1's supervised child.
 //
-// Three shapes of the file are accepted (INTEROP.md §1):
+// Three shapes of the file are accepted (docs/interop.md §1):
 //   - the whole OCI image config, as buildah writes it: Entrypoint, Cmd,
 //     Env, WorkingDir and User nested under "config";
 //   - an OCI runtime spec fragment: "process" with args, env, cwd, user

@@ -362,7 +362,7 @@ func TestResolveRealKernel(t *testing.T) {
 	for i, m := range plan.Modules {
 		pos[m.Name] = i
 	}
-	// Every module the init needs from guest-notes.md is there.
+	// Every module the init needs (docs/initramfs.md, "Default modules") is there.
 	for _, n := range []string{"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk",
 		"dm_mod", "dm_crypt", "xts", "ecb", "virtio_console", "failover", "net_failover", "virtio_net"} {
 		if tree.IsBuiltin(n) {

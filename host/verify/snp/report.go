@@ -16,7 +16,7 @@ import (
 	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
-// The report layout is wire/snpreport's table (INTEROP.md §5).
+// The report layout is wire/snpreport's table (docs/interop.md §5).
 const (
 	// SignedSize is how many leading bytes of the report the signature covers.
 	SignedSize = snpreport.SignedSize
