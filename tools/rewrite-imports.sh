@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Apply issue 9's package moves (tools/arch-moves.txt) to the Go files given
+# Apply issue 9's package and identifier moves (tools/arch-moves.txt) to the Go files given
 # as arguments: import paths, the package qualifiers whose name changed
 # (config. -> diskconfig., trusteesnp. -> snpreport.), and the package clause
 # of a file that already sits in a moved package's new directory. Run from
