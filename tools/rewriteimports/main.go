@@ -151,23 +151,28 @@ func rewrite(name string, src []byte, m *moves) ([]byte, error) {
 	return rewriteSymbols(name, out, m.syms)
 }
 
-// rewritePackages applies the package moves.
-func rewritePackages(name string, src []byte, moves map[string]string) ([]byte, error) {
+// parse parses a Go file with comments and object resolution (which tells
+// a package qualifier, unresolved in the file, from a local of its name).
+func parse(name string, src []byte) (*ast.File, *token.File, error) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, name, src, parser.ParseComments)
 	if err != nil {
+		return nil, nil, err
+	}
+	return f, fset.File(f.Pos()), nil
+}
+
+// rewritePackages applies the package moves.
+func rewritePackages(name string, src []byte, moves map[string]string) ([]byte, error) {
+	f, tf, err := parse(name, src)
+	if err != nil {
 		return nil, err
 	}
-	tf := fset.File(f.Pos())
 	off := func(p token.Pos) int { return tf.Offset(p) }
 	var edits []edit
 
 	// The package clause of a file already in a moved package's new home.
-	dir := filepath.ToSlash(filepath.Dir(filepath.Clean(name)))
-	pkgPath := module
-	if dir != "." {
-		pkgPath = module + "/" + dir
-	}
+	pkgPath := filePackage(name)
 	for oldPath, newPath := range moves {
 		if newPath != pkgPath || path.Base(oldPath) == path.Base(newPath) {
 			continue
@@ -255,12 +260,10 @@ func filePackage(name string) string {
 
 // rewriteSymbols applies the identifier moves.
 func rewriteSymbols(name string, src []byte, syms map[symbol]symbol) ([]byte, error) {
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, name, src, parser.ParseComments)
+	f, tf, err := parse(name, src)
 	if err != nil {
 		return nil, err
 	}
-	tf := fset.File(f.Pos())
 	off := func(p token.Pos) int { return tf.Offset(p) }
 
 	// The file's imports: path -> qualifier, and the specs.
