@@ -14,7 +14,7 @@ export SEALROOT_KMODULES ?= $(KMODULES)
 KRUNFW_KERNEL ?= $(CACHE)/krunfw/bzImage
 export SEALROOT_KRUNFW_KERNEL ?= $(KRUNFW_KERNEL)
 
-.PHONY: all build init initrd test unit e2e fuzz demo bench deps clean kernel-krunfw
+.PHONY: all build init initrd test unit e2e fuzz demo bench deps clean kernel-krunfw depcheck
 
 all: build
 
@@ -26,7 +26,7 @@ build:
 
 # The guest init alone (static), for `initramfs build --init bin/init`.
 init:
-	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='-s -w' -o $(BIN)/init ./init
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='-s -w' -o $(BIN)/init ./guest/init
 
 initrd: build deps
 	$(BIN)/sealroot initramfs build -o $(INITRD) --kernel-modules $(KMODULES)
@@ -42,6 +42,13 @@ test: deps build kernel-krunfw
 
 unit:
 	$(GO) test ./...
+
+# The layering rules (docs/design.md, "Package map"): the init's dependency
+# closure holds no host/ package, no verifier and no protobuf; wire/ imports
+# no other layer; guest/ and host/ never import each other. The unit tests
+# (so `make test`) run the same two tests.
+depcheck:
+	$(GO) test -count=1 -run '^(TestInitDependencies|TestLayers)$$' ./guest/init
 
 e2e: deps build kernel-krunfw
 	$(GO) test -count=1 -timeout 25m ./tests/...

@@ -15,7 +15,6 @@ package attest
 
 import (
 	"context"
-	"unicode/utf8"
 )
 
 // TEE names, as they appear in the config's `tee` key and on the wire.
@@ -96,19 +95,4 @@ type Claims struct {
 // chains up to a trusted root. It does not judge the claims.
 type Verifier interface {
 	Verify(ctx context.Context, ev *Evidence) (*Claims, error)
-}
-
-// Clip bounds text quoted in an error or a log line, typically untrusted
-// input: s itself when it is at most n bytes, else its longest prefix of at
-// most n bytes that ends on a UTF-8 rune boundary, followed by "…". Callers
-// choose n; quoting (%q) is theirs too.
-func Clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	n = max(n, 0)
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

@@ -2,6 +2,7 @@ package attest
 
 import (
 	"fmt"
+	"github.com/sealroot/sealroot/internal/textclip"
 	"slices"
 	"strings"
 )
@@ -128,7 +129,7 @@ func NeedsBroker(name string) bool {
 func WireName(name string) (string, error) {
 	t, _ := Lookup(name)
 	if t.Wire == "" {
-		return "", fmt.Errorf("tee %q cannot be attested to a broker (want %s)", Clip(name, 80), listNames(func(t TEEInfo) bool { return t.Attestable }, "or"))
+		return "", fmt.Errorf("tee %q cannot be attested to a broker (want %s)", textclip.Clip(name, 80), listNames(func(t TEEInfo) bool { return t.Attestable }, "or"))
 	}
 	return t.Wire, nil
 }

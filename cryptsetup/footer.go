@@ -11,7 +11,7 @@ import (
 
 // The KRUN footer: the last 12 bytes of a confidential workload disk are the
 // ASCII magic "KRUN" and the length of the config JSON that immediately
-// precedes them, as a little-endian uint64 (INTEROP.md §1).
+// precedes them, as a little-endian uint64 (docs/interop.md §1).
 const (
 	FooterMagic = "KRUN"
 	FooterSize  = 12

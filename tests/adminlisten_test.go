@@ -11,8 +11,8 @@ import (
 
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/image"
-	"github.com/sealroot/sealroot/init/config"
 	"github.com/sealroot/sealroot/tests/harness"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // TestAdminAPIUnreachableFromGuest: with `broker --admin-listen`, a
@@ -41,7 +41,7 @@ func TestAdminAPIUnreachableFromGuest(t *testing.T) {
 		Encrypt: func(dst *os.File, src io.Reader, size int64, p []byte) (int64, error) {
 			return cryptsetup.FormatLUKS2(dst, src, size, p, fo)
 		},
-		Config: config.Config{TEE: "sim", WorkloadID: id, CPUs: 1, RAMMiB: 512, AttestationURL: "http://" + guestBroker},
+		Config: diskconfig.Config{TEE: "sim", WorkloadID: id, CPUs: 1, RAMMiB: 512, AttestationURL: "http://" + guestBroker},
 		// The worst case: the workload knows the admin token.
 		Workload: image.Workload{Cmd: []string{"/adminprobe", "http://" + guestBroker}, Env: []string{"PROBE_TOKEN=" + b.Token}},
 	})

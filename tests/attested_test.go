@@ -11,14 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/attest/sim"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/host/measure"
-	"github.com/sealroot/sealroot/init/config"
-	"github.com/sealroot/sealroot/init/event"
+	"github.com/sealroot/sealroot/host/verify/sim"
 	"github.com/sealroot/sealroot/tests/harness"
+	"github.com/sealroot/sealroot/wire/diskconfig"
+	"github.com/sealroot/sealroot/wire/event"
 )
 
 // guestBroker is the broker's address inside QEMU's user network.
@@ -39,7 +39,7 @@ type attestedCase struct {
 // hostDataOf is the HOST_DATA a launch of img carries: the SHA-256 of its
 // footer config.
 func hostDataOf(img *image.Result) []byte {
-	h := config.HostData(img.ConfigJSON)
+	h := diskconfig.HostData(img.ConfigJSON)
 	return h[:]
 }
 
@@ -72,7 +72,7 @@ func encryptedImage(t testing.TB, e *harness.Env, id string, c attestedCase) (*i
 		Encrypt: func(dst *os.File, src io.Reader, size int64, p []byte) (int64, error) {
 			return format(dst, src, size, p, fo)
 		},
-		Config: config.Config{TEE: "sim", WorkloadID: id, CPUs: 1, RAMMiB: 512,
+		Config: diskconfig.Config{TEE: "sim", WorkloadID: id, CPUs: 1, RAMMiB: 512,
 			AttestationURL: "http://" + guestBroker, KBSProtocol: c.dialect, KBSKey: c.kbsKey, AttestTimeout: c.timeout},
 		Workload: image.Workload{Cmd: []string{"/hello", "5"}},
 	})

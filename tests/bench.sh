@@ -18,7 +18,7 @@ go test -run '^$' -bench 'AttestedBoot' -benchtime 1x -timeout 30m ./tests/
 
 section "the guest init's size per Go package (largest first; stripped, the init is the 'loaded' figure)"
 tmpinit=$(mktemp -d)
-CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$tmpinit/init" ./init
+CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$tmpinit/init" ./guest/init
 go run ./tests/tools/gosize -top 30 "$tmpinit/init"
 rm -rf "$tmpinit"
 
@@ -42,7 +42,7 @@ go test -run '^$' -bench 'Tree256MiB' -benchtime 2x -timeout 10m ./verity/
 go test -run '^$' -bench 'VerityBoot' -benchtime 1x -timeout 30m ./tests/
 
 section "SNP verification rate (warm certificate cache) vs raw ECDSA P-384 verify, one core"
-snpout=$(go test -run '^$' -bench 'SNPVerify|ECDSAP384Verify' -benchtime 2s -cpu 1 -timeout 10m ./attest/snp/)
+snpout=$(go test -run '^$' -bench 'SNPVerify|ECDSAP384Verify' -benchtime 2s -cpu 1 -timeout 10m ./host/verify/snp/)
 printf '%s\n' "$snpout"
 printf '%s\n' "$snpout" | awk '
   /^BenchmarkSNPVerify[ \t]/ { for (i = 1; i < NF; i++) if ($(i+1) == "verifications/s") v = $i }

@@ -7,12 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealroot/sealroot/attest/sim"
 	"github.com/sealroot/sealroot/host/image"
+	"github.com/sealroot/sealroot/host/initramfs"
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/init/event"
-	"github.com/sealroot/sealroot/initramfs"
+	"github.com/sealroot/sealroot/host/verify/sim"
 	"github.com/sealroot/sealroot/tests/harness"
+	"github.com/sealroot/sealroot/wire/event"
 )
 
 // BenchmarkKrunfwInitrdSize reports the initrd without modules (what

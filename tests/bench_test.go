@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/host/image"
+	"github.com/sealroot/sealroot/host/initramfs"
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/initramfs"
 	"github.com/sealroot/sealroot/tests/harness"
 )
 

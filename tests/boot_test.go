@@ -11,13 +11,13 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/init/config"
-	"github.com/sealroot/sealroot/init/event"
 	"github.com/sealroot/sealroot/tests/harness"
+	"github.com/sealroot/sealroot/wire/diskconfig"
+	"github.com/sealroot/sealroot/wire/event"
 )
 
-func plainConfig() config.Config {
-	return config.Config{TEE: "none", WorkloadID: "e2e-plain", CPUs: 1, RAMMiB: 512}
+func plainConfig() diskconfig.Config {
+	return diskconfig.Config{TEE: "none", WorkloadID: "e2e-plain", CPUs: 1, RAMMiB: 512}
 }
 
 func buildPlain(t *testing.T, rootfs string, w image.Workload) *image.Result {

@@ -10,8 +10,8 @@ import (
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/init/config"
 	"github.com/sealroot/sealroot/tests/harness"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // probeImage builds an image whose workload is tests/testprogs/probe.
@@ -23,7 +23,7 @@ func probeImage(t *testing.T, e *harness.Env, id string, encrypted, runtime bool
 	}
 	e.GoBuild(t, "./tests/testprogs/probe", filepath.Join(rootfs, "probe"))
 	o := image.Options{RootfsDir: rootfs, OutDir: t.TempDir(),
-		Config:   config.Config{TEE: "none", WorkloadID: id, CPUs: 1, RAMMiB: 512},
+		Config:   diskconfig.Config{TEE: "none", WorkloadID: id, CPUs: 1, RAMMiB: 512},
 		Workload: image.Workload{Cmd: []string{"/probe"}}}
 	var pass []byte
 	if encrypted {

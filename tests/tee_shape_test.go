@@ -14,8 +14,8 @@ import (
 
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/init/event"
 	"github.com/sealroot/sealroot/tests/harness"
+	"github.com/sealroot/sealroot/wire/event"
 )
 
 // TestConfidentialShapeBoots boots the command line `sealroot launch --tee

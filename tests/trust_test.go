@@ -13,9 +13,9 @@ import (
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/broker"
 	"github.com/sealroot/sealroot/host/image"
-	"github.com/sealroot/sealroot/init/config"
-	"github.com/sealroot/sealroot/init/event"
 	"github.com/sealroot/sealroot/tests/harness"
+	"github.com/sealroot/sealroot/wire/diskconfig"
+	"github.com/sealroot/sealroot/wire/event"
 )
 
 // hostDisk is the attacking host's own encrypted disk: its own passphrase,
@@ -147,7 +147,7 @@ func TestRootVolumeInHostData(t *testing.T) {
 	if !bytes.Contains(img.ConfigJSON, []byte(`"root_volume":{`)) {
 		t.Fatalf("footer config without root_volume: %s", img.ConfigJSON)
 	}
-	c, err := config.Parse(img.ConfigJSON)
+	c, err := diskconfig.Parse(img.ConfigJSON)
 	if err != nil || c.RootVolume == nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestImageBindRegister(t *testing.T) {
 	if !bytes.HasPrefix(raw, buildah[:len(buildah)-1]) || !bytes.Contains(raw, []byte(`"root_volume":`)) {
 		t.Fatalf("footer config after bind: %s", raw)
 	}
-	hd := config.HostData(raw)
+	hd := diskconfig.HostData(raw)
 	want := hex.EncodeToString(hd[:])
 	if strings.TrimSpace(string(out)) != "host_data: "+want {
 		t.Fatalf("printed %q, want host_data %s", out, want)

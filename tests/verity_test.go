@@ -19,9 +19,9 @@ import (
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/init/config"
-	"github.com/sealroot/sealroot/init/event"
 	"github.com/sealroot/sealroot/tests/harness"
+	"github.com/sealroot/sealroot/wire/diskconfig"
+	"github.com/sealroot/sealroot/wire/event"
 )
 
 // dataSize is the size of /data in the verity test images; the tests
@@ -110,7 +110,7 @@ func encryptedVerityImage(t testing.TB, e *harness.Env, id, version string, seed
 			fo := cryptsetup.FormatOptions{GeneratedPassphrase: true, GuestRAMMiB: 512, GuestCPUs: 1, Rand: seededRand(seed)}
 			return cryptsetup.FormatLUKS2(dst, src, size, p, fo)
 		},
-		Config: config.Config{TEE: "sim", WorkloadID: id, CPUs: 1, RAMMiB: 512,
+		Config: diskconfig.Config{TEE: "sim", WorkloadID: id, CPUs: 1, RAMMiB: 512,
 			AttestationURL: "http://" + guestBroker},
 		Workload:  rootcheckWorkload,
 		Integrity: "verity", OverlaySize: "32m",
@@ -312,7 +312,7 @@ var veritysetupSalt = regexp.MustCompile(`(?m)^Salt:\s+([0-9a-f]+)$`)
 
 // veritysetupFormat is an image.VerityFormat that runs the real
 // veritysetup format in place, with 4 KiB blocks and its own salt.
-func veritysetupFormat(f *os.File, dataSize, hashOffset int64) (*config.Verity, error) {
+func veritysetupFormat(f *os.File, dataSize, hashOffset int64) (*diskconfig.Verity, error) {
 	out, err := exec.Command("veritysetup", "format", f.Name(), f.Name(),
 		"--data-blocks="+strconv.FormatInt(dataSize/4096, 10), "--hash-offset="+strconv.FormatInt(hashOffset, 10)).CombinedOutput()
 	if err != nil {
@@ -325,6 +325,6 @@ func veritysetupFormat(f *os.File, dataSize, hashOffset int64) (*config.Verity, 
 	if _, err := hex.DecodeString(string(salt[1])); err != nil {
 		return nil, err
 	}
-	return &config.Verity{RootHash: string(root[1]), Salt: string(salt[1]), HashAlgorithm: "sha256",
+	return &diskconfig.Verity{RootHash: string(root[1]), Salt: string(salt[1]), HashAlgorithm: "sha256",
 		DataBlockSize: 4096, HashBlockSize: 4096, DataBlocks: uint64(dataSize / 4096), HashOffset: hashOffset}, nil
 }

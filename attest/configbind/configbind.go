@@ -26,7 +26,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 // Field sizes.
@@ -68,7 +68,7 @@ func FieldName(tee string) string {
 func Bound(ev *attest.Evidence) ([]byte, error) {
 	switch ev.TEE {
 	case attest.TEESNP, attest.TEESim:
-		off := trusteesnp.OffHostData
+		off := snpreport.OffHostData
 		if len(ev.Report) < off+HostDataSize {
 			return nil, fmt.Errorf("snp report of %d bytes has no HOST_DATA (bytes %#x-%#x)", len(ev.Report), off, off+HostDataSize)
 		}

@@ -19,9 +19,9 @@ import (
 	"github.com/veraison/psatoken"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/cca"
-	"github.com/sealroot/sealroot/attest/tdx"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
+	"github.com/sealroot/sealroot/host/verify/cca"
+	"github.com/sealroot/sealroot/host/verify/tdx"
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 var (
@@ -144,7 +144,7 @@ func TestCCARealmPersonalizationValue(t *testing.T) {
 		t.Fatalf("zero RPV: %v", err)
 	}
 	// TF-RMM's real token: our reader and ccatoken's agree on its RPV.
-	real, err := os.ReadFile("../cca/testdata/tf-rmm-cca-token.cbor")
+	real, err := os.ReadFile("../../host/verify/cca/testdata/tf-rmm-cca-token.cbor")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,15 +171,15 @@ func TestCCARealmPersonalizationValue(t *testing.T) {
 }
 
 func TestSNPHostData(t *testing.T) {
-	r := make([]byte, trusteesnp.ReportSize)
-	copy(r[trusteesnp.OffHostData:], digest[:])
+	r := make([]byte, snpreport.ReportSize)
+	copy(r[snpreport.OffHostData:], digest[:])
 	if err := Check(&attest.Evidence{TEE: attest.TEESNP, Report: r}, digest); err != nil {
 		t.Fatal(err)
 	}
 	if err := Check(&attest.Evidence{TEE: attest.TEESNP, Report: r}, other); !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "HOST_DATA") {
 		t.Fatal(err)
 	}
-	if err := Check(&attest.Evidence{TEE: attest.TEESNP, Report: make([]byte, trusteesnp.ReportSize)}, digest); !errors.Is(err, ErrUnattested) {
+	if err := Check(&attest.Evidence{TEE: attest.TEESNP, Report: make([]byte, snpreport.ReportSize)}, digest); !errors.Is(err, ErrUnattested) {
 		t.Fatal(err)
 	}
 	if _, err := Bound(&attest.Evidence{TEE: attest.TEESNP, Report: r[:0x40]}); err == nil {
@@ -190,7 +190,7 @@ func TestSNPHostData(t *testing.T) {
 func FuzzBound(f *testing.F) {
 	f.Add("tdx", bytes.Clone(testdata.RawQuote))
 	f.Add("cca", []byte{0xd9, 0x01, 0x8f, 0xa1, 0x19, 0xac, 0xd1, 0x41, 0x00})
-	if b, err := os.ReadFile("../cca/testdata/tf-rmm-cca-token.cbor"); err == nil {
+	if b, err := os.ReadFile("../../host/verify/cca/testdata/tf-rmm-cca-token.cbor"); err == nil {
 		f.Add("cca", b)
 	}
 	f.Fuzz(func(t *testing.T, tee string, b []byte) {

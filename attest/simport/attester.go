@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 // attester is the guest side of the report port.
@@ -30,7 +30,7 @@ type deadliner interface {
 
 // NewAttester returns the simulated TEE's Attester, speaking the report
 // port protocol over rw (the guest's virtio-serial port PortName, which
-// the init opens with init/vport). Its evidence is SNP evidence: TEE
+// the init opens with guest/internal/vport). Its evidence is SNP evidence: TEE
 // "snp", a raw report and the certificate table.
 //
 // Calls are serialized. A call's context bounds it when rw has
@@ -88,10 +88,10 @@ func (a *attester) Attest(ctx context.Context, reportData [64]byte) (*attest.Evi
 			if err != nil {
 				return nil, fmt.Errorf("sim: %w", err)
 			}
-			if len(report) != trusteesnp.ReportSize {
-				return nil, fmt.Errorf("sim: report is %d bytes, want %d", len(report), trusteesnp.ReportSize)
+			if len(report) != snpreport.ReportSize {
+				return nil, fmt.Errorf("sim: report is %d bytes, want %d", len(report), snpreport.ReportSize)
 			}
-			if !bytes.Equal(report[trusteesnp.OffReportData:trusteesnp.OffReportData+trusteesnp.ReportDataSize], reportData[:]) {
+			if !bytes.Equal(report[snpreport.OffReportData:snpreport.OffReportData+snpreport.ReportDataSize], reportData[:]) {
 				return nil, errors.New("sim: the report does not carry the requested report_data")
 			}
 			return &attest.Evidence{TEE: attest.TEESNP, Report: bytes.Clone(report), Certs: bytes.Clone(table)}, nil

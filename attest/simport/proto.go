@@ -2,7 +2,7 @@
 // processor: the report port's frame protocol and the Attester that asks
 // the launcher for reports over it.
 //
-// It is split from attest/sim, the host half (the Authority that signs
+// It is split from host/verify/sim, the host half (the Authority that signs
 // reports, the Server that answers the port, the Verifier), so that the
 // guest init links only what it runs: this package imports no verifier,
 // policy or certificate code, and every dependency of the init ships in

@@ -13,16 +13,16 @@ import (
 	"github.com/google/go-sev-guest/abi"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 // fakeReport is an unsigned report of the right size carrying rd: the
 // Attester checks shape and report_data, never signatures (the broker's
-// verifier does, in attest/sim's round-trip test).
+// verifier does, in host/verify/sim's round-trip test).
 func fakeReport(rd [64]byte) []byte {
 	r := make([]byte, abi.ReportSize)
 	r[0] = 3
-	copy(r[trusteesnp.OffReportData:], rd[:])
+	copy(r[snpreport.OffReportData:], rd[:])
 	return r
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // The admin API, under /admin/v1, authenticated by the admin bearer token
@@ -136,7 +137,7 @@ func (s *Server) view(w *store.Workload) (AdminWorkload, error) {
 		return AdminWorkload{}, err
 	}
 	return AdminWorkload{WorkloadID: w.ID, TEE: w.TEE, Policy: *doc, HasPassphrase: len(w.SealedPassphrase) > 0,
-		PassphraseResource: PassphrasePath(w.ID), TEEConfig: w.TEEConfig, Origin: w.Origin,
+		PassphraseResource: kbs.PassphrasePath(w.ID), TEEConfig: w.TEEConfig, Origin: w.Origin,
 		CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, MeasurementOnly: doc.HostData == ""}, nil
 }
 
@@ -359,11 +360,11 @@ func (s *Server) handleAdminListResources(w http.ResponseWriter, r *http.Request
 // adminResourcePath checks a resource path of the admin API.
 func adminResourcePath(w http.ResponseWriter, r *http.Request) (string, bool) {
 	repo, typ, tag := r.PathValue("repo"), r.PathValue("type"), r.PathValue("tag")
-	if !validResourcePath(repo, typ, tag) {
+	if !kbs.ValidResourcePath(repo, typ, tag) {
 		adminError(w, http.StatusBadRequest, "resource path segments must match [A-Za-z0-9_-][A-Za-z0-9_.-]*")
 		return "", false
 	}
-	if _, ok := isPassphrasePath(repo, typ, tag); ok {
+	if _, ok := kbs.IsPassphrasePath(repo, typ, tag); ok {
 		adminError(w, http.StatusBadRequest, "default/<workload>/passphrase is the workload's passphrase: set it with PUT .../passphrase")
 		return "", false
 	}

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // refusal is a request the broker turns down: the HTTP answer and what the

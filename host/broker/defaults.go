@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/policy"
+	"github.com/sealroot/sealroot/host/verify/policy"
 )
 
 // Broker-wide policy defaults (docs/broker.md "Policy defaults"):

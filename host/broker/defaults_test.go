@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/policy"
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/verify/policy"
+	"github.com/sealroot/sealroot/host/verify/sim"
 )
 
 // krunHandshake runs /auth, /attest (evidence tweaked by params) and /key

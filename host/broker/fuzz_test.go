@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/wire/kbs"
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 // Every decoder of request bytes is fuzzed. The invariants: no panic, and
@@ -55,7 +56,7 @@ func FuzzTrusteeWorkloadID(f *testing.F) {
 func FuzzDecodeKrunAttest(f *testing.F) {
 	k := guestRSAKey(0)
 	pk := kbs.NewKrunPubKey(&k.PublicKey)
-	ev, _ := kbs.EncodeKrunSNPEvidence("milan", make([]byte, kbs.SNPReportSize), nil)
+	ev, _ := kbs.EncodeKrunSNPEvidence("milan", make([]byte, snpreport.ReportSize), nil)
 	good, _ := json.Marshal(kbs.KrunAttestation{TEEPubKey: pk, TEEEvidence: ev})
 	f.Add(good)
 	f.Add([]byte(`{"tee-pubkey":{"alg":"RSA","k-mod":"AQAB","k-exp":"AQAB"},"tee-evidence":"{}"}`))
@@ -68,7 +69,7 @@ func FuzzDecodeKrunAttest(f *testing.F) {
 			}
 			return
 		}
-		if len(a.evidence.Report) != kbs.SNPReportSize || len(a.reportData) != 64 || len(a.pubKey) == 0 {
+		if len(a.evidence.Report) != snpreport.ReportSize || len(a.reportData) != 64 || len(a.pubKey) == 0 {
 			t.Fatalf("accepted attempt %+v", a)
 		}
 		// Only the RSA-2048 key a guest makes: the binding has no separators.

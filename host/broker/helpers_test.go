@@ -23,13 +23,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/sim"
-	"github.com/sealroot/sealroot/attest/snp"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
 	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/host/verify/snp"
+	"github.com/sealroot/sealroot/wire/kbs"
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 // simAuthority is the simulated secure processor every test in the package
@@ -280,8 +280,8 @@ func guestRSAKey(i int) *rsa.PrivateKey {
 	return rsaKeys[i%len(rsaKeys)]
 }
 
-// krunClient is a krun-dialect guest written from INTEROP.md §3 alone: it
-// builds its bodies by hand rather than with agent/kbs, so the test checks
+// krunClient is a krun-dialect guest written from docs/interop.md §3 alone: it
+// builds its bodies by hand rather than with wire/kbs, so the test checks
 // the wire, not the package against itself.
 type krunClient struct {
 	base string
@@ -329,7 +329,7 @@ func (c *krunClient) auth(t testing.TB, workloadID string) (nonce string, code i
 		}
 	}
 	if len(ch.Nonce) != 32 || strings.ToLower(ch.Nonce) != ch.Nonce || cookie != ch.Nonce || ch.ExtraParams != "" {
-		t.Fatalf("auth reply %s with cookie %q breaks INTEROP §3.1", raw, cookie)
+		t.Fatalf("auth reply %s with cookie %q breaks docs/interop.md §3, step 1", raw, cookie)
 	}
 	return ch.Nonce, resp.StatusCode
 }
@@ -451,7 +451,7 @@ func (c *trusteeClient) auth(t testing.TB) (string, int) {
 		t.Fatal(err)
 	}
 	if n, err := base64.StdEncoding.DecodeString(ch.Nonce); err != nil || len(n) != 32 || string(ch.ExtraParams) != `""` {
-		t.Fatalf("trustee challenge %s breaks INTEROP §4.1", raw)
+		t.Fatalf("trustee challenge %s breaks docs/interop.md §4, step 1", raw)
 	}
 	found := false
 	for _, ck := range resp.Cookies() {
@@ -475,7 +475,7 @@ func (c *trusteeClient) attest(t testing.TB, nonce string, m [48]byte) (int, str
 	if err != nil {
 		t.Fatal(err)
 	}
-	primary, err := trusteesnp.Encode(report, table)
+	primary, err := snpreport.Encode(report, table)
 	if err != nil {
 		t.Fatal(err)
 	}

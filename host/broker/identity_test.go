@@ -8,7 +8,8 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // Workload identity. The launch measurement covers the kernel, initrd,
@@ -88,7 +89,7 @@ func TestHostDataSeparatesWorkloads(t *testing.T) {
 		if rec := b.audit.lastRefusal(t); rec["check"] != "host_data" || rec["workload"] != "bob" {
 			t.Fatalf("audit %v, want check host_data", rec)
 		}
-		if _, code, _ := c.resource(t, PassphrasePath("bob"), false); code != http.StatusUnauthorized {
+		if _, code, _ := c.resource(t, kbs.PassphrasePath("bob"), false); code != http.StatusUnauthorized {
 			t.Fatalf("bob's passphrase: %d", code)
 		}
 	})
@@ -100,10 +101,10 @@ func TestHostDataSeparatesWorkloads(t *testing.T) {
 		if code, body := c.attest(t, nonce, m); code != http.StatusOK {
 			t.Fatalf("attest: %d %s", code, body)
 		}
-		if got, code, _ := c.resource(t, PassphrasePath("alice"), false); code != http.StatusOK || got != alicePass {
+		if got, code, _ := c.resource(t, kbs.PassphrasePath("alice"), false); code != http.StatusOK || got != alicePass {
 			t.Fatalf("alice's passphrase: %d", code)
 		}
-		if _, code, _ := c.resource(t, PassphrasePath("bob"), true); code != http.StatusUnauthorized {
+		if _, code, _ := c.resource(t, kbs.PassphrasePath("bob"), true); code != http.StatusUnauthorized {
 			t.Fatalf("bob's passphrase: %d", code)
 		}
 		if rec := b.audit.lastRefusal(t); !strings.Contains(rec["reason"].(string), "host_data mismatch") {

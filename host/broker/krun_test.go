@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/agent/kbs"
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // TestRegisterBuildahReplay replays buildah's registration byte for byte
@@ -145,7 +145,7 @@ func TestRegistrationRejectsBadInput(t *testing.T) {
 	}
 }
 
-// TestKrunFlow is the whole krun handshake of INTEROP §3: auth → attest →
+// TestKrunFlow is the whole krun handshake of docs/interop.md §3: auth → attest →
 // key, and the passphrase decrypts. The workload is registered for the
 // simulated TEE, the only kind simulated evidence unlocks
 // (TestSimulatedEvidenceNeedsSimWorkload).

@@ -9,7 +9,8 @@ import (
 	"strings"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/policy"
+	"github.com/sealroot/sealroot/host/verify/policy"
+	"github.com/sealroot/sealroot/internal/textclip"
 )
 
 // WorkloadPolicy is a workload's stored policy document: what its evidence
@@ -168,7 +169,7 @@ func parsePolicy(raw []byte) (*WorkloadPolicy, error) {
 	return &p, nil
 }
 
-// compile turns the document into the attest/policy form for a workload of
+// compile turns the document into the host/verify/policy form for a workload of
 // TEE tee. Simulated evidence is acceptable only to a "sim" workload, and
 // only when the broker trusts the simulated root (trustSimulated, its
 // --trust-sim-root): --trust-sim-root never loosens an snp, tdx or cca
@@ -264,4 +265,4 @@ func checkName(err error) string {
 }
 
 // truncate bounds untrusted text quoted in errors and audit records.
-func truncate(s string, n int) string { return attest.Clip(s, n) }
+func truncate(s string, n int) string { return textclip.Clip(s, n) }

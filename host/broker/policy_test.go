@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // TestCompileAllowSimulated: only a "sim" workload on a broker that trusts
@@ -73,10 +74,10 @@ func TestSimulatedEvidenceNeedsSimWorkload(t *testing.T) {
 	if code, body := anon.attest(t, nonce, m); code != http.StatusOK {
 		t.Fatalf("trustee, sim workload: %d %s", code, body)
 	}
-	if got, code, _ := anon.resource(t, PassphrasePath("lab"), false); code != http.StatusOK || got != pass {
+	if got, code, _ := anon.resource(t, kbs.PassphrasePath("lab"), false); code != http.StatusOK || got != pass {
 		t.Fatalf("sim workload's passphrase: %d", code)
 	}
-	if _, code, _ := anon.resource(t, PassphrasePath("hw"), false); code != http.StatusUnauthorized {
+	if _, code, _ := anon.resource(t, kbs.PassphrasePath("hw"), false); code != http.StatusUnauthorized {
 		t.Fatalf("snp workload's passphrase to a simulated guest: %d", code)
 	}
 }

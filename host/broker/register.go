@@ -14,7 +14,7 @@ import (
 )
 
 // Registration is the body of POST /kbs/v0/register_workload as buildah
-// sends it (INTEROP.md §2).
+// sends it (docs/interop.md §2).
 type Registration struct {
 	WorkloadID        string `json:"workload_id"`
 	LaunchMeasurement string `json:"launch_measurement"`

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sealroot/sealroot/host/broker/store"
 	"github.com/sealroot/sealroot/host/broker/store/storetest"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // TestReplicasShareOnePostgres: two brokers on one database serve one
@@ -55,7 +56,7 @@ func TestReplicasShareOnePostgres(t *testing.T) {
 					t.Fatalf("attest on replica b: %d %s", code, body)
 				}
 				c.base = a.URL
-				if got, code, _ := c.resource(t, PassphrasePath("shared"), true); code != http.StatusOK || got != pass {
+				if got, code, _ := c.resource(t, kbs.PassphrasePath("shared"), true); code != http.StatusOK || got != pass {
 					t.Fatalf("resource with replica b's token on replica a: %d", code)
 				}
 			}

@@ -18,12 +18,12 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/cca"
-	"github.com/sealroot/sealroot/attest/certcache"
-	"github.com/sealroot/sealroot/attest/policy"
-	"github.com/sealroot/sealroot/attest/sim"
 	"github.com/sealroot/sealroot/host/broker/store"
 	"github.com/sealroot/sealroot/host/verify"
+	"github.com/sealroot/sealroot/host/verify/cca"
+	"github.com/sealroot/sealroot/host/verify/certcache"
+	"github.com/sealroot/sealroot/host/verify/policy"
+	"github.com/sealroot/sealroot/host/verify/sim"
 )
 
 // EnvKEK, when set, holds the key-encryption key (64 hex characters or
@@ -76,7 +76,7 @@ type Options struct {
 	AdminReady func(net.Addr) `json:"-"`
 }
 
-// RegisterFlags defines the broker's flags on fs (CLI.md names).
+// RegisterFlags defines the broker's flags on fs (the names docs/broker.md documents).
 func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8000", "address to serve on (host:port)")
 	fs.StringVar(&o.AdminListen, "admin-listen", "", "serve the admin API and /metrics on this address (host:port) only, not on --listen")

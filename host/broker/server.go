@@ -3,7 +3,7 @@
 // workload has proved, with hardware-signed evidence, that it is the
 // expected code in a genuine TEE.
 //
-// One server speaks both broker dialects on one port (INTEROP.md §2–4); the
+// One server speaks both broker dialects on one port (docs/interop.md §3–4); the
 // version in POST /kbs/v0/auth picks the dialect of the session it opens:
 //
 //   - krun ("0.0.0"): reference-kbs's protocol, spoken by libkrun's
@@ -14,7 +14,7 @@
 //     kbs-session-id cookie, a signed JWT from /attest, JWE-wrapped resources
 //     at /resource/{repo}/{type}/{tag}, RFC 7807 errors.
 //
-// Where reference-kbs is unsafe this broker is not (DESIGN.md "The broker"):
+// Where reference-kbs is unsafe this broker is not (docs/design.md, "The broker"):
 // a secret goes only to a session that attested as the workload owning it;
 // registration cannot replace a workload without admin credentials; each
 // nonce is random and spent by the first /attest on it, whatever its
@@ -26,7 +26,7 @@
 // logged.
 //
 // Verification (is the evidence genuine?) is delegated to attest.Verifiers
-// per TEE; judging it (is it what this workload expects?) is attest/policy
+// per TEE; judging it (is it what this workload expects?) is host/verify/policy
 // fed from the workload's stored WorkloadPolicy. State lives behind
 // store.Store (bbolt or PostgreSQL), secrets sealed by a kek.KEK.
 package broker
@@ -49,10 +49,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // Registration modes of POST /kbs/v0/register_workload.

@@ -11,9 +11,9 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // sessionIDPattern is the shape of every session id this broker issues:

@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // fakeTDXQuote is the "quote" fakeTDXVerifier reads: report_data, MRTD and
@@ -32,7 +32,7 @@ func fakeTDXQuote(reportData []byte, mrtd [48]byte, rtmrs [4][48]byte) []byte {
 	return q
 }
 
-// fakeTDXVerifier returns the claims attest/tdx would return for a quote
+// fakeTDXVerifier returns the claims host/verify/tdx would return for a quote
 // made by fakeTDXQuote: MRTD as the measurement, RTMRs in Extra.
 type fakeTDXVerifier struct{}
 
@@ -90,7 +90,7 @@ func tdxAttest(t *testing.T, b *testBroker, id string, mrtd [48]byte, rtmrs [4][
 		`"},"additional_evidence":""}}`
 	req, _ = http.NewRequest(http.MethodPost, b.URL+"/kbs/v0/attest", strings.NewReader(att))
 	attestCode, _ := do(t, hc, req)
-	req, _ = http.NewRequest(http.MethodGet, b.URL+"/kbs/v0/resource/"+PassphrasePath(id), nil)
+	req, _ = http.NewRequest(http.MethodGet, b.URL+"/kbs/v0/resource/"+kbs.PassphrasePath(id), nil)
 	resCode, _ := do(t, hc, req)
 	return attestCode, resCode
 }

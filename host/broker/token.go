@@ -14,8 +14,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/host/broker/kek"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // tokenIssuer is the iss claim of the broker's attestation tokens.

@@ -8,48 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker/store"
 	"github.com/sealroot/sealroot/host/verify"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
-
-// PassphraseRepository and PassphraseTag place a workload's LUKS
-// passphrase in the Trustee resource namespace:
-// /kbs/v0/resource/default/<workload_id>/passphrase.
-const (
-	PassphraseRepository = "default"
-	PassphraseTag        = "passphrase"
-)
-
-// PassphrasePath is the resource path of workload id's passphrase.
-func PassphrasePath(id string) string {
-	return PassphraseRepository + "/" + id + "/" + PassphraseTag
-}
-
-// resourceSegment is Trustee's rule for repository, type and tag.
-var resourceSegment = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_.-]*$`)
-
-func validResourcePath(repo, typ, tag string) bool {
-	for _, p := range []string{repo, typ, tag} {
-		if len(p) > 128 || !resourceSegment.MatchString(p) {
-			return false
-		}
-	}
-	return true
-}
-
-// isPassphrasePath reports whether a path is the passphrase form and for
-// which workload.
-func isPassphrasePath(repo, typ, tag string) (string, bool) {
-	return typ, repo == PassphraseRepository && tag == PassphraseTag
-}
 
 // decodeTrusteeAttest reads a Trustee /attest body. The runtime-data nonce
 // must be the session's; report_data must be SHA-384 of the canonical
@@ -224,7 +192,7 @@ func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	repo, typ, tag := r.PathValue("repo"), r.PathValue("type"), r.PathValue("tag")
 	rec := auditRecord{Dialect: kbs.DialectTrustee, Client: s.clientIP(r)}
-	if !validResourcePath(repo, typ, tag) {
+	if !kbs.ValidResourcePath(repo, typ, tag) {
 		writeProblem(w, http.StatusNotFound, kbs.ProblemInvalidRequestPath, "resource path segments must match [A-Za-z0-9_-][A-Za-z0-9_.-]*")
 		return
 	}
@@ -241,7 +209,7 @@ func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
 
 	var secret []byte
 	var owner string
-	if id, ok := isPassphrasePath(repo, typ, tag); ok {
+	if id, ok := kbs.IsPassphrasePath(repo, typ, tag); ok {
 		wl, ref := s.authorize(ctx, sess, id)
 		rec.Workload = id
 		if ref != nil {

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // TestTrusteeP521Key: a guest key on P-521 (the attestation agent's
@@ -26,7 +26,7 @@ func TestTrusteeP521Key(t *testing.T) {
 	if code, body := c.attest(t, nonce, m); code != http.StatusOK {
 		t.Fatalf("attest with a P-521 key: %d %s", code, body)
 	}
-	got, code, body := c.resource(t, PassphrasePath("tw"), false)
+	got, code, body := c.resource(t, kbs.PassphrasePath("tw"), false)
 	if code != http.StatusOK || got != pass {
 		t.Fatalf("resource: %d %s", code, body)
 	}

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/agent/kbs"
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // TestTrusteeFlow: auth → attest → resource with EC and RSA guest keys,
@@ -30,7 +30,7 @@ func TestTrusteeFlow(t *testing.T) {
 				t.Fatalf("attest: %d %s", code, body)
 			}
 			for _, bearer := range []bool{false, true} {
-				got, code, body := c.resource(t, PassphrasePath("tw"), bearer)
+				got, code, body := c.resource(t, kbs.PassphrasePath("tw"), bearer)
 				if code != http.StatusOK || got != pass {
 					t.Fatalf("resource (bearer %t): %d %s", bearer, code, body)
 				}
@@ -54,7 +54,7 @@ func TestTrusteeFlow(t *testing.T) {
 			}
 			// Tokens die with their session.
 			b.clock.Advance(6 * time.Minute)
-			if _, code, _ := c.resource(t, PassphrasePath("tw"), true); code != http.StatusUnauthorized {
+			if _, code, _ := c.resource(t, kbs.PassphrasePath("tw"), true); code != http.StatusUnauthorized {
 				t.Fatalf("bearer after expiry: %d", code)
 			}
 			// The releases are audited; no secret reaches a log record
@@ -101,7 +101,7 @@ func TestTrusteeResources(t *testing.T) {
 	if _, code, _ := c.resource(t, "default/cert/tls", false); code != http.StatusNotFound {
 		t.Fatalf("other workload's resource: %d", code)
 	}
-	if _, code, _ := c.resource(t, PassphrasePath("beta"), false); code != http.StatusUnauthorized {
+	if _, code, _ := c.resource(t, kbs.PassphrasePath("beta"), false); code != http.StatusUnauthorized {
 		t.Fatalf("other workload's passphrase: %d", code)
 	}
 	if rec := b.audit.lastRefusal(t); rec["check"] != "workload_mismatch" || rec["workload"] != "beta" {
@@ -131,10 +131,10 @@ func TestTrusteeNamedWorkload(t *testing.T) {
 	if code, body := c.attest(t, nonce, m); code != http.StatusOK {
 		t.Fatalf("attest: %d %s", code, body)
 	}
-	if got, code, _ := c.resource(t, PassphrasePath("two"), false); code != http.StatusOK || got != pass2 {
+	if got, code, _ := c.resource(t, kbs.PassphrasePath("two"), false); code != http.StatusOK || got != pass2 {
 		t.Fatalf("named workload's passphrase: %d", code)
 	}
-	if _, code, _ := c.resource(t, PassphrasePath("one"), false); code != http.StatusUnauthorized {
+	if _, code, _ := c.resource(t, kbs.PassphrasePath("one"), false); code != http.StatusUnauthorized {
 		t.Fatalf("the other workload with the same measurement: %d", code)
 	}
 }
@@ -172,7 +172,7 @@ func TestTrusteeRefusals(t *testing.T) {
 			if rec := b.audit.lastRefusal(t); rec["check"] != tc.check {
 				t.Fatalf("audit %v, want check %s", rec, tc.check)
 			}
-			if _, code, _ := c.resource(t, PassphrasePath("tw"), false); code != http.StatusUnauthorized {
+			if _, code, _ := c.resource(t, kbs.PassphrasePath("tw"), false); code != http.StatusUnauthorized {
 				t.Fatalf("resource after refusal: %d", code)
 			}
 		})
@@ -198,14 +198,14 @@ func TestTrusteeRefusals(t *testing.T) {
 		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
 		forged := strings.Replace(string(payload), `"tee":"snp"`, `"tee":"tdx"`, 1)
 		c.token = parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(forged)) + "." + parts[2]
-		if _, code, _ := c.resource(t, PassphrasePath("tw"), true); code != http.StatusUnauthorized {
+		if _, code, _ := c.resource(t, kbs.PassphrasePath("tw"), true); code != http.StatusUnauthorized {
 			t.Fatalf("forged token: %d", code)
 		}
 		if rec := b.audit.lastRefusal(t); rec["check"] != "token" {
 			t.Fatalf("audit %v", rec)
 		}
 		c.token = ""
-		req, _ := http.NewRequest(http.MethodGet, b.URL+"/kbs/v0/resource/"+PassphrasePath("tw"), nil)
+		req, _ := http.NewRequest(http.MethodGet, b.URL+"/kbs/v0/resource/"+kbs.PassphrasePath("tw"), nil)
 		if code, body := do(t, http.DefaultClient, req); code != http.StatusUnauthorized || !strings.Contains(body, "TokenNotFound") {
 			t.Fatalf("no credentials: %d %s", code, body)
 		}
@@ -221,7 +221,7 @@ func TestDialectsAreSeparate(t *testing.T) {
 	k := newKrunClient(t, b.URL, 0)
 	nonce, _ := k.auth(t, "wl")
 	k.attest(t, nonce, m)
-	req, _ := http.NewRequest(http.MethodGet, b.URL+"/kbs/v0/resource/"+PassphrasePath("wl"), nil)
+	req, _ := http.NewRequest(http.MethodGet, b.URL+"/kbs/v0/resource/"+kbs.PassphrasePath("wl"), nil)
 	for _, ck := range k.hc.Jar.Cookies(req.URL) {
 		req.AddCookie(&http.Cookie{Name: kbs.TrusteeCookie, Value: ck.Value})
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/cryptsetup"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // BenchmarkBuild1GiB builds an encrypted (LUKS2) image from a 1 GiB rootfs
@@ -42,7 +42,7 @@ func BenchmarkBuild1GiB(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				out := b.TempDir()
 				res, err := Build(Options{RootfsDir: rootfs, OutDir: out, Encrypt: enc, Passphrase: pass, Integrity: integrity,
-					Config: config.Config{TEE: "sim", WorkloadID: "bench", CPUs: 1, RAMMiB: 512, AttestationURL: "http://10.0.2.100:8000"}})
+					Config: diskconfig.Config{TEE: "sim", WorkloadID: "bench", CPUs: 1, RAMMiB: 512, AttestationURL: "http://10.0.2.100:8000"}})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -10,7 +10,7 @@ import (
 	"reflect"
 
 	"github.com/sealroot/sealroot/cryptsetup"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // BindOptions tune Bind.
@@ -54,7 +54,7 @@ func Bind(path string, o BindOptions) (*BindResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("footer of %s: %w", path, err)
 	}
-	cfg, err := config.Parse(raw)
+	cfg, err := diskconfig.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("footer config of %s: %w", path, err)
 	}
@@ -66,7 +66,7 @@ func Bind(path string, o BindOptions) (*BindResult, error) {
 	}
 	if cfg.RootVolume != nil {
 		if reflect.DeepEqual(cfg.RootVolume, id) {
-			return &BindResult{Config: raw, HostData: config.HostData(raw), Volume: id, AlreadyBound: true}, nil
+			return &BindResult{Config: raw, HostData: diskconfig.HostData(raw), Volume: id, AlreadyBound: true}, nil
 		}
 		return nil, fmt.Errorf("%s: the config already binds another volume (uuid %s; this header's is %s)", path, cfg.RootVolume.UUID, id.UUID)
 	}
@@ -85,7 +85,7 @@ func Bind(path string, o BindOptions) (*BindResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("footer config of %s: %w", path, err)
 	}
-	check, err := config.Parse(bound)
+	check, err := diskconfig.Parse(bound)
 	if err != nil || !reflect.DeepEqual(check.RootVolume, id) {
 		return nil, fmt.Errorf("footer config of %s: the bound config does not read back (%v)", path, err)
 	}
@@ -99,7 +99,7 @@ func Bind(path string, o BindOptions) (*BindResult, error) {
 	if err := f.Sync(); err != nil {
 		return nil, err
 	}
-	return &BindResult{Config: bound, HostData: config.HostData(bound), Volume: id}, f.Close()
+	return &BindResult{Config: bound, HostData: diskconfig.HostData(bound), Volume: id}, f.Close()
 }
 
 // appendKey adds "key": value as the last member of the JSON object raw,

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/cryptsetup"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // buildahDisk writes a disk laid out as buildah writes one: a LUKS1 volume,
@@ -70,7 +70,7 @@ func TestBindBuildahImage(t *testing.T) {
 	if res.HostData != sha256.Sum256(raw) {
 		t.Fatal("host_data is not the SHA-256 of the new footer config")
 	}
-	c, err := config.Parse(raw)
+	c, err := diskconfig.Parse(raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 // Package image builds confidential workload disks in buildah's layout
-// (INTEROP.md §1): disk.img = [LUKS header][encrypted ext4][padding]
+// (docs/interop.md §1): disk.img = [LUKS header][encrypted ext4][padding]
 // [config JSON]["KRUN"][u64 length], plus krun-sev.json holding the same
 // config bytes, with the workload's /.krun_config.json inside the
 // filesystem.
@@ -27,7 +27,7 @@ import (
 	"strings"
 
 	"github.com/sealroot/sealroot/cryptsetup"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // Workload overrides the process of the image (flags of `image build`).
@@ -58,8 +58,8 @@ type Options struct {
 	Encrypt    Encryptor
 	Passphrase []byte
 
-	Config   config.Config // tee, workload_id, cpus, ram_mib, attestation_url...
-	Slop     string        // "25%" (default), or an absolute size like "512M"
+	Config   diskconfig.Config // tee, workload_id, cpus, ram_mib, attestation_url...
+	Slop     string            // "25%" (default), or an absolute size like "512M"
 	Workload Workload
 	TempDir  string
 	// Logger receives a record per build step (docs/design.md,
@@ -81,15 +81,15 @@ type Options struct {
 
 // Result describes a built image.
 type Result struct {
-	Disk       string         `json:"disk"`
-	ConfigFile string         `json:"config_file"`
-	Size       int64          `json:"size"`
-	FSSize     int64          `json:"fs_size"`
-	Encrypted  bool           `json:"encrypted"`
-	Integrity  string         `json:"integrity,omitempty"`
-	RootHash   string         `json:"root_hash,omitempty"`
-	Config     *config.Config `json:"config"`
-	ConfigJSON []byte         `json:"-"`
+	Disk       string             `json:"disk"`
+	ConfigFile string             `json:"config_file"`
+	Size       int64              `json:"size"`
+	FSSize     int64              `json:"fs_size"`
+	Encrypted  bool               `json:"encrypted"`
+	Integrity  string             `json:"integrity,omitempty"`
+	RootHash   string             `json:"root_hash,omitempty"`
+	Config     *diskconfig.Config `json:"config"`
+	ConfigJSON []byte             `json:"-"`
 }
 
 // NewWorkloadID returns a random workload id.
@@ -204,7 +204,7 @@ func Build(o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg.Integrity, cfg.Verity, cfg.OverlaySize = config.IntegrityVerity, v, o.OverlaySize
+		cfg.Integrity, cfg.Verity, cfg.OverlaySize = diskconfig.IntegrityVerity, v, o.OverlaySize
 		if err := cfg.Validate(); err != nil {
 			return nil, fmt.Errorf("the verity tree built: %w", err)
 		}

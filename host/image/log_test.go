@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/cryptsetup"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // logCapture keeps every record a Logger writes, as JSON lines.
@@ -66,7 +66,7 @@ func TestBuildLogs(t *testing.T) {
 	}
 	var logs logCapture
 	res, err := Build(Options{RootfsDir: rootfs, OutDir: t.TempDir(), Encrypt: enc, Passphrase: pass, Integrity: "verity",
-		Config: config.Config{TEE: "sim", WorkloadID: "logs", CPUs: 1, RAMMiB: 256, AttestationURL: "http://10.0.2.100:8000"},
+		Config: diskconfig.Config{TEE: "sim", WorkloadID: "logs", CPUs: 1, RAMMiB: 256, AttestationURL: "http://10.0.2.100:8000"},
 		Logger: logs.logger()})
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +85,7 @@ func TestBuildLogs(t *testing.T) {
 
 	// No Logger: the records are discarded and the build runs.
 	if _, err := Build(Options{RootfsDir: rootfs, OutDir: t.TempDir(),
-		Config: config.Config{TEE: "none", WorkloadID: "quiet", CPUs: 1, RAMMiB: 256}}); err != nil {
+		Config: diskconfig.Config{TEE: "none", WorkloadID: "quiet", CPUs: 1, RAMMiB: 256}}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,19 +8,19 @@ import (
 	"os/exec"
 	"strings"
 
-	"github.com/sealroot/sealroot/init/config"
 	"github.com/sealroot/sealroot/verity"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // VerityFormat writes a dm-verity hash area (superblock and tree) for the
 // first dataSize bytes of f at hashOffset of f and returns the tree as the
 // config records it. BuildVerity is the default; a test can format with
 // the real veritysetup instead.
-type VerityFormat func(f *os.File, dataSize, hashOffset int64) (*config.Verity, error)
+type VerityFormat func(f *os.File, dataSize, hashOffset int64) (*diskconfig.Verity, error)
 
 // BuildVerity builds the tree with sealroot's own builder: format 1,
 // SHA-256, 4 KiB blocks, a fresh 32-byte salt.
-func BuildVerity(f *os.File, dataSize, hashOffset int64) (*config.Verity, error) {
+func BuildVerity(f *os.File, dataSize, hashOffset int64) (*diskconfig.Verity, error) {
 	p, err := verity.NewParams(dataSize, hashOffset)
 	if err != nil {
 		return nil, err
@@ -29,20 +29,20 @@ func BuildVerity(f *os.File, dataSize, hashOffset int64) (*config.Verity, error)
 	if err != nil {
 		return nil, err
 	}
-	return config.VerityOf(p, root), nil
+	return diskconfig.VerityOf(p, root), nil
 }
 
 // checkIntegrity validates the integrity options and says whether the root
 // gets a verity tree.
 func checkIntegrity(o Options) (bool, error) {
 	switch o.Integrity {
-	case "", config.IntegrityNone:
+	case "", diskconfig.IntegrityNone:
 		if o.OverlaySize != "" {
 			return false, errors.New("an overlay size applies to a verity root only (--integrity verity)")
 		}
 		return false, nil
-	case config.IntegrityVerity:
-		return true, config.ValidateOverlaySize(o.OverlaySize)
+	case diskconfig.IntegrityVerity:
+		return true, diskconfig.ValidateOverlaySize(o.OverlaySize)
 	}
 	return false, fmt.Errorf("integrity %q: want none or verity", o.Integrity)
 }
@@ -60,7 +60,7 @@ func mkfsFeatures(verityRoot bool) []string {
 // the kernel refuses to mount it writable) and appends the hash area right
 // after it, so the payload is [filesystem][verity superblock][tree]. It
 // returns the tree and the payload size, a multiple of 4096.
-func appendVerity(fsPath string, fsSize int64, format VerityFormat, log *slog.Logger) (*config.Verity, int64, error) {
+func appendVerity(fsPath string, fsSize int64, format VerityFormat, log *slog.Logger) (*diskconfig.Verity, int64, error) {
 	if out, err := exec.Command("tune2fs", "-O", "read-only", fsPath).CombinedOutput(); err != nil {
 		return nil, 0, fmt.Errorf("tune2fs -O read-only: %v: %s", err, strings.TrimSpace(string(out)))
 	}

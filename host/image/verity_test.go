@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/cryptsetup"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 func needTools(t *testing.T, tools ...string) {
@@ -35,7 +35,7 @@ func TestBuildVerityPlain(t *testing.T) {
 	os.WriteFile(filepath.Join(rootfs, "etc", "data"), []byte(strings.Repeat("data ", 100000)), 0o644)
 	out := t.TempDir()
 	res, err := Build(Options{RootfsDir: rootfs, OutDir: out, Integrity: "verity", OverlaySize: "64m",
-		Config:   config.Config{TEE: "none", WorkloadID: "v", CPUs: 1, RAMMiB: 256},
+		Config:   diskconfig.Config{TEE: "none", WorkloadID: "v", CPUs: 1, RAMMiB: 256},
 		Workload: Workload{Cmd: []string{"/app"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +44,7 @@ func TestBuildVerityPlain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse(raw)
+	cfg, err := diskconfig.Parse(raw)
 	if err != nil {
 		t.Fatal(err)
 	}

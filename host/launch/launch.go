@@ -30,11 +30,11 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/attest/simport"
-	"github.com/sealroot/sealroot/init/event"
+	"github.com/sealroot/sealroot/wire/event"
 )
 
 // SimServer answers the guest's report requests on the simulated TEE port
-// (attest/sim.Server implements it).
+// (host/verify/sim.Server implements it).
 type SimServer interface {
 	Serve(ctx context.Context, rw io.ReadWriter) error
 }

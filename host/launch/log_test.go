@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/verify/sim"
 )
 
 // syncBuffer is a bytes.Buffer safe for a handler and a reader.

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/sealroot/sealroot/init/event"
+	"github.com/sealroot/sealroot/wire/event"
 )
 
 // Machines the launcher boots guests on.

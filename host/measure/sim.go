@@ -2,7 +2,7 @@
 // value a TEE will put into a guest's reports, so that it can be
 // registered with a broker before the guest ever runs.
 //
-// Sim is the simulated secure processor's launch digest (DESIGN.md, "The
+// Sim is the simulated secure processor's launch digest (docs/design.md, "The
 // simulated TEE"). The launcher computes it over exactly what it boots and
 // puts it into every report it signs; `sealroot measure --tee sim` computes
 // the same value ahead of time.

@@ -3,9 +3,10 @@ package verify
 import (
 	"fmt"
 
-	"github.com/sealroot/sealroot/agent/kbs"
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
+	"github.com/sealroot/sealroot/internal/textclip"
+	"github.com/sealroot/sealroot/wire/kbs"
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 // DecodeTrustee decodes the Trustee dialect's primary_evidence object for
@@ -17,7 +18,7 @@ import (
 func DecodeTrustee(tee string, primary []byte) (*attest.Evidence, error) {
 	switch tee {
 	case attest.TEESNP:
-		ev, err := trusteesnp.Decode(primary)
+		ev, err := snpreport.Decode(primary)
 		if err != nil {
 			return nil, err
 		}
@@ -36,5 +37,5 @@ func DecodeTrustee(tee string, primary []byte) (*attest.Evidence, error) {
 		}
 		return &attest.Evidence{TEE: attest.TEECCA, Report: tok}, nil
 	}
-	return nil, fmt.Errorf("tee %q has no evidence decoder", attest.Clip(tee, 80))
+	return nil, fmt.Errorf("tee %q has no evidence decoder", textclip.Clip(tee, 80))
 }

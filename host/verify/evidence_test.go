@@ -8,15 +8,15 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/trusteesnp"
+	"github.com/sealroot/sealroot/wire/snpreport"
 )
 
 func TestDecodeTrustee(t *testing.T) {
-	snpJSON, err := os.ReadFile("../../attest/trusteesnp/testdata/trustee-snp-genoa-evidence.json")
+	snpJSON, err := os.ReadFile("../../wire/snpreport/testdata/trustee-snp-genoa-evidence.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The recorded report's measurement (attest/trusteesnp/testdata/README.md).
+	// The recorded report's measurement (wire/snpreport/testdata/README.md).
 	measurement, _ := hex.DecodeString("6a6519d757e68c2e939c9dbbbc1828498e8de35d2766dd05f1a2cca5059d0cf4ae62a36d75c837974dd50b315506e73e")
 	for _, tc := range []struct {
 		name, tee, primary string
@@ -24,8 +24,8 @@ func TestDecodeTrustee(t *testing.T) {
 		wantErr            string
 	}{
 		{name: "snp, recorded Trustee evidence", tee: "snp", primary: string(snpJSON), check: func(ev *attest.Evidence) bool {
-			return ev.TEE == "snp" && len(ev.Report) == trusteesnp.ReportSize &&
-				bytes.Equal(ev.Report[trusteesnp.OffMeasurement:trusteesnp.OffMeasurement+48], measurement) && len(ev.Certs) > 0
+			return ev.TEE == "snp" && len(ev.Report) == snpreport.ReportSize &&
+				bytes.Equal(ev.Report[snpreport.OffMeasurement:snpreport.OffMeasurement+48], measurement) && len(ev.Certs) > 0
 		}},
 		{name: "tdx with event log", tee: "tdx", primary: `{"quote":"AQID","cc_eventlog":"BAU="}`, check: func(ev *attest.Evidence) bool {
 			return ev.TEE == "tdx" && bytes.Equal(ev.Report, []byte{1, 2, 3}) && bytes.Equal(ev.EventLog, []byte{4, 5})

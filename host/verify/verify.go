@@ -4,7 +4,7 @@
 // verify` (New: the verifier for one --tee) both build theirs here, so the
 // TEE→verifier mapping exists once.
 //
-// It is host code: the guest init never links it (init/deps_test.go).
+// It is host code: the guest init never links it (guest/init/deps_test.go).
 package verify
 
 import (
@@ -16,11 +16,12 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/cca"
-	"github.com/sealroot/sealroot/attest/certcache"
-	"github.com/sealroot/sealroot/attest/sim"
-	"github.com/sealroot/sealroot/attest/snp"
-	"github.com/sealroot/sealroot/attest/tdx"
+	"github.com/sealroot/sealroot/host/verify/cca"
+	"github.com/sealroot/sealroot/host/verify/certcache"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/host/verify/snp"
+	"github.com/sealroot/sealroot/host/verify/tdx"
+	"github.com/sealroot/sealroot/internal/textclip"
 )
 
 // Options are what the verifiers need. The zero value verifies real SNP and
@@ -75,7 +76,7 @@ var constructors = map[string]func(Options) (attest.Verifier, error){
 func New(tee string, o Options) (attest.Verifier, error) {
 	c, ok := constructors[tee]
 	if !ok {
-		return nil, fmt.Errorf("tee %q has no verifier (want %s)", attest.Clip(tee, 80), attest.Names(func(t attest.TEEInfo) bool { return t.Attestable }))
+		return nil, fmt.Errorf("tee %q has no verifier (want %s)", textclip.Clip(tee, 80), attest.Names(func(t attest.TEEInfo) bool { return t.Attestable }))
 	}
 	return c(o)
 }

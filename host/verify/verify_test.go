@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/cca"
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/verify/cca"
+	"github.com/sealroot/sealroot/host/verify/sim"
 )
 
 // sharedRoot is one simulated root for the tests that need any (making
@@ -52,11 +52,11 @@ func simRoot(t *testing.T) *sim.Authority {
 
 func realCCA(t *testing.T) (token []byte, o Options) {
 	t.Helper()
-	tok, err := os.ReadFile("../../attest/cca/testdata/tf-rmm-cca-token.cbor")
+	tok, err := os.ReadFile("cca/testdata/tf-rmm-cca-token.cbor")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pem, err := os.ReadFile("../../attest/cca/testdata/tf-rmm-cpak.pem")
+	pem, err := os.ReadFile("cca/testdata/tf-rmm-cpak.pem")
 	if err != nil {
 		t.Fatal(err)
 	}

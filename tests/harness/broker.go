@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/attest/sim"
 	"github.com/sealroot/sealroot/host/broker"
+	"github.com/sealroot/sealroot/host/verify/sim"
 	"github.com/spf13/pflag"
 )
 

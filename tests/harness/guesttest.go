@@ -10,7 +10,7 @@ import (
 
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // GuestTest runs a package's Go tests as root inside a VM: the real guest
@@ -75,7 +75,7 @@ func (e *Env) RunGuestTest(t *testing.T, g GuestTest) *Boot {
 		g.CPUs = 1
 	}
 	img, err := image.Build(image.Options{RootfsDir: rootfs, OutDir: t.TempDir(), Slop: "64M",
-		Config:   config.Config{TEE: "none", WorkloadID: "guest-test", CPUs: g.CPUs, RAMMiB: g.MemoryMiB},
+		Config:   diskconfig.Config{TEE: "none", WorkloadID: "guest-test", CPUs: g.CPUs, RAMMiB: g.MemoryMiB},
 		Workload: image.Workload{Cmd: args, Env: env, WorkDir: "/tmp"}})
 	if err != nil {
 		t.Fatal(err)

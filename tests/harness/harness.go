@@ -24,9 +24,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealroot/sealroot/host/initramfs"
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/init/event"
-	"github.com/sealroot/sealroot/initramfs"
+	"github.com/sealroot/sealroot/wire/event"
 )
 
 // Env is what every boot shares.

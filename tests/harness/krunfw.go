@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sealroot/sealroot/host/initramfs"
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/initramfs"
 )
 
 // The krunfw environment: the libkrunfw-shaped kernel of `make

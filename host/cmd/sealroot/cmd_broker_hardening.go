@@ -1,8 +1,8 @@
 package main
 
 import (
-	"github.com/sealroot/sealroot/attest/policy"
 	"github.com/sealroot/sealroot/host/broker"
+	"github.com/sealroot/sealroot/host/verify/policy"
 )
 
 // checkBrokerHardeningFlags turns bad values of the hardening flags of

@@ -11,7 +11,7 @@ import (
 	"github.com/sealroot/sealroot/attest/configbind"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/image"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // imageBindFlags are the flags of `sealroot image bind`.
@@ -57,7 +57,7 @@ func runImageBind(cmd *cobra.Command, log *slog.Logger, path string, f *imageBin
 // registerBinding replaces the host_data of the image's workload at the
 // broker, keeping the rest of its policy.
 func registerBinding(cmd *cobra.Command, log *slog.Logger, af *adminFlags, res *image.BindResult) error {
-	c, err := config.Parse(res.Config)
+	c, err := diskconfig.Parse(res.Config)
 	if err != nil {
 		return withStatus(1, err)
 	}

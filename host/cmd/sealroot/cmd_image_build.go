@@ -11,7 +11,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/image"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 	"github.com/spf13/cobra"
 )
 
@@ -63,7 +63,7 @@ func runImageBuild(cmd *cobra.Command, log *slog.Logger, f *imageBuildFlags) err
 	if f.overlaySize != "" && f.integrity != "verity" {
 		return usageError("--overlay-size applies to --integrity verity only")
 	}
-	if err := config.ValidateOverlaySize(f.overlaySize); err != nil {
+	if err := diskconfig.ValidateOverlaySize(f.overlaySize); err != nil {
 		return usageError("--overlay-size: %v", err)
 	}
 	for _, kv := range f.env {
@@ -102,7 +102,7 @@ func runImageBuild(cmd *cobra.Command, log *slog.Logger, f *imageBuildFlags) err
 		OutDir:    f.out,
 		Slop:      f.slop,
 		Logger:    log,
-		Config: config.Config{TEE: tee, TEEData: teeData, WorkloadID: id, CPUs: f.cpus, RAMMiB: f.memory,
+		Config: diskconfig.Config{TEE: tee, TEEData: teeData, WorkloadID: id, CPUs: f.cpus, RAMMiB: f.memory,
 			AttestationURL: f.attestationURL, KBSProtocol: f.kbsProtocol},
 		Workload:  image.Workload{Entrypoint: f.entrypoint, Cmd: f.cmd, Env: f.env, WorkDir: f.workdir, User: f.user},
 		Integrity: f.integrity, OverlaySize: f.overlaySize,

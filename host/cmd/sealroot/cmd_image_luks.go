@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/cryptsetup"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // runImageInspect is `sealroot image inspect`: a read-only view of a disk
@@ -108,7 +108,7 @@ func printImageInfo(out io.Writer, info *cryptsetup.Info) {
 		fmt.Fprintf(w, "footer:\tdamaged: %s\n", f.Error)
 	default:
 		fmt.Fprintf(w, "footer:\tconfig of %d bytes at offset %d\n", f.Length, f.Offset)
-		c, err := config.Parse(f.Config)
+		c, err := diskconfig.Parse(f.Config)
 		if err != nil {
 			fmt.Fprintf(w, "config:\tinvalid: %v\n", err)
 			var compact bytes.Buffer
@@ -226,7 +226,7 @@ func checkWithoutPassphrase(cmd *cobra.Command, path string, asJSON bool) error 
 
 // printBinding says whether the config binds the root volume, and whether
 // this image's header is the bound one.
-func printBinding(w io.Writer, c *config.Config, info *cryptsetup.Info) {
+func printBinding(w io.Writer, c *diskconfig.Config, info *cryptsetup.Info) {
 	id := c.RootVolume
 	switch {
 	case id == nil && info.Encrypted:

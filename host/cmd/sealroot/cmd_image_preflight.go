@@ -10,13 +10,13 @@ import (
 
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/image"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // preflightImageBuild refuses, before any slow work (copying the rootfs,
 // mkfs, encryption), what `image build` would refuse late or what would
 // build an image that can never boot.
-func preflightImageBuild(f *imageBuildFlags, cfg config.Config) error {
+func preflightImageBuild(f *imageBuildFlags, cfg diskconfig.Config) error {
 	if _, err := image.FSSize(0, f.slop); err != nil {
 		return usageError("--%v", err)
 	}

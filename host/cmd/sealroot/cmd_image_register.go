@@ -9,7 +9,7 @@ import (
 	"github.com/sealroot/sealroot/host/image"
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/host/measure"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -111,7 +111,7 @@ func registerBuiltImage(cmd *cobra.Command, log *slog.Logger, f *imageBuildFlags
 	// HOST_DATA = SHA-256 of the footer config: the launcher binds it into
 	// the reports, so this workload is told apart from any other that
 	// shares its launch measurement.
-	hd := config.HostData(res.ConfigJSON)
+	hd := diskconfig.HostData(res.ConfigJSON)
 	pf.hostData = hex.EncodeToString(hd[:])
 	if res.Config.TEE == "tdx" { // MRCONFIGID, as the launcher sets it
 		m := launch.MRConfigID(hd)

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // TestImageBuildRegisterTDX builds a TDX image with --register and the
@@ -61,7 +61,7 @@ func TestImageBuildRegisterTDX(t *testing.T) {
 	if err != nil || cfg.TEE != "tdx" {
 		t.Fatalf("disk config: %v %+v", err, cfg)
 	}
-	mrconfigid := launch.MRConfigID(config.HostData(raw))
+	mrconfigid := launch.MRConfigID(diskconfig.HostData(raw))
 	p := w.Policy
 	if w.TEE != "tdx" || len(p.Measurements) != 1 || p.Measurements[0] != want["mrtd"] ||
 		p.RTMRs["1"] != want["rtmr1"] || p.RTMRs["2"] != want["rtmr2"] || len(p.RTMRs) != 2 ||

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/cryptsetup"
-	"github.com/sealroot/sealroot/init/config"
 	"github.com/sealroot/sealroot/verity"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // VerityCheck is what `image check` found about a verity root's tree.
@@ -24,18 +24,18 @@ type VerityCheck struct {
 }
 
 // footerConfig reads and parses an image's footer config.
-func footerConfig(path string) (*config.Config, error) {
+func footerConfig(path string) (*diskconfig.Config, error) {
 	raw, err := cryptsetup.ReadFooterFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return config.Parse(raw)
+	return diskconfig.Parse(raw)
 }
 
 // checkVerityTree verifies the whole tree of a verity root offline over
 // payload (the decrypted LUKS payload, or the plain disk) against the root
 // hash of the config, as the guest's dm-verity would block by block.
-func checkVerityTree(cfg *config.Config, payload io.ReaderAt) (*VerityCheck, error) {
+func checkVerityTree(cfg *diskconfig.Config, payload io.ReaderAt) (*VerityCheck, error) {
 	p, root, err := cfg.Verity.Params()
 	if err != nil {
 		return nil, err
@@ -65,7 +65,7 @@ func checkPlainVerity(path string) (*VerityCheck, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Integrity != config.IntegrityVerity {
+	if cfg.Integrity != diskconfig.IntegrityVerity {
 		return nil, usageError("%s is neither encrypted nor a verity image: nothing to check without --passphrase-file", path)
 	}
 	f, err := os.Open(path)
@@ -80,7 +80,7 @@ func checkPlainVerity(path string) (*VerityCheck, error) {
 // the image's config has one; nil otherwise.
 func checkEncryptedVerity(v *cryptsetup.Volume, pass []byte, o cryptsetup.UnlockOptions) (*VerityCheck, error) {
 	cfg, err := footerConfig(v.Path())
-	if err != nil || cfg.Integrity != config.IntegrityVerity {
+	if err != nil || cfg.Integrity != diskconfig.IntegrityVerity {
 		return nil, nil // Check already judged the footer's absence
 	}
 	r, err := v.OpenPayload(context.Background(), pass, o)
@@ -109,8 +109,8 @@ func printVerityLine(w io.Writer, vc *VerityCheck) {
 }
 
 // printIntegrity adds the integrity lines of image inspect.
-func printIntegrity(w io.Writer, c *config.Config) {
-	if c.Integrity != config.IntegrityVerity || c.Verity == nil {
+func printIntegrity(w io.Writer, c *diskconfig.Config) {
+	if c.Integrity != diskconfig.IntegrityVerity || c.Verity == nil {
 		fmt.Fprintf(w, "integrity:\tnone (a writable root)\n")
 		return
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/image"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 func verityImage(t *testing.T, pass []byte) *image.Result {
@@ -26,7 +26,7 @@ func verityImage(t *testing.T, pass []byte) *image.Result {
 	rootfs := t.TempDir()
 	os.WriteFile(filepath.Join(rootfs, "app"), []byte(strings.Repeat("app ", 50000)), 0o755)
 	o := image.Options{RootfsDir: rootfs, OutDir: t.TempDir(), Integrity: "verity",
-		Config: config.Config{TEE: "none", WorkloadID: "v", CPUs: 1, RAMMiB: 256}, Workload: image.Workload{Cmd: []string{"/app"}}}
+		Config: diskconfig.Config{TEE: "none", WorkloadID: "v", CPUs: 1, RAMMiB: 256}, Workload: image.Workload{Cmd: []string{"/app"}}}
 	if pass != nil {
 		o.Config.TEE, o.Config.AttestationURL, o.Passphrase = "sim", "http://10.0.2.100:8000", pass
 		o.Encrypt = func(dst *os.File, src io.Reader, n int64, p []byte) (int64, error) {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sealroot/sealroot/initramfs"
+	"github.com/sealroot/sealroot/host/initramfs"
 )
 
 // newInitramfsCmd builds `sealroot initramfs`, the initrd commands.
@@ -47,7 +47,7 @@ func newInitramfsBuildCmd(log *slog.Logger) *cobra.Command {
 		Long: `Build a reproducible initrd (newc cpio, optionally compressed) whose /init is the
 sealroot guest init. The same inputs always give a byte-identical file.
 
-Without --init, ./init of the sealroot checkout containing the working directory is
+Without --init, ./guest/init of the sealroot checkout containing the working directory is
 compiled (static, -trimpath, stripped); the Go toolchain must be installed.
 
 --kernel-modules DIR is one kernel's module tree (lib/modules/<release>, as unpacked
@@ -83,7 +83,7 @@ not cached. Never use a debug initrd for a production workload.`,
 	fl.StringVar(&f.compress, "compress", initramfs.CompressGzip, "compression: "+strings.Join(initramfs.Compressions, ", "))
 	fl.StringVar(&f.kernelModules, "kernel-modules", "", "one kernel's module tree (lib/modules/<release>); none when empty")
 	fl.BoolVar(&f.debug, "debug", false, "add a shell and tools (u-root core commands)")
-	fl.StringVar(&f.init, "init", "", "prebuilt static init binary (default: build ./init of this checkout)")
+	fl.StringVar(&f.init, "init", "", "prebuilt static init binary (default: build ./guest/init of this checkout)")
 	fl.StringArrayVar(&f.modules, "module", nil, "also carry this module (repeatable; name or alias)")
 	fl.BoolVar(&f.noDefaults, "no-default-modules", false, "carry only the modules named with --module")
 	fl.StringArrayVar(&f.files, "file", nil, "add a host file as IMAGE_PATH=HOST_FILE (repeatable)")

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealroot/sealroot/initramfs"
+	"github.com/sealroot/sealroot/host/initramfs"
 )
 
 // staticInit builds a trivial static program to stand in for /init.

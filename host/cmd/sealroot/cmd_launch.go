@@ -13,8 +13,8 @@ import (
 
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/init/config"
-	"github.com/sealroot/sealroot/init/event"
+	"github.com/sealroot/sealroot/wire/diskconfig"
+	"github.com/sealroot/sealroot/wire/event"
 	"github.com/spf13/cobra"
 )
 
@@ -221,12 +221,12 @@ func runLaunch(cmd *cobra.Command, log *slog.Logger, f *launchFlags) error {
 
 // diskConfig reads the KRUN footer config of a disk image, parsed and as
 // raw bytes (whose SHA-256 is the launch's HOST_DATA).
-func diskConfig(path string) (*config.Config, []byte, error) {
+func diskConfig(path string) (*diskconfig.Config, []byte, error) {
 	raw, err := cryptsetup.ReadFooterFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg, err := config.Parse(raw)
+	cfg, err := diskconfig.Parse(raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -235,7 +235,7 @@ func diskConfig(path string) (*config.Config, []byte, error) {
 
 // forwardFor maps the disk's attestation_url (an address inside QEMU's user
 // network) to the broker on this host's loopback.
-func forwardFor(cfg *config.Config, broker string) (*launch.Forward, error) {
+func forwardFor(cfg *diskconfig.Config, broker string) (*launch.Forward, error) {
 	bu, err := url.Parse(broker)
 	if err != nil || bu.Host == "" {
 		return nil, usageError("--broker %q: want a URL like http://127.0.0.1:8000", broker)

@@ -10,15 +10,15 @@ import (
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/launch"
-	"github.com/sealroot/sealroot/init/config"
-	"github.com/sealroot/sealroot/init/event"
+	"github.com/sealroot/sealroot/wire/diskconfig"
+	"github.com/sealroot/sealroot/wire/event"
 )
 
 // preflightLaunch checks, before QEMU starts, what the flags and the disk
 // already show will fail in the guest, and says so in one line: a tee sim
 // disk without --tee sim, a broker-bound disk without --broker, and less
 // memory than the disk's key derivation needs.
-func preflightLaunch(f *launchFlags, cfg *config.Config, memoryMiB int) error {
+func preflightLaunch(f *launchFlags, cfg *diskconfig.Config, memoryMiB int) error {
 	if cfg.TEE == attest.TEESim && f.tee != attest.TEESim {
 		return usageError("%s: the disk config's tee is sim: launch with --tee sim --sim-dir DIR (`sealroot sim init --dir DIR` creates DIR)", f.disk)
 	}

@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 
-	"github.com/sealroot/sealroot/attest/sim"
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/host/measure"
-	"github.com/sealroot/sealroot/init/config"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // newSimServer loads the simulated secure processor and measures exactly
@@ -25,5 +25,5 @@ func newSimServer(f *launchFlags, o *launch.Options, rawConfig []byte) (launch.S
 	if err != nil {
 		return nil, fmt.Errorf("measuring the launch: %w", err)
 	}
-	return &sim.Server{Authority: auth, Measurement: m, HostData: config.HostData(rawConfig)}, nil
+	return &sim.Server{Authority: auth, Measurement: m, HostData: diskconfig.HostData(rawConfig)}, nil
 }

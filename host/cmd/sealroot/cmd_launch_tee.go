@@ -7,8 +7,8 @@ import (
 
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/host/measure"
-	"github.com/sealroot/sealroot/init/config"
-	"github.com/sealroot/sealroot/init/event"
+	"github.com/sealroot/sealroot/wire/diskconfig"
+	"github.com/sealroot/sealroot/wire/event"
 )
 
 // launchTEEFlags are the flags of `sealroot launch` for SEV-SNP and TDX.
@@ -55,7 +55,7 @@ func newTEE(f *launchTEEFlags, kind string, rawConfig []byte) (*launch.TEE, erro
 	if f.firmware == "" {
 		return nil, usageError("--tee %s needs --firmware FILE", kind)
 	}
-	digest := config.HostData(rawConfig)
+	digest := diskconfig.HostData(rawConfig)
 	t := &launch.TEE{Kind: kind, Firmware: f.firmware}
 	if kind == launch.TEETDX {
 		t.MRConfigID = launch.MRConfigID(digest)

@@ -19,9 +19,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/policy"
 	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/broker"
+	"github.com/sealroot/sealroot/host/verify/policy"
 )
 
 // `sealroot register` and `sealroot workloads`: the broker's admin API.

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sealroot/sealroot/attest/policy"
-	"github.com/sealroot/sealroot/attest/sim"
+	"github.com/sealroot/sealroot/host/verify/policy"
+	"github.com/sealroot/sealroot/host/verify/sim"
 )
 
 // newSimCmd builds `sealroot sim`, the simulated secure processor commands.

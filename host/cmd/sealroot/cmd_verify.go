@@ -17,11 +17,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/certcache"
-	"github.com/sealroot/sealroot/attest/policy"
-	"github.com/sealroot/sealroot/attest/sim"
-	"github.com/sealroot/sealroot/attest/snp"
 	"github.com/sealroot/sealroot/host/verify"
+	"github.com/sealroot/sealroot/host/verify/certcache"
+	"github.com/sealroot/sealroot/host/verify/policy"
+	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/host/verify/snp"
 )
 
 // verifyFlags are the `sealroot verify` flags that say where the evidence

@@ -18,8 +18,8 @@ import (
 	"strings"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/snp"
 	"github.com/sealroot/sealroot/host/verify"
+	"github.com/sealroot/sealroot/host/verify/snp"
 )
 
 // Evidence format names.

@@ -12,16 +12,16 @@ import (
 	"github.com/google/go-sev-guest/verify/testdata"
 	tdxtestdata "github.com/google/go-tdx-guest/testing/testdata"
 
-	"github.com/sealroot/sealroot/attest/snp"
+	"github.com/sealroot/sealroot/host/verify/snp"
 )
 
 // genoaMeasurement is the launch measurement of the real Genoa report in
-// Trustee's SNP evidence JSON (attest/trusteesnp/testdata/README.md).
+// Trustee's SNP evidence JSON (wire/snpreport/testdata/README.md).
 const genoaMeasurement = "6a6519d757e68c2e939c9dbbbc1828498e8de35d2766dd05f1a2cca5059d0cf4ae62a36d75c837974dd50b315506e73e"
 
 func readGenoaEvidence(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "attest", "trusteesnp", "testdata", "trustee-snp-genoa-evidence.json"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "wire", "snpreport", "testdata", "trustee-snp-genoa-evidence.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func FuzzEvidenceFromFile(f *testing.F) {
 }
 
 func readGenoaEvidenceF(f *testing.F) []byte {
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "attest", "trusteesnp", "testdata", "trustee-snp-genoa-evidence.json"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "wire", "snpreport", "testdata", "trustee-snp-genoa-evidence.json"))
 	if err != nil {
 		f.Fatal(err)
 	}

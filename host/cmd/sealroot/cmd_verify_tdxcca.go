@@ -17,8 +17,8 @@ import (
 	"fmt"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/attest/cca"
 	"github.com/sealroot/sealroot/host/verify"
+	"github.com/sealroot/sealroot/host/verify/cca"
 )
 
 // newTDXVerifier is the Verifier of --tee tdx.

@@ -78,12 +78,12 @@ func TestVerifyTDXOffline(t *testing.T) {
 }
 
 func TestVerifyCCAUntrusted(t *testing.T) {
-	tok, err := os.ReadFile("../../../attest/cca/testdata/tf-rmm-cca-token.cbor")
+	tok, err := os.ReadFile("../../verify/cca/testdata/tf-rmm-cca-token.cbor")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tokFile := writeTemp(t, "token.cbor", tok)
-	cpak, err := os.ReadFile("../../../attest/cca/testdata/tf-rmm-cpak.pem")
+	cpak, err := os.ReadFile("../../verify/cca/testdata/tf-rmm-cpak.pem")
 	if err != nil {
 		t.Fatal(err)
 	}

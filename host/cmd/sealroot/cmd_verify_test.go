@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-sev-guest/verify/testdata"
 
-	"github.com/sealroot/sealroot/attest/snp"
+	"github.com/sealroot/sealroot/host/verify/snp"
 )
 
 // The real Milan report shipped with go-sev-guest: its measurement, and a

@@ -23,14 +23,15 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sealroot/sealroot/agent"
-	"github.com/sealroot/sealroot/agent/kbs"
+	"golang.org/x/sys/unix"
+
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/attest/simport"
 	"github.com/sealroot/sealroot/cryptsetup"
-	"github.com/sealroot/sealroot/init/config"
-	"github.com/sealroot/sealroot/init/runtimeev"
-	"golang.org/x/sys/unix"
+	"github.com/sealroot/sealroot/guest/agent"
+	"github.com/sealroot/sealroot/guest/runtimeev"
+	"github.com/sealroot/sealroot/wire/diskconfig"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 var allowed int
@@ -171,7 +172,7 @@ func runtime() {
 		allowed++
 		return
 	}
-	cfg, err := config.Parse(raw)
+	cfg, err := diskconfig.Parse(raw)
 	if err != nil {
 		fmt.Printf("probe: reading the config: %v\n", err)
 		allowed++

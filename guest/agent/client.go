@@ -1,0 +1,260 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sealroot/sealroot/wire/kbs"
+)
+
+// maxResponse bounds any body the agent reads from the broker: the largest
+// honest reply is a JWE of a small secret.
+const maxResponse = 1 << 20
+
+// client sends the exchange's requests: one at a time, each under its own
+// timeout, with the session cookie attached by the caller.
+type client struct {
+	hc      *http.Client
+	base    *url.URL
+	timeout time.Duration
+	own     *http.Transport // the transport the agent built, closed at the end
+}
+
+func newClient(rt http.RoundTripper, base *url.URL, timeout time.Duration, own *http.Transport) *client {
+	return &client{
+		own: own,
+		hc: &http.Client{
+			Transport: rt,
+			// A redirect could carry the session cookie to another
+			// origin; the agent reports it instead of following it.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		base:    base,
+		timeout: timeout,
+	}
+}
+
+// close drops the idle connections of a transport the agent built; a
+// caller's Transport is left alone.
+func (c *client) close() {
+	if c.own != nil {
+		c.own.CloseIdleConnections()
+	}
+}
+
+// reply is a successful (2xx) response.
+type reply struct {
+	status  int
+	body    []byte
+	cookies []*http.Cookie
+}
+
+// do sends method path (escaped, relative to the base URL) with body (nil for none) and the cookie (nil for
+// none). Any non-2xx status or transport error comes back as *Error for
+// step, classified for the retry loop.
+func (c *client) do(ctx context.Context, step, method, path string, body []byte, cookie *http.Cookie) (*reply, *Error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	// path arrives escaped (a workload id may hold characters a path
+	// cannot); keep that escaping on the wire.
+	u := *c.base
+	u.RawPath = c.base.EscapedPath() + path
+	p, err := url.PathUnescape(u.RawPath)
+	if err != nil {
+		return nil, finalErr(step, 0, fmt.Errorf("request path: %w", err))
+	}
+	u.Path = p
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, finalErr(step, 0, fmt.Errorf("building request: %w", err))
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "sealroot-agent")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if cookie != nil {
+		req.AddCookie(cookie)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if badTLS(err) {
+			return nil, finalErr(step, 0, fmt.Errorf("%w (check attestation_url and ca_bundle)", transportErr(err)))
+		}
+		return nil, retryErr(step, 0, transportErr(err))
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err != nil {
+		return nil, retryErr(step, resp.StatusCode, fmt.Errorf("reading reply: %w", transportErr(err)))
+	}
+	if len(b) > maxResponse {
+		return nil, finalErr(step, resp.StatusCode, fmt.Errorf("reply exceeds %d bytes", maxResponse))
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, classify(step, resp.StatusCode, resp.Header, b)
+	}
+	return &reply{status: resp.StatusCode, body: b, cookies: resp.Cookies()}, nil
+}
+
+// badTLS reports whether a transport error is about the broker's TLS
+// identity or protocol, which retrying cannot fix: an untrusted or wrong
+// certificate, a plain-HTTP server behind an https URL, a handshake alert.
+func badTLS(err error) bool {
+	var (
+		cv  *tls.CertificateVerificationError
+		ua  x509.UnknownAuthorityError
+		he  x509.HostnameError
+		ci  x509.CertificateInvalidError
+		rh  tls.RecordHeaderError
+		ale tls.AlertError
+	)
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) ||
+		errors.As(err, &rh) || errors.As(err, &ale) ||
+		// net/http replaces the tls.RecordHeaderError of a plain-HTTP
+		// server with an error of its own that has no type.
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
+}
+
+// transportErr strips the URL that net/http wraps around transport errors:
+// the step and the target are named elsewhere.
+func transportErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// Problem variants that mean the broker no longer knows the session (or
+// never did): running the handshake again can succeed.
+var sessionVariants = map[string]bool{
+	kbs.ProblemMissingCookie:   true,
+	kbs.ProblemInvalidCookie:   true,
+	kbs.ProblemExpiredCookie:   true,
+	kbs.ProblemUnauthenticated: true,
+	kbs.ProblemTokenNotFound:   true,
+	kbs.ProblemNonceReused:     true,
+}
+
+// classify turns a non-2xx reply into an Error: 408, 429 and 5xx are
+// transient; 401 on attest or key is a lost session unless the broker's
+// problem document says the attestation itself was refused; everything else
+// is final, because asking again cannot change the answer.
+func classify(step string, status int, h http.Header, body []byte) *Error {
+	cause := describeBody(body)
+	p, _ := cause.(*kbs.Problem)
+	switch {
+	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500:
+		e := retryErr(step, status, cause)
+		e.retryAfter = retryAfter(h.Get("Retry-After"))
+		return e
+	case status == http.StatusUnauthorized && (step == StepAttest || step == StepKey):
+		if sessionLost(p, body) {
+			return &Error{Step: step, HTTPStatus: status, Err: cause, kind: kindSessionLost}
+		}
+	case status >= 300 && status < 400:
+		loc := h.Get("Location")
+		return finalErr(step, status, fmt.Errorf("broker redirects to %q; set attestation_url to the broker's own address", clip(sanitize(loc))))
+	}
+	return finalErr(step, status, cause)
+}
+
+// sessionLost decides whether a 401 on attest or key means the broker lost
+// (or never had) the session. A Trustee-dialect broker says so with its
+// problem variant. The krun dialect has no structured errors: an empty body
+// (reference-kbs) or text about the session's cookie, nonce, expiry or
+// missing attestation counts as a lost session; any other text (a refused
+// attestation, a workload mismatch) does not. Misjudging costs at most
+// MaxRehandshakes extra handshakes.
+func sessionLost(p *kbs.Problem, body []byte) bool {
+	if p != nil {
+		return sessionVariants[p.Variant()]
+	}
+	t := strings.ToLower(strings.TrimSpace(string(body)))
+	if len(t) > 512 {
+		t = t[:512]
+	}
+	if t == "" {
+		return true
+	}
+	for _, s := range krunSessionPhrases {
+		if strings.Contains(t, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// krunSessionPhrases mark a krun-dialect 401 as a lost session.
+var krunSessionPhrases = []string{"cookie", "nonce", "unknown session", "invalid session", "no session",
+	"session expired", "expired session", "not attested"}
+
+// describeBody renders an error reply: the RFC 7807 problem when the body
+// is one (as *kbs.Problem), else a short printable excerpt.
+func describeBody(body []byte) error {
+	if p, err := kbs.ParseProblem(body); err == nil {
+		return &kbs.Problem{Type: sanitize(p.Type), Detail: sanitize(p.Detail)}
+	}
+	s := strings.TrimSpace(sanitize(string(body)))
+	if s == "" {
+		return errors.New("empty reply")
+	}
+	return fmt.Errorf("broker says %q", clip(s))
+}
+
+// sanitize keeps printable ASCII and turns everything else into '?': broker
+// text ends up on the guest console.
+func sanitize(s string) string {
+	const max = 512
+	if len(s) > max {
+		s = s[:max]
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 0x20 && r < 0x7f {
+			return r
+		}
+		if r == '\n' || r == '\t' || r == '\r' {
+			return ' '
+		}
+		return '?'
+	}, s)
+}
+
+// retryAfter parses a Retry-After header in seconds (the HTTP-date form is
+// ignored: the guest's clock may not be set). Values are capped at a minute.
+func retryAfter(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" || len(v) > 6 {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second, time.Minute)
+}
+
+// sessionCookie finds the cookie named name among cookies.
+func sessionCookie(cookies []*http.Cookie, name string) *http.Cookie {
+	for _, c := range cookies {
+		if c.Name == name && c.Value != "" {
+			return &http.Cookie{Name: c.Name, Value: c.Value}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The module's layers (docs/design.md, "Package map"): wire/ is the leaf
+// layer of wire formats, guest/ runs in the guest, host/ on the host, and
+// attest, cryptsetup, verity and internal/ are shared libraries.
+const module = "github.com/sealroot/sealroot/"
+
+// The init is what the TEE measures and what a reviewer reads: it links no
+// host code, no verifier or relying-party policy, and none of the TEE client
+// libraries whose report conversions pull in the protobuf runtime
+// (guest/tsm has its own device drivers). `make depcheck` runs this test.
+func TestInitDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	forbidden := []struct{ prefix, why string }{
+		{module + "host/", "host code (verifiers and their policy live in host/verify/)"},
+		{module + "tests/", "test code"},
+		{"google.golang.org/protobuf/", "the protobuf runtime"},
+		{"github.com/google/go-sev-guest/client", "go-sev-guest's client (its report conversions pull in protobuf)"},
+		{"github.com/google/go-sev-guest/proto/", "go-sev-guest's protobuf types"},
+		{"github.com/google/go-sev-guest/verify", "an SNP verifier"},
+		{"github.com/google/go-tdx-guest/client", "go-tdx-guest's client"},
+		{"github.com/google/go-tdx-guest/proto/", "go-tdx-guest's protobuf types"},
+		{"github.com/google/go-tdx-guest/verify", "a TDX verifier"},
+		{"github.com/veraison/", "a CCA token verifier"},
+	}
+	allowed := map[string]bool{
+		"github.com/google/go-sev-guest/client/linuxabi": true,
+		"github.com/google/go-tdx-guest/client/linuxabi": true,
+	}
+	deps := strings.Fields(string(out))
+	own := 0
+	for _, dep := range deps {
+		if strings.HasPrefix(dep, module) {
+			own++
+		}
+		for _, f := range forbidden {
+			if strings.HasPrefix(dep, f.prefix) && !allowed[dep] {
+				t.Errorf("the init links %s: %s", dep, f.why)
+			}
+		}
+	}
+	// The check reads what go list printed: it must have listed the init's
+	// own packages for the loop above to mean anything.
+	if own < 5 {
+		t.Fatalf("go list -deps named %d sealroot packages; want the init's whole closure:\n%s", own, out)
+	}
+}
+
+// TestLayers checks the direction of every import in the module: wire/
+// imports no other sealroot layer but the shared attest vocabulary and
+// internal/, guest/ and host/ never import each other, and the shared
+// libraries import neither.
+func TestLayers(t *testing.T) {
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	layer := func(p string) string {
+		rest, ok := strings.CutPrefix(p, module)
+		if !ok {
+			return ""
+		}
+		top, _, _ := strings.Cut(rest, "/")
+		switch top {
+		case "wire", "guest", "host", "tests", "tools":
+			return top
+		}
+		return "shared" // attest, cryptsetup, verity, internal
+	}
+	// may[from][to]: a package of layer from may import one of layer to.
+	may := map[string]map[string]bool{
+		"wire":   {"wire": true},
+		"shared": {"wire": true, "shared": true},
+		"guest":  {"wire": true, "shared": true, "guest": true},
+		"host":   {"wire": true, "shared": true, "host": true},
+	}
+	// Known exceptions, each with the reason it is still there.
+	exceptions := map[string]string{
+		// The disk config's root_volume and verity keys are cryptsetup's
+		// VolumeID and verity's Params; the wire-level types have not
+		// moved into wire/diskconfig yet.
+		module + "wire/diskconfig " + module + "cryptsetup": "VolumeID, KnownActivationFlag",
+		module + "wire/diskconfig " + module + "verity":     "verity.Params",
+	}
+	sharedWire := map[string]bool{module + "attest": true, module + "internal/textclip": true}
+	pkgs := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		from := fields[0]
+		fromLayer := layer(from)
+		if may[fromLayer] == nil {
+			continue // tests and tools may import anything
+		}
+		pkgs++
+		for _, imp := range fields[1:] {
+			toLayer := layer(imp)
+			if toLayer == "" || may[fromLayer][toLayer] {
+				continue
+			}
+			if fromLayer == "wire" && sharedWire[imp] {
+				continue
+			}
+			if _, ok := exceptions[from+" "+imp]; ok {
+				continue
+			}
+			t.Errorf("%s (%s) imports %s (%s)", from, fromLayer, imp, toLayer)
+		}
+	}
+	if pkgs < 20 {
+		t.Fatalf("go list named %d packages; want the whole module:\n%s", pkgs, out)
+	}
+}
