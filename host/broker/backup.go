@@ -195,7 +195,7 @@ func Backup(ctx context.Context, o Options, out string, withoutKEK bool) (*Backu
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	if err := replaceFile(out, buf.Bytes()); err != nil {
+	if err := kek.ReplaceFile(out, buf.Bytes(), 0o600); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", out, err)
 	}
 	log.Info("backup written", "file", out, "state_id", man.StateID, "workloads", man.Workloads, "resources", man.Resources, "kek", man.HasKEK)
@@ -212,34 +212,6 @@ func kekText(p statePaths) ([]byte, error) {
 		return nil, fmt.Errorf("reading the key-encryption key: %w", err)
 	}
 	return b, nil
-}
-
-// replaceFile writes data to path (mode 0600) through a temporary file,
-// fsync'd and renamed over path.
-func replaceFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // readBackup reads and checks an archive: every member the manifest
@@ -459,7 +431,7 @@ func Restore(ctx context.Context, o Options, in io.Reader, replace bool) (*Backu
 		}
 	}
 	if cur, err := os.ReadFile(p.token); err != nil || !bytes.Equal(cur, members["token-key.pem"]) {
-		if err := replaceFile(p.token, members["token-key.pem"]); err != nil {
+		if err := kek.ReplaceFile(p.token, members["token-key.pem"], 0o600); err != nil {
 			return nil, fmt.Errorf("writing the token key: %w", err)
 		}
 	}

@@ -400,17 +400,8 @@ func qemuArgs(o *Options, accel, cmdline, hostSock, simSock, slotDir string) ([]
 			a = append(a, "-drive", "file="+qemuOpt(d)+",if=virtio,format=raw,cache=unsafe")
 		}
 	}
-	a = append(a,
-		"-device", "virtio-serial-pci,id=vser",
-		"-chardev", "socket,id=host,path="+qemuOpt(hostSock),
-		"-device", "virtserialport,bus=vser.0,chardev=host,name="+event.PortName,
-	)
-	if simSock != "" {
-		a = append(a,
-			"-chardev", "socket,id=sim,path="+qemuOpt(simSock),
-			"-device", "virtserialport,bus=vser.0,chardev=sim,name="+SimPortName,
-		)
-	}
+	a = append(a, "-device", "virtio-serial-pci,id=vser")
+	a = hostPorts(a, hostSock, simSock)
 	if o.Forward != nil {
 		relay := relayArgv(o.Forward, slotDir)
 		a = append(a, "-nic", "user,model=virtio-net-pci,restrict=on,guestfwd=tcp:"+
@@ -422,6 +413,22 @@ func qemuArgs(o *Options, accel, cmdline, hostSock, simSock, slotDir string) ([]
 		a = o.TEE.teeArgs(a, o.MemoryMiB)
 	}
 	return a, nil
+}
+
+// hostPorts adds the virtio-serial ports on bus vser.0 that the launcher
+// serves: the event channel and, when simSock is set, the simulated TEE.
+func hostPorts(a []string, hostSock, simSock string) []string {
+	a = append(a,
+		"-chardev", "socket,id=host,path="+qemuOpt(hostSock),
+		"-device", "virtserialport,bus=vser.0,chardev=host,name="+event.PortName,
+	)
+	if simSock != "" {
+		a = append(a,
+			"-chardev", "socket,id=sim,path="+qemuOpt(simSock),
+			"-device", "virtserialport,bus=vser.0,chardev=sim,name="+SimPortName,
+		)
+	}
+	return a
 }
 
 // shellJoin quotes argv for /bin/sh (QEMU runs guestfwd commands with it).

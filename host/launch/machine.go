@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	"github.com/sealroot/sealroot/wire/event"
 )
 
 // Machines the launcher boots guests on.
@@ -94,15 +92,8 @@ func microvmArgs(o *Options, accel, cpu, cmdline, hostSock, simSock, slotDir str
 		"-device", "virtio-serial-device,id=vser",
 		"-chardev", "stdio,id=con,signal=off",
 		"-device", "virtconsole,bus=vser.0,chardev=con",
-		"-chardev", "socket,id=host,path="+qemuOpt(hostSock),
-		"-device", "virtserialport,bus=vser.0,chardev=host,name="+event.PortName,
 	)
-	if simSock != "" {
-		a = append(a,
-			"-chardev", "socket,id=sim,path="+qemuOpt(simSock),
-			"-device", "virtserialport,bus=vser.0,chardev=sim,name="+SimPortName,
-		)
-	}
+	a = hostPorts(a, hostSock, simSock)
 	if o.Forward != nil {
 		relay := relayArgv(o.Forward, slotDir)
 		a = append(a,

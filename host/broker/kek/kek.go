@@ -124,6 +124,19 @@ func LoadOrCreate(path string) (k *KEK, created bool, err error) {
 // directory, fsyncs file and directory, and refuses to replace an existing
 // file (a concurrent creator wins and its key is kept).
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	// Link fails when path exists, unlike rename.
+	return writeSynced(path, data, mode, os.Link)
+}
+
+// ReplaceFile writes data to path like WriteFileAtomic, but renames the
+// temporary file over an existing path.
+func ReplaceFile(path string, data []byte, mode os.FileMode) error {
+	return writeSynced(path, data, mode, os.Rename)
+}
+
+// writeSynced writes data with mode to a temporary file next to path,
+// fsyncs it, puts it at path with place, and fsyncs the directory.
+func writeSynced(path string, data []byte, mode os.FileMode, place func(tmp, path string) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -149,8 +162,7 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	// Link fails when path exists, unlike rename.
-	if err := os.Link(tmp, path); err != nil {
+	if err := place(tmp, path); err != nil {
 		return err
 	}
 	d, err := os.Open(dir)

@@ -71,14 +71,8 @@ func runMeasureTEE(cmd *cobra.Command, f *measureTEEFlags, m measureCommon) erro
 	inputs := map[string]any{"tee": "snp", "vmm": f.vmm, "firmware": f.firmware, "cpus": m.cpus,
 		"guest_features": fmt.Sprintf("%#x", features)}
 	if f.vmm == measure.VMMQEMU {
-		if cmd.Flags().Changed("cpu-sig") {
-			s, err := measure.ParseUint(f.cpuSig, 32)
-			if err != nil {
-				return usageError("--cpu-sig %q: want a number such as 0xa00f11", f.cpuSig)
-			}
-			in.CPUSig = uint32(s)
-		} else if in.CPUSig, err = measure.CPUSig(f.cpuType); err != nil {
-			return usageError("--cpu-type: %v", err)
+		if in.CPUSig, err = cpuSignature(cmd, f); err != nil {
+			return err
 		}
 		inputs["cpu_sig"] = fmt.Sprintf("%#x", in.CPUSig)
 	}
@@ -133,14 +127,8 @@ func runMeasureLibkrun(cmd *cobra.Command, f *measureTEEFlags, m measureCommon) 
 	inputs := map[string]any{"tee": "snp", "vmm": "libkrun", "cpus": m.cpus, "memory_mib": m.memory,
 		"kernel_load_addr": fmt.Sprintf("%#x", load), "vmsa": f.vmsa}
 	if f.vmsa == measure.KrunVMSAKVMReset {
-		if cmd.Flags().Changed("cpu-sig") {
-			s, err := measure.ParseUint(f.cpuSig, 32)
-			if err != nil {
-				return usageError("--cpu-sig %q: want a number such as 0xa00f11", f.cpuSig)
-			}
-			in.CPUSig = uint32(s)
-		} else if in.CPUSig, err = measure.CPUSig(f.cpuType); err != nil {
-			return usageError("--cpu-type: %v", err)
+		if in.CPUSig, err = cpuSignature(cmd, f); err != nil {
+			return err
 		}
 		inputs["cpu_sig"] = fmt.Sprintf("%#x", in.CPUSig)
 	}
@@ -181,4 +169,21 @@ func readBundle(what, path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s: want a regular file of at most 512 MiB", what, path)
 	}
 	return os.ReadFile(path)
+}
+
+// cpuSignature is the vCPU signature (CPUID 1 EAX) the VMSAs carry:
+// --cpu-sig when given, else that of --cpu-type.
+func cpuSignature(cmd *cobra.Command, f *measureTEEFlags) (uint32, error) {
+	if cmd.Flags().Changed("cpu-sig") {
+		s, err := measure.ParseUint(f.cpuSig, 32)
+		if err != nil {
+			return 0, usageError("--cpu-sig %q: want a number such as 0xa00f11", f.cpuSig)
+		}
+		return uint32(s), nil
+	}
+	sig, err := measure.CPUSig(f.cpuType)
+	if err != nil {
+		return 0, usageError("--cpu-type: %v", err)
+	}
+	return sig, nil
 }
