@@ -157,7 +157,8 @@ var sessionVariants = map[string]bool{
 // is final, because asking again cannot change the answer.
 func classify(step string, status int, h http.Header, body []byte) *Error {
 	cause := describeBody(body)
-	p, _ := cause.(*kbs.Problem)
+	var p *kbs.Problem
+	errors.As(cause, &p)
 	switch {
 	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500:
 		e := retryErr(step, status, cause)
