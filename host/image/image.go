@@ -310,7 +310,9 @@ func mergeWorkload(raw []byte, w Workload) ([]byte, error) {
 	if w.Env != nil {
 		var env []string
 		if e, ok := inner["Env"]; ok {
-			json.Unmarshal(e, &env)
+			if err := json.Unmarshal(e, &env); err != nil {
+				return nil, fmt.Errorf("image config: Env: %w", err)
+			}
 		}
 		set("Env", mergeEnv(env, w.Env))
 	}
