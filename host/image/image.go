@@ -433,9 +433,11 @@ func mkfs(path, dir string, size int64, extra ...string) (int64, error) {
 			return 0, err
 		}
 		err = f.Truncate(size)
-		f.Close()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("sizing %s: %w", path, err)
 		}
 		// 4 KiB blocks always: LUKS2 volumes use 4096-byte sectors.
 		args := append([]string{"-q", "-F", "-b", "4096"}, extra...)
