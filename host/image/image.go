@@ -452,7 +452,7 @@ func mkfs(path, dir string, size int64, extra ...string) (int64, error) {
 		if errors.Is(err, exec.ErrNotFound) {
 			return 0, errors.New("mkfs.ext4 not found: install e2fsprogs (make deps)")
 		}
-		return 0, fmt.Errorf("mkfs.ext4 -d %s: %v: %s", dir, err, strings.TrimSpace(string(out)))
+		return 0, fmt.Errorf("mkfs.ext4 -d %s: %w: %s", dir, err, strings.TrimSpace(string(out)))
 	}
 }
 
@@ -467,7 +467,7 @@ func debugfsWrite(image, work, name string, data []byte) error {
 	cmd.Stdin = strings.NewReader(cmds)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("debugfs writing /%s: %v: %s", name, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("debugfs writing /%s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
 	if strings.Contains(string(out), "Could not allocate") || strings.Contains(string(out), "No free space") {
 		return fmt.Errorf("debugfs writing /%s: filesystem full: %s", name, strings.TrimSpace(string(out)))

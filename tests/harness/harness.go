@@ -211,7 +211,7 @@ func (e *Env) Sealroot(t testing.TB) string {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "./host/cmd/sealroot")
 		cmd.Dir = e.Root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build sealroot: %v\n%s", err, out)
+			binErr = fmt.Errorf("go build sealroot: %w\n%s", err, out)
 		}
 	})
 	if binErr != nil {
