@@ -14,7 +14,7 @@ export SEALROOT_KMODULES ?= $(KMODULES)
 KRUNFW_KERNEL ?= $(CACHE)/krunfw/bzImage
 export SEALROOT_KRUNFW_KERNEL ?= $(KRUNFW_KERNEL)
 
-.PHONY: all build init initrd test unit e2e fuzz demo bench deps clean kernel-krunfw depcheck
+.PHONY: all build init initrd test unit e2e fuzz demo bench deps clean kernel-krunfw depcheck lint
 
 all: build
 
@@ -39,6 +39,11 @@ kernel-krunfw:
 # The whole suite: unit tests, bounded fuzzing, and the QEMU end-to-end tests.
 test: deps build kernel-krunfw
 	bash tests/run-tests.sh
+
+# golangci-lint at the version pinned in tests/lint.sh (installed on first
+# use); configuration in .golangci.yml.
+lint:
+	bash tests/lint.sh
 
 unit:
 	$(GO) test ./...

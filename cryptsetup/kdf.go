@@ -3,7 +3,7 @@ package cryptsetup
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
+	"crypto/sha1" //nolint:gosec // LUKS headers may name it; it is only read here
 	"crypto/sha256"
 	"crypto/sha3"
 	"crypto/sha512"
@@ -17,7 +17,7 @@ import (
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/blake2b"
 	"golang.org/x/crypto/blake2s"
-	"golang.org/x/crypto/ripemd160" //nolint:staticcheck // LUKS volumes may use it; it is only read here
+	"golang.org/x/crypto/ripemd160" //nolint:staticcheck,gosec // LUKS volumes may use it; it is only read here
 )
 
 // KDF types as they appear in LUKS2 JSON (LUKS1 is always pbkdf2).
@@ -296,7 +296,9 @@ func hashByName(name string) (func() hash.Hash, error) {
 		return whirlpool.New, nil
 	case "blake2b-160", "blake2b-256", "blake2b-384", "blake2b-512":
 		var size int
-		fmt.Sscanf(name, "blake2b-%d", &size)
+		if _, err := fmt.Sscanf(name, "blake2b-%d", &size); err != nil {
+			return nil, fmt.Errorf("hash %q: %w", name, err)
+		}
 		return func() hash.Hash {
 			h, err := blake2b.New(size/8, nil)
 			if err != nil {

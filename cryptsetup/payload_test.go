@@ -49,7 +49,7 @@ func TestPayloadReader(t *testing.T) {
 				}
 			}
 			got := make([]byte, 10)
-			if n, err := r.ReadAt(got, int64(len(plain))-4); n != 4 || err != io.EOF {
+			if n, err := r.ReadAt(got, int64(len(plain))-4); n != 4 || err != io.EOF { //nolint:errorlint // io.ReaderAt returns io.EOF itself
 				t.Fatalf("read past the end: %d, %v", n, err)
 			}
 			r.Close()

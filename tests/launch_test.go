@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -67,8 +68,8 @@ func TestLaunchTeardown(t *testing.T) {
 		cmd.Stdout = &stdout
 		cmd.Stderr = os.Stderr
 		err := cmd.Run()
-		ee, ok := err.(*exec.ExitError)
-		if !ok || ee.ExitCode() != 7 {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 7 {
 			t.Fatalf("sealroot launch: %v, want exit status 7", err)
 		}
 		if !strings.Contains(stdout.String(), "hello from the workload") {

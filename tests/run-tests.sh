@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as `make test` and CI run it: unit tests (with the
+# The whole test suite, as `make test` and CI run it: the linter, unit tests (with the
 # race detector off to stay inside the time budget), every fuzz target for a
 # bounded time, and the QEMU end-to-end tests. Needs `make deps` first.
 set -euo pipefail
@@ -17,6 +17,8 @@ if [ -z "${SEALROOT_TEST_POSTGRES:-}" ] && [ -x tests/postgres.sh ]; then
 fi
 
 start=$(date +%s)
+echo "== lint (golangci-lint, pinned in tests/lint.sh)"
+bash tests/lint.sh
 echo "== unit tests"
 go test -count=1 -timeout 20m $(go list ./... | grep -v /tests)
 echo "== fuzz (bounded)"

@@ -316,7 +316,7 @@ func veritysetupFormat(f *os.File, dataSize, hashOffset int64) (*diskconfig.Veri
 	out, err := exec.Command("veritysetup", "format", f.Name(), f.Name(),
 		"--data-blocks="+strconv.FormatInt(dataSize/4096, 10), "--hash-offset="+strconv.FormatInt(hashOffset, 10)).CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("veritysetup format: %v: %s", err, out)
+		return nil, fmt.Errorf("veritysetup format: %w: %s", err, out)
 	}
 	root, salt := veritysetupRoot.FindSubmatch(out), veritysetupSalt.FindSubmatch(out)
 	if root == nil || salt == nil {

@@ -154,7 +154,7 @@ func ccaRPV(tok []byte) ([]byte, error) {
 	}
 	var coll cbor.RawTag
 	if err := ccaDecoder.Unmarshal(tok, &coll); err != nil || coll.Number != ccaCollectionTag {
-		return nil, fmt.Errorf("cca token: not a tag-%d collection (%v)", ccaCollectionTag, err)
+		return nil, fmt.Errorf("cca token: not a tag-%d collection (%w)", ccaCollectionTag, err)
 	}
 	var m map[uint64]cbor.RawMessage
 	if err := ccaDecoder.Unmarshal(coll.Content, &m); err != nil {
@@ -162,15 +162,15 @@ func ccaRPV(tok []byte) ([]byte, error) {
 	}
 	var realm []byte
 	if err := ccaDecoder.Unmarshal(m[ccaRealmToken], &realm); err != nil || len(realm) == 0 {
-		return nil, fmt.Errorf("cca token: no realm token (key %d): %v", ccaRealmToken, err)
+		return nil, fmt.Errorf("cca token: no realm token (key %d): %w", ccaRealmToken, err)
 	}
 	var sign1 cbor.RawTag
 	if err := ccaDecoder.Unmarshal(realm, &sign1); err != nil || sign1.Number != coseSign1Tag {
-		return nil, fmt.Errorf("cca realm token: not a COSE_Sign1 (%v)", err)
+		return nil, fmt.Errorf("cca realm token: not a COSE_Sign1 (%w)", err)
 	}
 	var parts []cbor.RawMessage
 	if err := ccaDecoder.Unmarshal(sign1.Content, &parts); err != nil || len(parts) != 4 {
-		return nil, fmt.Errorf("cca realm token: COSE_Sign1 is not a 4-element array (%v)", err)
+		return nil, fmt.Errorf("cca realm token: COSE_Sign1 is not a 4-element array (%w)", err)
 	}
 	var payload []byte
 	if err := ccaDecoder.Unmarshal(parts[2], &payload); err != nil {
@@ -182,7 +182,7 @@ func ccaRPV(tok []byte) ([]byte, error) {
 	}
 	var rpv []byte
 	if err := ccaDecoder.Unmarshal(claims[ccaRPVClaim], &rpv); err != nil || len(rpv) != RPVSize {
-		return nil, fmt.Errorf("cca realm claims: personalization value (claim %d) is not %d bytes (%v)", ccaRPVClaim, RPVSize, err)
+		return nil, fmt.Errorf("cca realm claims: personalization value (claim %d) is not %d bytes (%w)", ccaRPVClaim, RPVSize, err)
 	}
 	return rpv, nil
 }

@@ -428,7 +428,7 @@ func (o Options) backoff(n int) time.Duration {
 		c *= 2
 	}
 	c = min(c, o.BackoffMax)
-	return time.Duration(mrand.Int64N(int64(c) + 1))
+	return time.Duration(mrand.Int64N(int64(c) + 1)) //nolint:gosec // retry jitter, not a secret
 }
 
 // gaveUp is the error when the deadline (or the caller) ends the exchange:

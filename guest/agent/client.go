@@ -157,7 +157,8 @@ var sessionVariants = map[string]bool{
 // is final, because asking again cannot change the answer.
 func classify(step string, status int, h http.Header, body []byte) *Error {
 	cause := describeBody(body)
-	p, _ := cause.(*kbs.Problem)
+	var p *kbs.Problem
+	errors.As(cause, &p)
 	switch {
 	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500:
 		e := retryErr(step, status, cause)
@@ -253,7 +254,7 @@ func retryAfter(v string) time.Duration {
 func sessionCookie(cookies []*http.Cookie, name string) *http.Cookie {
 	for _, c := range cookies {
 		if c.Name == name && c.Value != "" {
-			return &http.Cookie{Name: c.Name, Value: c.Value}
+			return &http.Cookie{Name: c.Name, Value: c.Value} //nolint:gosec // a cookie the client sends back; its attributes are the server's
 		}
 	}
 	return nil

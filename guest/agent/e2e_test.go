@@ -148,7 +148,7 @@ func (b *testBroker) start(ln net.Listener) {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	var h http.Handler = brokerHandler(b.t, st, b.kek)
+	h := brokerHandler(b.t, st, b.kek)
 	if b.wrap != nil {
 		h = b.wrap(h)
 	}

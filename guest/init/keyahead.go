@@ -27,7 +27,7 @@ func startKeyAhead() *keyAhead {
 		// The thread is never unlocked: it ends with this goroutine, and
 		// its niceness with it.
 		runtime.LockOSThread()
-		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
+		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19) // a hint: the key comes either way
 		k.key, k.err = rsa.GenerateKey(rand.Reader, 2048)
 		close(k.done)
 	}()

@@ -23,7 +23,7 @@ func TestUnlockFailure(t *testing.T) {
 	if err := bound.unlockFailure(wrong); !errors.Is(err, cryptsetup.ErrWrongPassphrase) || !strings.Contains(err.Error(), "bound volume key") {
 		t.Fatalf("bound: %v", err)
 	}
-	if err := unbound.unlockFailure(wrong); err != wrong {
+	if err := unbound.unlockFailure(wrong); err != wrong { //nolint:errorlint // the error must come back unchanged
 		t.Fatalf("unbound: %v", err)
 	}
 }

@@ -92,7 +92,12 @@ func (b *boot) serveRuntimeEvidence(att attest.Attester) error {
 		return err
 	}
 	b.closers = append(b.closers, l)
-	go runtimeev.Serve(l, att, func(format string, a ...any) { b.report.Log("evidence", format, a...) })
+	go func() {
+		logf := func(format string, a ...any) { b.report.Log("evidence", format, a...) }
+		if err := runtimeev.Serve(l, att, logf); err != nil {
+			logf("runtime evidence server stopped: %v", err)
+		}
+	}()
 	b.report.Log("seal", "runtime evidence for the workload at %s (domain-separated report_data)", runtimeev.SocketPath)
 	return nil
 }

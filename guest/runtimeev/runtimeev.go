@@ -78,7 +78,9 @@ func serveOne(c net.Conn, att attest.Attester, logf func(string, ...any)) {
 	} else {
 		logf("runtime evidence: %s report over %d bytes of workload data", r.TEE, len(data))
 	}
-	json.NewEncoder(c).Encode(r)
+	if err := json.NewEncoder(c).Encode(r); err != nil {
+		logf("runtime evidence: replying: %v", err)
+	}
 }
 
 // Request asks the init at path for a runtime report over data.
@@ -95,7 +97,9 @@ func Request(ctx context.Context, path string, data []byte) (*Response, error) {
 	if _, err := c.Write(data); err != nil {
 		return nil, err
 	}
-	c.(*net.UnixConn).CloseWrite()
+	if err := c.(*net.UnixConn).CloseWrite(); err != nil {
+		return nil, fmt.Errorf("runtime evidence: ending the request: %w", err)
+	}
 	var r Response
 	if err := json.NewDecoder(io.LimitReader(c, 1<<20)).Decode(&r); err != nil {
 		return nil, fmt.Errorf("reading the runtime evidence response: %w", err)

@@ -40,7 +40,7 @@ func newTDX(o Options) (attest.Attester, error) {
 	if o.TSM == nil && deviceExists(TDXGuestPath) {
 		return &tdxAttester{device: &tdxDevice{path: TDXGuestPath}}, nil
 	}
-	return nil, fmt.Errorf("tsm: no TDX guest interface: configfs-tsm unusable (%v) and %s missing (not a TDX guest, or the tdx-guest driver is not loaded)", cerr, TDXGuestPath)
+	return nil, fmt.Errorf("tsm: no TDX guest interface: configfs-tsm unusable (%v) and %s missing (not a TDX guest, or the tdx-guest driver is not loaded)", cerr, TDXGuestPath) //nolint:errorlint // the configfs cause is context for the operator; a caller must not take it for the device's absence
 }
 
 func (a *tdxAttester) TEE() string { return attest.TEETDX }

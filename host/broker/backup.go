@@ -304,7 +304,7 @@ func Restore(ctx context.Context, o Options, in io.Reader, replace bool) (*Backu
 			return nil, fmt.Errorf("backup archive: kek: %w", err)
 		}
 	} else if k, err = loadKEK(p); err != nil || k == nil {
-		return nil, fmt.Errorf("the backup holds no key-encryption key and %s has none: %v", kekWhere(p), err)
+		return nil, fmt.Errorf("the backup holds no key-encryption key and %s has none: %w", kekWhere(p), err)
 	}
 	if !k.VerifyCheckValue(rec.KEKCheck, rec.ID) {
 		return nil, fmt.Errorf("the key-encryption key does not open the backup's check value: it is not the key of state %s", rec.ID)

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -109,7 +110,8 @@ func (e *faultEnv) refuse(t *testing.T, want ...string) string {
 	if strings.Contains(out.String(), "LISTENING") {
 		t.Fatalf("the broker served instead of refusing:\n%s", out.String())
 	}
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("exit %v, want status 1:\n%s", err, out.String())
 	}
 	for _, w := range want {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -57,7 +58,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	// already have them.
 	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
-			if _, ok := err.(prometheus.AlreadyRegisteredError); !ok {
+			if !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 				return nil, err
 			}
 		}

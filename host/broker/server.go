@@ -380,7 +380,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func writeProblem(w http.ResponseWriter, code int, variant, detail string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(kbs.NewProblem(variant, detail))
+	_ = json.NewEncoder(w).Encode(kbs.NewProblem(variant, detail)) // fails only when the client has gone
 }
 
 // writeText writes a krun-dialect error: reference-kbs answers with a short

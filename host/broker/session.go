@@ -159,7 +159,7 @@ func cookieName(dialect string) string {
 // setCookie sends the session cookie: reference-kbs's attributes for krun
 // (HttpOnly, SameSite=Strict, Path=/), Trustee's Expires for trustee.
 func (s *Server) setCookie(w http.ResponseWriter, r *http.Request, sess *store.Session) {
-	c := &http.Cookie{Name: cookieName(sess.Dialect), Value: sess.ID, Path: "/", HttpOnly: true, Secure: r.TLS != nil}
+	c := &http.Cookie{Name: cookieName(sess.Dialect), Value: sess.ID, Path: "/", HttpOnly: true, Secure: r.TLS != nil} //nolint:gosec // KBS clients are not browsers (SameSite means nothing to them); Secure whenever the broker serves TLS
 	if sess.Dialect == kbs.DialectTrustee {
 		c.Expires = sess.ExpiresAt
 	} else {

@@ -71,7 +71,7 @@ func (t *tokenSigner) verify(token string, now time.Time) (*tokenClaims, error) 
 	}
 	// A minute of leeway absorbs clock skew between replicas; the session
 	// behind the token expires on the store's clock without leeway.
-	if err := c.Claims.ValidateWithLeeway(jwt.Expected{Issuer: tokenIssuer, Time: now}, time.Minute); err != nil {
+	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: tokenIssuer, Time: now}, time.Minute); err != nil {
 		return nil, fmt.Errorf("token: %w", err)
 	}
 	if c.ID == "" || c.Expiry == nil {

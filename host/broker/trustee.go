@@ -220,7 +220,6 @@ func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
 			s.refused(ctx, w, rec, ref)
 			return
 		}
-		owner = id
 	} else {
 		var ref *refusal
 		if secret, owner, ref = s.openResource(ctx, sess, path); ref != nil {

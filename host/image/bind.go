@@ -87,7 +87,7 @@ func Bind(path string, o BindOptions) (*BindResult, error) {
 	}
 	check, err := diskconfig.Parse(bound)
 	if err != nil || !reflect.DeepEqual(check.RootVolume, id) {
-		return nil, fmt.Errorf("footer config of %s: the bound config does not read back (%v)", path, err)
+		return nil, fmt.Errorf("footer config of %s: the bound config does not read back (%w)", path, err)
 	}
 	total, err := cryptsetup.AppendFooter(f, keep, bound)
 	if err != nil {

@@ -315,7 +315,9 @@ func mergeWorkload(raw []byte, w Workload) ([]byte, error) {
 	if w.Env != nil {
 		var env []string
 		if e, ok := inner["Env"]; ok {
-			json.Unmarshal(e, &env)
+			if err := json.Unmarshal(e, &env); err != nil {
+				return nil, fmt.Errorf("image config: Env: %w", err)
+			}
 		}
 		set("Env", mergeEnv(env, w.Env))
 	}
@@ -436,9 +438,11 @@ func mkfs(path, dir string, size int64, extra ...string) (int64, error) {
 			return 0, err
 		}
 		err = f.Truncate(size)
-		f.Close()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("sizing %s: %w", path, err)
 		}
 		// 4 KiB blocks always: LUKS2 volumes use 4096-byte sectors.
 		args := append([]string{"-q", "-F", "-b", "4096"}, extra...)
@@ -453,7 +457,7 @@ func mkfs(path, dir string, size int64, extra ...string) (int64, error) {
 		if errors.Is(err, exec.ErrNotFound) {
 			return 0, errors.New("mkfs.ext4 not found: install e2fsprogs (make deps)")
 		}
-		return 0, fmt.Errorf("mkfs.ext4 -d %s: %v: %s", dir, err, strings.TrimSpace(string(out)))
+		return 0, fmt.Errorf("mkfs.ext4 -d %s: %w: %s", dir, err, strings.TrimSpace(string(out)))
 	}
 }
 
@@ -468,7 +472,7 @@ func debugfsWrite(image, work, name string, data []byte) error {
 	cmd.Stdin = strings.NewReader(cmds)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("debugfs writing /%s: %v: %s", name, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("debugfs writing /%s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
 	if strings.Contains(string(out), "Could not allocate") || strings.Contains(string(out), "No free space") {
 		return fmt.Errorf("debugfs writing /%s: filesystem full: %s", name, strings.TrimSpace(string(out)))

@@ -136,7 +136,7 @@ func extractTar(r io.Reader, dest string) error {
 			if err != nil {
 				return fmt.Errorf("creating %s: %w", name, err)
 			}
-			_, err = io.Copy(f, tr)
+			_, err = io.Copy(f, tr) //nolint:gosec // the layers are of the image the operator builds from: its contents become the workload
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -161,13 +161,17 @@ func extractTar(r io.Reader, dest string) error {
 			continue // devices and fifos: containers get /dev from the init
 		}
 		if os.Geteuid() == 0 {
-			root.Lchown(name, h.Uid, h.Gid)
+			if err := root.Lchown(name, h.Uid, h.Gid); err != nil {
+				return fmt.Errorf("setting the owner of %s: %w", name, err)
+			}
 		}
 	}
 	// Directory modes last, so a read-only directory does not block its
 	// own contents.
 	for i := len(dirs) - 1; i >= 0; i-- {
-		root.Chmod(dirs[i].name, dirs[i].mode)
+		if err := root.Chmod(dirs[i].name, dirs[i].mode); err != nil {
+			return fmt.Errorf("setting the mode of %s: %w", dirs[i].name, err)
+		}
 	}
 	return nil
 }

@@ -62,7 +62,7 @@ func mkfsFeatures(verityRoot bool) []string {
 // returns the tree and the payload size, a multiple of 4096.
 func appendVerity(fsPath string, fsSize int64, format VerityFormat, log *slog.Logger) (*diskconfig.Verity, int64, error) {
 	if out, err := exec.Command("tune2fs", "-O", "read-only", fsPath).CombinedOutput(); err != nil {
-		return nil, 0, fmt.Errorf("tune2fs -O read-only: %v: %s", err, strings.TrimSpace(string(out)))
+		return nil, 0, fmt.Errorf("tune2fs -O read-only: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	f, err := os.OpenFile(fsPath, os.O_RDWR, 0)
 	if err != nil {

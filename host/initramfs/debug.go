@@ -65,7 +65,7 @@ func urootDir(goBin, version, tmp string) (string, error) {
 	var info struct{ Dir, Error string }
 	if err := json.Unmarshal(stdout.Bytes(), &info); err != nil || runErr != nil || info.Dir == "" {
 		msg := strings.TrimSpace(info.Error + " " + stderr.String())
-		return "", fmt.Errorf("fetching %s@%s: %v %s", urootModule, version, runErr, msg)
+		return "", fmt.Errorf("fetching %s@%s: %w %s", urootModule, version, runErr, msg)
 	}
 	return info.Dir, nil
 }

@@ -103,7 +103,7 @@ func tinyInit(t testing.TB) string {
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=mod")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			tinyInitErr = fmt.Errorf("building tiny init: %v\n%s", err, b)
+			tinyInitErr = fmt.Errorf("building tiny init: %w\n%s", err, b)
 			return
 		}
 		tinyInitPath = out

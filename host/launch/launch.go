@@ -471,7 +471,7 @@ func (l *eventLog) add(e event.Event) {
 	l.mu.Lock()
 	l.evs = append(l.evs, e)
 	if l.w != nil {
-		l.w.Write(e.Marshal())
+		_, _ = l.w.Write(e.Marshal()) // the operator's copy; the event is kept in l.evs either way
 	}
 	l.mu.Unlock()
 	if l.on != nil {
@@ -576,6 +576,6 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 		q = q[:l.n]
 	}
 	l.n -= len(q)
-	l.w.Write(q)
+	_, _ = l.w.Write(q) // into a strings.Builder, which cannot fail
 	return len(p), nil
 }

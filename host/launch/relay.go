@@ -26,14 +26,14 @@ func Relay(addr string, stdin io.Reader, stdout io.Writer) error {
 	defer c.Close()
 	done := make(chan struct{})
 	go func() {
-		io.Copy(stdout, c)
+		_, _ = io.Copy(stdout, c) // either side ending ends the relay
 		if f, ok := stdout.(*os.File); ok {
 			f.Close()
 		}
 		close(done)
 	}()
-	io.Copy(c, stdin)
-	c.(*net.TCPConn).CloseWrite()
+	_, _ = io.Copy(c, stdin)
+	_ = c.(*net.TCPConn).CloseWrite() // fails only if the guest already closed
 	<-done
 	return nil
 }

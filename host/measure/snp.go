@@ -62,22 +62,6 @@ func (d *LaunchDigest) NormalPages(gpa uint64, data []byte) {
 	}
 }
 
-// normalReader measures size bytes read from r as normal pages from gpa;
-// a short last page is zero-filled.
-func (d *LaunchDigest) normalReader(gpa uint64, r io.Reader, size int64) error {
-	page := make([]byte, 4096)
-	for off := int64(0); off < size; off += 4096 {
-		n, err := io.ReadFull(r, page[:min(4096, size-off)])
-		if err != nil {
-			return err
-		}
-		clear(page[n:])
-		h := sha512.Sum384(page)
-		d.update(pageNormal, gpa+uint64(off), &h)
-	}
-	return nil
-}
-
 func (d *LaunchDigest) pages(typ byte, gpa, size uint64) {
 	for off := uint64(0); off < size; off += 4096 {
 		d.update(typ, gpa+off, nil)

@@ -58,7 +58,7 @@ func RepoRoot() string {
 // It skips t (or fails it under CI) when QEMU or the kernel is missing.
 func Setup(t testing.TB) *Env {
 	t.Helper()
-	envOnce.Do(func() { envVal, envErr, skipMsg = setup() })
+	envOnce.Do(func() { envVal, skipMsg, envErr = setup() })
 	if skipMsg != "" {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("end-to-end prerequisites missing under CI: %s", skipMsg)
@@ -71,7 +71,7 @@ func Setup(t testing.TB) *Env {
 	return envVal
 }
 
-func setup() (*Env, error, string) {
+func setup() (*Env, string, error) {
 	root := RepoRoot()
 	e := &Env{Root: root, Kernel: os.Getenv("SEALROOT_KERNEL"), Modules: os.Getenv("SEALROOT_KMODULES")}
 	if e.Kernel == "" {
@@ -81,28 +81,28 @@ func setup() (*Env, error, string) {
 		e.Modules = filepath.Join(root, ".cache/kernel/modules")
 	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		return nil, nil, "qemu-system-x86_64 not installed"
+		return nil, "qemu-system-x86_64 not installed", nil
 	}
 	for _, p := range []string{e.Kernel, e.Modules} {
 		if _, err := os.Stat(p); err != nil {
-			return nil, nil, fmt.Sprintf("kernel not found: %v", err)
+			return nil, fmt.Sprintf("kernel not found: %v", err), nil
 		}
 	}
 	for _, tool := range []string{"mkfs.ext4", "debugfs"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return nil, nil, tool + " not installed"
+			return nil, tool + " not installed", nil
 		}
 	}
 	dir, err := os.MkdirTemp("", "sealroot-e2e-")
 	if err != nil {
-		return nil, err, ""
+		return nil, "", err
 	}
 	e.Dir = dir
 	e.Initrd = filepath.Join(dir, "initrd.cpio.gz")
 	if _, err := initramfs.Build(initramfs.Options{Output: e.Initrd, Compression: "gzip", KernelModules: e.Modules, ModuleRoot: root}); err != nil {
-		return nil, fmt.Errorf("building the initrd: %w", err), ""
+		return nil, "", fmt.Errorf("building the initrd: %w", err)
 	}
-	return e, nil, ""
+	return e, "", nil
 }
 
 // GoBuild builds a static Go program of this module into dst.
@@ -212,7 +212,7 @@ func (e *Env) Sealroot(t testing.TB) string {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "./host/cmd/sealroot")
 		cmd.Dir = e.Root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build sealroot: %v\n%s", err, out)
+			binErr = fmt.Errorf("go build sealroot: %w\n%s", err, out)
 		}
 	})
 	if binErr != nil {

@@ -163,4 +163,4 @@ func NeedsNetwork(attestationURL string) bool {
 
 // errNoNetlink is returned when the kernel has no rtnetlink (never on
 // Linux; kept for other GOOS builds).
-var errNoNetlink = errors.New("rtnetlink is not available on this system")
+var errNoNetlink = errors.New("rtnetlink is not available on this system") //nolint:unused // used by rtnl_other.go on non-Linux builds

@@ -67,7 +67,7 @@ func TestAckOf(t *testing.T) {
 			if done != tt.done {
 				t.Fatalf("done = %v, want %v (err %v)", done, tt.done, err)
 			}
-			switch want := tt.err.(type) {
+			switch want := tt.err.(type) { //nolint:errorlint // the table's expected error, not a result
 			case nil:
 				if err != nil {
 					t.Fatalf("err = %v, want nil", err)

@@ -58,10 +58,11 @@ func (s *Stdio) Any() bool { return s.Stdin != nil || s.Stdout != nil || s.Stder
 
 // Close closes the opened ports.
 func (s *Stdio) Close() error {
+	var errs []error
 	for _, f := range []*os.File{s.Stdin, s.Stdout, s.Stderr} {
 		if f != nil {
-			f.Close()
+			errs = append(errs, f.Close())
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -149,14 +149,6 @@ func (sf *seqFile) advance(id uint64) error {
 	return nil
 }
 
-// reset records id whatever was recorded (after a restore).
-func (sf *seqFile) reset(id uint64) error {
-	sf.mu.Lock()
-	sf.last = 0
-	sf.mu.Unlock()
-	return sf.advance(id)
-}
-
 func (sf *seqFile) close() {
 	sf.mu.Lock()
 	defer sf.mu.Unlock()

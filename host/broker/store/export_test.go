@@ -1,5 +1,13 @@
 package store
 
-import "time"
+import (
+	"os"
+	"testing"
+	"time"
+)
 
-func init() { lockTimeout = 200 * time.Millisecond }
+// TestMain shortens the lock timeout for every test of the package.
+func TestMain(m *testing.M) {
+	lockTimeout = 200 * time.Millisecond
+	os.Exit(m.Run())
+}

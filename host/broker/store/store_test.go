@@ -336,7 +336,7 @@ func TestMigrationsIdempotent(t *testing.T) {
 				}
 				defer s.Close()
 				if v, err := s.SchemaVersion(context.Background()); err != nil || v != 2 {
-					errs <- fmt.Errorf("schema version %d, %v", v, err)
+					errs <- fmt.Errorf("schema version %d, %w", v, err)
 				}
 			}()
 		}

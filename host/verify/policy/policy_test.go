@@ -174,7 +174,7 @@ func TestValidateRejects(t *testing.T) {
 				t.Fatalf("Validate = %v, want %v", err, tt.want)
 			}
 			for _, s := range sentinels {
-				if s != tt.want && errors.Is(err, s) {
+				if s != tt.want && errors.Is(err, s) { //nolint:errorlint // two sentinels compared by identity
 					t.Errorf("error also wraps %v", s)
 				}
 			}

@@ -89,7 +89,7 @@ func (g *KDSGetter) GetContext(ctx context.Context, url string) ([]byte, error) 
 			break
 		}
 		if wait == 0 { // no server hint: exponential backoff with jitter
-			wait = backoff/2 + rand.N(backoff/2+1)
+			wait = backoff/2 + rand.N(backoff/2+1) //nolint:gosec // retry jitter, not a secret
 			backoff = min(2*backoff, maxBackoff)
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
