@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"path/filepath"
@@ -22,6 +23,12 @@ func probeImage(t *testing.T, e *harness.Env, id string, encrypted, runtime bool
 		t.Fatal(err)
 	}
 	e.GoBuild(t, "./tests/testprogs/probe", filepath.Join(rootfs, "probe"))
+	// A device node shipped in the image, as a host that builds its own
+	// root would ship one of the TEE's report device (here: /dev/null's
+	// numbers; the root is mounted nodev, so no shipped node opens).
+	if err := unix.Mknod(filepath.Join(rootfs, "shipped-node"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
 	o := image.Options{RootfsDir: rootfs, OutDir: t.TempDir(),
 		Config:   diskconfig.Config{TEE: "none", WorkloadID: id, CPUs: 1, RAMMiB: 512},
 		Workload: image.Workload{Cmd: []string{"/probe"}}}
@@ -67,7 +74,7 @@ func TestWorkloadCannotAttest(t *testing.T) {
 		if b.Status != 0 {
 			t.Fatalf("probe status %d (%s): something was allowed", b.Status, b.Reason)
 		}
-		for _, want := range []string{"open the simulated TEE port", "mount configfs: refused", "mknod a char device", "kexec_file_load: refused", "runtime evidence without the opt-in: refused", "probe: 0 allowed"} {
+		for _, want := range []string{"open the simulated TEE port", "mount configfs: refused", "mknod a char device", "kexec_file_load: refused", "open a device node shipped in the root image /shipped-node: refused", "runtime evidence without the opt-in: refused", "probe: 0 allowed"} {
 			if !strings.Contains(b.Console, want) {
 				t.Errorf("console lacks %q", want)
 			}

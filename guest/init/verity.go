@@ -88,7 +88,7 @@ func (b *boot) mountVerityRoot(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := unix.Mount(b.rootFS, lowerDir, fstype, flags|unix.MS_RDONLY, ""); err != nil {
+	if err := unix.Mount(b.rootFS, lowerDir, fstype, flags|unix.MS_RDONLY|rootMountFlags, ""); err != nil {
 		return b.verity.explain(fmt.Errorf("mounting %s (%s) read-only on %s: %w", b.rootFS, fstype, lowerDir, err))
 	}
 	size := b.cfg.Overlay()
@@ -113,7 +113,7 @@ func (b *boot) mountVerityRoot(ctx context.Context) error {
 		return err
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lowerDir, upper, work)
-	if err := unix.Mount("overlay", newRoot, "overlay", 0, opts); err != nil {
+	if err := unix.Mount("overlay", newRoot, "overlay", rootMountFlags, opts); err != nil {
 		return fmt.Errorf("mounting the overlay root (%s): %w (is the overlay module in the initrd?)", opts, err)
 	}
 	b.detail = map[string]string{"fstype": fstype, "lower": "verity, read-only", "upper": "tmpfs size=" + size}

@@ -75,6 +75,9 @@ func Parse(b []byte) (*Config, error) {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("config is not a JSON object: %w", err)
 	}
+	if err := checkKeys(b); err != nil {
+		return nil, err
+	}
 	for _, k := range []string{"tee", "tee_data", "workload_id", "cpus", "ram_mib", "attestation_url"} {
 		if _, ok := raw[k]; !ok {
 			return nil, fmt.Errorf("config key %q is missing", k)

@@ -40,7 +40,9 @@ var Capabilities = []struct {
 	{"CAP_SYS_PTRACE", unix.CAP_SYS_PTRACE}, // read the init's memory
 	{"CAP_BPF", unix.CAP_BPF},               // kernel-memory probes
 	{"CAP_PERFMON", unix.CAP_PERFMON},
-	{"CAP_SETFCAP", unix.CAP_SETFCAP}, // file capabilities in a user namespace
+	{"CAP_SETFCAP", unix.CAP_SETFCAP},                 // file capabilities in a user namespace
+	{"CAP_SYS_RESOURCE", unix.CAP_SYS_RESOURCE},       // makes user.max_user_namespaces writable again
+	{"CAP_DAC_READ_SEARCH", unix.CAP_DAC_READ_SEARCH}, // open_by_handle_at: reopen an unlinked device inode
 }
 
 // Options say what to seal. Paths are absolute on the running system; Root

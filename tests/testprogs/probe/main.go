@@ -91,6 +91,13 @@ func main() {
 	} else {
 		check("configfs-tsm at /sys/kernel/config/tsm/report", err)
 	}
+	// A node that came with the root image: the root is mounted nodev.
+	if f, err := os.OpenFile("/shipped-node", os.O_RDWR, 0); err == nil {
+		f.Close()
+		check("open a device node shipped in the root image /shipped-node", nil)
+	} else {
+		check("open a device node shipped in the root image /shipped-node", err)
+	}
 	os.MkdirAll("/tmp/cfg", 0o755)
 	checkPerm("mount configfs", unix.Mount("configfs", "/tmp/cfg", "configfs", 0, ""))
 	checkPerm("mount devtmpfs", unix.Mount("devtmpfs", "/tmp/cfg", "devtmpfs", 0, ""))
