@@ -39,36 +39,38 @@ type imageBuildFlags struct {
 	reg imageRegisterFlags
 }
 
-func runImageBuild(cmd *cobra.Command, log *slog.Logger, f *imageBuildFlags) error {
+// checkImageBuildFlags rejects flag combinations before anything is built
+// and returns the TEE the image is for.
+func checkImageBuildFlags(f *imageBuildFlags) (string, error) {
 	if (f.rootfs == "") == (f.oci == "") {
-		return usageError("give exactly one of --rootfs DIR or --oci DIR[:REF]")
+		return "", usageError("give exactly one of --rootfs DIR or --oci DIR[:REF]")
 	}
 	if f.out == "" {
-		return usageError("-o OUTDIR is required")
+		return "", usageError("-o OUTDIR is required")
 	}
 	if f.luks1 && f.luks2 {
-		return usageError("--luks1 and --luks2 exclude each other")
+		return "", usageError("--luks1 and --luks2 exclude each other")
 	}
 	if f.noEncrypt && (f.luks1 || f.luks2 || f.passphraseFile != "" || f.passphraseOut != "" || f.register) {
-		return usageError("--no-encrypt excludes --luks1/--luks2, passphrase flags and --register")
+		return "", usageError("--no-encrypt excludes --luks1/--luks2, passphrase flags and --register")
 	}
 	if f.passphraseFile != "" && f.passphraseOut != "" {
-		return usageError("--passphrase-file and --passphrase-out exclude each other")
+		return "", usageError("--passphrase-file and --passphrase-out exclude each other")
 	}
 	switch f.integrity {
 	case "none", "verity":
 	default:
-		return usageError("--integrity %q: want none or verity", f.integrity)
+		return "", usageError("--integrity %q: want none or verity", f.integrity)
 	}
 	if f.overlaySize != "" && f.integrity != "verity" {
-		return usageError("--overlay-size applies to --integrity verity only")
+		return "", usageError("--overlay-size applies to --integrity verity only")
 	}
 	if err := diskconfig.ValidateOverlaySize(f.overlaySize); err != nil {
-		return usageError("--overlay-size: %v", err)
+		return "", usageError("--overlay-size: %v", err)
 	}
 	for _, kv := range f.env {
 		if !strings.Contains(kv, "=") {
-			return usageError("--env %q: want K=V", kv)
+			return "", usageError("--env %q: want K=V", kv)
 		}
 	}
 	tee := f.tee
@@ -79,15 +81,23 @@ func runImageBuild(cmd *cobra.Command, log *slog.Logger, f *imageBuildFlags) err
 		}
 	}
 	if f.noEncrypt && tee != "none" {
-		return usageError("--no-encrypt builds an unprotected root: --tee must be none")
+		return "", usageError("--no-encrypt builds an unprotected root: --tee must be none")
 	}
 	if !f.noEncrypt && tee == "none" {
-		return usageError("--tee none needs --no-encrypt: an encrypted root needs a TEE to get its key")
+		return "", usageError("--tee none needs --no-encrypt: an encrypted root needs a TEE to get its key")
 	}
 	if f.register {
 		if err := checkRegisterFlags(&f.reg, tee); err != nil {
-			return err
+			return "", err
 		}
+	}
+	return tee, nil
+}
+
+func runImageBuild(cmd *cobra.Command, log *slog.Logger, f *imageBuildFlags) error {
+	tee, err := checkImageBuildFlags(f)
+	if err != nil {
+		return err
 	}
 	id := f.workloadID
 	if id == "" {
@@ -116,26 +126,10 @@ func runImageBuild(cmd *cobra.Command, log *slog.Logger, f *imageBuildFlags) err
 	var pass []byte
 	generated := false
 	if !f.noEncrypt {
-		var err error
-		if f.passphraseFile != "" {
-			if pass, err = readPassphrase(f.passphraseFile, cmd.InOrStdin()); err != nil {
-				return withStatus(1, err)
-			}
-		} else {
-			if pass, err = cryptsetup.GeneratePassphrase(); err != nil {
-				return withStatus(1, err)
-			}
-			generated = true
+		if pass, generated, err = buildPassphrase(cmd, f, &o); err != nil {
+			return err
 		}
 		defer clear(pass)
-		enc, err := luksEncryptor(f, generated)
-		if err != nil {
-			return withStatus(1, err)
-		}
-		o.Encrypt, o.Passphrase = enc, pass
-		if generated && f.passphraseOut == "" && !f.register {
-			return usageError("a generated passphrase must go somewhere: give --passphrase-out FILE or --register")
-		}
 	}
 	if ef, ok := cmd.ErrOrStderr().(*os.File); ok && isTerminal(ef) {
 		o.Progress = func(total int64, what string) io.Writer {
@@ -184,4 +178,30 @@ func splitRef(s string) (string, string) {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// buildPassphrase reads --passphrase-file or generates a passphrase, and
+// sets o's encryptor. The caller clears the passphrase.
+func buildPassphrase(cmd *cobra.Command, f *imageBuildFlags, o *image.Options) (pass []byte, generated bool, err error) {
+	if f.passphraseFile != "" {
+		if pass, err = readPassphrase(f.passphraseFile, cmd.InOrStdin()); err != nil {
+			return nil, false, withStatus(1, err)
+		}
+	} else {
+		if pass, err = cryptsetup.GeneratePassphrase(); err != nil {
+			return nil, false, withStatus(1, err)
+		}
+		generated = true
+	}
+	if generated && f.passphraseOut == "" && !f.register {
+		clear(pass)
+		return nil, false, usageError("a generated passphrase must go somewhere: give --passphrase-out FILE or --register")
+	}
+	enc, err := luksEncryptor(f, generated)
+	if err != nil {
+		clear(pass)
+		return nil, false, withStatus(1, err)
+	}
+	o.Encrypt, o.Passphrase = enc, pass
+	return pass, generated, nil
 }

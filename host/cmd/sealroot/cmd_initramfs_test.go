@@ -34,9 +34,7 @@ func staticInit(t *testing.T) string {
 func TestInitramfsBuildCLI(t *testing.T) {
 	init := staticInit(t)
 	dir := t.TempDir()
-	out := filepath.Join(dir, "initrd.gz")
-
-	out = filepath.Join(dir, "out", "initrd.gz") // out/ does not exist yet: it is made
+	out := filepath.Join(dir, "out", "initrd.gz") // out/ does not exist yet: it is made
 	code, stdout, stderr := runCLI(t, "initramfs", "build", "-o", out, "--init", init, "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)

@@ -133,21 +133,8 @@ func runLaunch(cmd *cobra.Command, log *slog.Logger, f *launchFlags) error {
 	if o.MemoryMiB == 0 {
 		o.MemoryMiB = cfg.RAMMiB
 	}
-	switch f.tee {
-	case "none":
-		if f.simDir != "" {
-			return usageError("--sim-dir needs --tee sim")
-		}
-	case "sim":
-		if f.simDir == "" {
-			return usageError("--tee sim needs --sim-dir DIR (create one with `sealroot sim init --dir DIR`)")
-		}
-	case "snp", "tdx":
-		if err := checkTEELaunch(f, cfg.TEE); err != nil {
-			return err
-		}
-	default:
-		return usageError("--tee %q: want none (the default), sim, snp or tdx", f.tee)
+	if err := checkLaunchTEE(f, cfg.TEE); err != nil {
+		return err
 	}
 	if err := preflightLaunch(f, cfg, o.MemoryMiB); err != nil {
 		return err
@@ -291,4 +278,24 @@ func printTimeline(w io.Writer, res *launch.Result) {
 		}
 	}
 	fmt.Fprintf(w, "  host wall time %.2f s, exit status %d\n", res.Duration.Seconds(), res.Status)
+}
+
+// checkLaunchTEE vets --tee and the flags that go with it against the
+// disk's own tee.
+func checkLaunchTEE(f *launchFlags, diskTEE string) error {
+	switch f.tee {
+	case "none":
+		if f.simDir != "" {
+			return usageError("--sim-dir needs --tee sim")
+		}
+	case "sim":
+		if f.simDir == "" {
+			return usageError("--tee sim needs --sim-dir DIR (create one with `sealroot sim init --dir DIR`)")
+		}
+	case "snp", "tdx":
+		return checkTEELaunch(f, diskTEE)
+	default:
+		return usageError("--tee %q: want none (the default), sim, snp or tdx", f.tee)
+	}
+	return nil
 }

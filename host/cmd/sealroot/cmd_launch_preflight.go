@@ -67,7 +67,7 @@ func checkBrokerUp(broker string, fw *launch.Forward) error {
 		c, err = d.Dial("tcp", fw.BrokerAddr)
 	}
 	if err != nil {
-		return withStatus(event.StatusBrokerRefused, fmt.Errorf("--broker %s: the broker is not reachable (%v): start `sealroot broker` first", broker, err))
+		return withStatus(event.StatusBrokerRefused, fmt.Errorf("--broker %s: the broker is not reachable (%w): start `sealroot broker` first", broker, err))
 	}
 	return c.Close()
 }
