@@ -73,8 +73,10 @@ func attestable(tee string) bool {
 type configChecker struct {
 	attest.Attester
 	want [32]byte
-	logf func(format string, a ...any)
-	once sync.Once
+	// strict refuses an unattested config (sealroot.require_binding=1).
+	strict bool
+	logf   func(format string, a ...any)
+	once   sync.Once
 }
 
 func (h *configChecker) Attest(ctx context.Context, rd [64]byte) (*attest.Evidence, error) {
@@ -84,6 +86,8 @@ func (h *configChecker) Attest(ctx context.Context, rd [64]byte) (*attest.Eviden
 	}
 	switch err := configbind.Check(ev, h.want); {
 	case err == nil:
+	case errors.Is(err, configbind.ErrUnattested) && h.strict:
+		return nil, fmt.Errorf("%w: the launcher set no %s, and sealroot.require_binding=1 asks for a bound config", err, configbind.FieldName(ev.TEE))
 	case errors.Is(err, configbind.ErrUnattested):
 		h.once.Do(func() {
 			h.logf("config unattested: the launcher set no %s, so this disk config (and its root_volume binding) is not part of the attested identity; the broker's policy alone binds this workload (docs/threat-model.md)", configbind.FieldName(ev.TEE))
@@ -96,7 +100,7 @@ func (h *configChecker) Attest(ctx context.Context, rd [64]byte) (*attest.Eviden
 
 // withConfigCheck wraps att so that its evidence must bind this config.
 func (b *boot) withConfigCheck(att attest.Attester) attest.Attester {
-	return &configChecker{Attester: att, want: diskconfig.HostData(b.rawConfig),
+	return &configChecker{Attester: att, want: diskconfig.HostData(b.rawConfig), strict: b.opts.requireBinding,
 		logf: func(format string, a ...any) { b.report.Log("attest", format, a...) }}
 }
 

@@ -115,6 +115,11 @@ type options struct {
 	diskTimeout time.Duration
 	root        string
 	grace       time.Duration
+	// requireBinding (sealroot.require_binding=1) refuses evidence whose
+	// config binding is all zeros: a launcher that binds no config. The
+	// command line is measured (SNP kernel hashes, TDX RTMR2, libkrun's
+	// command-line page), so a host cannot take the option away.
+	requireBinding bool
 }
 
 func readCmdline() string {
@@ -139,6 +144,8 @@ func parseCmdline(s string) options {
 			if d, err := time.ParseDuration(v); err == nil && d >= 0 {
 				o.grace = d
 			}
+		case "sealroot.require_binding":
+			o.requireBinding = v == "1"
 		}
 	}
 	return o

@@ -350,6 +350,7 @@ func TestAttestPhase(t *testing.T) {
 		workload   string
 		encrypted  bool
 		factory    string // "sim", "sim-unbound", "sim-other", "fails"
+		cmdline    string
 		wantLog    string
 		wantErr    string
 		wantStatus int
@@ -358,6 +359,8 @@ func TestAttestPhase(t *testing.T) {
 		{name: "krun, config bound", encrypted: true, dialect: "krun", factory: "sim"},
 		{name: "trustee, config bound", encrypted: true, dialect: "trustee", factory: "sim"},
 		{name: "config unattested", encrypted: true, factory: "sim-unbound", wantLog: "config unattested: the launcher set no HOST_DATA"},
+		{name: "config unattested, binding required", encrypted: true, factory: "sim-unbound", cmdline: "sealroot.require_binding=1", wantErr: "require_binding", wantStatus: event.StatusAttestFailed},
+		{name: "config bound, binding required", encrypted: true, dialect: "krun", factory: "sim", cmdline: "sealroot.require_binding=1"},
 		{name: "launched for another config", encrypted: true, factory: "sim-other", wantErr: "another config", wantStatus: event.StatusAttestFailed},
 		{name: "no attester", encrypted: true, factory: "fails", wantErr: "no simulated TEE here", wantStatus: event.StatusAttestFailed},
 		{name: "workload not registered", encrypted: true, workload: "wl-unknown", factory: "sim", wantErr: "", wantStatus: event.StatusBrokerRefused},
@@ -395,6 +398,7 @@ func TestAttestPhase(t *testing.T) {
 			var console bytes.Buffer
 			b := testBoot("/dev/vda", machine{newAttester: factory}, &console)
 			b.cfg, b.rawConfig, b.encrypted = cfg, raw, tc.encrypted
+			b.opts = parseCmdline(tc.cmdline)
 			defer b.closeHost()
 			err = b.attest(context.Background())
 			if tc.wantStatus != 0 {
@@ -442,6 +446,8 @@ func TestCmdlineOptions(t *testing.T) {
 		{"sealroot.root=vdc sealroot.disk_timeout=-1s sealroot.grace=soon", def},
 		{"sealroot.disk_timeout=0s sealroot.grace=-2s sealroot.root=", def},
 		{"sealroot.root=/dev/vdb sealroot.root=/dev/vdd", options{diskTimeout: 10 * time.Second, root: "/dev/vdd", grace: 2 * time.Second}},
+		{"sealroot.require_binding=1", options{diskTimeout: 10 * time.Second, root: "/dev/vda", grace: 2 * time.Second, requireBinding: true}},
+		{"sealroot.require_binding=yes", def},
 	} {
 		b := testBoot("", machine{cmdline: func() string { return tc.cmdline }}, &bytes.Buffer{})
 		if got := parseCmdline(b.cmdline()); got != tc.want {
