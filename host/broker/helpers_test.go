@@ -28,6 +28,7 @@ import (
 	"github.com/sealroot/sealroot/host/broker/store"
 	"github.com/sealroot/sealroot/host/verify/sim"
 	"github.com/sealroot/sealroot/host/verify/snp"
+	"github.com/sealroot/sealroot/internal/syncbuf"
 	"github.com/sealroot/sealroot/wire/kbs"
 	"github.com/sealroot/sealroot/wire/snpreport"
 )
@@ -60,23 +61,8 @@ func TestMain(m *testing.M) {
 // brokers started with --trust-sim-root).
 var simDir string
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a goroutine-safe log sink that reads back audit records.
+type syncBuffer struct{ syncbuf.Buffer }
 
 // records returns the audit records written so far.
 func (s *syncBuffer) records(t *testing.T) []map[string]any {

@@ -1,36 +1,17 @@
 package launch
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sealroot/sealroot/host/verify/sim"
+	"github.com/sealroot/sealroot/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for a handler and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestServeSimLogsFailures: a simulated TEE connection that fails is a
 // warning record on the launcher's Logger, naming the error.
@@ -40,7 +21,7 @@ func TestServeSimLogsFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	log := slog.New(slog.NewJSONHandler(&out, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/sealroot/sealroot/host/broker"
 	"github.com/sealroot/sealroot/host/verify/sim"
-	"github.com/spf13/pflag"
+	"github.com/sealroot/sealroot/internal/syncbuf"
 )
 
 var (
@@ -36,30 +38,12 @@ func (e *Env) SimDir(t testing.TB) string {
 	return simDir
 }
 
-// lockedBuffer is a goroutine-safe log sink.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Broker is an in-process `sealroot broker` on loopback.
 type Broker struct {
 	URL   string
 	Addr  string
 	State string
-	Log   *lockedBuffer
+	Log   *syncbuf.Buffer
 	// Token is the admin token (StartBroker makes one unless the args
 	// name an --admin-token-file).
 	Token string
@@ -99,7 +83,7 @@ func StartBroker(t testing.TB, state, listen string, args ...string) *Broker {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &Broker{State: state, Log: &lockedBuffer{}, Token: token, stop: cancel, done: make(chan error, 1)}
+	b := &Broker{State: state, Log: &syncbuf.Buffer{}, Token: token, stop: cancel, done: make(chan error, 1)}
 	ready := make(chan net.Addr, 1)
 	adminReady := make(chan net.Addr, 1)
 	if o.AdminListen != "" {

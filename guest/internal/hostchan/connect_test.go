@@ -7,30 +7,12 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/sealroot/sealroot/internal/syncbuf"
 	"github.com/sealroot/sealroot/wire/event"
 )
-
-// syncBuffer is a console that tests read while the reporter writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // vsockHost is a host end of the vsock event port: it answers the
 // handshake (unless silent) and collects event lines.
@@ -82,7 +64,7 @@ func noPort(ctx context.Context) (Conn, error) {
 }
 
 func TestConnectNoChannelAtAll(t *testing.T) {
-	var console syncBuffer
+	var console syncbuf.Buffer
 	r := New(&console, time.Now())
 	r.Phase("mounts", time.Millisecond, nil)
 	l := Connect(r, Dialers{})
@@ -99,7 +81,7 @@ func TestConnectNoChannelAtAll(t *testing.T) {
 }
 
 func TestConnectVsockNobodyAnswers(t *testing.T) {
-	var console syncBuffer
+	var console syncbuf.Buffer
 	r := New(&console, time.Now())
 	h := &vsockHost{silent: true}
 	t0 := time.Now()
@@ -117,7 +99,7 @@ func TestConnectVsockNobodyAnswers(t *testing.T) {
 }
 
 func TestConnectVsockConnectFails(t *testing.T) {
-	r := New(&syncBuffer{}, time.Now())
+	r := New(&syncbuf.Buffer{}, time.Now())
 	dial := func(ctx context.Context) (net.Conn, error) { return nil, errors.New("connection reset") }
 	l := Connect(r, Dialers{Vsock: dial, VsockWait: time.Second})
 	if ch := l.Wait(5 * time.Second); ch != "console" {
@@ -126,7 +108,7 @@ func TestConnectVsockConnectFails(t *testing.T) {
 }
 
 func TestConnectVsockHandshakeThenEvents(t *testing.T) {
-	var console syncBuffer
+	var console syncbuf.Buffer
 	r := New(&console, time.Now())
 	r.Phase("mounts", time.Millisecond, nil) // buffered, flushed on attach
 	h := &vsockHost{}
@@ -152,7 +134,7 @@ func TestConnectVsockHandshakeThenEvents(t *testing.T) {
 }
 
 func TestConnectListenerVanishes(t *testing.T) {
-	var console syncBuffer
+	var console syncbuf.Buffer
 	r := New(&console, time.Now())
 	h := &vsockHost{closeAfterAck: true}
 	l := Connect(r, Dialers{Vsock: h.dial, VsockWait: 2 * time.Second})
@@ -180,7 +162,7 @@ func TestConnectListenerVanishes(t *testing.T) {
 }
 
 func TestConnectPortWinsAndLateVsockIsClosed(t *testing.T) {
-	r := New(&syncBuffer{}, time.Now())
+	r := New(&syncbuf.Buffer{}, time.Now())
 	g, hostSide := net.Pipe()
 	go bufio.NewReader(hostSide).WriteTo(&bytes.Buffer{})
 	port := func(ctx context.Context) (Conn, error) { return g, nil }
@@ -203,7 +185,7 @@ func TestConnectPortWinsAndLateVsockIsClosed(t *testing.T) {
 }
 
 func TestLinkWaitStillConnecting(t *testing.T) {
-	r := New(&syncBuffer{}, time.Now())
+	r := New(&syncbuf.Buffer{}, time.Now())
 	l := Connect(r, Dialers{Port: noPort, PortWait: time.Second})
 	if ch := l.Wait(10 * time.Millisecond); ch != "connecting" {
 		t.Fatalf("channel %q, want connecting", ch)
