@@ -24,7 +24,8 @@
 // and, in tests only, against go-jose and gowebpki/jcs: the Concat KDF and
 // AES Key Wrap (keywrap.go) and RFC 8785 canonical JSON (canon.go). The
 // init-data TOML document is read by the broker (host/broker/initdata.go);
-// this package keeps its envelope, size limit and digest rule. Everything here is pure: no I/O, no clocks. Decoders
-// treat their input as hostile, bound what they accept, and never put secret
-// bytes into an error.
+// this package keeps its envelope, size limit and digest rule.
+//
+// Everything here is pure: no I/O, no clocks. Decoders treat their input as
+// hostile, bound what they accept, and never put secret bytes into an error.
 package kbs
