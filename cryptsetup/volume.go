@@ -103,7 +103,7 @@ type UnlockOptions struct {
 	MapperNode bool
 	// VolumeID, when set, binds the volume: the header must match it
 	// before any keyslot is tried, and the key a passphrase opens must be
-	// the bound volume key (VolumeID.Match, docs/threat-model.md). A
+	// the bound volume key (MatchVolume, docs/threat-model.md). A
 	// mismatch is ErrVolumeMismatch.
 	VolumeID *diskconfig.VolumeID
 	// IgnoreHeaderFlags applies only Flags, not the header's persistent

@@ -14,7 +14,7 @@ import (
 // are kebab-case, the keys inside tee-evidence snake_case. There is no tee
 // key: the TEE is the session's.
 type Attestation struct {
-	// InitData is null or {"format":"toml","body":…} (ParseInitData);
+	// InitData is null or {"format":"toml","body":…} (DecodeInitData);
 	// sealroot's agent sends null.
 	InitData    json.RawMessage `json:"init-data"`
 	RuntimeData RuntimeData     `json:"runtime-data"`
