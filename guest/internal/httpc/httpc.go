@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -96,18 +95,18 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 		c.closeLocked()
 	}
 	reused := c.conn != nil
+	dl, _ := ctx.Deadline()
 	if c.conn == nil {
 		conn, err := c.Dial(ctx)
 		if err != nil {
-			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-				return nil, fmt.Errorf("%w (%w)", err, ctx.Err())
+			if cerr := settle(ctx, dl); cerr != nil && !errors.Is(err, cerr) {
+				return nil, fmt.Errorf("%w (%w)", err, cerr)
 			}
 			return nil, err
 		}
 		c.conn, c.br = conn, bufio.NewReader(conn)
 	}
 	conn := c.conn
-	dl, _ := ctx.Deadline()
 	if err := conn.SetDeadline(dl); err != nil {
 		c.closeLocked()
 		return nil, fmt.Errorf("setting the connection deadline: %w", err)
@@ -119,13 +118,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 	fired := !stop()
 	if err != nil {
 		c.closeLocked()
-		cerr := ctx.Err()
-		if cerr == nil && !dl.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) {
-			// The connection's deadline may pass a moment before the
-			// context's own timer marks it done.
-			cerr = context.DeadlineExceeded
-		}
-		if cerr != nil {
+		if cerr := settle(ctx, dl); cerr != nil && !errors.Is(err, cerr) {
 			return resp, fmt.Errorf("%w (%w)", err, cerr)
 		}
 		return resp, err
@@ -136,6 +129,17 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 		c.closeLocked()
 	}
 	return resp, nil
+}
+
+// settle returns ctx's error once an operation bounded by ctx's deadline dl
+// has failed. When dl has passed, it waits for ctx's own timer, which may
+// fire a moment after the connection's deadline: an error the deadline
+// caused then always wraps context.DeadlineExceeded.
+func settle(ctx context.Context, dl time.Time) error {
+	if !dl.IsZero() && !time.Now().Before(dl) {
+		<-ctx.Done()
+	}
+	return ctx.Err()
 }
 
 // exchange writes msg and reads the response.

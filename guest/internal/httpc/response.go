@@ -95,7 +95,11 @@ func ReadResponse(br *bufio.Reader, maxHeader int, maxBody int64) (*Response, er
 			return nil, fmt.Errorf("reply: more than %d informational (1xx) responses", maxInformational)
 		}
 	}
-	body, err := readBody(br, r, maxHeader, maxBody)
+	f, n, err := bodyFraming(r)
+	if err != nil {
+		return nil, err
+	}
+	body, err := readBody(br, f, n, maxHeader, maxBody)
 	r.Body = body
 	if err != nil {
 		r.Close = true
@@ -217,29 +221,52 @@ func readLine(br *bufio.Reader, budget *int) ([]byte, error) {
 	return line, nil
 }
 
-// readBody reads the body as RFC 9112 §6.3 frames it.
-func readBody(br *bufio.Reader, r *Response, maxHeader int, maxBody int64) ([]byte, error) {
+// framing is how a body is delimited (RFC 9112 §6.3).
+type framing int
+
+const (
+	frameNone framing = iota
+	frameLength
+	frameChunked
+	frameClose
+)
+
+// bodyFraming decides the framing of r's body from its header. A
+// malformed or unsupported framing is an error of the header.
+func bodyFraming(r *Response) (framing, int64, error) {
 	if r.Status == 204 || r.Status == 304 {
-		return nil, nil
+		return frameNone, 0, nil
 	}
 	te := r.Header.Values("Transfer-Encoding")
 	cl := r.Header.Values("Content-Length")
 	if len(te) > 0 && r.Proto == "HTTP/1.1" {
 		if len(te) != 1 || !strings.EqualFold(te[0], "chunked") {
-			return nil, fmt.Errorf("transfer-encoding %q is not \"chunked\"", clipS(strings.Join(te, ", ")))
+			return 0, 0, fmt.Errorf("transfer-encoding %q is not \"chunked\"", clipS(strings.Join(te, ", ")))
 		}
 		if len(cl) > 0 {
 			// Both framings: chunked wins (RFC 9112 §6.3), and the
 			// connection is not trusted for another response.
 			r.Close = true
 		}
-		return readChunked(br, r, maxHeader, maxBody)
+		return frameChunked, 0, nil
 	}
 	if len(cl) > 0 {
 		n, err := contentLength(cl)
-		if err != nil {
-			return nil, err
-		}
+		return frameLength, n, err
+	}
+	// Neither: the body runs until the server closes the connection.
+	r.Close = true
+	return frameClose, 0, nil
+}
+
+// readBody reads the body as framed.
+func readBody(br *bufio.Reader, f framing, n int64, maxHeader int, maxBody int64) ([]byte, error) {
+	switch f {
+	case frameNone:
+		return nil, nil
+	case frameChunked:
+		return readChunked(br, maxHeader, maxBody)
+	case frameLength:
 		if n > maxBody {
 			return nil, fmt.Errorf("%w: content-length %d, limit %d", ErrBodyTooLarge, n, maxBody)
 		}
@@ -249,8 +276,6 @@ func readBody(br *bufio.Reader, r *Response, maxHeader int, maxBody int64) ([]by
 		}
 		return b, nil
 	}
-	// Neither: the body runs until the server closes the connection.
-	r.Close = true
 	b, err := io.ReadAll(io.LimitReader(br, maxBody+1))
 	if err != nil {
 		return b, fmt.Errorf("reading the body: %w", err)
@@ -281,7 +306,7 @@ func contentLength(vs []string) (int64, error) {
 }
 
 // readChunked reads a chunked body and its trailer fields.
-func readChunked(br *bufio.Reader, r *Response, maxHeader int, maxBody int64) ([]byte, error) {
+func readChunked(br *bufio.Reader, maxHeader int, maxBody int64) ([]byte, error) {
 	var body []byte
 	budget := maxHeader
 	for {
