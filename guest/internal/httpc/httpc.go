@@ -92,7 +92,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 		return nil, err
 	}
 	if c.conn != nil && !c.idleAlive() {
-		c.closeLocked()
+		c.drop()
 	}
 	reused := c.conn != nil
 	dl, _ := ctx.Deadline()
@@ -108,7 +108,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 	}
 	conn := c.conn
 	if err := conn.SetDeadline(dl); err != nil {
-		c.closeLocked()
+		c.drop()
 		return nil, fmt.Errorf("setting the connection deadline: %w", err)
 	}
 	// Cancellation moves the deadline into the past, which ends a blocked
@@ -117,16 +117,16 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 	resp, err := c.exchange(msg, req.Method, reused)
 	fired := !stop()
 	if err != nil {
-		c.closeLocked()
+		c.drop()
 		if cerr := settle(ctx, dl); cerr != nil && !errors.Is(err, cerr) {
 			return resp, fmt.Errorf("%w (%w)", err, cerr)
 		}
 		return resp, err
 	}
 	if fired || resp.Close {
-		c.closeLocked()
+		c.drop()
 	} else if err := conn.SetDeadline(time.Time{}); err != nil {
-		c.closeLocked()
+		c.drop()
 	}
 	return resp, nil
 }
@@ -191,6 +191,10 @@ func (c *Client) Close() error {
 	defer c.mu.Unlock()
 	return c.closeLocked()
 }
+
+// drop discards the connection: its close error says nothing the caller
+// needs.
+func (c *Client) drop() { _ = c.closeLocked() }
 
 func (c *Client) closeLocked() error {
 	if c.conn == nil {
