@@ -36,6 +36,7 @@ func TestInitDependencies(t *testing.T) {
 		{"net/http", "net/http and its HTTP/2, proxy, MIME and IDNA closure (the agent's client is guest/internal/httpc)"},
 		{"vendor/golang.org/x/net/http", "net/http's HTTP/2 and proxy support"},
 		{"mime", "MIME parsing (net/http's)"},
+		{"github.com/fxamacker/cbor/", "a general CBOR library (attest/configbind reads the CCA token with its own small reader)"},
 	}
 	allowed := map[string]bool{
 		"github.com/google/go-sev-guest/client/linuxabi": true,
