@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 )
 
 // ErrVolumeMismatch means a volume is not the one a VolumeID names: its
@@ -47,15 +46,13 @@ type KeyDigest struct {
 	Value      []byte `json:"value"`
 }
 
-var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // Validate checks a VolumeID read from untrusted JSON; errors name the
 // field.
 func (id *VolumeID) Validate() error {
 	switch {
 	case id.LUKS != 1 && id.LUKS != 2:
 		return fmt.Errorf("luks: %d is not 1 or 2", id.LUKS)
-	case !uuidRE.MatchString(id.UUID):
+	case !isUUID(id.UUID, true):
 		return fmt.Errorf("uuid: %q is not a UUID", id.UUID)
 	case id.Cipher == "":
 		return errors.New("cipher is empty")
