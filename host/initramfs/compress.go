@@ -15,9 +15,9 @@ const (
 	// CompressZopfli is gzip written by the zopfli program: the same
 	// format and decoder as gzip, about 5% smaller, much slower.
 	CompressZopfli = "zopfli"
-	CompressXZ   = "xz"
-	CompressZstd = "zstd"
-	CompressNone = "none"
+	CompressXZ     = "xz"
+	CompressZstd   = "zstd"
+	CompressNone   = "none"
 )
 
 // Compressions lists the accepted compressions; the first is the default.
