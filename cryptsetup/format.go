@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // Formatting writes a complete LUKS volume into a file in one pass: the
@@ -101,28 +103,6 @@ type FormatOptions struct {
 	Rand io.Reader
 }
 
-// isUUID reports whether s is a UUID in its 8-4-4-4-12 hex form, in lower
-// case only unless upper is set. (A hand check rather than a regular
-// expression: the guest init links no regexp package for it.)
-func isUUID(s string, upper bool) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return false
-			}
-		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', upper && 'A' <= c && c <= 'F':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // knownFlags are the LUKS2 persistent flags dm-crypt understands, with their
 // table names.
 var knownFlags = map[string]string{
@@ -167,7 +147,7 @@ func (o *FormatOptions) prepare(version int, plaintextSize int64) (*prepared, er
 		b[6] = b[6]&0x0f | 0x40
 		b[8] = b[8]&0x3f | 0x80
 		p.uuid = formatUUID(b[:])
-	} else if !isUUID(p.uuid, false) {
+	} else if !diskconfig.IsUUID(p.uuid, false) {
 		return nil, fmt.Errorf("UUID %q is not a lowercase RFC 4122 UUID", p.uuid)
 	}
 	var err error

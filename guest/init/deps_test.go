@@ -38,6 +38,10 @@ func TestInitDependencies(t *testing.T) {
 		{"vendor/golang.org/x/net/http", "net/http's HTTP/2 and proxy support"},
 		{"mime", "MIME parsing (net/http's)"},
 		{"github.com/fxamacker/cbor/", "a general CBOR library (attest/configbind reads the CCA token with its own small reader)"},
+		{"regexp", "regular expressions (the config's and LUKS's lexical checks are written by hand: wire/diskconfig/lexical.go)"},
+		{"github.com/go-jose/", "a JOSE library (wire/kbs has the JWE key wrap and Concat KDF it needs)"},
+		{"github.com/gowebpki/jcs", "a JSON canonicalisation library (wire/kbs/canon.go)"},
+		{"github.com/BurntSushi/toml", "a TOML parser (init-data is parsed by the broker)"},
 	}
 	allowed := map[string]bool{
 		"github.com/google/go-sev-guest/client/linuxabi": true,
