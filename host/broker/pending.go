@@ -40,12 +40,19 @@ const (
 )
 
 // defaultPending is the mode for st: shared on PostgreSQL (replicas),
-// memory on bbolt (one process owns the file).
+// memory on bbolt (one process owns the file). Wrappers (store.Guarded,
+// which Run puts around every store) are looked through.
 func defaultPending(st store.Store) string {
-	if _, ok := st.(*store.Postgres); ok {
-		return PendingShared
+	for {
+		if _, ok := st.(*store.Postgres); ok {
+			return PendingShared
+		}
+		u, ok := st.(interface{ Unwrap() store.Store })
+		if !ok {
+			return PendingMemory
+		}
+		st = u.Unwrap()
 	}
-	return PendingMemory
 }
 
 // DefaultMaxPendingSessions bounds the challenged sessions a broker holds.
