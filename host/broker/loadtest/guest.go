@@ -119,9 +119,25 @@ func call(c *client, method, path string, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
+		err := fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
+		if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" {
+			err = shedError{err}
+		}
+		return nil, err
 	}
 	return b, nil
+}
+
+// shedError is a 503 with Retry-After: the broker's documented answer when
+// it sheds load (its store calls or pending sessions are at their caps). A
+// guest retries it; the load test counts it apart from failures.
+type shedError struct{ error }
+
+func (e shedError) Unwrap() error { return e.error }
+
+func isShed(err error) bool {
+	var s shedError
+	return errors.As(err, &s)
 }
 
 // rawVerifyMain is `loadtest rawverify SIMDIR N`: N verifications of

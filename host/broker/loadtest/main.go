@@ -24,7 +24,7 @@
 //
 //	go run ./host/broker/loadtest                        # bbolt; PostgreSQL too with $SEALROOT_TEST_POSTGRES
 //	go run ./host/broker/loadtest -levels 1,16,64 -duration 10s -open 25,50,75,90 -open-duration 5s
-//	go run ./host/broker/loadtest -stores bbolt -open "" -levels 64 -broker-cpuprofile /tmp/broker.prof
+//	go run ./host/broker/loadtest -stores bbolt -open "" -levels 64 -broker-profile /tmp/broker
 package main
 
 import (
@@ -77,7 +77,7 @@ func main() {
 	flag.BoolVar(&o.pin, "pin", true, "bind the broker and the raw-verify child to CPU 0 (GOMAXPROCS 1) and the guests to the other CPUs (needs 2 CPUs)")
 	flag.StringVar(&o.bin, "broker-bin", "", "run this sealroot binary's `broker` command instead of the built-in serve mode")
 	flag.Int64Var(&o.every, "check-every", 50, "decrypt and check the released key of one handshake in N")
-	flag.StringVar(&o.brokerProf, "broker-cpuprofile", "", "write the broker's CPU profile to FILE.STORE (serve mode only)")
+	flag.StringVar(&o.brokerProf, "broker-profile", "", "write the broker's CPU and allocation profiles to PREFIX.STORE.cpu and PREFIX.STORE.allocs (serve mode only)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load generator to this file")
 	flag.Parse()
 	if o.every < 1 {
@@ -85,7 +85,7 @@ func main() {
 		os.Exit(2)
 	}
 	if o.bin != "" && o.brokerProf != "" {
-		fmt.Fprintln(os.Stderr, "loadtest: -broker-cpuprofile needs the built-in serve mode, not -broker-bin")
+		fmt.Fprintln(os.Stderr, "loadtest: -broker-profile needs the built-in serve mode, not -broker-bin")
 		os.Exit(2)
 	}
 	if *cpuProfile != "" {
@@ -213,6 +213,9 @@ func run(log *slog.Logger, o opts) error {
 			return fmt.Errorf("%s: %w", st, err)
 		}
 		failed = failed || sum.errors > 0
+		if sum.shed > 0 {
+			fmt.Printf("%-9s %d handshakes were answered 503 with Retry-After (shed: the broker's store calls or pending sessions at their caps; a guest retries); not counted as failures\n", st, sum.shed)
+		}
 		fmt.Printf("%-9s raw verify on the broker's CPU, 1 goroutine: %.0f verifies/s (%s CPU each; load %s)\n",
 			st, raw.rate, raw.cpu.Round(time.Microsecond), raw.load)
 		fmt.Printf("%-9s capacity %.1f handshakes/s = %.2f of the raw verify rate (%.0f/s)\n", st, sum.best, sum.best/raw.rate, raw.rate)
@@ -262,13 +265,14 @@ type storeSummary struct {
 	best   float64       // best closed-loop rate
 	cpuPer time.Duration // broker CPU per handshake at that level
 	errors int
+	shed   int // 503s with Retry-After: the broker shedding load
 }
 
 // level is one closed-loop level or open-loop rate.
 type level struct {
 	rate           float64
 	lat            []time.Duration // sorted
-	errors         int
+	errors, shed   int
 	brokerCPU, gen time.Duration // per handshake
 	busy           float64       // broker CPU / wall time
 	load           string
@@ -281,16 +285,24 @@ func (l level) q(p float64) time.Duration {
 	return l.lat[min(len(l.lat)-1, int(float64(len(l.lat))*p))].Round(10 * time.Microsecond)
 }
 
-// measure runs fn (which returns the handshakes done and errors) and
-// accounts the broker's and the generator's CPU to it.
-func measure(b *brokerProc, fn func() ([]time.Duration, int)) level {
+// outcome is what a loop's handshakes came to: the latencies of those
+// that got their key, the failures, and the 503s of a broker shedding
+// load.
+type outcome struct {
+	lat          []time.Duration
+	errors, shed int
+}
+
+// measure runs fn and accounts the broker's and the generator's CPU to
+// the handshakes it started.
+func measure(b *brokerProc, fn func() outcome) level {
 	bc0, gc0, start := b.cpu(), selfCPU(), time.Now()
-	lat, errs := fn()
+	o := fn()
 	el := time.Since(start)
 	bc, gc := b.cpu()-bc0, selfCPU()-gc0
-	slices.Sort(lat)
-	l := level{rate: float64(len(lat)) / el.Seconds(), lat: lat, errors: errs, busy: bc.Seconds() / el.Seconds(), load: loadAvg()}
-	if n := len(lat) + errs; n > 0 {
+	slices.Sort(o.lat)
+	l := level{rate: float64(len(o.lat)) / el.Seconds(), lat: o.lat, errors: o.errors, shed: o.shed, busy: bc.Seconds() / el.Seconds(), load: loadAvg()}
+	if n := len(o.lat) + o.errors + o.shed; n > 0 {
 		l.brokerCPU, l.gen = bc/time.Duration(n), gc/time.Duration(n)
 	}
 	return l
@@ -356,35 +368,37 @@ func loadStore(log *slog.Logger, o opts, pin pinning, st, tmp, simDir, tokenFile
 	g.every = every
 
 	fmt.Printf("%-9s closed loop:\n", st)
-	fmt.Printf("%-9s %7s %12s %10s %10s %7s %11s %6s %11s  %s\n", "store", "clients", "handshakes/s", "p50", "p99", "errors", "broker-cpu", "busy", "guest-cpu", "load")
+	fmt.Printf("%-9s %7s %12s %10s %10s %7s %6s %11s %6s %11s  %s\n", "store", "clients", "handshakes/s", "p50", "p99", "errors", "shed", "broker-cpu", "busy", "guest-cpu", "load")
 	for _, n := range levels {
-		l := measure(b, func() ([]time.Duration, int) { return closedLoop(log, b.url, g, n, o.duration) })
-		fmt.Printf("%-9s %7d %12.1f %10s %10s %7d %11s %6.2f %11s  %s\n", st, n, l.rate, l.q(0.50), l.q(0.99), l.errors,
+		l := measure(b, func() outcome { return closedLoop(log, b.url, g, n, o.duration) })
+		fmt.Printf("%-9s %7d %12.1f %10s %10s %7d %6d %11s %6.2f %11s  %s\n", st, n, l.rate, l.q(0.50), l.q(0.99), l.errors, l.shed,
 			l.brokerCPU.Round(time.Microsecond), l.busy, l.gen.Round(time.Microsecond), l.load)
 		sum.errors += l.errors
+		sum.shed += l.shed
 		if l.rate > sum.best {
 			sum.best, sum.cpuPer = l.rate, l.brokerCPU
 		}
 	}
 	if len(fracs) > 0 {
 		fmt.Printf("%-9s open loop, %s of arrivals per rate, latency from each scheduled arrival:\n", st, o.openD)
-		fmt.Printf("%-9s %7s %9s %10s %10s %10s %10s %7s %11s %6s  %s\n", "store", "offered", "target/s", "achieved/s", "p50", "p99", "p99.9", "errors", "broker-cpu", "busy", "load")
+		fmt.Printf("%-9s %7s %9s %10s %10s %10s %10s %7s %6s %11s %6s  %s\n", "store", "offered", "target/s", "achieved/s", "p50", "p99", "p99.9", "errors", "shed", "broker-cpu", "busy", "load")
 		for _, f := range fracs {
 			rate := f * sum.best
 			if rate <= 0 {
 				return sum, errors.New("open loop: no closed-loop capacity to take a fraction of")
 			}
-			l := measure(b, func() ([]time.Duration, int) { return openLoop(log, b.url, g, rate, o.openD) })
-			fmt.Printf("%-9s %6.0f%% %9.1f %10.1f %10s %10s %10s %7d %11s %6.2f  %s\n", st, f*100, rate, l.rate,
-				l.q(0.50), l.q(0.99), l.q(0.999), l.errors, l.brokerCPU.Round(time.Microsecond), l.busy, l.load)
+			l := measure(b, func() outcome { return openLoop(log, b.url, g, rate, o.openD) })
+			fmt.Printf("%-9s %6.0f%% %9.1f %10.1f %10s %10s %10s %7d %6d %11s %6.2f  %s\n", st, f*100, rate, l.rate,
+				l.q(0.50), l.q(0.99), l.q(0.999), l.errors, l.shed, l.brokerCPU.Round(time.Microsecond), l.busy, l.load)
 			sum.errors += l.errors
+			sum.shed += l.shed
 		}
 	}
 	stopped = true
 	if err := b.stop(); err != nil {
 		return sum, fmt.Errorf("the broker did not stop cleanly: %w; its log: %s", err, tail(spec.logFile))
 	}
-	if sum.errors > 0 {
+	if sum.errors+sum.shed > 0 {
 		fmt.Fprintf(os.Stderr, "%s: the broker's last log lines:\n%s\n", st, tail(spec.logFile))
 	}
 	fmt.Printf("%-9s keys decrypted and checked by the guests: %d\n", st, g.checks.Swap(0))
@@ -430,10 +444,10 @@ func privateSchema(base string) (string, func(), error) {
 
 // closedLoop runs n clients for d, each starting its next handshake when
 // the last ends.
-func closedLoop(log *slog.Logger, base string, g *guests, n int, d time.Duration) ([]time.Duration, int) {
+func closedLoop(log *slog.Logger, base string, g *guests, n int, d time.Duration) outcome {
 	var mu sync.Mutex
 	var lat []time.Duration
-	var errs atomic.Int64
+	var errs, shed atomic.Int64
 	var firstErr atomic.Value
 	stop := time.Now().Add(d)
 	var wg sync.WaitGroup
@@ -446,6 +460,10 @@ func closedLoop(log *slog.Logger, base string, g *guests, n int, d time.Duration
 			var mine []time.Duration
 			for time.Now().Before(stop) {
 				el, err := g.handshake(c, w)
+				if isShed(err) {
+					shed.Add(1)
+					continue
+				}
 				if err != nil {
 					errs.Add(1)
 					firstErr.CompareAndSwap(nil, err)
@@ -462,7 +480,7 @@ func closedLoop(log *slog.Logger, base string, g *guests, n int, d time.Duration
 	if e := firstErr.Load(); e != nil {
 		log.Warn("handshakes failed", "clients", n, "count", errs.Load(), "err", e)
 	}
-	return lat, int(errs.Load())
+	return outcome{lat, int(errs.Load()), int(shed.Load())}
 }
 
 // maxInFlight bounds the open loop's concurrent handshakes; arrivals past
@@ -474,7 +492,7 @@ const maxInFlight = 4096
 // runs from that scheduled time to the released key. Guests come from a
 // pool of clients (each its own cookie jar and connections), grown when
 // every pooled one is busy.
-func openLoop(log *slog.Logger, base string, g *guests, rate float64, d time.Duration) ([]time.Duration, int) {
+func openLoop(log *slog.Logger, base string, g *guests, rate float64, d time.Duration) outcome {
 	n := max(1, int(rate*d.Seconds()))
 	interval := time.Duration(float64(time.Second) / rate)
 	free := make(chan *client, 1024)
@@ -494,7 +512,7 @@ func openLoop(log *slog.Logger, base string, g *guests, rate float64, d time.Dur
 	}
 	lat := make([]time.Duration, 0, n)
 	var mu sync.Mutex
-	var errs atomic.Int64
+	var errs, shed atomic.Int64
 	var firstErr atomic.Value
 	var inFlight atomic.Int64
 	var wg sync.WaitGroup
@@ -521,6 +539,10 @@ func openLoop(log *slog.Logger, base string, g *guests, rate float64, d time.Dur
 			case free <- c:
 			default:
 			}
+			if isShed(err) {
+				shed.Add(1)
+				return
+			}
 			if err != nil {
 				errs.Add(1)
 				firstErr.CompareAndSwap(nil, err)
@@ -538,5 +560,5 @@ func openLoop(log *slog.Logger, base string, g *guests, rate float64, d time.Dur
 	if e := firstErr.Load(); e != nil {
 		log.Warn("handshakes failed", "rate", fmt.Sprintf("%.1f/s", rate), "count", errs.Load(), "err", e)
 	}
-	return lat, int(errs.Load())
+	return outcome{lat, int(errs.Load()), int(shed.Load())}
 }

@@ -43,8 +43,21 @@ func serveMain(args []string) int {
 	var o broker.Options
 	o.RegisterFlags(fs)
 	prof := fs.String("cpuprofile", "", "write the broker's CPU profile to this file")
+	memProf := fs.String("memprofile", "", "write the broker's allocation profile to this file at exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *memProf != "" {
+		defer func() {
+			f, err := os.Create(*memProf)
+			if err == nil {
+				err = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "loadtest serve: --memprofile:", err)
+			}
+		}()
 	}
 	if *prof != "" {
 		f, err := os.Create(*prof)
@@ -249,7 +262,7 @@ func startBroker(p pinning, s brokerSpec) (*brokerProc, error) {
 			return nil, err
 		}
 		if s.profile != "" {
-			args = append(args, "--cpuprofile", s.profile)
+			args = append(args, "--cpuprofile", s.profile+".cpu", "--memprofile", s.profile+".allocs")
 		}
 		cmd = exec.Command(self, append([]string{"serve"}, args...)...)
 	}
