@@ -175,7 +175,8 @@ func run(log *slog.Logger, o opts) error {
 	var pin pinning
 	if o.pin {
 		if pin, err = pinGenerator(); err != nil {
-			return err
+			fmt.Printf("(not pinned: %v)\n", err)
+			pin = pinning{}
 		}
 	}
 	where := "broker and guests share every CPU (no -pin, or one CPU)"
