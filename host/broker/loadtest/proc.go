@@ -271,6 +271,8 @@ func startBroker(p pinning, s brokerSpec) (*brokerProc, error) {
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = lf, lf
+	// A load test killed midway takes its broker with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := p.startPinned(cmd); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("starting the broker: %w", err)
