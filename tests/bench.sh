@@ -59,7 +59,7 @@ section "launch measurement of a 12 MiB kernel + 64 MiB initrd: SNP (QEMU, libkr
 go test -run '^$' -bench 'Measure64MiB' -benchtime 3x -timeout 10m ./host/measure/
 
 if [ -f host/broker/loadtest/main.go ] || ls host/broker/*_test.go 2>/dev/null | xargs grep -l 'func BenchmarkLoad' >/dev/null 2>&1; then
-  section "broker load test over loopback (simulated-SNP attestations): closed loop, then open loop at 25/50/75 % of capacity"
+  section "broker load test over loopback (simulated-SNP attestations; broker process on CPU 0, guests on the others): closed loop, then open loop at 25/50/75 % of capacity, broker CPU per handshake vs raw verify on the same core"
   if [ -x tests/postgres.sh ] && [ -z "${SEALROOT_TEST_POSTGRES:-}" ]; then
     SEALROOT_TEST_POSTGRES=$(bash tests/postgres.sh start); export SEALROOT_TEST_POSTGRES
     trap 'bash tests/postgres.sh stop >/dev/null 2>&1 || true' EXIT

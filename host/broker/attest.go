@@ -85,11 +85,23 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	}
 	// The nonce is spent before anything else is looked at: a failed
 	// attestation can not be retried against the same challenge.
-	sess, err := s.pending.consume(ctx, id, s.cfg.Now())
+	sess, deferred, err := s.pending.consume(ctx, id, s.cfg.Now())
 	if err != nil {
 		s.describeSession(ctx, id, &rec)
 		fail(sessionRefusal(err))
 		return
+	}
+	refuseSpent := fail
+	if deferred {
+		// A session spent in memory reaches the store once: as consumed
+		// when this attempt is refused, as attested when it succeeds.
+		refused := fail
+		fail = func(ref *refusal) {
+			if err := s.pending.settle(ctx, sess); err != nil {
+				s.log.Warn("recording a spent session", "session", rec.Session, "err", err)
+			}
+			refused(ref)
+		}
 	}
 	rec.Dialect, rec.TEE, rec.Workload = sess.Dialect, sess.TEE, sess.WorkloadID
 
@@ -120,8 +132,15 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		fail(refuse(http.StatusInternalServerError, kbs.ProblemInternal, "store", "internal error", err.Error()))
 		return
 	}
-	if err := s.store.MarkAttested(ctx, sess.ID, sess.WorkloadID, a.pubKey, cj, s.cfg.Now().UTC()); err != nil {
-		fail(sessionRefusal(err))
+	if deferred {
+		done := *sess
+		done.State, done.PubKey, done.Claims, done.AttestedAt = store.SessionAttested, a.pubKey, cj, s.cfg.Now().UTC()
+		err = s.pending.settle(ctx, &done)
+	} else {
+		err = s.store.MarkAttested(ctx, sess.ID, sess.WorkloadID, a.pubKey, cj, s.cfg.Now().UTC())
+	}
+	if err != nil {
+		refuseSpent(sessionRefusal(err)) // not stored; spent all the same (it has left memory)
 		return
 	}
 	s.metrics.attestations.WithLabelValues(sess.Dialect, sess.TEE, "success", "").Inc()

@@ -19,10 +19,11 @@ import (
 // MaxPendingSessions of them (and at most MaxPendingPerClient from one
 // client address), each until its TTL (plus a minute of grace,
 // so a late /attest still hears "expired" rather than "unknown"). Only
-// /attest, which spends the nonce, writes the session to the store (as
-// consumed, in one conditional insert: a second /attest on the same nonce
-// finds it there and is refused). A flood of /auth then costs memory
-// bounded by the cap, and no disk at all.
+// /attest, which spends the nonce, writes the session to the store, once,
+// in one conditional insert: as attested when it succeeds, as consumed when
+// it is refused (a second /attest on the same nonce finds it there and is
+// refused). A flood of /auth then costs memory bounded by the cap, and no
+// disk at all.
 //
 // Replicas on one PostgreSQL database must let a guest call /auth on one
 // and /attest on another, so there (PendingShared) /auth writes the
@@ -39,12 +40,19 @@ const (
 )
 
 // defaultPending is the mode for st: shared on PostgreSQL (replicas),
-// memory on bbolt (one process owns the file).
+// memory on bbolt (one process owns the file). Wrappers (store.Guarded,
+// which Run puts around every store) are looked through.
 func defaultPending(st store.Store) string {
-	if _, ok := st.(*store.Postgres); ok {
-		return PendingShared
+	for {
+		if _, ok := st.(*store.Postgres); ok {
+			return PendingShared
+		}
+		u, ok := st.(interface{ Unwrap() store.Store })
+		if !ok {
+			return PendingMemory
+		}
+		st = u.Unwrap()
 	}
-	return PendingMemory
 }
 
 // DefaultMaxPendingSessions bounds the challenged sessions a broker holds.
@@ -191,28 +199,42 @@ func (p *pendingSessions) peek(id string) (*store.Session, bool) {
 
 // consume spends a session's nonce, as store.ConsumeChallenge does: it
 // returns the session now consumed, or ErrNonceUsed, ErrExpired,
-// ErrNotFound. A session held in memory is written to the store here, as
-// consumed; the insert fails if the id is already there, so a nonce is
-// spent once even if this broker restarted in between.
-func (p *pendingSessions) consume(ctx context.Context, id string, now time.Time) (*store.Session, error) {
+// ErrNotFound. In shared mode the store spends it. A session held in
+// memory is spent by leaving memory, under the lock: no other /attest can
+// take it from then on, and a restart forgets it. The store learns of it
+// once, when the attempt is settled (settle): deferred is then true.
+func (p *pendingSessions) consume(ctx context.Context, id string, now time.Time) (sess *store.Session, deferred bool, err error) {
 	sess, held, err := p.take(id, now)
 	if err != nil && held {
-		return nil, err
+		return nil, false, err
 	}
 	if !held {
 		// Shared mode, or a session this process does not hold: the
 		// store decides (consumed, unknown, or challenged by a replica).
-		return p.st.ConsumeChallenge(ctx, id, now)
+		sess, err := p.st.ConsumeChallenge(ctx, id, now)
+		return sess, false, err
 	}
 	spent := *sess
 	spent.State = store.SessionConsumed
-	if err := p.st.CreateSession(ctx, &spent); err != nil {
+	return &spent, true, nil
+}
+
+// settle writes a session that consume took from memory to the store, in
+// one conditional insert: as attested (with the guest key and claims)
+// when the attestation succeeded, else as consumed, so that a later
+// /attest on its nonce finds it and is refused as a reuse, even after a
+// restart. The insert fails with ErrNonceUsed if the id is already there.
+// One write per /attest instead of a consumed write before the
+// verification and an attested update after it: the nonce is spent by
+// consume either way.
+func (p *pendingSessions) settle(ctx context.Context, sess *store.Session) error {
+	if err := p.st.CreateSession(ctx, sess); err != nil {
 		if errors.Is(err, store.ErrExists) {
-			return nil, fmt.Errorf("session: %w", store.ErrNonceUsed)
+			return fmt.Errorf("session: %w", store.ErrNonceUsed)
 		}
-		return nil, err
+		return err
 	}
-	return &spent, nil
+	return nil
 }
 
 // sweep forgets sessions past their grace (PurgeExpired calls it).

@@ -1,47 +1,44 @@
 // Command loadtest measures the key broker over loopback: full krun-dialect
 // handshakes (auth → attest → key, with the simulated secure processor's
-// SNP reports verified exactly as hardware reports are) per second, and
-// their p50 and p99 latency, at several client concurrencies, on bbolt and,
-// when a DSN is given, on PostgreSQL. It also reports the raw rate of the
-// SNP verifier alone, and checks that no handshake failed and that the
-// goroutine count came back down.
+// SNP reports verified exactly as hardware reports are) per second, their
+// latency, and the broker's CPU time per handshake, on bbolt and, when a
+// DSN is given, on PostgreSQL; next to the raw rate of the SNP verifier
+// alone, measured in the same run on the same core.
+//
+// The broker runs as a process of its own (this program's "serve" mode,
+// which runs broker.Run with `sealroot broker`'s flags, or the sealroot
+// binary given by -broker-bin). With -pin, the default on two or more
+// CPUs, it is bound to CPU 0 with GOMAXPROCS 1, the raw verify rate is
+// measured by a child on CPU 0 too, and the simulated guests run on the
+// other CPUs: a boot storm's guests are other machines. The guests sign a
+// fresh report per handshake but decrypt and check the released key for
+// one handshake in -check-every (and for any reply not shaped like a
+// ciphertext to their key); the broker's work per handshake is the same.
 //
 // A closed loop (N clients, each starting its next handshake when the last
-// ends) measures capacity but not the latency a given arrival rate sees:
-// its clients slow down with the broker. So after the closed loop, an open
-// loop offers handshakes at a fixed arrival rate for a fixed time, at 25,
-// 50 and 75 % of the best closed-loop rate, whatever the broker does, and
-// measures each handshake's latency from its scheduled arrival (so a
-// stalled broker shows as latency, not as fewer requests).
+// ends) measures capacity; an open loop then offers handshakes at a fixed
+// arrival rate for a fixed time, at 25, 50 and 75 % of the best
+// closed-loop rate, whatever the broker does, and measures each
+// handshake's latency from its scheduled arrival (so a stalled broker
+// shows as latency, not as fewer requests).
 //
-//	go run ./host/broker/loadtest                        # bbolt only
-//	go run ./host/broker/loadtest -postgres "$SEALROOT_TEST_POSTGRES"
+//	go run ./host/broker/loadtest                        # bbolt; PostgreSQL too with $SEALROOT_TEST_POSTGRES
 //	go run ./host/broker/loadtest -levels 1,16,64 -duration 10s -open 25,50,75,90 -open-duration 5s
-//
-// Clients run in the same process and on the same cores as the broker:
-// each handshake also pays for the guest side (signing the report,
-// decrypting the key), so the figures are a lower bound for a broker with
-// cores of its own.
+//	go run ./host/broker/loadtest -stores bbolt -open "" -levels 64 -broker-profile /tmp/broker
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/cookiejar"
-	"net/http/httptest"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -52,24 +49,45 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker"
-	"github.com/sealroot/sealroot/host/broker/kek"
-	"github.com/sealroot/sealroot/host/broker/store"
 	"github.com/sealroot/sealroot/host/verify/sim"
-	"github.com/sealroot/sealroot/host/verify/snp"
 	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 func main() {
-	levels := flag.String("levels", "1,16,64", "client concurrencies, comma separated")
-	duration := flag.Duration("duration", 5*time.Second, "measuring time per concurrency level")
-	pg := flag.String("postgres", os.Getenv("SEALROOT_TEST_POSTGRES"), "PostgreSQL DSN (default $SEALROOT_TEST_POSTGRES); empty skips PostgreSQL")
-	verifyN := flag.Int("verify", 2000, "reports for the raw verify rate")
-	open := flag.String("open", "25,50,75", "open-loop arrival rates in percent of the measured closed-loop capacity; empty skips the open loop")
-	openD := flag.Duration("open-duration", 3*time.Second, "arrival time per open-loop rate")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "serve":
+			os.Exit(serveMain(os.Args[2:]))
+		case "rawverify":
+			os.Exit(rawVerifyMain(os.Args[2:]))
+		}
+	}
+	var o opts
+	flag.StringVar(&o.levels, "levels", "1,16,64", "closed-loop client concurrencies, comma separated")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measuring time per closed-loop level")
+	flag.StringVar(&o.dsn, "postgres", os.Getenv("SEALROOT_TEST_POSTGRES"), "PostgreSQL DSN (default $SEALROOT_TEST_POSTGRES); a private schema is made and dropped; empty skips PostgreSQL")
+	flag.StringVar(&o.stores, "stores", "bbolt,postgres", "stores to measure (postgres needs -postgres)")
+	flag.IntVar(&o.verifyN, "verify", 2000, "verifications for the raw verify rate")
+	flag.StringVar(&o.open, "open", "25,50,75", "open-loop arrival rates in percent of the measured closed-loop capacity; empty skips the open loop")
+	flag.DurationVar(&o.openD, "open-duration", 3*time.Second, "arrival time per open-loop rate")
+	flag.BoolVar(&o.pin, "pin", true, "bind the broker and the raw-verify child to CPU 0 (GOMAXPROCS 1) and the guests to the other CPUs (needs 2 CPUs)")
+	flag.StringVar(&o.bin, "broker-bin", "", "run this sealroot binary's `broker` command instead of the built-in serve mode")
+	flag.Int64Var(&o.every, "check-every", 50, "decrypt and check the released key of one handshake in N")
+	flag.StringVar(&o.brokerProf, "broker-profile", "", "write the broker's CPU and allocation profiles to PREFIX.STORE.cpu and PREFIX.STORE.allocs (serve mode only)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load generator to this file")
 	flag.Parse()
+	if o.every < 1 {
+		fmt.Fprintln(os.Stderr, "loadtest: -check-every must be at least 1")
+		os.Exit(2)
+	}
+	if o.bin != "" && o.brokerProf != "" {
+		fmt.Fprintln(os.Stderr, "loadtest: -broker-profile needs the built-in serve mode, not -broker-bin")
+		os.Exit(2)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {
@@ -83,32 +101,59 @@ func main() {
 	}
 	// The report goes to stdout; log records (failed handshakes) to stderr.
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(log, *levels, *duration, *pg, *verifyN, *open, *openD); err != nil {
+	if err := run(log, o); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, levelsFlag string, duration time.Duration, dsn string, verifyN int, openFlag string, openD time.Duration) error {
+type opts struct {
+	levels, dsn, stores, open, bin, brokerProf string
+	duration, openD                            time.Duration
+	verifyN                                    int
+	every                                      int64
+	pin                                        bool
+}
+
+// adminToken is the admin token of the measured broker.
+const adminToken = "loadtest-admin-token-0123"
+
+func run(log *slog.Logger, o opts) error {
 	var levels []int
-	for _, s := range strings.Split(levelsFlag, ",") {
+	for _, s := range strings.Split(o.levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
-			return fmt.Errorf("-levels %q: want positive integers", levelsFlag)
+			return fmt.Errorf("-levels %q: want positive integers", o.levels)
 		}
 		levels = append(levels, n)
 	}
 	var fracs []float64
-	if strings.TrimSpace(openFlag) != "" {
-		for _, s := range strings.Split(openFlag, ",") {
+	if strings.TrimSpace(o.open) != "" {
+		for _, s := range strings.Split(o.open, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
 			if err != nil || n < 1 || n > 200 {
-				return fmt.Errorf("-open %q: want percentages from 1 to 200", openFlag)
+				return fmt.Errorf("-open %q: want percentages from 1 to 200", o.open)
 			}
 			fracs = append(fracs, float64(n)/100)
 		}
 	}
+	var stores []string
+	for _, s := range strings.Split(o.stores, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "bbolt":
+			stores = append(stores, s)
+		case "postgres":
+			if o.dsn != "" {
+				stores = append(stores, s)
+			} else {
+				fmt.Println("(PostgreSQL skipped: give -postgres DSN or set SEALROOT_TEST_POSTGRES)")
+			}
+		default:
+			return fmt.Errorf("-stores %q: want bbolt and/or postgres", o.stores)
+		}
+	}
+
 	tmp, err := os.MkdirTemp("", "sealroot-loadtest-")
 	if err != nil {
 		return err
@@ -122,238 +167,321 @@ func run(log *slog.Logger, levelsFlag string, duration time.Duration, dsn string
 	if err != nil {
 		return err
 	}
-	verifier := sim.NewVerifier(auth, snp.Options{Offline: true})
-
-	fmt.Printf("sealroot broker load test: %d CPUs, GOMAXPROCS %d, %s per level\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), duration)
-	rawRate, err := rawVerify(auth, verifier, verifyN)
-	if err != nil {
+	tokenFile := filepath.Join(tmp, "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(adminToken+"\n"), 0o600); err != nil {
 		return err
 	}
 
-	backends := []string{"bbolt"}
-	if dsn != "" {
-		backends = append(backends, "postgres")
-	} else {
-		fmt.Println("(PostgreSQL skipped: give -postgres DSN or set SEALROOT_TEST_POSTGRES)")
+	var pin pinning
+	if o.pin {
+		if pin, err = pinGenerator(); err != nil {
+			fmt.Printf("(not pinned: %v)\n", err)
+			pin = pinning{}
+		}
 	}
-	fmt.Printf("\n%-9s %7s %12s %10s %10s %8s\n", "store", "clients", "handshakes/s", "p50", "p99", "errors")
+	where := "broker and guests share every CPU (no -pin, or one CPU)"
+	if pin.on {
+		where = fmt.Sprintf("broker and raw verify on CPU %d (GOMAXPROCS 1), guests on CPUs %s (GOMAXPROCS %d)",
+			brokerCPU, cpusOf(os.Getpid()), runtime.GOMAXPROCS(0))
+	}
+	brokerKind := "loadtest serve (broker.Run, the code of `sealroot broker`)"
+	if o.bin != "" {
+		brokerKind = o.bin + " broker"
+	}
+	fmt.Printf("sealroot broker load test: %d CPUs; %s\n", runtime.NumCPU(), where)
+	fmt.Printf("broker process: %s; krun dialect (RSA-2048 guest keys), simulated SNP reports; guests check 1 key in %d\n", brokerKind, o.every)
+	fmt.Printf("closed loop %s per level, open loop %s per rate; load average at start: %s\n", o.duration, o.openD, loadAvg())
+
+	// Guest keys are made before anything is timed.
+	g := &guests{auth: auth, every: o.every}
+	for range 8 {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return err
+		}
+		g.keys = append(g.keys, k)
+		g.pubs = append(g.pubs, kbs.NewKrunPubKey(&k.PublicKey))
+	}
+
 	failed := false
-	for _, be := range backends {
-		var st store.Store
-		if be == "bbolt" {
-			st, err = store.OpenBolt(filepath.Join(tmp, "broker.db"))
-		} else {
-			st, err = store.OpenPostgres(context.Background(), dsn)
-		}
+	for _, st := range stores {
+		raw, err := rawVerify(pin, simDir, o.verifyN)
 		if err != nil {
-			return fmt.Errorf("%s: %w", be, err)
+			return err
 		}
-		res, open, err := loadOne(log, st, auth, verifier, levels, duration, fracs, openD)
-		st.Close()
+		sum, err := loadStore(log, o, pin, st, tmp, simDir, tokenFile, g, levels, fracs)
 		if err != nil {
-			return fmt.Errorf("%s: %w", be, err)
+			return fmt.Errorf("%s: %w", st, err)
 		}
-		best := 0.0
-		for _, r := range res {
-			fmt.Printf("%-9s %7d %12.1f %10s %10s %8d\n", be, r.clients, r.rate, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errors)
-			failed = failed || r.errors > 0
-			best = max(best, r.rate)
+		failed = failed || sum.errors > 0
+		if sum.shed > 0 {
+			fmt.Printf("%-9s %d handshakes were answered 503 with Retry-After (shed: the broker's store calls or pending sessions at their caps; a guest retries); not counted as failures\n", st, sum.shed)
 		}
-		fmt.Printf("%-9s closed-loop capacity %.1f handshakes/s = %.2f of the raw verify rate on %d goroutines (%.0f/s)\n",
-			be, best, best/rawRate, runtime.GOMAXPROCS(0), rawRate)
-		if len(open) > 0 {
-			fmt.Printf("%-9s open loop, %s of arrivals per rate, latency from each scheduled arrival:\n", be, openD)
-			fmt.Printf("%-9s %9s %10s %10s %10s %10s %10s %8s\n", "store", "offered", "target/s", "achieved/s", "p50", "p99", "p99.9", "errors")
-			for _, o := range open {
-				fmt.Printf("%-9s %8.0f%% %10.1f %10.1f %10s %10s %10s %8d\n", be, o.frac*100, o.target, o.achieved,
-					o.p50.Round(10*time.Microsecond), o.p99.Round(10*time.Microsecond), o.p999.Round(10*time.Microsecond), o.errors)
-				failed = failed || o.errors > 0
-			}
+		fmt.Printf("%-9s raw verify on the broker's CPU, 1 goroutine: %.0f verifies/s (%s CPU each; load %s)\n",
+			st, raw.rate, raw.cpu.Round(time.Microsecond), raw.load)
+		fmt.Printf("%-9s capacity %.1f handshakes/s = %.2f of the raw verify rate (%.0f/s)\n", st, sum.best, sum.best/raw.rate, raw.rate)
+		if sum.cpuPer > 0 {
+			fmt.Printf("%-9s broker CPU per handshake at capacity %s = %.2f of it in verification: %.0f handshakes/s per busy core = %.2f of the raw verify rate\n",
+				st, sum.cpuPer.Round(time.Microsecond), float64(raw.cpu)/float64(sum.cpuPer),
+				float64(time.Second)/float64(sum.cpuPer), float64(raw.cpu)/float64(sum.cpuPer))
 		}
-		if res[len(res)-1].goroutinesAfter > res[0].goroutinesBefore+4 {
-			fmt.Printf("%-9s goroutines grew from %d to %d\n", be, res[0].goroutinesBefore, res[len(res)-1].goroutinesAfter)
-			failed = true
-		} else {
-			fmt.Printf("%-9s goroutines before %d, after %d\n", be, res[0].goroutinesBefore, res[len(res)-1].goroutinesAfter)
-		}
+		fmt.Println()
 	}
 	if failed {
-		return errors.New("handshakes failed or goroutines leaked (see above)")
+		return errors.New("handshakes failed (see above)")
 	}
 	return nil
 }
 
-// rawVerify measures the SNP verifier alone on pre-signed reports, on one
-// goroutine and on GOMAXPROCS, and returns the latter rate.
-func rawVerify(a *sim.Authority, v attest.Verifier, n int) (float64, error) {
-	evs := make([]*attest.Evidence, 64)
-	for i := range evs {
-		var p sim.ReportParams
-		rand.Read(p.ReportData[:])
-		r, table, err := a.Sign(p)
-		if err != nil {
-			return 0, err
-		}
-		evs[i] = &attest.Evidence{TEE: attest.TEESNP, Report: r, Certs: table}
-	}
-	var rate float64
-	for _, par := range []int{1, runtime.GOMAXPROCS(0)} {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		var errc atomic.Value
-		start := time.Now()
-		for range par {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := next.Add(1)
-					if i > int64(n) {
-						return
-					}
-					if _, err := v.Verify(context.Background(), evs[i%int64(len(evs))]); err != nil {
-						errc.Store(err)
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		if e := errc.Load(); e != nil {
-			return 0, fmt.Errorf("verify: %v", e)
-		}
-		el := time.Since(start)
-		rate = float64(n) / el.Seconds()
-		fmt.Printf("raw SNP verify (simulated root, full verifier, warm key cache): %d goroutine(s): %.0f verifies/s (%s each)\n",
-			par, rate, (el / time.Duration(n) * time.Duration(par)).Round(time.Microsecond))
-	}
-	return rate, nil
+// rawResult is the raw verify rate on the broker's CPU.
+type rawResult struct {
+	rate float64
+	cpu  time.Duration // CPU per verification
+	load string
 }
 
-type result struct {
-	clients                           int
-	rate                              float64
-	p50, p99                          time.Duration
-	errors                            int
-	goroutinesBefore, goroutinesAfter int
-}
-
-// openResult is one open-loop rate.
-type openResult struct {
-	frac, target, achieved float64
-	p50, p99, p999         time.Duration
-	errors                 int
-}
-
-// loadOne runs every closed-loop level against one store, then the open
-// loop at each fraction of the best closed-loop rate.
-func loadOne(log *slog.Logger, st store.Store, a *sim.Authority, v attest.Verifier, levels []int, d time.Duration, fracs []float64, openD time.Duration) ([]result, []openResult, error) {
-	key := make([]byte, 32)
-	rand.Read(key)
-	k, _ := kek.New(key)
-	tk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srv, err := broker.New(broker.Config{
-		Store: st, KEK: k, TokenKey: tk, TrustSimulated: true, AdminToken: adminToken,
-		Verifiers: map[string]attest.Verifier{attest.TEESNP: v},
-		Logger:    slog.New(slog.DiscardHandler), Audit: slog.New(slog.DiscardHandler),
-	})
+func rawVerify(pin pinning, simDir string, n int) (rawResult, error) {
+	self, err := os.Executable()
 	if err != nil {
-		return nil, nil, err
+		return rawResult{}, err
 	}
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
+	cmd := exec.Command(self, "rawverify", simDir, strconv.Itoa(n))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := pin.startPinned(cmd); err != nil {
+		return rawResult{}, err
+	}
+	if err := cmd.Wait(); err != nil {
+		return rawResult{}, fmt.Errorf("raw verify: %w: %s", err, strings.TrimSpace(out.String()))
+	}
+	var cnt, wall, cpu int64
+	if _, err := fmt.Sscan(out.String(), &cnt, &wall, &cpu); err != nil || wall <= 0 || cnt <= 0 {
+		return rawResult{}, fmt.Errorf("raw verify: unexpected output %q", out.String())
+	}
+	return rawResult{rate: float64(cnt) / time.Duration(wall).Seconds(), cpu: time.Duration(cpu / cnt), load: loadAvg()}, nil
+}
+
+// storeSummary is what a store's run adds up to.
+type storeSummary struct {
+	best   float64       // best closed-loop rate
+	cpuPer time.Duration // broker CPU per handshake at that level
+	errors int
+	shed   int // 503s with Retry-After: the broker shedding load
+}
+
+// level is one closed-loop level or open-loop rate.
+type level struct {
+	rate           float64
+	lat            []time.Duration // sorted
+	errors, shed   int
+	brokerCPU, gen time.Duration // per handshake
+	busy           float64       // broker CPU / wall time
+	load           string
+}
+
+func (l level) q(p float64) time.Duration {
+	if len(l.lat) == 0 {
+		return 0
+	}
+	return l.lat[min(len(l.lat)-1, int(float64(len(l.lat))*p))].Round(10 * time.Microsecond)
+}
+
+// outcome is what a loop's handshakes came to: the latencies of those
+// that got their key, the failures, and the 503s of a broker shedding
+// load.
+type outcome struct {
+	lat          []time.Duration
+	errors, shed int
+}
+
+// measure runs fn and accounts the broker's and the generator's CPU to
+// the handshakes it started.
+func measure(b *brokerProc, fn func() outcome) level {
+	bc0, gc0, start := b.cpu(), selfCPU(), time.Now()
+	o := fn()
+	el := time.Since(start)
+	bc, gc := b.cpu()-bc0, selfCPU()-gc0
+	slices.Sort(o.lat)
+	l := level{rate: float64(len(o.lat)) / el.Seconds(), lat: o.lat, errors: o.errors, shed: o.shed, busy: bc.Seconds() / el.Seconds(), load: loadAvg()}
+	if n := len(o.lat) + o.errors + o.shed; n > 0 {
+		l.brokerCPU, l.gen = bc/time.Duration(n), gc/time.Duration(n)
+	}
+	return l
+}
+
+// loadStore runs every closed-loop level against a fresh broker on one
+// store, then the open loop at each fraction of the best closed-loop rate.
+func loadStore(log *slog.Logger, o opts, pin pinning, st, tmp, simDir, tokenFile string, g *guests, levels []int, fracs []float64) (storeSummary, error) {
+	var sum storeSummary
+	spec := brokerSpec{bin: o.bin, state: filepath.Join(tmp, "state-"+st), simDir: simDir, token: tokenFile,
+		logFile: filepath.Join(tmp, "broker-"+st+".log")}
+	if o.brokerProf != "" {
+		spec.profile = o.brokerProf + "." + st
+	}
+	if st == "postgres" {
+		dsn, drop, err := privateSchema(o.dsn)
+		if err != nil {
+			return sum, err
+		}
+		defer drop()
+		spec.store = dsn
+	}
+	b, err := startBroker(pin, spec)
+	if err != nil {
+		return sum, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = b.stop()
+		}
+	}()
+	if pin.on {
+		fmt.Printf("%-9s broker pid %d on CPUs %s\n", st, b.cmd.Process.Pid, cpusOf(b.cmd.Process.Pid))
+	}
 
 	var m [48]byte
 	rand.Read(m[:])
-	id := "load-" + hex.EncodeToString(m[:4])
-	pass := hex.EncodeToString(key) // any 64 hex characters
+	g.m = m
+	g.id = "load-" + hex.EncodeToString(m[:4])
+	key := make([]byte, 32)
+	rand.Read(key)
+	g.pass = hex.EncodeToString(key) // any 64 hex characters
 	// Simulated reports unlock only workloads registered for the "sim" TEE.
-	ac, err := broker.NewAdminClient(hs.URL, adminToken, nil)
+	ac, err := broker.NewAdminClient(b.url, adminToken, nil)
 	if err != nil {
-		return nil, nil, err
+		return sum, err
 	}
-	if _, err := ac.Register(context.Background(), broker.AdminRegistration{WorkloadID: id, TEE: attest.TEESim,
-		Policy: broker.WorkloadPolicy{Measurements: []string{hex.EncodeToString(m[:])}}, Passphrase: &pass}); err != nil {
-		return nil, nil, fmt.Errorf("registration: %w", err)
+	if _, err := ac.Register(context.Background(), broker.AdminRegistration{WorkloadID: g.id, TEE: attest.TEESim,
+		Policy: broker.WorkloadPolicy{Measurements: []string{hex.EncodeToString(m[:])}}, Passphrase: &g.pass}); err != nil {
+		return sum, fmt.Errorf("registration: %w", err)
 	}
-
-	maxClients := slices.Max(levels)
-	keys := make([]*rsa.PrivateKey, min(maxClients, 8))
-	for i := range keys {
-		if keys[i], err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			return nil, nil, err
+	// Warm up (and check every key of the warm-up).
+	every := g.every
+	g.every = 1
+	wc := newClient(b.url)
+	for i := range 2 * len(g.keys) {
+		if _, err := g.handshake(wc, i); err != nil {
+			return sum, fmt.Errorf("warm-up handshake: %w", err)
 		}
 	}
-	// Warm up once, then count goroutines.
-	if _, err := handshake(newClient(hs.URL), keys[0], a, id, m, pass); err != nil {
-		return nil, nil, fmt.Errorf("warm-up handshake: %w", err)
-	}
-	http.DefaultClient.CloseIdleConnections()
-	time.Sleep(100 * time.Millisecond)
-	before := runtime.NumGoroutine()
+	wc.hc.CloseIdleConnections()
+	g.every = every
 
-	var out []result
+	fmt.Printf("%-9s closed loop:\n", st)
+	fmt.Printf("%-9s %7s %12s %10s %10s %7s %6s %11s %6s %11s  %s\n", "store", "clients", "handshakes/s", "p50", "p99", "errors", "shed", "broker-cpu", "busy", "guest-cpu", "load")
 	for _, n := range levels {
-		var mu sync.Mutex
-		var lat []time.Duration
-		var errs atomic.Int64
-		var firstErr atomic.Value
-		stop := time.Now().Add(d)
-		var wg sync.WaitGroup
-		start := time.Now()
-		for w := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c := newClient(hs.URL)
-				defer c.hc.CloseIdleConnections()
-				var mine []time.Duration
-				for time.Now().Before(stop) {
-					el, err := handshake(c, keys[w%len(keys)], a, id, m, pass)
-					if err != nil {
-						errs.Add(1)
-						firstErr.CompareAndSwap(nil, err)
-						continue
-					}
-					mine = append(mine, el)
-				}
-				mu.Lock()
-				lat = append(lat, mine...)
-				mu.Unlock()
-			}()
+		l := measure(b, func() outcome { return closedLoop(log, b.url, g, n, o.duration) })
+		fmt.Printf("%-9s %7d %12.1f %10s %10s %7d %6d %11s %6.2f %11s  %s\n", st, n, l.rate, l.q(0.50), l.q(0.99), l.errors, l.shed,
+			l.brokerCPU.Round(time.Microsecond), l.busy, l.gen.Round(time.Microsecond), l.load)
+		sum.errors += l.errors
+		sum.shed += l.shed
+		if l.rate > sum.best {
+			sum.best, sum.cpuPer = l.rate, l.brokerCPU
 		}
-		wg.Wait()
-		el := time.Since(start)
-		if e := firstErr.Load(); e != nil {
-			log.Warn("handshakes failed", "clients", n, "count", errs.Load(), "err", e)
-		}
-		slices.Sort(lat)
-		r := result{clients: n, rate: float64(len(lat)) / el.Seconds(), errors: int(errs.Load()), goroutinesBefore: before}
-		if len(lat) > 0 {
-			r.p50, r.p99 = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
-		}
-		out = append(out, r)
 	}
+	if len(fracs) > 0 {
+		fmt.Printf("%-9s open loop, %s of arrivals per rate, latency from each scheduled arrival:\n", st, o.openD)
+		fmt.Printf("%-9s %7s %9s %10s %10s %10s %10s %7s %6s %11s %6s  %s\n", "store", "offered", "target/s", "achieved/s", "p50", "p99", "p99.9", "errors", "shed", "broker-cpu", "busy", "load")
+		for _, f := range fracs {
+			rate := f * sum.best
+			if rate <= 0 {
+				return sum, errors.New("open loop: no closed-loop capacity to take a fraction of")
+			}
+			l := measure(b, func() outcome { return openLoop(log, b.url, g, rate, o.openD) })
+			fmt.Printf("%-9s %6.0f%% %9.1f %10.1f %10s %10s %10s %7d %6d %11s %6.2f  %s\n", st, f*100, rate, l.rate,
+				l.q(0.50), l.q(0.99), l.q(0.999), l.errors, l.shed, l.brokerCPU.Round(time.Microsecond), l.busy, l.load)
+			sum.errors += l.errors
+			sum.shed += l.shed
+		}
+	}
+	stopped = true
+	if err := b.stop(); err != nil {
+		return sum, fmt.Errorf("the broker did not stop cleanly: %w; its log: %s", err, tail(spec.logFile))
+	}
+	if sum.errors+sum.shed > 0 {
+		fmt.Fprintf(os.Stderr, "%s: the broker's last log lines:\n%s\n", st, tail(spec.logFile))
+	}
+	fmt.Printf("%-9s keys decrypted and checked by the guests: %d\n", st, g.checks.Swap(0))
+	return sum, nil
+}
 
-	var opens []openResult
-	best := 0.0
-	for _, r := range out {
-		best = max(best, r.rate)
+// privateSchema makes a schema of its own on the cluster at base and
+// returns a DSN selecting it and a function dropping it.
+func privateSchema(base string) (string, func(), error) {
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	schema := "loadtest_" + hex.EncodeToString(rnd[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		return "", nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
 	}
-	for _, f := range fracs {
-		o, err := openLoop(log, hs.URL, keys, a, id, m, pass, f*best, openD)
-		if err != nil {
-			return nil, nil, err
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		return "", nil, fmt.Errorf("creating schema: %w", err)
+	}
+	drop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, base); err == nil {
+			if _, err := c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+				fmt.Fprintf(os.Stderr, "loadtest: dropping schema %s: %v\n", schema, err)
+			}
+			c.Close(ctx)
 		}
-		o.frac = f
-		opens = append(opens, o)
 	}
-	http.DefaultClient.CloseIdleConnections()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	u, err := url.Parse(base)
+	if err != nil {
+		drop()
+		return "", nil, errors.New("the PostgreSQL DSN is not a URL")
 	}
-	out[len(out)-1].goroutinesAfter = runtime.NumGoroutine()
-	return out, opens, nil
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), drop, nil
+}
+
+// closedLoop runs n clients for d, each starting its next handshake when
+// the last ends.
+func closedLoop(log *slog.Logger, base string, g *guests, n int, d time.Duration) outcome {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs, shed atomic.Int64
+	var firstErr atomic.Value
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := newClient(base)
+			defer c.hc.CloseIdleConnections()
+			var mine []time.Duration
+			for time.Now().Before(stop) {
+				el, err := g.handshake(c, w)
+				if isShed(err) {
+					shed.Add(1)
+					continue
+				}
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				mine = append(mine, el)
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if e := firstErr.Load(); e != nil {
+		log.Warn("handshakes failed", "clients", n, "count", errs.Load(), "err", e)
+	}
+	return outcome{lat, int(errs.Load()), int(shed.Load())}
 }
 
 // maxInFlight bounds the open loop's concurrent handshakes; arrivals past
@@ -365,15 +493,8 @@ const maxInFlight = 4096
 // runs from that scheduled time to the released key. Guests come from a
 // pool of clients (each its own cookie jar and connections), grown when
 // every pooled one is busy.
-func openLoop(log *slog.Logger, base string, keys []*rsa.PrivateKey, a *sim.Authority, id string, m [48]byte, pass string, rate float64, d time.Duration) (openResult, error) {
-	res := openResult{target: rate}
-	if rate <= 0 {
-		return res, errors.New("open loop: no closed-loop capacity to take a fraction of")
-	}
-	n := int(rate * d.Seconds())
-	if n < 1 {
-		n = 1
-	}
+func openLoop(log *slog.Logger, base string, g *guests, rate float64, d time.Duration) outcome {
+	n := max(1, int(rate*d.Seconds()))
 	interval := time.Duration(float64(time.Second) / rate)
 	free := make(chan *client, 1024)
 	var all []*client
@@ -392,7 +513,7 @@ func openLoop(log *slog.Logger, base string, keys []*rsa.PrivateKey, a *sim.Auth
 	}
 	lat := make([]time.Duration, 0, n)
 	var mu sync.Mutex
-	var errs atomic.Int64
+	var errs, shed atomic.Int64
 	var firstErr atomic.Value
 	var inFlight atomic.Int64
 	var wg sync.WaitGroup
@@ -413,11 +534,15 @@ func openLoop(log *slog.Logger, base string, keys []*rsa.PrivateKey, a *sim.Auth
 			defer wg.Done()
 			defer inFlight.Add(-1)
 			c := get()
-			_, err := handshake(c, keys[i%len(keys)], a, id, m, pass)
+			_, err := g.handshake(c, i)
 			el := time.Since(at)
 			select {
 			case free <- c:
 			default:
+			}
+			if isShed(err) {
+				shed.Add(1)
+				return
 			}
 			if err != nil {
 				errs.Add(1)
@@ -430,97 +555,11 @@ func openLoop(log *slog.Logger, base string, keys []*rsa.PrivateKey, a *sim.Auth
 		}()
 	}
 	wg.Wait()
-	el := time.Since(start)
 	for _, c := range all {
 		c.hc.CloseIdleConnections()
 	}
 	if e := firstErr.Load(); e != nil {
 		log.Warn("handshakes failed", "rate", fmt.Sprintf("%.1f/s", rate), "count", errs.Load(), "err", e)
 	}
-	slices.Sort(lat)
-	res.errors = int(errs.Load())
-	res.achieved = float64(len(lat)) / el.Seconds()
-	if len(lat) > 0 {
-		q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
-		res.p50, res.p99, res.p999 = q(0.50), q(0.99), q(0.999)
-	}
-	return res, nil
-}
-
-// client is one guest: its own cookie jar and connections.
-type client struct {
-	hc   *http.Client
-	base string
-}
-
-func newClient(base string) *client {
-	jar, _ := cookiejar.New(nil)
-	return &client{base: base, hc: &http.Client{Jar: jar, Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
-}
-
-// handshake runs auth → attest → key as a krun guest and checks the key.
-// adminToken is the admin token of the measured broker.
-const adminToken = "loadtest-admin-token-0123"
-
-func handshake(c *client, key *rsa.PrivateKey, a *sim.Authority, id string, m [48]byte, pass string) (time.Duration, error) {
-	start := time.Now()
-	req, err := kbs.NewKrunRequest("snp", id)
-	if err != nil {
-		return 0, err
-	}
-	body, _ := json.Marshal(req)
-	raw, err := call(c, http.MethodPost, "/kbs/v0/auth", body)
-	if err != nil {
-		return 0, err
-	}
-	var ch kbs.Challenge
-	if err := json.Unmarshal(raw, &ch); err != nil {
-		return 0, err
-	}
-	rd := kbs.KrunReportData(ch.Nonce, &key.PublicKey)
-	report, _, err := a.Sign(sim.ReportParams{ReportData: rd, Measurement: m})
-	if err != nil {
-		return 0, err
-	}
-	ev, err := kbs.EncodeKrunSNPEvidence("milan", report, nil)
-	if err != nil {
-		return 0, err
-	}
-	body, _ = json.Marshal(kbs.KrunAttestation{TEEPubKey: kbs.NewKrunPubKey(&key.PublicKey), TEEEvidence: ev})
-	if _, err := call(c, http.MethodPost, "/kbs/v0/attest", body); err != nil {
-		return 0, err
-	}
-	raw, err = call(c, http.MethodGet, "/kbs/v0/key/"+id, nil)
-	if err != nil {
-		return 0, err
-	}
-	got, err := kbs.KrunDecryptSecret(key, raw)
-	if err != nil {
-		return 0, err
-	}
-	if string(got) != pass {
-		return 0, errors.New("wrong passphrase released")
-	}
-	return time.Since(start), nil
-}
-
-func call(c *client, method, path string, body []byte) ([]byte, error) {
-	req, err := http.NewRequest(method, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	return b, nil
+	return outcome{lat, int(errs.Load()), int(shed.Load())}
 }

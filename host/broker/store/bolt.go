@@ -85,6 +85,8 @@ type Bolt struct {
 
 	bmu   sync.Mutex
 	group *batchGroup
+	// cmu is held by the leader committing a group (boltbatch.go).
+	cmu sync.Mutex
 }
 
 var _ Store = (*Bolt)(nil)

@@ -16,6 +16,13 @@ import (
 // commits from a timer goroutine, where a panic on a damaged page would
 // end the process; here the first caller of a group commits it in its own
 // goroutine, under guardBolt.
+//
+// A group stays open to new writes until its leader may commit: after
+// batchDelay (or when it is full), and after the previous group's commit
+// has finished (cmu). Under load, every write that arrives while a commit
+// waits for the disk joins the next group, so commits (and their two
+// fdatasyncs) grow with the load instead of staying one per batchDelay
+// window; an idle broker still commits a lone write after batchDelay.
 type batchGroup struct {
 	calls []batchCall
 	full  chan struct{}
@@ -56,12 +63,16 @@ func (s *Bolt) batch(fn func(*bolt.Tx) error) error {
 	case <-time.After(batchDelay):
 	case <-g.full:
 	}
-	s.bmu.Lock()
-	if s.group == g {
-		s.group = nil
-	}
-	s.bmu.Unlock()
-	s.runGroup(g)
+	func() {
+		s.cmu.Lock()
+		defer s.cmu.Unlock()
+		s.bmu.Lock()
+		if s.group == g {
+			s.group = nil
+		}
+		s.bmu.Unlock()
+		s.runGroup(g)
+	}()
 	close(g.done)
 	return g.calls[idx].err
 }
