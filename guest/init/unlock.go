@@ -17,13 +17,18 @@ import (
 )
 
 // network brings up the guest's link to the broker when the attestation
-// URL is reached over QEMU's user network.
+// URL is reached over QEMU's user network: it waits for the bring-up the
+// config phase started (earlynet.go).
 func (b *boot) network(ctx context.Context) error {
 	if !b.encrypted || !netup.NeedsNetwork(b.cfg.AttestationURL) {
 		b.detail = map[string]string{"network": "off"}
 		return nil
 	}
-	if err := netup.Up(ctx, netup.Options{}); err != nil {
+	b.startNetwork() // a no-op when the config phase started it
+	if b.net == nil {
+		return fmt.Errorf("tee %q does not attest: no network for %s", b.cfg.TEE, b.cfg.AttestationURL)
+	}
+	if err := b.net.wait(ctx); err != nil {
 		return fmt.Errorf("bringing up eth0 for %s: %w; with sealroot launch, give --broker URL", b.cfg.AttestationURL, err)
 	}
 	b.detail = map[string]string{"network": "eth0"}
