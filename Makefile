@@ -53,7 +53,7 @@ unit:
 # no other layer; guest/ and host/ never import each other. The unit tests
 # (so `make test`) run the same two tests.
 depcheck:
-	$(GO) test -count=1 -run '^(TestInitDependencies|TestLayers)$$' ./guest/init
+	$(GO) test -count=1 -run '^(TestInitDependencies|TestLayers|TestWireLeaf)$$' ./guest/init
 
 e2e: deps build kernel-krunfw
 	$(GO) test -count=1 -timeout 25m ./tests/...

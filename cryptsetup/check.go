@@ -55,7 +55,7 @@ func (v *Volume) CheckContext(ctx context.Context, passphrase []byte, o UnlockOp
 		return nil, err
 	}
 	if o.VolumeID != nil {
-		if err := o.VolumeID.Match(v.hdr); err != nil {
+		if err := MatchVolume(o.VolumeID, v.hdr); err != nil {
 			return nil, fmt.Errorf("%s: %w", v.path, err)
 		}
 	}
@@ -65,7 +65,7 @@ func (v *Volume) CheckContext(ctx context.Context, passphrase []byte, o UnlockOp
 	}
 	defer wipe(u.key)
 	if o.VolumeID != nil {
-		if err := o.VolumeID.checkKey(ctx, u.key, u.slot.digest); err != nil {
+		if err := checkVolumeKey(ctx, o.VolumeID, u.key, u.slot.digest); err != nil {
 			return nil, fmt.Errorf("%s: %w", v.path, err)
 		}
 	}

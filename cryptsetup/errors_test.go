@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/cryptsetup"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 var testPass = []byte("correct horse battery staple")
@@ -415,7 +416,7 @@ func TestInspect(t *testing.T) {
 	f, _ := os.Create(plainImg)
 	f.Write(fakeExt4(1 << 20))
 	cfg := []byte(`{"tee":"none","tee_data":"","workload_id":"w","cpus":1,"ram_mib":256,"attestation_url":""}`)
-	total, err := cryptsetup.AppendFooter(f, 1<<20, cfg)
+	total, err := diskconfig.AppendFooter(f, 1<<20, cfg)
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -425,7 +426,7 @@ func TestInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	if info.Encrypted || info.Size != total || info.Filesystem == nil || info.Filesystem.Type != "ext4" ||
-		info.Footer == nil || string(info.Footer.Config) != string(cfg) || info.PayloadSize != total-cryptsetup.FooterSize-int64(len(cfg)) {
+		info.Footer == nil || string(info.Footer.Config) != string(cfg) || info.PayloadSize != total-diskconfig.FooterSize-int64(len(cfg)) {
 		t.Fatalf("plain image: %+v footer %+v", info, info.Footer)
 	}
 
@@ -433,7 +434,7 @@ func TestInspect(t *testing.T) {
 	img := formatted(t, 1, fakeExt4(1<<20), cryptsetup.FormatOptions{})
 	f, _ = os.OpenFile(img, os.O_RDWR, 0)
 	st, _ := f.Stat()
-	cryptsetup.AppendFooter(f, st.Size(), []byte("{not json"))
+	diskconfig.AppendFooter(f, st.Size(), []byte("{not json"))
 	f.Close()
 	info, err = cryptsetup.Inspect(img)
 	if err != nil {

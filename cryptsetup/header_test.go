@@ -48,7 +48,7 @@ func exercise(t *testing.T, h *Header, size int64) {
 		if err := id.Validate(); err != nil {
 			t.Fatalf("VolumeID of a header fails Validate: %v", err)
 		}
-		if err := id.Match(h); err != nil {
+		if err := MatchVolume(id, h); err != nil {
 			t.Fatalf("a header does not match its own VolumeID: %v", err)
 		}
 	} else if !knownErr(err) {

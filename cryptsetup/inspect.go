@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // Info describes a disk image or device without unlocking it.
@@ -56,17 +58,17 @@ func Inspect(path string) (*Info, error) {
 	}
 	info := &Info{Path: path, Size: size}
 
-	cfg, err := ReadFooter(f, size)
+	cfg, err := diskconfig.ReadFooter(f, size)
 	switch {
 	case err == nil:
-		fi := &FooterInfo{Offset: size - FooterSize - int64(len(cfg)), Length: len(cfg)}
+		fi := &FooterInfo{Offset: size - diskconfig.FooterSize - int64(len(cfg)), Length: len(cfg)}
 		if json.Valid(cfg) {
 			fi.Config = cfg
 		} else {
 			fi.Error = "the footer config is not valid JSON"
 		}
 		info.Footer = fi
-	case errors.Is(err, ErrNoFooter):
+	case errors.Is(err, diskconfig.ErrNoFooter):
 	default:
 		info.Footer = &FooterInfo{Error: err.Error()}
 	}

@@ -54,11 +54,3 @@ func dmFlags(header, extra []string) (dm, ignored []string, err error) {
 	}
 	return dm, ignored, nil
 }
-
-// KnownActivationFlag reports whether name is a LUKS2 activation flag
-// dm-crypt has a parameter for (allow-discards, same-cpu-crypt,
-// submit-from-crypt-cpus, no-read-workqueue, no-write-workqueue).
-func KnownActivationFlag(name string) bool {
-	_, ok := knownFlags[name]
-	return ok
-}

@@ -70,7 +70,7 @@ func (v *Volume) UnlockContext(ctx context.Context, passphrase []byte, o UnlockO
 	}
 	ignored = append(append([]string(nil), skipped...), ignored...)
 	if o.VolumeID != nil {
-		if err := o.VolumeID.Match(h); err != nil {
+		if err := MatchVolume(o.VolumeID, h); err != nil {
 			return nil, fmt.Errorf("%s: %w", v.path, err)
 		}
 	}
@@ -91,7 +91,7 @@ func (v *Volume) UnlockContext(ctx context.Context, passphrase []byte, o UnlockO
 	}
 	defer wipe(u.key)
 	if o.VolumeID != nil {
-		if err := o.VolumeID.checkKey(ctx, u.key, u.slot.digest); err != nil {
+		if err := checkVolumeKey(ctx, o.VolumeID, u.key, u.slot.digest); err != nil {
 			return nil, fmt.Errorf("%s: %w", v.path, err)
 		}
 	}

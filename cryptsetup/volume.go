@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // Volume is an opened LUKS device or image file. It holds the device open
@@ -101,9 +103,9 @@ type UnlockOptions struct {
 	MapperNode bool
 	// VolumeID, when set, binds the volume: the header must match it
 	// before any keyslot is tried, and the key a passphrase opens must be
-	// the bound volume key (VolumeID.Match, docs/threat-model.md). A
+	// the bound volume key (MatchVolume, docs/threat-model.md). A
 	// mismatch is ErrVolumeMismatch.
-	VolumeID *VolumeID
+	VolumeID *diskconfig.VolumeID
 	// IgnoreHeaderFlags applies only Flags, not the header's persistent
 	// activation flags, which whoever writes the disk can set (a LUKS2
 	// header has no keyed checksum). The header's flags are then listed

@@ -7,88 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
+
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
-// ErrVolumeMismatch means a volume is not the one a VolumeID names: its
-// header differs, or the key a passphrase opened is not the bound volume
-// key.
+// ErrVolumeMismatch means a volume is not the one a diskconfig.VolumeID
+// names: its header differs, or the key a passphrase opened is not the
+// bound volume key.
 var ErrVolumeMismatch = errors.New("root volume does not match its binding")
-
-// VolumeID names one LUKS volume (docs/threat-model.md, "The root volume
-// binding"). Its core is the volume-key digest: PBKDF2 of the volume key
-// under the digest's salt and iterations. Only a key that reproduces
-// Digest.Value satisfies it, so whoever can write a header with these
-// fields still cannot make any key but the bound one pass: a volume that
-// unlocks under a VolumeID is unlocked with the volume key it was made
-// for, whatever the rest of the header says. The other fields pin the
-// header's description of the payload (cipher, key size, sector size,
-// where the payload lies) so that the bound key is also applied the way
-// it was when the image was built.
-type VolumeID struct {
-	// LUKS is the header version, 1 or 2.
-	LUKS          int       `json:"luks"`
-	UUID          string    `json:"uuid"`
-	Cipher        string    `json:"cipher"`
-	KeyBits       int       `json:"key_bits"`
-	SectorSize    int       `json:"sector_size"`
-	PayloadOffset int64     `json:"payload_offset"`
-	PayloadSize   int64     `json:"payload_size,omitempty"`
-	IVTweak       uint64    `json:"iv_tweak,omitempty"`
-	Digest        KeyDigest `json:"digest"`
-}
-
-// KeyDigest is a LUKS volume-key digest: PBKDF2-Hash(key, Salt,
-// Iterations) = Value. Salt and Value are base64 in JSON.
-type KeyDigest struct {
-	Hash       string `json:"hash"`
-	Iterations uint32 `json:"iterations"`
-	Salt       []byte `json:"salt"`
-	Value      []byte `json:"value"`
-}
-
-var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
-// Validate checks a VolumeID read from untrusted JSON; errors name the
-// field.
-func (id *VolumeID) Validate() error {
-	switch {
-	case id.LUKS != 1 && id.LUKS != 2:
-		return fmt.Errorf("luks: %d is not 1 or 2", id.LUKS)
-	case !uuidRE.MatchString(id.UUID):
-		return fmt.Errorf("uuid: %q is not a UUID", id.UUID)
-	case id.Cipher == "":
-		return errors.New("cipher is empty")
-	case id.KeyBits <= 0 || id.KeyBits > 2048 || id.KeyBits%8 != 0:
-		return fmt.Errorf("key_bits: %d", id.KeyBits)
-	case id.SectorSize != 512 && id.SectorSize != 1024 && id.SectorSize != 2048 && id.SectorSize != 4096:
-		return fmt.Errorf("sector_size: %d is not 512, 1024, 2048 or 4096", id.SectorSize)
-	case id.PayloadOffset <= 0 || id.PayloadOffset%512 != 0:
-		return fmt.Errorf("payload_offset: %d", id.PayloadOffset)
-	case id.PayloadSize < 0:
-		return fmt.Errorf("payload_size: %d", id.PayloadSize)
-	}
-	d := id.Digest
-	if _, err := hashByName(d.Hash); err != nil {
-		return fmt.Errorf("digest.hash: %w", err)
-	}
-	if d.Iterations == 0 || d.Iterations > maxReadPBKDF2Iterations {
-		return fmt.Errorf("digest.iterations: %d is outside 1-%d", d.Iterations, maxReadPBKDF2Iterations)
-	}
-	if len(d.Salt) == 0 || len(d.Salt) > 256 {
-		return fmt.Errorf("digest.salt: %d bytes", len(d.Salt))
-	}
-	if len(d.Value) < 16 || len(d.Value) > 64 {
-		return fmt.Errorf("digest.value: %d bytes, want 16-64", len(d.Value))
-	}
-	return nil
-}
 
 // VolumeID returns the identity of the volume this header describes. Every
 // keyslot that can open the data segment must be verified by one and the
 // same digest (what cryptsetup writes); a header whose keyslots rely on
 // different digests has no single identity and is refused.
-func (h *Header) VolumeID() (*VolumeID, error) {
+func (h *Header) VolumeID() (*diskconfig.VolumeID, error) {
 	var d *digest
 	for i := range h.Keyslots {
 		ks := &h.Keyslots[i]
@@ -103,10 +35,10 @@ func (h *Header) VolumeID() (*VolumeID, error) {
 	if d == nil {
 		return nil, fmt.Errorf("%w: no keyslot with a pbkdf2 volume-key digest", ErrCorruptHeader)
 	}
-	id := &VolumeID{
+	id := &diskconfig.VolumeID{
 		LUKS: h.Version, UUID: h.UUID, Cipher: h.Cipher, KeyBits: h.KeyBits,
 		SectorSize: h.SectorSize, PayloadOffset: h.PayloadOffset, PayloadSize: h.PayloadSize, IVTweak: h.IVTweak,
-		Digest: KeyDigest{Hash: d.hash, Iterations: d.iterations,
+		Digest: diskconfig.KeyDigest{Hash: d.hash, Iterations: d.iterations,
 			Salt: bytes.Clone(d.salt), Value: bytes.Clone(d.value)},
 	}
 	if err := id.Validate(); err != nil {
@@ -117,7 +49,7 @@ func (h *Header) VolumeID() (*VolumeID, error) {
 
 // ReadVolumeID reads the LUKS header of a device or image of the given
 // size and returns its VolumeID.
-func ReadVolumeID(r io.ReaderAt, size int64) (*VolumeID, error) {
+func ReadVolumeID(r io.ReaderAt, size int64) (*diskconfig.VolumeID, error) {
 	h, err := readHeader(r, size)
 	if err != nil {
 		return nil, err
@@ -125,12 +57,12 @@ func ReadVolumeID(r io.ReaderAt, size int64) (*VolumeID, error) {
 	return h.VolumeID()
 }
 
-// Match checks that h describes the volume id names: same header fields,
-// and every keyslot that can open the data segment verified by id's
-// digest. The error names the first field that differs. Match runs before
-// any passphrase is requested; the key itself is checked against the
-// digest after it is unsealed (UnlockOptions.VolumeID).
-func (id *VolumeID) Match(h *Header) error {
+// MatchVolume checks that h describes the volume id names: same header
+// fields, and every keyslot that can open the data segment verified by
+// id's digest. The error names the first field that differs. It runs
+// before any passphrase is requested; the key itself is checked against
+// the digest after it is unsealed (UnlockOptions.VolumeID).
+func MatchVolume(id *diskconfig.VolumeID, h *Header) error {
 	mismatch := func(field string, got, want any) error {
 		return fmt.Errorf("%w: %s is %v, the disk config binds %v", ErrVolumeMismatch, field, got, want)
 	}
@@ -152,7 +84,7 @@ func (id *VolumeID) Match(h *Header) error {
 	case h.IVTweak != id.IVTweak:
 		return mismatch("IV tweak", h.IVTweak, id.IVTweak)
 	}
-	want := id.digest()
+	want := volumeDigest(id)
 	n := 0
 	for _, ks := range h.Keyslots {
 		if ks.digest == nil {
@@ -173,8 +105,8 @@ func (id *VolumeID) Match(h *Header) error {
 // id's digest parameters gives id's digest value. When the digest the
 // keyslot was verified against is id's own (the case after Match), that
 // computation has just been done by unseal and is not repeated.
-func (id *VolumeID) checkKey(ctx context.Context, key []byte, verified *digest) error {
-	want := id.digest()
+func checkVolumeKey(ctx context.Context, id *diskconfig.VolumeID, key []byte, verified *digest) error {
+	want := volumeDigest(id)
 	if verified != nil && verified.equal(want) {
 		return nil
 	}
@@ -193,7 +125,7 @@ func (id *VolumeID) checkKey(ctx context.Context, key []byte, verified *digest) 
 	return nil
 }
 
-func (id *VolumeID) digest() *digest {
+func volumeDigest(id *diskconfig.VolumeID) *digest {
 	return &digest{hash: id.Digest.Hash, iterations: id.Digest.Iterations, salt: id.Digest.Salt, value: id.Digest.Value}
 }
 

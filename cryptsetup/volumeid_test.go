@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 func openTestVolume(t *testing.T, f *os.File) *Volume {
@@ -37,14 +39,14 @@ func TestVolumeIDBinding(t *testing.T) {
 			}
 			// It survives the disk config's JSON.
 			raw, _ := json.Marshal(id)
-			var back VolumeID
+			var back diskconfig.VolumeID
 			if err := json.Unmarshal(raw, &back); err != nil || back.Validate() != nil {
 				t.Fatalf("round trip: %v %v", err, back.Validate())
 			}
-			if err := back.Match(tenant.Header()); err != nil {
+			if err := MatchVolume(&back, tenant.Header()); err != nil {
 				t.Fatalf("the tenant's own volume: %v", err)
 			}
-			err = back.Match(host.Header())
+			err = MatchVolume(&back, host.Header())
 			if !errors.Is(err, ErrVolumeMismatch) || !strings.Contains(err.Error(), "LUKS UUID") {
 				t.Fatalf("another volume: %v, want a UUID mismatch", err)
 			}
@@ -55,10 +57,10 @@ func TestVolumeIDBinding(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer wipe(tu.key)
-			if err := back.checkKey(ctx, tu.key, tu.slot.digest); err != nil {
+			if err := checkVolumeKey(ctx, &back, tu.key, tu.slot.digest); err != nil {
 				t.Fatalf("the tenant's key, digest already verified: %v", err)
 			}
-			if err := back.checkKey(ctx, tu.key, nil); err != nil {
+			if err := checkVolumeKey(ctx, &back, tu.key, nil); err != nil {
 				t.Fatalf("the tenant's key, digest recomputed: %v", err)
 			}
 			// A header that opens with the host's passphrase to the host's
@@ -69,7 +71,7 @@ func TestVolumeIDBinding(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer wipe(hu.key)
-			if err := back.checkKey(ctx, hu.key, hu.slot.digest); !errors.Is(err, ErrVolumeMismatch) {
+			if err := checkVolumeKey(ctx, &back, hu.key, hu.slot.digest); !errors.Is(err, ErrVolumeMismatch) {
 				t.Fatalf("the host's key: %v, want ErrVolumeMismatch", err)
 			}
 		})
@@ -102,40 +104,11 @@ func TestVolumeIDForgedHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	forged := openTestVolume(t, hf)
-	if err := id.Match(forged.Header()); err != nil {
+	if err := MatchVolume(id, forged.Header()); err != nil {
 		t.Fatalf("the forged header should match the binding's fields: %v", err)
 	}
 	_, err = forged.Check([]byte("pw"), UnlockOptions{VolumeID: id})
 	if !errors.Is(err, ErrWrongPassphrase) {
 		t.Fatalf("forged header unlocked with the host's passphrase: %v, want a refusal", err)
-	}
-}
-
-func TestVolumeIDValidate(t *testing.T) {
-	good := VolumeID{LUKS: 2, UUID: "0b6a5c3e-2c0e-4cd5-9a8e-3c1f2b7d9e01", Cipher: "aes-xts-plain64", KeyBits: 512,
-		SectorSize: 4096, PayloadOffset: 16 << 20, Digest: KeyDigest{Hash: "sha256", Iterations: 1000, Salt: make([]byte, 32), Value: make([]byte, 32)}}
-	if err := good.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		field string
-		edit  func(*VolumeID)
-	}{
-		{"luks", func(v *VolumeID) { v.LUKS = 3 }},
-		{"uuid", func(v *VolumeID) { v.UUID = "not-a-uuid" }},
-		{"cipher", func(v *VolumeID) { v.Cipher = "" }},
-		{"key_bits", func(v *VolumeID) { v.KeyBits = 7 }},
-		{"sector_size", func(v *VolumeID) { v.SectorSize = 100 }},
-		{"payload_offset", func(v *VolumeID) { v.PayloadOffset = 0 }},
-		{"digest.hash", func(v *VolumeID) { v.Digest.Hash = "md5" }},
-		{"digest.iterations", func(v *VolumeID) { v.Digest.Iterations = 0 }},
-		{"digest.salt", func(v *VolumeID) { v.Digest.Salt = nil }},
-		{"digest.value", func(v *VolumeID) { v.Digest.Value = make([]byte, 4) }},
-	} {
-		v := good
-		tc.edit(&v)
-		if err := v.Validate(); err == nil || !strings.Contains(err.Error(), tc.field) {
-			t.Errorf("%s: %v", tc.field, err)
-		}
 	}
 }

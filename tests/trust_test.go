@@ -48,8 +48,8 @@ func hostDisk(t *testing.T, e *harness.Env, tenant *image.Result, c attestedCase
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	start := st.Size() - cryptsetup.FooterSize - int64(len(img.ConfigJSON))
-	total, err := cryptsetup.AppendFooter(f, start, tenant.ConfigJSON)
+	start := st.Size() - diskconfig.FooterSize - int64(len(img.ConfigJSON))
+	total, err := diskconfig.AppendFooter(f, start, tenant.ConfigJSON)
 	if err == nil {
 		err = f.Truncate(total)
 	}
@@ -156,7 +156,7 @@ func TestRootVolumeInHostData(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	if err := c.RootVolume.Match(v.Header()); err != nil {
+	if err := cryptsetup.MatchVolume(c.RootVolume, v.Header()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -174,7 +174,7 @@ func TestImageBindRegister(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ := f.Stat()
-	total, err := cryptsetup.AppendFooter(f, st.Size()-cryptsetup.FooterSize-int64(len(img.ConfigJSON)), buildah)
+	total, err := diskconfig.AppendFooter(f, st.Size()-diskconfig.FooterSize-int64(len(img.ConfigJSON)), buildah)
 	if err == nil {
 		err = f.Truncate(total)
 	}
@@ -191,7 +191,7 @@ func TestImageBindRegister(t *testing.T) {
 	if err != nil {
 		t.Fatalf("image bind: %v", err)
 	}
-	raw, err := cryptsetup.ReadFooterFile(img.Disk)
+	raw, err := diskconfig.ReadFooterFile(img.Disk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -286,7 +286,7 @@ func TestVerityPlainRoot(t *testing.T) {
 			t.Fatal(err)
 		}
 		end := img.Size - int64(len(img.ConfigJSON)) - 12
-		total, err := cryptsetup.AppendFooter(f, end, raw)
+		total, err := diskconfig.AppendFooter(f, end, raw)
 		if err == nil {
 			err = f.Truncate(total)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -85,15 +86,10 @@ func TestLayers(t *testing.T) {
 		"guest":  {"wire": true, "shared": true, "guest": true},
 		"host":   {"wire": true, "shared": true, "host": true},
 	}
-	// Known exceptions, each with the reason it is still there.
-	exceptions := map[string]string{
-		// The disk config's root_volume and verity keys are cryptsetup's
-		// VolumeID and verity's Params; the wire-level types have not
-		// moved into wire/diskconfig yet.
-		module + "wire/diskconfig " + module + "cryptsetup": "VolumeID, KnownActivationFlag",
-		module + "wire/diskconfig " + module + "verity":     "verity.Params",
+	sharedWire := map[string]bool{}
+	for _, p := range wireMayLink {
+		sharedWire[p] = true
 	}
-	sharedWire := map[string]bool{module + "attest": true, module + "internal/textclip": true}
 	pkgs := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
@@ -111,13 +107,63 @@ func TestLayers(t *testing.T) {
 			if fromLayer == "wire" && sharedWire[imp] {
 				continue
 			}
-			if _, ok := exceptions[from+" "+imp]; ok {
-				continue
-			}
 			t.Errorf("%s (%s) imports %s (%s)", from, fromLayer, imp, toLayer)
 		}
 	}
 	if pkgs < 20 {
 		t.Fatalf("go list named %d packages; want the whole module:\n%s", pkgs, out)
+	}
+}
+
+// wireMayLink are the two sealroot packages outside wire/ that a wire
+// package may import: attest (the TEE table and the evidence types the SNP
+// codec fills) and internal/textclip (bounding untrusted text in errors).
+// Both are leaves themselves: TestWireLeaf holds them to the standard
+// library, and attest to textclip.
+var wireMayLink = []string{module + "attest", module + "internal/textclip"}
+
+// TestWireLeaf checks that the wire contracts are a leaf layer
+// (docs/design.md, "Package map"): the whole build closure of every wire/
+// package, tests excluded, is the standard library, golang.org/x/crypto,
+// other wire/ packages and wireMayLink, and those link only the standard
+// library. A wire package that needs anything else (a JOSE library, a
+// TOML parser, a uuid package) must write the little it needs or leave
+// the work to the guest or host package that uses it.
+func TestWireLeaf(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{.Standard}}", "./wire/...", "./attest", "./internal/textclip")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	allowed := func(p string, std bool) bool {
+		return std || strings.HasPrefix(p, "golang.org/x/crypto/") || strings.HasPrefix(p, module+"wire/") || slices.Contains(wireMayLink, p)
+	}
+	wire := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		p, std, _ := strings.Cut(line, " ")
+		if strings.HasPrefix(p, module+"wire/") {
+			wire++
+		}
+		if !allowed(p, std == "true") {
+			t.Errorf("a wire package links %s: wire/ may link only the standard library, golang.org/x/crypto, wire/ and %v", p, wireMayLink)
+		}
+	}
+	if wire < 4 {
+		t.Fatalf("go list -deps named %d wire packages; want all of wire/:\n%s", wire, out)
+	}
+	// attest and textclip: the standard library (and textclip) only.
+	cmd = exec.Command("go", "list", "-f", "{{.ImportPath}}: {{join .Imports \" \"}}", "./attest", "./internal/textclip")
+	cmd.Dir = "../.."
+	if out, err = cmd.Output(); err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		from, imports, _ := strings.Cut(line, ": ")
+		for _, imp := range strings.Fields(imports) {
+			if first, _, _ := strings.Cut(imp, "/"); strings.Contains(first, ".") && imp != module+"internal/textclip" {
+				t.Errorf("%s imports %s: a package wire/ links must itself be a leaf", from, imp)
+			}
+		}
 	}
 }

@@ -126,9 +126,9 @@ func (b *boot) waitDisk(ctx context.Context) error {
 // readConfig reads the KRUN footer of the root disk, or the data disk's
 // config when the root disk has none.
 func (b *boot) readConfig(ctx context.Context) error {
-	raw, err := cryptsetup.ReadFooterFile(b.opts.root)
+	raw, err := diskconfig.ReadFooterFile(b.opts.root)
 	source := "footer of " + b.opts.root
-	if errors.Is(err, cryptsetup.ErrNoFooter) {
+	if errors.Is(err, diskconfig.ErrNoFooter) {
 		if data := b.dataDisk(); fileExists(data) {
 			source = "data disk " + data
 			raw, err = configFromDataDisk(data)
@@ -157,8 +157,8 @@ func (b *boot) readConfig(ctx context.Context) error {
 // configFromDataDisk accepts a data disk with a KRUN footer, or one that
 // starts with the config JSON (NUL-padded to the disk's size).
 func configFromDataDisk(dev string) ([]byte, error) {
-	raw, err := cryptsetup.ReadFooterFile(dev)
-	if err == nil || !errors.Is(err, cryptsetup.ErrNoFooter) {
+	raw, err := diskconfig.ReadFooterFile(dev)
+	if err == nil || !errors.Is(err, diskconfig.ErrNoFooter) {
 		return raw, err
 	}
 	f, err := os.Open(dev)
@@ -166,7 +166,7 @@ func configFromDataDisk(dev string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	buf := make([]byte, cryptsetup.MaxFooterJSON)
+	buf := make([]byte, diskconfig.MaxFooterJSON)
 	n, _ := f.ReadAt(buf, 0)
 	buf = bytes.TrimRight(buf[:n], "\x00")
 	if len(buf) == 0 || buf[0] != '{' {

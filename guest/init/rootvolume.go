@@ -26,7 +26,7 @@ func (b *boot) checkRootVolume(vol *cryptsetup.Volume) error {
 	if vol == nil {
 		return fail(event.StatusVolumeMismatch, fmt.Errorf("%w: %s is not LUKS but the disk config binds LUKS volume %s", cryptsetup.ErrVolumeMismatch, b.opts.root, id.UUID))
 	}
-	if err := id.Match(vol.Header()); err != nil {
+	if err := cryptsetup.MatchVolume(id, vol.Header()); err != nil {
 		return fail(event.StatusVolumeMismatch, fmt.Errorf("%s: %w", b.opts.root, err))
 	}
 	return nil

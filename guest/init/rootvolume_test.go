@@ -12,7 +12,7 @@ import (
 )
 
 func TestUnlockFailure(t *testing.T) {
-	bound := &boot{cfg: &diskconfig.Config{RootVolume: &cryptsetup.VolumeID{}}}
+	bound := &boot{cfg: &diskconfig.Config{RootVolume: &diskconfig.VolumeID{}}}
 	unbound := &boot{cfg: &diskconfig.Config{}}
 	var f *failure
 	err := bound.unlockFailure(fmt.Errorf("/dev/vda: %w", cryptsetup.ErrVolumeMismatch))

@@ -60,7 +60,7 @@ func writeDisk(t *testing.T, payload, cfg []byte) string {
 		t.Fatal(err)
 	}
 	if cfg != nil {
-		if _, err := cryptsetup.AppendFooter(f, int64(len(payload)), cfg); err != nil {
+		if _, err := diskconfig.AppendFooter(f, int64(len(payload)), cfg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -192,13 +192,13 @@ func TestPayloadPhase(t *testing.T) {
 	luks, _ := luksDisk(t)
 	plain := writeDisk(t, bytes.Repeat([]byte{0x5a}, 64<<10), nil)
 	no, yes := false, true
-	other := &cryptsetup.VolumeID{}
+	other := &diskconfig.VolumeID{}
 	for _, tc := range []struct {
 		name       string
 		root       string
 		tee        string
 		encrypted  *bool
-		rootVolume *cryptsetup.VolumeID
+		rootVolume *diskconfig.VolumeID
 		wantEnc    bool
 		wantErr    string
 		wantStatus int

@@ -10,11 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/u-root/u-root/pkg/mount"
+	"golang.org/x/sys/unix"
+
 	"github.com/sealroot/sealroot/verity"
 	"github.com/sealroot/sealroot/wire/diskconfig"
 	"github.com/sealroot/sealroot/wire/event"
-	"github.com/u-root/u-root/pkg/mount"
-	"golang.org/x/sys/unix"
 )
 
 // A verity root (docs/integrity.md): after the unlock phase the init maps
@@ -45,7 +46,7 @@ func (b *boot) mapVerity(ctx context.Context) error {
 		b.detail = map[string]string{"integrity": "none"}
 		return nil
 	}
-	p, root, err := b.cfg.Verity.Params()
+	p, root, err := verity.FromConfig(b.cfg.Verity)
 	if err != nil {
 		return fail(event.StatusBadConfig, err)
 	}

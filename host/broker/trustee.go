@@ -39,7 +39,7 @@ func decodeTrusteeAttest(sess *store.Session, body []byte) (*attempt, *refusal) 
 	}
 	// init-data and additional-evidence are checked as Trustee's KBS
 	// checks them, and refused with 401 as it refuses them.
-	_, initData, err := kbs.ParseInitData(a.InitData)
+	initData, err := parseInitData(a.InitData)
 	if err != nil {
 		return nil, refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "init_data", err.Error(), err.Error())
 	}

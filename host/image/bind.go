@@ -27,7 +27,7 @@ type BindResult struct {
 	// SHA-256 is the HOST_DATA to register.
 	Config   []byte
 	HostData [32]byte
-	Volume   *cryptsetup.VolumeID
+	Volume   *diskconfig.VolumeID
 	// AlreadyBound says the config already bound this volume; nothing was
 	// written.
 	AlreadyBound bool
@@ -50,7 +50,7 @@ func Bind(path string, o BindOptions) (*BindResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finding the size of %s: %w", path, err)
 	}
-	raw, err := cryptsetup.ReadFooter(f, size)
+	raw, err := diskconfig.ReadFooter(f, size)
 	if err != nil {
 		return nil, fmt.Errorf("footer of %s: %w", path, err)
 	}
@@ -59,7 +59,7 @@ func Bind(path string, o BindOptions) (*BindResult, error) {
 		return nil, fmt.Errorf("footer config of %s: %w", path, err)
 	}
 	// Everything before the old config (header, ciphertext, padding) stays.
-	keep := size - cryptsetup.FooterSize - int64(len(raw))
+	keep := size - diskconfig.FooterSize - int64(len(raw))
 	id, err := cryptsetup.ReadVolumeID(f, keep)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -89,7 +89,7 @@ func Bind(path string, o BindOptions) (*BindResult, error) {
 	if err != nil || !reflect.DeepEqual(check.RootVolume, id) {
 		return nil, fmt.Errorf("footer config of %s: the bound config does not read back (%w)", path, err)
 	}
-	total, err := cryptsetup.AppendFooter(f, keep, bound)
+	total, err := diskconfig.AppendFooter(f, keep, bound)
 	if err != nil {
 		return nil, err
 	}

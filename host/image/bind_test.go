@@ -27,14 +27,14 @@ func buildahDisk(t *testing.T, cfg string) (path string, configStart int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	total, err := cryptsetup.AppendFooter(f, end, []byte(cfg))
+	total, err := diskconfig.AppendFooter(f, end, []byte(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Truncate(total); err != nil {
 		t.Fatal(err)
 	}
-	return path, total - cryptsetup.FooterSize - int64(len(cfg))
+	return path, total - diskconfig.FooterSize - int64(len(cfg))
 }
 
 func TestBindBuildahImage(t *testing.T) {
@@ -57,10 +57,10 @@ func TestBindBuildahImage(t *testing.T) {
 	if !bytes.Equal(after[:start], before[:start]) {
 		t.Fatal("bind changed bytes before the old config (header or ciphertext)")
 	}
-	if len(after)%cryptsetup.DiskAlign != 0 || len(after) > len(before)+cryptsetup.DiskAlign {
+	if len(after)%diskconfig.DiskAlign != 0 || len(after) > len(before)+diskconfig.DiskAlign {
 		t.Fatalf("image is %d bytes (was %d)", len(after), len(before))
 	}
-	raw, err := cryptsetup.ReadFooterFile(path)
+	raw, err := diskconfig.ReadFooterFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestBindBuildahImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	if err := c.RootVolume.Match(v.Header()); err != nil {
+	if err := cryptsetup.MatchVolume(c.RootVolume, v.Header()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -103,8 +103,8 @@ func TestBindRefusesAnotherVolumesBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ := f.Stat()
-	start := st.Size() - cryptsetup.FooterSize - int64(len(cfg))
-	total, err := cryptsetup.AppendFooter(f, start, ra.Config)
+	start := st.Size() - diskconfig.FooterSize - int64(len(cfg))
+	total, err := diskconfig.AppendFooter(f, start, ra.Config)
 	if err == nil {
 		err = f.Truncate(total)
 	}

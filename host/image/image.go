@@ -258,7 +258,7 @@ func Build(o Options) (*Result, error) {
 		disk.Close()
 		return nil, err
 	}
-	total, err := cryptsetup.AppendFooter(disk, end, cfgJSON)
+	total, err := diskconfig.AppendFooter(disk, end, cfgJSON)
 	if err == nil {
 		err = disk.Truncate(total)
 	}

@@ -29,7 +29,7 @@ func BuildVerity(f *os.File, dataSize, hashOffset int64) (*diskconfig.Verity, er
 	if err != nil {
 		return nil, err
 	}
-	return diskconfig.VerityOf(p, root), nil
+	return verity.ToConfig(p, root), nil
 }
 
 // checkIntegrity validates the integrity options and says whether the root
@@ -77,7 +77,7 @@ func appendVerity(fsPath string, fsSize int64, format VerityFormat, log *slog.Lo
 	if err != nil {
 		return nil, 0, fmt.Errorf("building the verity tree: %w", err)
 	}
-	p, _, err := v.Params()
+	p, _, err := verity.FromConfig(v)
 	if err != nil {
 		return nil, 0, fmt.Errorf("the verity tree built: %w", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
@@ -40,7 +39,7 @@ func TestBuildVerityPlain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := cryptsetup.ReadFooterFile(res.Disk)
+	raw, err := diskconfig.ReadFooterFile(res.Disk)
 	if err != nil {
 		t.Fatal(err)
 	}

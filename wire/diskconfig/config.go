@@ -1,8 +1,18 @@
-// Package config reads the workload's disk config: the JSON that buildah
-// writes both to /krun-sev.json and into the KRUN footer of disk.img
-// (docs/interop.md §1). libkrun's six keys are required; sealroot's own optional
-// keys are documented on the fields below, and unknown keys are ignored so
-// that images written by newer tools still boot.
+// Package diskconfig is the workload's disk config and the KRUN footer that
+// carries it: the JSON that buildah writes both to /krun-sev.json and into
+// the footer at the end of disk.img (docs/interop.md §1). libkrun's six
+// keys are required; sealroot's own optional keys are documented on the
+// fields below, and unknown keys are ignored so that images written by
+// newer tools still boot.
+//
+// It is part of wire/, the leaf layer (docs/design.md, "Package map"): the
+// single home of the config's types, limits and validation, the root
+// volume binding's wire form (VolumeID, volume.go), the verity tree's
+// (Verity, integrity.go) and the footer layout (footer.go). It links only
+// the standard library, other wire/ packages and sealroot's
+// dependency-free attest (the TEE table); the LUKS logic that reads and
+// checks a VolumeID is cryptsetup's, and the tree parameters built from a
+// Verity are verity's (verity.FromConfig).
 package diskconfig
 
 import (
@@ -15,7 +25,6 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/attest"
-	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/wire/kbs"
 )
 
@@ -50,7 +59,7 @@ type Config struct {
 	// refuses a root whose header or unlocked volume key does not match
 	// (docs/threat-model.md). Absent in buildah's configs: any LUKS
 	// volume is then accepted.
-	RootVolume *cryptsetup.VolumeID `json:"root_volume,omitempty"`
+	RootVolume *VolumeID `json:"root_volume,omitempty"`
 	// ActivationFlags are the dm-crypt activation flags the root is
 	// mapped with (allow-discards, same-cpu-crypt, ...). The LUKS2
 	// header's own flags are ignored: the host can write them.
@@ -148,7 +157,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, f := range c.ActivationFlags {
-		if !cryptsetup.KnownActivationFlag(f) {
+		if !KnownActivationFlag(f) {
 			return fmt.Errorf("config key \"activation_flags\": %q is not allow-discards, same-cpu-crypt, submit-from-crypt-cpus, no-read-workqueue or no-write-workqueue", f)
 		}
 	}

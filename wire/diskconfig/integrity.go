@@ -2,10 +2,9 @@ package diskconfig
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
-
-	"github.com/sealroot/sealroot/verity"
 )
 
 // Integrity modes of the root (config key "integrity").
@@ -69,36 +68,49 @@ func (c *Config) validateIntegrity() error {
 	if err := ValidateOverlaySize(c.OverlaySize); err != nil {
 		return err
 	}
-	_, _, err := c.Verity.Params()
+	_, _, err := c.Verity.Decode()
 	return err
 }
 
-// Params returns the tree parameters and root hash, validated. Every
-// error names the key.
-func (v *Verity) Params() (verity.Params, []byte, error) {
-	if !rootHashRe.MatchString(v.RootHash) {
-		return verity.Params{}, nil, fmt.Errorf("config key \"verity.root_hash\": %q is not 64 lower-case hex digits (a SHA-256 root hash)", v.RootHash)
-	}
-	root, _ := hex.DecodeString(v.RootHash)
-	salt, err := hex.DecodeString(v.Salt)
-	if err != nil || len(salt) > verity.MaxSaltSize {
-		return verity.Params{}, nil, fmt.Errorf("config key \"verity.salt\": want at most %d bytes in hex", verity.MaxSaltSize)
-	}
-	p := verity.Params{HashType: 1, Algorithm: v.HashAlgorithm, DataBlockSize: v.DataBlockSize, HashBlockSize: v.HashBlockSize,
-		DataBlocks: v.DataBlocks, Salt: salt, HashOffset: v.HashOffset}
-	if err := p.Check(); err != nil {
-		return p, nil, fmt.Errorf("config key \"verity\": %w", err)
-	}
-	if p.HashOffset < p.DataSize() {
-		return p, nil, fmt.Errorf("config key \"verity.hash_offset\": %d lies inside the %d bytes of data", p.HashOffset, p.DataSize())
-	}
-	return p, root, nil
-}
+// VerityHashAlgorithm is the one tree hash accepted, and MaxVeritySalt
+// the largest salt a verity superblock holds (verity checks that its own
+// limits agree, verity/config_test.go).
+const (
+	VerityHashAlgorithm = "sha256"
+	MaxVeritySalt       = 256
+)
 
-// VerityOf records a built tree in the config's form.
-func VerityOf(p verity.Params, root []byte) *Verity {
-	return &Verity{RootHash: hex.EncodeToString(root), Salt: hex.EncodeToString(p.Salt), HashAlgorithm: p.Algorithm,
-		DataBlockSize: p.DataBlockSize, HashBlockSize: p.HashBlockSize, DataBlocks: p.DataBlocks, HashOffset: p.HashOffset}
+// Decode validates the tree description and returns the root hash and the
+// salt as bytes. Every error names the key. The verity package turns the
+// result into its tree parameters (verity.FromConfig).
+func (v *Verity) Decode() (root, salt []byte, err error) {
+	if !rootHashRe.MatchString(v.RootHash) {
+		return nil, nil, fmt.Errorf("config key \"verity.root_hash\": %q is not 64 lower-case hex digits (a SHA-256 root hash)", v.RootHash)
+	}
+	root, _ = hex.DecodeString(v.RootHash)
+	salt, err = hex.DecodeString(v.Salt)
+	if err != nil || len(salt) > MaxVeritySalt {
+		return nil, nil, fmt.Errorf("config key \"verity.salt\": want at most %d bytes in hex", MaxVeritySalt)
+	}
+	blockSize := func(n int) bool { return n >= 512 && n <= 4096 && n&(n-1) == 0 }
+	var bad string
+	switch {
+	case v.HashAlgorithm != VerityHashAlgorithm:
+		bad = fmt.Sprintf("hash_algorithm\": hash algorithm %q is not supported (want %s)", v.HashAlgorithm, VerityHashAlgorithm)
+	case !blockSize(v.DataBlockSize):
+		bad = fmt.Sprintf("data_block_size\": data block size %d is not a power of two from 512 to 4096", v.DataBlockSize)
+	case !blockSize(v.HashBlockSize):
+		bad = fmt.Sprintf("hash_block_size\": hash block size %d is not a power of two from 512 to 4096", v.HashBlockSize)
+	case v.DataBlocks == 0 || v.DataBlocks > (1<<63-1)/uint64(v.DataBlockSize):
+		bad = fmt.Sprintf("data_blocks\": data blocks: %d is 0 or too many for 64-bit offsets", v.DataBlocks)
+	case v.HashOffset < 0 || v.HashOffset%int64(v.HashBlockSize) != 0:
+		bad = fmt.Sprintf("hash_offset\": hash offset %d is not a non-negative multiple of the hash block size %d", v.HashOffset, v.HashBlockSize)
+	case v.HashOffset < int64(v.DataBlocks)*int64(v.DataBlockSize):
+		bad = fmt.Sprintf("hash_offset\": %d lies inside the %d bytes of data", v.HashOffset, int64(v.DataBlocks)*int64(v.DataBlockSize))
+	default:
+		return root, salt, nil
+	}
+	return nil, nil, errors.New("config key \"verity." + bad)
 }
 
 // Overlay returns the tmpfs size of the writable layer.

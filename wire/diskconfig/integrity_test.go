@@ -14,9 +14,9 @@ func TestIntegrityKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, r, err := c.Verity.Params()
-	if err != nil || p.DataBlocks != 100 || p.HashStartBlock() != 101 || len(r) != 32 || c.Overlay() != "64m" {
-		t.Fatalf("%+v %x %v", p, r, err)
+	r, salt, err := c.Verity.Decode()
+	if err != nil || c.Verity.DataBlocks != 100 || len(r) != 32 || string(salt) != "\x00\xff" || c.Overlay() != "64m" {
+		t.Fatalf("%+v %x %x %v", c.Verity, r, salt, err)
 	}
 	// The config round-trips through Marshal with the same keys.
 	raw, _ := c.Marshal()

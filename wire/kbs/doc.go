@@ -17,10 +17,15 @@
 //
 // It is part of wire/, the leaf layer both the guest and the host import
 // (docs/design.md, "Package map"), and the guest init links it, so it
-// depends only on the standard library, go-jose (for the Concat KDF and AES
-// key wrap primitives), BurntSushi/toml (initdata), gowebpki/jcs, the SNP
-// report size of wire/snpreport and sealroot's dependency-free attest and
-// internal/textclip packages. Everything here is pure: no I/O, no clocks. Decoders
-// treat their input as hostile, bound what they accept, and never put secret
-// bytes into an error.
+// depends only on the standard library, the SNP report size of
+// wire/snpreport and sealroot's dependency-free attest and
+// internal/textclip packages. The few primitives a JOSE library would
+// otherwise supply are written here and checked against published vectors
+// and, in tests only, against go-jose and gowebpki/jcs: the Concat KDF and
+// AES Key Wrap (keywrap.go) and RFC 8785 canonical JSON (canon.go). The
+// init-data TOML document is read by the broker (host/broker/initdata.go);
+// this package keeps its envelope, size limit and digest rule.
+//
+// Everything here is pure: no I/O, no clocks. Decoders treat their input as
+// hostile, bound what they accept, and never put secret bytes into an error.
 package kbs

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"hash"
 	"strings"
-
-	"github.com/BurntSushi/toml"
 )
 
 // InitData is the init-data member of a Trustee /attest body:
@@ -27,62 +25,40 @@ type InitData struct {
 // InitDataFormatTOML is the only init-data format Trustee's KBS accepts.
 const InitDataFormatTOML = "toml"
 
-// maxInitData bounds an init-data body (Kata's annotation limit is far
+// MaxInitData bounds an init-data body (Kata's annotation limit is far
 // below this).
-const maxInitData = 256 << 10
+const MaxInitData = 256 << 10
 
-// initDataDoc is the TOML document: a version, the digest algorithm and a
-// table of string values, all three required.
-type initDataDoc struct {
-	Version   *string            `toml:"version"`
-	Algorithm *string            `toml:"algorithm"`
-	Data      *map[string]string `toml:"data"`
-}
-
-// ParseInitData decodes the init-data member of a Trustee /attest body and
-// returns its digest: the body's bytes hashed with the algorithm the
-// document names (sha256, sha384 or sha512). An absent or null member
-// gives nil and no error. The checks are Trustee's: format "toml", a body
-// that parses as TOML with a string version, one of the three algorithms
-// and a data table of strings.
-func ParseInitData(raw json.RawMessage) (*InitData, []byte, error) {
+// DecodeInitData decodes the init-data member of a Trustee /attest body:
+// the JSON envelope, the format (Trustee's KBS accepts only "toml") and the
+// body's size. An absent or null member gives nil and no error. It does not
+// read the TOML document itself: that is the broker's check
+// (host/broker/initdata.go), which then takes the digest with
+// InitDataDigest under the algorithm the document names.
+func DecodeInitData(raw json.RawMessage) (*InitData, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return nil, nil, nil
+		return nil, nil
 	}
 	var d InitData
 	if err := unmarshalObject(raw, &d); err != nil {
-		return nil, nil, fmt.Errorf("init-data: %w", err)
+		return nil, fmt.Errorf("init-data: %w", err)
 	}
 	if d.Format != InitDataFormatTOML {
-		return nil, nil, fmt.Errorf("init-data: format %q is not supported (want %q)", truncate(d.Format), InitDataFormatTOML)
+		return nil, fmt.Errorf("init-data: format %q is not supported (want %q)", truncate(d.Format), InitDataFormatTOML)
 	}
-	digest, err := InitDataDigest(d.Body)
-	if err != nil {
-		return nil, nil, err
+	if len(d.Body) > MaxInitData {
+		return nil, fmt.Errorf("init-data: body is %d bytes, more than %d", len(d.Body), MaxInitData)
 	}
-	return &d, digest, nil
+	return &d, nil
 }
 
-// InitDataDigest parses an init-data TOML document and returns its digest.
-func InitDataDigest(body string) ([]byte, error) {
-	if len(body) > maxInitData {
-		return nil, fmt.Errorf("init-data: body is %d bytes, more than %d", len(body), maxInitData)
-	}
-	var doc initDataDoc
-	if _, err := toml.Decode(body, &doc); err != nil {
-		return nil, fmt.Errorf("init-data: body is not TOML: %s", truncate(err.Error()))
-	}
-	switch {
-	case doc.Version == nil:
-		return nil, errors.New("init-data: body has no version string")
-	case doc.Algorithm == nil:
-		return nil, errors.New("init-data: body has no algorithm")
-	case doc.Data == nil:
-		return nil, errors.New("init-data: body has no [data] table")
-	}
+// InitDataDigest is the digest rule of init-data: the body's bytes, exactly
+// as sent, hashed with the algorithm the document names: "sha256",
+// "sha384" or "sha512" (Trustee's names; no other is accepted).
+func InitDataDigest(algorithm, body string) ([]byte, error) {
 	var h hash.Hash
-	switch *doc.Algorithm {
+	switch algorithm {
 	case "sha256":
 		h = sha256.New()
 	case "sha384":
@@ -90,7 +66,7 @@ func InitDataDigest(body string) ([]byte, error) {
 	case "sha512":
 		h = sha512.New()
 	default:
-		return nil, fmt.Errorf("init-data: algorithm %q is not sha256, sha384 or sha512", truncate(*doc.Algorithm))
+		return nil, fmt.Errorf("init-data: algorithm %q is not sha256, sha384 or sha512", truncate(algorithm))
 	}
 	h.Write([]byte(body))
 	return h.Sum(nil), nil

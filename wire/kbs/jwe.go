@@ -10,15 +10,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
-
-	josecipher "github.com/go-jose/go-jose/v4/cipher"
-	"github.com/gowebpki/jcs"
 )
 
 // JWE is a flattened JWE JSON serialization (RFC 7516 §7.2.2) with every
@@ -133,9 +128,10 @@ func protectedHeader(alg, enc string, others map[string]any) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("jwe: encoding header member %s: %w", k, err)
 		}
-		// RFC 8785 sorts nested members and escapes only what JSON
-		// requires, which is serde_json's compact form for these values.
-		canon, err := jcs.Transform(raw)
+		// RFC 8785 (canonicalJSON) sorts nested members and escapes
+		// only what JSON requires, which is serde_json's compact form
+		// for these values.
+		canon, err := canonicalJSON(raw)
 		if err != nil {
 			return nil, fmt.Errorf("jwe: canonicalizing header member %s: %w", k, err)
 		}
@@ -279,27 +275,11 @@ func ecdhKEK(priv *ecdh.PrivateKey, pub *ecdh.PublicKey) ([]byte, error) {
 		return nil, fmt.Errorf("jwe: ecdh: %w", err)
 	}
 	defer clear(z)
-	const keyLen = 32
-	supPub := binary.BigEndian.AppendUint32(nil, keyLen*8)
-	kdf := josecipher.NewConcatKDF(crypto.SHA256, z,
-		lengthPrefixed([]byte(AlgECDHESA256KW)), lengthPrefixed(nil), lengthPrefixed(nil), supPub, nil)
-	kek := make([]byte, keyLen)
-	if _, err := io.ReadFull(kdf, kek); err != nil {
-		return nil, fmt.Errorf("jwe: concat kdf: %w", err)
-	}
-	return kek, nil
-}
-
-func lengthPrefixed(b []byte) []byte {
-	return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)
+	return concatKDF(z, AlgECDHESA256KW, nil, nil, 32), nil
 }
 
 func aesKeyWrap(kek, cek []byte) ([]byte, error) {
-	block, err := aes.NewCipher(kek)
-	if err != nil {
-		return nil, fmt.Errorf("jwe: key wrap: %w", err)
-	}
-	out, err := josecipher.KeyWrap(block, cek)
+	out, err := wrapKey(kek, cek)
 	if err != nil {
 		return nil, fmt.Errorf("jwe: key wrap: %w", err)
 	}
@@ -310,11 +290,7 @@ func aesKeyUnwrap(kek, wrapped []byte) ([]byte, error) {
 	if len(wrapped) != 40 {
 		return nil, fmt.Errorf("jwe: wrapped key is %d bytes, want 40", len(wrapped))
 	}
-	block, err := aes.NewCipher(kek)
-	if err != nil {
-		return nil, fmt.Errorf("jwe: key unwrap: %w", err)
-	}
-	out, err := josecipher.KeyUnwrap(block, wrapped)
+	out, err := unwrapKey(kek, wrapped)
 	if err != nil {
 		return nil, errors.New("jwe: key unwrap failed")
 	}

@@ -8,15 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	"github.com/gowebpki/jcs"
 )
 
 // Attestation is the body of the Trustee dialect's POST /attest. Outer keys
 // are kebab-case, the keys inside tee-evidence snake_case. There is no tee
 // key: the TEE is the session's.
 type Attestation struct {
-	// InitData is null or {"format":"toml","body":…} (ParseInitData);
+	// InitData is null or {"format":"toml","body":…} (DecodeInitData);
 	// sealroot's agent sends null.
 	InitData    json.RawMessage `json:"init-data"`
 	RuntimeData RuntimeData     `json:"runtime-data"`
@@ -73,12 +71,13 @@ func trusteeBindingDocument(nonce string, jwk JWK, additionalEvidence string) []
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	// Encoding strings can not fail, and jcs accepts every document
-	// encoding/json writes; a failure here is a programming error.
+	// Encoding strings can not fail, and canonicalJSON accepts every
+	// document of strings encoding/json writes; a failure here is a
+	// programming error.
 	if err := enc.Encode(doc); err != nil {
 		panic(fmt.Sprintf("kbs: encoding binding document: %v", err))
 	}
-	canon, err := jcs.Transform(bytes.TrimSpace(buf.Bytes()))
+	canon, err := canonicalJSON(buf.Bytes())
 	if err != nil {
 		panic(fmt.Sprintf("kbs: canonicalizing binding document: %v", err))
 	}

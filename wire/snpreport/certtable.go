@@ -2,8 +2,6 @@ package snpreport
 
 import (
 	"encoding/binary"
-
-	"github.com/google/uuid"
 )
 
 // The GHCB certificate table and the report versions, defined here rather
@@ -28,7 +26,7 @@ const (
 
 // certEntry is one certificate of a table being built.
 type certEntry struct {
-	guid uuid.UUID
+	guid guid
 	cert []byte
 }
 

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/google/uuid"
-
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/internal/textclip"
 )
@@ -234,7 +232,7 @@ func decodeCertChain(top object) ([]byte, error) {
 		return nil, fmt.Errorf("%s: want null or an array of certificates", top.path("cert_chain"))
 	}
 	var table []certEntry
-	seen := map[uuid.UUID]bool{}
+	seen := map[guid]bool{}
 	for i, e := range entries {
 		ctx := fmt.Sprintf("%s[%d]", top.path("cert_chain"), i)
 		entry, err := parseObject(e, ctx)
@@ -266,36 +264,36 @@ func decodeCertChain(top object) ([]byte, error) {
 
 // certGUID reads cert_type: a name ("VCEK"), "Empty" (skipped) or the sev
 // crate's {"OTHER":"<uuid>"}.
-func certGUID(entry object) (uuid.UUID, bool, error) {
+func certGUID(entry object) (guid, bool, error) {
 	raw, ok := entry.m["cert_type"]
 	if !ok {
-		return uuid.Nil, false, fmt.Errorf("%s: missing", entry.path("cert_type"))
+		return zeroGUID, false, fmt.Errorf("%s: missing", entry.path("cert_type"))
 	}
 	var name string
 	if err := json.Unmarshal(raw, &name); err == nil {
 		if name == "Empty" {
-			return uuid.Nil, true, nil
+			return zeroGUID, true, nil
 		}
 		g, ok := certTypeGUIDs[name]
 		if !ok {
-			return uuid.Nil, false, fmt.Errorf("%s: unknown certificate type %q (want ARK, ASK, VCEK, VLEK, CRL or {\"OTHER\":uuid})", entry.path("cert_type"), name)
+			return zeroGUID, false, fmt.Errorf("%s: unknown certificate type %q (want ARK, ASK, VCEK, VLEK, CRL or {\"OTHER\":uuid})", entry.path("cert_type"), name)
 		}
-		return uuid.MustParse(g), false, nil
+		return mustGUID(g), false, nil
 	}
 	other, err := parseObject(raw, entry.path("cert_type"))
 	if err != nil {
-		return uuid.Nil, false, err
+		return zeroGUID, false, err
 	}
 	var s string
 	if len(other.m) != 1 || json.Unmarshal(other.m["OTHER"], &s) != nil {
-		return uuid.Nil, false, fmt.Errorf("%s: want a type name or {\"OTHER\":\"<uuid>\"}", entry.path("cert_type"))
+		return zeroGUID, false, fmt.Errorf("%s: want a type name or {\"OTHER\":\"<uuid>\"}", entry.path("cert_type"))
 	}
-	g, err := uuid.Parse(s)
+	g, err := parseGUID(s)
 	if err != nil || len(s) != 36 {
-		return uuid.Nil, false, fmt.Errorf("%s: %q is not a uuid", other.path("OTHER"), s)
+		return zeroGUID, false, fmt.Errorf("%s: %q is not a uuid", other.path("OTHER"), s)
 	}
-	if g == uuid.Nil {
-		return uuid.Nil, false, fmt.Errorf("%s: the zero uuid ends a certificate table and cannot name an entry", other.path("OTHER"))
+	if g == zeroGUID {
+		return zeroGUID, false, fmt.Errorf("%s: the zero uuid ends a certificate table and cannot name an entry", other.path("OTHER"))
 	}
 	return g, false, nil
 }

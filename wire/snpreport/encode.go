@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-
-	"github.com/google/uuid"
 )
 
 // Encode renders a raw SNP report and its GHCB certificate table (may be
@@ -114,9 +112,9 @@ func encodeCertTable(table []byte) ([]certJSON, error) {
 	if len(table) == 0 {
 		return nil, nil
 	}
-	names := map[uuid.UUID]string{}
+	names := map[guid]string{}
 	for name, g := range certTypeGUIDs {
-		names[uuid.MustParse(g)] = name
+		names[mustGUID(g)] = name
 	}
 	var out []certJSON
 	for i := 0; ; i++ {
@@ -124,11 +122,11 @@ func encodeCertTable(table []byte) ([]certJSON, error) {
 		if h+certTableEntrySize > len(table) {
 			return nil, fmt.Errorf("certificate table entry %d: header runs past the %d-byte table (no terminating entry)", i, len(table))
 		}
-		var g uuid.UUID
+		var g guid
 		copy(g[:], table[h:h+16])
 		off := uint64(binary.LittleEndian.Uint32(table[h+16:]))
 		n := uint64(binary.LittleEndian.Uint32(table[h+20:]))
-		if g == uuid.Nil && off == 0 && n == 0 {
+		if g == zeroGUID && off == 0 && n == 0 {
 			break
 		}
 		if off+n > uint64(len(table)) || n == 0 {

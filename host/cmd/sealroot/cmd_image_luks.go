@@ -235,7 +235,7 @@ func printBinding(w io.Writer, c *diskconfig.Config, info *cryptsetup.Info) {
 	case info.LUKS == nil:
 		fmt.Fprintf(w, "root volume:\tbound to LUKS%d %s, but this image is not LUKS\n", id.LUKS, id.UUID)
 	default:
-		if err := id.Match(info.LUKS); err != nil {
+		if err := cryptsetup.MatchVolume(id, info.LUKS); err != nil {
 			fmt.Fprintf(w, "root volume:\tbound to LUKS%d %s; DOES NOT MATCH this header: %v\n", id.LUKS, id.UUID, err)
 		} else {
 			fmt.Fprintf(w, "root volume:\tbound to LUKS%d %s, matches this header\n", id.LUKS, id.UUID)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/cryptsetup"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // luksTestImage writes a LUKS2 image holding a minimal ext4 superblock,
@@ -36,7 +37,7 @@ func luksTestImage(t *testing.T) (img, passFile string) {
 		t.Fatal(err)
 	}
 	cfg := `{"tee":"none","tee_data":"","workload_id":"wl-1","cpus":2,"ram_mib":512,"attestation_url":""}`
-	if _, err := cryptsetup.AppendFooter(f, end, []byte(cfg)); err != nil {
+	if _, err := diskconfig.AppendFooter(f, end, []byte(cfg)); err != nil {
 		t.Fatal(err)
 	}
 	passFile = filepath.Join(dir, "pass")

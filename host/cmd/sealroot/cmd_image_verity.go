@@ -25,7 +25,7 @@ type VerityCheck struct {
 
 // footerConfig reads and parses an image's footer config.
 func footerConfig(path string) (*diskconfig.Config, error) {
-	raw, err := cryptsetup.ReadFooterFile(path)
+	raw, err := diskconfig.ReadFooterFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +36,7 @@ func footerConfig(path string) (*diskconfig.Config, error) {
 // payload (the decrypted LUKS payload, or the plain disk) against the root
 // hash of the config, as the guest's dm-verity would block by block.
 func checkVerityTree(cfg *diskconfig.Config, payload io.ReaderAt) (*VerityCheck, error) {
-	p, root, err := cfg.Verity.Params()
+	p, root, err := verity.FromConfig(cfg.Verity)
 	if err != nil {
 		return nil, err
 	}

@@ -11,11 +11,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sealroot/sealroot/cryptsetup"
+	"github.com/spf13/cobra"
+
 	"github.com/sealroot/sealroot/host/launch"
 	"github.com/sealroot/sealroot/wire/diskconfig"
 	"github.com/sealroot/sealroot/wire/event"
-	"github.com/spf13/cobra"
 )
 
 type launchFlags struct {
@@ -209,7 +209,7 @@ func runLaunch(cmd *cobra.Command, log *slog.Logger, f *launchFlags) error {
 // diskConfig reads the KRUN footer config of a disk image, parsed and as
 // raw bytes (whose SHA-256 is the launch's HOST_DATA).
 func diskConfig(path string) (*diskconfig.Config, []byte, error) {
-	raw, err := cryptsetup.ReadFooterFile(path)
+	raw, err := diskconfig.ReadFooterFile(path)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealroot/sealroot/cryptsetup"
 	"github.com/sealroot/sealroot/host/measure"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 const (
@@ -131,7 +131,7 @@ func teeDisk(t *testing.T, config string) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := cryptsetup.AppendFooter(f, 1<<20, []byte(config)); err != nil {
+	if _, err := diskconfig.AppendFooter(f, 1<<20, []byte(config)); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/cryptsetup"
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // footerDisk writes a file holding only a KRUN footer with cfg: enough for
@@ -30,7 +30,7 @@ func footerDisk(t *testing.T, cfg string) string {
 	if _, err := f.Write(make([]byte, 4096)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cryptsetup.AppendFooter(f, 4096, []byte(cfg)); err != nil {
+	if _, err := diskconfig.AppendFooter(f, 4096, []byte(cfg)); err != nil {
 		t.Fatal(err)
 	}
 	return p

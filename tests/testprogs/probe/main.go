@@ -173,7 +173,7 @@ func runtime() {
 	want := kbs.RuntimeReportData([]byte("probe"))
 	fmt.Printf("probe: runtime evidence: a %s report of %d bytes, report_data domain-separated: %v\n",
 		r.TEE, len(r.Report), bytes.Equal(r.ReportData, want[:]) && bytes.Contains(r.Report, want[:]))
-	raw, err := cryptsetup.ReadFooterFile("/dev/vda")
+	raw, err := diskconfig.ReadFooterFile("/dev/vda")
 	if err != nil {
 		fmt.Printf("probe: reading the config: %v\n", err)
 		allowed++

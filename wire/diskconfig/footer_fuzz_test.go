@@ -1,4 +1,4 @@
-package cryptsetup
+package diskconfig
 
 import (
 	"bytes"
