@@ -8,9 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
 // Formatting writes a complete LUKS volume into a file in one pass: the
@@ -102,8 +103,6 @@ type FormatOptions struct {
 	Rand io.Reader
 }
 
-var uuidRe = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-
 // knownFlags are the LUKS2 persistent flags dm-crypt understands, with their
 // table names.
 var knownFlags = map[string]string{
@@ -148,7 +147,7 @@ func (o *FormatOptions) prepare(version int, plaintextSize int64) (*prepared, er
 		b[6] = b[6]&0x0f | 0x40
 		b[8] = b[8]&0x3f | 0x80
 		p.uuid = formatUUID(b[:])
-	} else if !uuidRe.MatchString(p.uuid) {
+	} else if !diskconfig.IsUUID(p.uuid, false) {
 		return nil, fmt.Errorf("UUID %q is not a lowercase RFC 4122 UUID", p.uuid)
 	}
 	var err error

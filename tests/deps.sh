@@ -32,6 +32,8 @@ command -v debugfs >/dev/null || need+=(e2fsprogs)
 command -v cpio >/dev/null || need+=(cpio)
 command -v zstd >/dev/null || need+=(zstd)
 command -v xz >/dev/null || need+=(xz-utils)
+# zopfli writes the smallest gzip initrd (initramfs build --compress zopfli).
+command -v zopfli >/dev/null || need+=(zopfli)
 # gcc builds a synthetic libkrunfw and python3 runs independent MRTD and libkrun
 # implementations in host/measure's tests.
 command -v gcc >/dev/null || need+=(gcc)

@@ -23,8 +23,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/wire/snpreport"
 )
@@ -146,43 +144,52 @@ const (
 	maxCCAToken      = 64 << 10
 )
 
-var ccaDecoder, _ = cbor.DecOptions{MaxNestedLevels: 16, MaxArrayElements: 1024, MaxMapPairs: 1024}.DecMode()
-
+// ccaRPV reads claim 44235 of the realm token with the package's own CBOR
+// reader (cbor.go).
 func ccaRPV(tok []byte) ([]byte, error) {
 	if len(tok) > maxCCAToken {
 		return nil, fmt.Errorf("cca token of %d bytes exceeds %d", len(tok), maxCCAToken)
 	}
-	var coll cbor.RawTag
-	if err := ccaDecoder.Unmarshal(tok, &coll); err != nil || coll.Number != ccaCollectionTag {
-		return nil, fmt.Errorf("cca token: not a tag-%d collection (%w)", ccaCollectionTag, err)
+	num, coll, err := cborTagged(tok)
+	if err != nil || num != ccaCollectionTag {
+		return nil, fmt.Errorf("cca token: not a tag-%d collection (%s)", ccaCollectionTag, why(err, fmt.Sprintf("tag %d", num)))
 	}
-	var m map[uint64]cbor.RawMessage
-	if err := ccaDecoder.Unmarshal(coll.Content, &m); err != nil {
-		return nil, fmt.Errorf("cca token collection: %w", err)
-	}
-	var realm []byte
-	if err := ccaDecoder.Unmarshal(m[ccaRealmToken], &realm); err != nil || len(realm) == 0 {
+	item, err := cborIntMapValue(coll, ccaRealmToken, true)
+	if err != nil {
 		return nil, fmt.Errorf("cca token: no realm token (key %d): %w", ccaRealmToken, err)
 	}
-	var sign1 cbor.RawTag
-	if err := ccaDecoder.Unmarshal(realm, &sign1); err != nil || sign1.Number != coseSign1Tag {
-		return nil, fmt.Errorf("cca realm token: not a COSE_Sign1 (%w)", err)
+	realm, err := cborByteString(item)
+	if err != nil || len(realm) == 0 {
+		return nil, fmt.Errorf("cca token: the realm token (key %d) is not a non-empty byte string (%s)", ccaRealmToken, why(err, "empty"))
 	}
-	var parts []cbor.RawMessage
-	if err := ccaDecoder.Unmarshal(sign1.Content, &parts); err != nil || len(parts) != 4 {
-		return nil, fmt.Errorf("cca realm token: COSE_Sign1 is not a 4-element array (%w)", err)
+	num, sign1, err := cborTagged(realm)
+	if err != nil || num != coseSign1Tag {
+		return nil, fmt.Errorf("cca realm token: not a COSE_Sign1 (%s)", why(err, fmt.Sprintf("tag %d", num)))
 	}
-	var payload []byte
-	if err := ccaDecoder.Unmarshal(parts[2], &payload); err != nil {
+	parts, err := cborArrayItems(sign1)
+	if err != nil || len(parts) != 4 {
+		return nil, fmt.Errorf("cca realm token: COSE_Sign1 is not a 4-element array (%s)", why(err, fmt.Sprintf("%d elements", len(parts))))
+	}
+	payload, err := cborByteString(parts[2])
+	if err != nil {
 		return nil, fmt.Errorf("cca realm token payload: %w", err)
 	}
-	var claims map[int64]cbor.RawMessage
-	if err := ccaDecoder.Unmarshal(payload, &claims); err != nil {
+	item, err = cborIntMapValue(payload, ccaRPVClaim, false)
+	if err != nil {
 		return nil, fmt.Errorf("cca realm claims: %w", err)
 	}
-	var rpv []byte
-	if err := ccaDecoder.Unmarshal(claims[ccaRPVClaim], &rpv); err != nil || len(rpv) != RPVSize {
-		return nil, fmt.Errorf("cca realm claims: personalization value (claim %d) is not %d bytes (%w)", ccaRPVClaim, RPVSize, err)
+	rpv, err := cborByteString(item)
+	if err != nil || len(rpv) != RPVSize {
+		return nil, fmt.Errorf("cca realm claims: personalization value (claim %d) is not %d bytes (%s)", ccaRPVClaim, RPVSize, why(err, fmt.Sprintf("%d bytes", len(rpv))))
 	}
-	return rpv, nil
+	return bytes.Clone(rpv), nil
+}
+
+// why is err's text, or alt when the item was well-formed but not the one
+// wanted.
+func why(err error, alt string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return alt
 }

@@ -53,11 +53,11 @@ import (
 	"fmt"
 	"math/big"
 	mrand "math/rand/v2"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/guest/internal/httpc"
 	"github.com/sealroot/sealroot/wire/kbs"
 )
 
@@ -130,8 +130,9 @@ type Options struct {
 	// Attester produces the evidence; its TEE must be the config's.
 	Attester attest.Attester
 	// Transport carries the HTTP requests. Nil builds one from the
-	// attestation URL (see NewTransport).
-	Transport http.RoundTripper
+	// attestation URL (see NewTransport), closed when the exchange ends;
+	// a caller's own is left open.
+	Transport Transport
 	// VsockDial dials vsock:// URLs when Transport is nil; nil is
 	// vsock.DialContext.
 	VsockDial VsockDialer
@@ -172,9 +173,9 @@ type dialect interface {
 	// handshake runs auth, evidence and attest with a key pair made for
 	// this handshake alone (the previous one is wiped), and returns the
 	// session cookie.
-	handshake(ctx context.Context) (*http.Cookie, *Error)
+	handshake(ctx context.Context) (*httpc.Cookie, *Error)
 	// fetch gets the encrypted secret with an attested session.
-	fetch(ctx context.Context, session *http.Cookie) ([]byte, *Error)
+	fetch(ctx context.Context, session *httpc.Cookie) ([]byte, *Error)
 	// open decrypts what fetch returned.
 	open(body []byte) ([]byte, error)
 	// wipe clears the private key as far as Go allows.
@@ -254,15 +255,14 @@ func (o Options) prepare() (dialect, *Target, *Error) {
 	if aw, err := WireTEE(o.Attester.TEE()); err != nil || aw != wire {
 		return nil, nil, finalErr(StepEvidence, 0, fmt.Errorf("attester serves tee %q, the config asks for %q", clip(o.Attester.TEE()), cfg.TEE))
 	}
-	rt := o.Transport
-	var own *http.Transport
-	if rt == nil {
-		if rt, err = NewTransport(target, cfg.CABundle, o.VsockDial); err != nil {
+	tr, own := o.Transport, false
+	if tr == nil {
+		if tr, err = NewTransport(target, cfg.CABundle, o.VsockDial); err != nil {
 			return nil, nil, finalErr(StepAuth, 0, err)
 		}
-		own, _ = rt.(*http.Transport)
+		own = true
 	}
-	c := newClient(rt, target.Base, o.AttemptTimeout, own)
+	c := newClient(tr, target.Base, o.AttemptTimeout, own)
 
 	keys := keyMaker{logf: o.Logf, now: o.Now, ahead: &aheadKey{get: o.FirstRSAKey}}
 	switch cfg.Dialect() {
@@ -369,7 +369,7 @@ func (o Options) run(ctx context.Context, d dialect) ([]byte, error) {
 	start := o.Now()
 
 	var (
-		session      *http.Cookie
+		session      *httpc.Cookie
 		last         *Error // the last failure not caused by the deadline itself
 		failures     int
 		rehandshakes int

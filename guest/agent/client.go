@@ -1,19 +1,17 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/sealroot/sealroot/guest/internal/httpc"
 	"github.com/sealroot/sealroot/wire/kbs"
 )
 
@@ -24,31 +22,21 @@ const maxResponse = 1 << 20
 // client sends the exchange's requests: one at a time, each under its own
 // timeout, with the session cookie attached by the caller.
 type client struct {
-	hc      *http.Client
+	tr      Transport
 	base    *url.URL
 	timeout time.Duration
-	own     *http.Transport // the transport the agent built, closed at the end
+	own     bool // the agent built tr and closes it at the end
 }
 
-func newClient(rt http.RoundTripper, base *url.URL, timeout time.Duration, own *http.Transport) *client {
-	return &client{
-		own: own,
-		hc: &http.Client{
-			Transport: rt,
-			// A redirect could carry the session cookie to another
-			// origin; the agent reports it instead of following it.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		base:    base,
-		timeout: timeout,
-	}
+func newClient(tr Transport, base *url.URL, timeout time.Duration, own bool) *client {
+	return &client{tr: tr, base: base, timeout: timeout, own: own}
 }
 
-// close drops the idle connections of a transport the agent built; a
-// caller's Transport is left alone.
+// close drops the connection of a transport the agent built; a caller's
+// Transport is left alone.
 func (c *client) close() {
-	if c.own != nil {
-		c.own.CloseIdleConnections()
+	if c.own {
+		_ = c.tr.Close()
 	}
 }
 
@@ -56,64 +44,56 @@ func (c *client) close() {
 type reply struct {
 	status  int
 	body    []byte
-	cookies []*http.Cookie
+	cookies []httpc.Cookie
 }
 
-// do sends method path (escaped, relative to the base URL) with body (nil for none) and the cookie (nil for
-// none). Any non-2xx status or transport error comes back as *Error for
-// step, classified for the retry loop.
-func (c *client) do(ctx context.Context, step, method, path string, body []byte, cookie *http.Cookie) (*reply, *Error) {
+// do sends method path (escaped, relative to the base URL) with body (nil
+// for none) and the cookie (nil for none). Any non-2xx status or transport
+// error comes back as *Error for step, classified for the retry loop.
+// Redirects are reported, not followed: one could carry the session cookie
+// to another origin.
+func (c *client) do(ctx context.Context, step, method, path string, body []byte, cookie *httpc.Cookie) (*reply, *Error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	// path arrives escaped (a workload id may hold characters a path
 	// cannot); keep that escaping on the wire.
-	u := *c.base
-	u.RawPath = c.base.EscapedPath() + path
-	p, err := url.PathUnescape(u.RawPath)
-	if err != nil {
+	target := c.base.EscapedPath() + path
+	if _, err := url.PathUnescape(target); err != nil {
 		return nil, finalErr(step, 0, fmt.Errorf("request path: %w", err))
 	}
-	u.Path = p
-	var rd io.Reader
+	req := &httpc.Request{
+		Method: method,
+		Target: target,
+		Header: []httpc.Field{{Name: "Accept", Value: "application/json"}, {Name: "User-Agent", Value: "sealroot-agent"}},
+		Cookie: cookie,
+		Body:   body,
+	}
 	if body != nil {
-		rd = bytes.NewReader(body)
+		req.Header = append(req.Header, httpc.Field{Name: "Content-Type", Value: "application/json"})
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return nil, finalErr(step, 0, fmt.Errorf("building request: %w", err))
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "sealroot-agent")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if cookie != nil {
-		req.AddCookie(cookie)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
+	resp, err := c.tr.Do(ctx, req)
+	if err != nil && resp == nil {
 		if badTLS(err) {
-			return nil, finalErr(step, 0, fmt.Errorf("%w (check attestation_url and ca_bundle)", transportErr(err)))
+			return nil, finalErr(step, 0, fmt.Errorf("%w (check attestation_url and ca_bundle)", err))
 		}
-		return nil, retryErr(step, 0, transportErr(err))
+		return nil, retryErr(step, 0, err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
-		return nil, retryErr(step, resp.StatusCode, fmt.Errorf("reading reply: %w", transportErr(err)))
+		if errors.Is(err, httpc.ErrBodyTooLarge) {
+			return nil, finalErr(step, resp.Status, fmt.Errorf("reply exceeds %d bytes", maxResponse))
+		}
+		return nil, retryErr(step, resp.Status, fmt.Errorf("reading reply: %w", err))
 	}
-	if len(b) > maxResponse {
-		return nil, finalErr(step, resp.StatusCode, fmt.Errorf("reply exceeds %d bytes", maxResponse))
+	if resp.Status < 200 || resp.Status > 299 {
+		return nil, classify(step, resp.Status, resp.Header, resp.Body)
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, classify(step, resp.StatusCode, resp.Header, b)
-	}
-	return &reply{status: resp.StatusCode, body: b, cookies: resp.Cookies()}, nil
+	return &reply{status: resp.Status, body: resp.Body, cookies: resp.Cookies()}, nil
 }
 
 // badTLS reports whether a transport error is about the broker's TLS
 // identity or protocol, which retrying cannot fix: an untrusted or wrong
-// certificate, a plain-HTTP server behind an https URL, a handshake alert.
+// certificate, a plain-HTTP server behind an https URL (the record header
+// of its reply is not TLS), a handshake alert.
 func badTLS(err error) bool {
 	var (
 		cv  *tls.CertificateVerificationError
@@ -124,20 +104,7 @@ func badTLS(err error) bool {
 		ale tls.AlertError
 	)
 	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) ||
-		errors.As(err, &rh) || errors.As(err, &ale) ||
-		// net/http replaces the tls.RecordHeaderError of a plain-HTTP
-		// server with an error of its own that has no type.
-		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
-}
-
-// transportErr strips the URL that net/http wraps around transport errors:
-// the step and the target are named elsewhere.
-func transportErr(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
+		errors.As(err, &rh) || errors.As(err, &ale)
 }
 
 // Problem variants that mean the broker no longer knows the session (or
@@ -155,16 +122,16 @@ var sessionVariants = map[string]bool{
 // transient; 401 on attest or key is a lost session unless the broker's
 // problem document says the attestation itself was refused; everything else
 // is final, because asking again cannot change the answer.
-func classify(step string, status int, h http.Header, body []byte) *Error {
+func classify(step string, status int, h httpc.Header, body []byte) *Error {
 	cause := describeBody(body)
 	var p *kbs.Problem
 	errors.As(cause, &p)
 	switch {
-	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500:
+	case status == statusTooManyRequests || status == statusRequestTimeout || status >= 500:
 		e := retryErr(step, status, cause)
 		e.retryAfter = retryAfter(h.Get("Retry-After"))
 		return e
-	case status == http.StatusUnauthorized && (step == StepAttest || step == StepKey):
+	case status == statusUnauthorized && (step == StepAttest || step == StepKey):
 		if sessionLost(p, body) {
 			return &Error{Step: step, HTTPStatus: status, Err: cause, kind: kindSessionLost}
 		}
@@ -251,10 +218,10 @@ func retryAfter(v string) time.Duration {
 }
 
 // sessionCookie finds the cookie named name among cookies.
-func sessionCookie(cookies []*http.Cookie, name string) *http.Cookie {
+func sessionCookie(cookies []httpc.Cookie, name string) *httpc.Cookie {
 	for _, c := range cookies {
 		if c.Name == name && c.Value != "" {
-			return &http.Cookie{Name: c.Name, Value: c.Value} //nolint:gosec // a cookie the client sends back; its attributes are the server's
+			return &httpc.Cookie{Name: c.Name, Value: c.Value}
 		}
 	}
 	return nil

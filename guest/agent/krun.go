@@ -5,10 +5,10 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"net/url"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/guest/internal/httpc"
 	"github.com/sealroot/sealroot/wire/kbs"
 )
 
@@ -31,7 +31,7 @@ func (k *krun) close() { k.c.close() }
 
 func (k *krun) name() string { return kbs.DialectKrun }
 
-func (k *krun) handshake(ctx context.Context) (*http.Cookie, *Error) {
+func (k *krun) handshake(ctx context.Context) (*httpc.Cookie, *Error) {
 	req, err := kbs.NewKrunRequest(k.wire, k.workload)
 	if err != nil {
 		return nil, finalErr(StepAuth, 0, err)
@@ -40,7 +40,7 @@ func (k *krun) handshake(ctx context.Context) (*http.Cookie, *Error) {
 	if err != nil {
 		return nil, finalErr(StepAuth, 0, err)
 	}
-	r, e := k.c.do(ctx, StepAuth, http.MethodPost, "/kbs/v0/auth", body, nil)
+	r, e := k.c.do(ctx, StepAuth, "POST", "/kbs/v0/auth", body, nil)
 	if e != nil {
 		return nil, e
 	}
@@ -79,14 +79,14 @@ func (k *krun) handshake(ctx context.Context) (*http.Cookie, *Error) {
 	if err != nil {
 		return nil, finalErr(StepEvidence, 0, err)
 	}
-	if _, e := k.c.do(ctx, StepAttest, http.MethodPost, "/kbs/v0/attest", body, cookie); e != nil {
+	if _, e := k.c.do(ctx, StepAttest, "POST", "/kbs/v0/attest", body, cookie); e != nil {
 		return nil, e
 	}
 	return cookie, nil
 }
 
-func (k *krun) fetch(ctx context.Context, session *http.Cookie) ([]byte, *Error) {
-	r, e := k.c.do(ctx, StepKey, http.MethodGet, "/kbs/v0/key/"+url.PathEscape(k.workload), nil, session)
+func (k *krun) fetch(ctx context.Context, session *httpc.Cookie) ([]byte, *Error) {
+	r, e := k.c.do(ctx, StepKey, "GET", "/kbs/v0/key/"+url.PathEscape(k.workload), nil, session)
 	if e != nil {
 		return nil, e
 	}

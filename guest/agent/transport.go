@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mdlayher/vsock"
+
+	"github.com/sealroot/sealroot/guest/internal/httpc"
 
 	"github.com/sealroot/sealroot/internal/textclip"
 )
@@ -106,30 +107,37 @@ func dialVsock(ctx context.Context, cid, port uint32) (net.Conn, error) {
 	return vsock.DialContext(ctx, cid, port, nil)
 }
 
+// Transport carries the exchange's HTTP requests: the *httpc.Client that
+// NewTransport builds, or a caller's own.
+type Transport interface {
+	Do(ctx context.Context, req *httpc.Request) (*httpc.Response, error)
+	// Close drops the kept-alive connection.
+	Close() error
+}
+
+// Timeouts of a connection to the broker.
+const (
+	dialTimeout      = 10 * time.Second
+	handshakeTimeout = 10 * time.Second
+	tcpKeepAlive     = 15 * time.Second
+)
+
 // NewTransport builds the HTTP transport for t: plain TCP for http, TLS 1.2
 // or later for https (trusting the PEM certificates in caBundle when it is
 // not empty, the system roots otherwise), and HTTP over a vsock stream for
-// vsock (dial is nil for vsock.DialContext). Proxies from the environment
-// are never used: the guest talks to its broker directly.
-func NewTransport(t *Target, caBundle string, dial VsockDialer) (http.RoundTripper, error) {
-	tr := &http.Transport{
-		Proxy:                 nil,
-		ForceAttemptHTTP2:     false,
-		MaxIdleConnsPerHost:   1,
-		IdleConnTimeout:       30 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		// Bodies of the exchange are small; a broker that sends huge
-		// headers is refused.
-		MaxResponseHeaderBytes: 64 << 10,
-	}
-	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
+// vsock (dial is nil for vsock.DialContext). It keeps one connection alive
+// across the exchange's requests. Proxies are never used: the guest talks
+// to its broker directly.
+func NewTransport(t *Target, caBundle string, dial VsockDialer) (Transport, error) {
+	var d func(ctx context.Context) (net.Conn, error)
+	nd := &net.Dialer{Timeout: dialTimeout, KeepAlive: tcpKeepAlive}
 	switch t.Scheme {
 	case "http":
-		tr.DialContext = d.DialContext
+		addr := hostPort(t.Base, "80")
+		d = func(ctx context.Context) (net.Conn, error) { return nd.DialContext(ctx, "tcp", addr) }
 	case "https":
-		tr.DialContext = d.DialContext
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		addr := hostPort(t.Base, "443")
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.Base.Hostname()}
 		if strings.TrimSpace(caBundle) != "" {
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM([]byte(caBundle)) {
@@ -137,13 +145,19 @@ func NewTransport(t *Target, caBundle string, dial VsockDialer) (http.RoundTripp
 			}
 			cfg.RootCAs = pool
 		}
-		tr.TLSClientConfig = cfg
+		d = func(ctx context.Context) (net.Conn, error) {
+			c, err := nd.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return tlsHandshake(ctx, c, cfg)
+		}
 	case "vsock":
 		if dial == nil {
 			dial = dialVsock
 		}
 		cid, port := t.CID, t.Port
-		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		d = func(ctx context.Context) (net.Conn, error) {
 			c, err := dial(ctx, cid, port)
 			if err != nil {
 				return nil, fmt.Errorf("dialing vsock %d:%d: %w", cid, port, err)
@@ -153,7 +167,37 @@ func NewTransport(t *Target, caBundle string, dial VsockDialer) (http.RoundTripp
 	default:
 		return nil, fmt.Errorf("no transport for scheme %q", t.Scheme)
 	}
-	return tr, nil
+	return &httpc.Client{Dial: d, Host: t.Base.Host, MaxHeader: maxHeader, MaxBody: maxResponse}, nil
+}
+
+// maxHeader bounds a reply's header: the exchange's are a few hundred bytes.
+const maxHeader = 64 << 10
+
+// tlsHandshake runs the client handshake on c. A server that answers the
+// ClientHello in plain HTTP (an https URL for an http broker) is named as
+// such; the error still wraps the tls.RecordHeaderError.
+func tlsHandshake(ctx context.Context, c net.Conn, cfg *tls.Config) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	tc := tls.Client(c, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = c.Close()
+		var rh tls.RecordHeaderError
+		if errors.As(err, &rh) && string(rh.RecordHeader[:]) == "HTTP/" {
+			return nil, fmt.Errorf("the broker answered the TLS handshake in plain HTTP (an https attestation_url for an http server?): %w", err)
+		}
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return tc, nil
+}
+
+// hostPort is u's host and port for dialing, the port defaulting to def.
+func hostPort(u *url.URL, def string) string {
+	p := u.Port()
+	if p == "" {
+		p = def
+	}
+	return net.JoinHostPort(u.Hostname(), p)
 }
 
 // clip shortens untrusted or user text quoted in errors: the package's

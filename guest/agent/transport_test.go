@@ -226,8 +226,9 @@ func TestHTTPS(t *testing.T) {
 		cfg := testConfig("wl-tls", "https://"+b.addr, "", "20s")
 		_, err := FetchPassphrase(context.Background(), testOptions(cfg, simAttester(t, measurement), &logBuffer{}))
 		var ae *Error
-		if !errors.As(err, &ae) || ae.Retryable() {
-			t.Fatalf("error = %v, want a final failure", err)
+		t.Logf("error: %v", err)
+		if !errors.As(err, &ae) || ae.Retryable() || !strings.Contains(err.Error(), "plain HTTP") {
+			t.Fatalf("error = %v, want a final failure naming plain HTTP", err)
 		}
 	})
 }

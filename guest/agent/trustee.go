@@ -7,10 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/guest/internal/httpc"
 	"github.com/sealroot/sealroot/wire/kbs"
 )
 
@@ -39,7 +39,7 @@ func (t *trustee) close() { t.c.close() }
 
 func (t *trustee) name() string { return kbs.DialectTrustee }
 
-func (t *trustee) handshake(ctx context.Context) (*http.Cookie, *Error) {
+func (t *trustee) handshake(ctx context.Context) (*httpc.Cookie, *Error) {
 	// workload_id is sealroot's addition: its broker then judges the
 	// evidence against that workload's policy alone. Trustee ignores it.
 	extra, err := json.Marshal(struct {
@@ -53,7 +53,7 @@ func (t *trustee) handshake(ctx context.Context) (*http.Cookie, *Error) {
 	if err != nil {
 		return nil, finalErr(StepAuth, 0, err)
 	}
-	r, e := t.c.do(ctx, StepAuth, http.MethodPost, "/kbs/v0/auth", body, nil)
+	r, e := t.c.do(ctx, StepAuth, "POST", "/kbs/v0/auth", body, nil)
 	if e != nil {
 		return nil, e
 	}
@@ -106,14 +106,14 @@ func (t *trustee) handshake(ctx context.Context) (*http.Cookie, *Error) {
 	}
 	// The reply's token is not needed: the session cookie authorizes the
 	// resource request, as in CoCo's own client. It is never logged.
-	if _, e := t.c.do(ctx, StepAttest, http.MethodPost, "/kbs/v0/attest", body, cookie); e != nil {
+	if _, e := t.c.do(ctx, StepAttest, "POST", "/kbs/v0/attest", body, cookie); e != nil {
 		return nil, e
 	}
 	return cookie, nil
 }
 
-func (t *trustee) fetch(ctx context.Context, session *http.Cookie) ([]byte, *Error) {
-	r, e := t.c.do(ctx, StepKey, http.MethodGet, "/kbs/v0/resource/"+t.resource, nil, session)
+func (t *trustee) fetch(ctx context.Context, session *httpc.Cookie) ([]byte, *Error) {
+	r, e := t.c.do(ctx, StepKey, "GET", "/kbs/v0/resource/"+t.resource, nil, session)
 	if e != nil {
 		return nil, e
 	}

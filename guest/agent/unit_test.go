@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/attest"
+	"github.com/sealroot/sealroot/guest/internal/httpc"
 	"github.com/sealroot/sealroot/host/verify/sim"
 	"github.com/sealroot/sealroot/wire/kbs"
 	"github.com/sealroot/sealroot/wire/snpreport"
@@ -32,14 +33,14 @@ func TestClassify(t *testing.T) {
 		name    string
 		step    string
 		status  int
-		header  http.Header
+		header  httpc.Header
 		body    []byte
 		kind    errKind
 		after   time.Duration
 		message string
 	}{
 		{"503 retries", StepAuth, 503, nil, []byte("down for maintenance"), kindRetry, 0, `HTTP 503 Service Unavailable: broker says "down for maintenance"`},
-		{"429 with Retry-After", StepAttest, 429, http.Header{"Retry-After": {"2"}}, problem(kbs.ProblemRateLimited), kindRetry, 2 * time.Second, "RateLimited"},
+		{"429 with Retry-After", StepAttest, 429, httpc.Header{"retry-after": {"2"}}, problem(kbs.ProblemRateLimited), kindRetry, 2 * time.Second, "RateLimited"},
 		{"408 retries", StepKey, 408, nil, nil, kindRetry, 0, "empty reply"},
 		{"400 is final", StepAuth, 400, nil, problem(kbs.ProblemInvalidRequest), kindFinal, 0, "broker error InvalidRequest: detail of InvalidRequest"},
 		{"404 is final", StepKey, 404, nil, problem(kbs.ProblemResourceNotFound), kindFinal, 0, "ResourceNotFound"},
@@ -57,14 +58,14 @@ func TestClassify(t *testing.T) {
 		{"krun nonce used", StepAttest, 401, nil, []byte("nonce already used; start again at /auth"), kindSessionLost, 0, ""},
 		{"krun policy", StepAttest, 401, nil, []byte("evidence does not satisfy the workload's policy"), kindFinal, 0, "policy"},
 		{"krun workload mismatch", StepKey, 401, nil, []byte("session did not attest as this workload"), kindFinal, 0, ""},
-		{"redirect", StepAuth, 302, http.Header{"Location": {"http://elsewhere/\x1b[31m"}}, nil, kindFinal, 0, `redirects to "http://elsewhere/?[31m"`},
+		{"redirect", StepAuth, 302, httpc.Header{"location": {"http://elsewhere/\x1b[31m"}}, nil, kindFinal, 0, `redirects to "http://elsewhere/?[31m"`},
 		{"control characters are replaced", StepAuth, 400, nil, []byte("bad\x1b[2J\x00thing"), kindFinal, 0, `"bad?[2J?thing"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := tt.header
 			if h == nil {
-				h = http.Header{}
+				h = httpc.Header{}
 			}
 			e := classify(tt.step, tt.status, h, tt.body)
 			if e.kind != tt.kind || e.retryAfter != tt.after || e.Step != tt.step || e.HTTPStatus != tt.status {
@@ -92,7 +93,7 @@ func FuzzClassify(f *testing.F) {
 			return
 		}
 		step := steps[int(stepIndex)%len(steps)]
-		e := classify(step, status, http.Header{"Retry-After": {retry}, "Location": {string(body)}}, body)
+		e := classify(step, status, httpc.Header{"retry-after": {retry}, "location": {string(body)}}, body)
 		msg := e.Error()
 		for i := 0; i < len(msg); i++ {
 			if c := msg[i]; c < 0x20 && c != '\n' {
@@ -535,9 +536,15 @@ func TestRequestPathEscaping(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := newClient(http.DefaultTransport, target.Base, 5*time.Second, nil)
+		tr, err := NewTransport(target, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newClient(tr, target.Base, 5*time.Second, true)
 		got = nil
-		if _, e := c.do(context.Background(), StepKey, http.MethodGet, tt.path, nil, nil); e != nil {
+		_, e := c.do(context.Background(), StepKey, "GET", tt.path, nil, nil)
+		c.close()
+		if e != nil {
 			t.Fatal(e)
 		}
 		if len(got) != 1 || got[0] != tt.want {

@@ -15,7 +15,9 @@ const module = "github.com/sealroot/sealroot/"
 // The init is what the TEE measures and what a reviewer reads: it links no
 // host code, no verifier or relying-party policy, and none of the TEE client
 // libraries whose report conversions pull in the protobuf runtime
-// (guest/tsm has its own device drivers). `make depcheck` runs this test.
+// (guest/tsm has its own device drivers), and no net/http: the agent speaks
+// HTTP/1.1 through guest/internal/httpc, which keeps the initrd small
+// (docs/libkrunfw.md "Initrd size"). `make depcheck` runs this test.
 func TestInitDependencies(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
@@ -32,6 +34,14 @@ func TestInitDependencies(t *testing.T) {
 		{"github.com/google/go-tdx-guest/proto/", "go-tdx-guest's protobuf types"},
 		{"github.com/google/go-tdx-guest/verify", "a TDX verifier"},
 		{"github.com/veraison/", "a CCA token verifier"},
+		{"net/http", "net/http and its HTTP/2, proxy, MIME and IDNA closure (the agent's client is guest/internal/httpc)"},
+		{"vendor/golang.org/x/net/http", "net/http's HTTP/2 and proxy support"},
+		{"mime", "MIME parsing (net/http's)"},
+		{"github.com/fxamacker/cbor/", "a general CBOR library (attest/configbind reads the CCA token with its own small reader)"},
+		{"regexp", "regular expressions (the config's and LUKS's lexical checks are written by hand: wire/diskconfig/lexical.go)"},
+		{"github.com/go-jose/", "a JOSE library (wire/kbs has the JWE key wrap and Concat KDF it needs)"},
+		{"github.com/gowebpki/jcs", "a JSON canonicalisation library (wire/kbs/canon.go)"},
+		{"github.com/BurntSushi/toml", "a TOML parser (init-data is parsed by the broker)"},
 	}
 	allowed := map[string]bool{
 		"github.com/google/go-sev-guest/client/linuxabi": true,

@@ -13,7 +13,7 @@ import (
 )
 
 // TestBootQEMU boots the Debian cloud kernel under QEMU (TCG) with a gzip,
-// an xz and a zstd image whose /init loads every module of modules.order with
+// a zopfli (gzip format), an xz and a zstd image whose /init loads every module of modules.order with
 // finit_module. It proves the kernel unpacks each compressed form (xz with
 // its CRC32 check, zstd, gzip) and that the computed order loads without a
 // single failure. Each boot takes about 2 s here; it is skipped with -short
@@ -36,8 +36,9 @@ func TestBootQEMU(t *testing.T) {
 	}
 	// The uncompressed form is what each of these decompresses to (checked by
 	// TestBuildReproducible); booting it too would only add time.
-	for _, method := range []string{CompressGzip, CompressXZ, CompressZstd} {
+	for _, method := range []string{CompressGzip, CompressZopfli, CompressXZ, CompressZstd} {
 		t.Run(method, func(t *testing.T) {
+			needZopfli(t, method)
 			out := filepath.Join(t.TempDir(), "initrd")
 			res, err := Build(Options{Output: out, Compression: method, InitBinary: tinyInit(t), KernelModules: modules})
 			if err != nil {

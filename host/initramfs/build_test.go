@@ -44,8 +44,9 @@ var wantSyntheticOrder = []string{"virtio_ring", "virtio", "virtio_pci", "virtio
 func TestBuildReproducible(t *testing.T) {
 	base := syntheticOptions(t)
 	var raw []byte
-	for _, method := range []string{CompressNone, CompressGzip, CompressXZ, CompressZstd} {
+	for _, method := range []string{CompressNone, CompressGzip, CompressZopfli, CompressXZ, CompressZstd} {
 		t.Run(method, func(t *testing.T) {
+			needZopfli(t, method)
 			var outs [2][]byte
 			var results [2]*Result
 			for i := range outs {
@@ -89,7 +90,7 @@ func TestBuildReproducible(t *testing.T) {
 			if err := os.WriteFile(file, outs[0], 0o644); err != nil {
 				t.Fatal(err)
 			}
-			switch tool := map[string]string{CompressGzip: "gzip", CompressXZ: "xz", CompressZstd: "zstd"}[method]; {
+			switch tool := map[string]string{CompressGzip: "gzip", CompressZopfli: "gzip", CompressXZ: "xz", CompressZstd: "zstd"}[method]; {
 			case tool == "":
 			case havingTool(tool):
 				runTool(t, nil, tool, "-t", file)
@@ -681,6 +682,14 @@ func TestBuildDebug(t *testing.T) {
 // skipOrFail skips a test whose prerequisite is missing, except under
 // CI=true, where `make deps` has installed everything and a skip would hide
 // a broken setup.
+// needZopfli skips (or fails, under CI) a zopfli case without the program.
+func needZopfli(t testing.TB, method string) {
+	t.Helper()
+	if method == CompressZopfli && !havingTool("zopfli") {
+		skipOrFail(t, "zopfli not installed (make deps installs it)")
+	}
+}
+
 func skipOrFail(t testing.TB, format string, a ...any) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {

@@ -157,7 +157,7 @@ func decompress(t testing.TB, method string, b []byte) []byte {
 	switch method {
 	case CompressNone:
 		return b
-	case CompressGzip:
+	case CompressGzip, CompressZopfli:
 		r, err = gzip.NewReader(bytes.NewReader(b))
 	case CompressXZ:
 		r, err = xz.NewReader(bytes.NewReader(b))

@@ -37,8 +37,8 @@ func checkTarget(opts *Options, method string) error {
 	case TargetAny, "any":
 		return nil
 	case TargetKrunfw:
-		if method != CompressGzip {
-			return fmt.Errorf("target krunfw: compression %q: libkrunfw's kernels accept only gzip initrds (CONFIG_RD_GZIP alone)", method)
+		if !GzipFormat(method) {
+			return fmt.Errorf("target krunfw: compression %q: libkrunfw's kernels accept only gzip initrds (CONFIG_RD_GZIP alone): use gzip or zopfli", method)
 		}
 		if opts.KernelModules != "" {
 			return fmt.Errorf("target krunfw: --kernel-modules %s: libkrunfw's kernels have no module support; everything the init needs is built in", opts.KernelModules)

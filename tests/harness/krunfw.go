@@ -45,7 +45,7 @@ func SetupKrunfw(t testing.TB) *Env {
 		e := *base
 		e.Kernel, e.Modules, e.Machine = k, "", launch.MachineMicrovm
 		e.Initrd = filepath.Join(base.Dir, "initrd-krunfw.cpio.gz")
-		if _, err := initramfs.Build(initramfs.Options{Output: e.Initrd, Compression: initramfs.CompressGzip, Target: initramfs.TargetKrunfw, ModuleRoot: base.Root}); err != nil {
+		if _, err := initramfs.Build(initramfs.Options{Output: e.Initrd, Compression: initramfs.CompressZopfli, Target: initramfs.TargetKrunfw, ModuleRoot: base.Root}); err != nil {
 			krunfwErr = fmt.Errorf("building the krunfw initrd: %w", err)
 			return
 		}

@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 )
 
 // Integrity modes of the root (config key "integrity").
@@ -38,11 +37,6 @@ type Verity struct {
 	// --hash-offset).
 	HashOffset int64 `json:"hash_offset"`
 }
-
-var (
-	rootHashRe    = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	overlaySizeRe = regexp.MustCompile(`^([1-9][0-9]{0,15}[kmg]?|[1-9][0-9]?%|100%)$`)
-)
 
 // DefaultOverlaySize is the tmpfs size of a verity root's writable layer
 // when the config names none: the kernel's own tmpfs default.
@@ -84,7 +78,7 @@ const (
 // salt as bytes. Every error names the key. The verity package turns the
 // result into its tree parameters (verity.FromConfig).
 func (v *Verity) Decode() (root, salt []byte, err error) {
-	if !rootHashRe.MatchString(v.RootHash) {
+	if !isRootHash(v.RootHash) {
 		return nil, nil, fmt.Errorf("config key \"verity.root_hash\": %q is not 64 lower-case hex digits (a SHA-256 root hash)", v.RootHash)
 	}
 	root, _ = hex.DecodeString(v.RootHash)
@@ -123,7 +117,7 @@ func (c *Config) Overlay() string {
 
 // ValidateOverlaySize checks an overlay_size value ("" is the default).
 func ValidateOverlaySize(s string) error {
-	if s != "" && !overlaySizeRe.MatchString(s) {
+	if s != "" && !isOverlaySize(s) {
 		return fmt.Errorf("config key \"overlay_size\": %q is not a tmpfs size (bytes with an optional k, m or g, or 1%%-100%% of RAM)", s)
 	}
 	return nil

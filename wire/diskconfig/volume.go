@@ -3,7 +3,6 @@ package diskconfig
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 )
 
@@ -57,15 +56,13 @@ var KeyDigestHashes = []string{
 	"blake2b-160", "blake2b-256", "blake2b-384", "blake2b-512", "blake2s-256",
 }
 
-var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // Validate checks a VolumeID read from untrusted JSON; errors name the
 // field.
 func (id *VolumeID) Validate() error {
 	switch {
 	case id.LUKS != 1 && id.LUKS != 2:
 		return fmt.Errorf("luks: %d is not 1 or 2", id.LUKS)
-	case !uuidRE.MatchString(id.UUID):
+	case !IsUUID(id.UUID, true):
 		return fmt.Errorf("uuid: %q is not a UUID", id.UUID)
 	case id.Cipher == "":
 		return errors.New("cipher is empty")

@@ -103,8 +103,8 @@ func runInitramfsBuild(cmd *cobra.Command, log *slog.Logger, f *initramfsBuildFl
 	if !slices.Contains(initramfs.Targets, f.target) {
 		return usageError("initramfs build: --target %q: want one of %s", f.target, strings.Join(initramfs.Targets, ", "))
 	}
-	if f.target == initramfs.TargetKrunfw && f.compress != initramfs.CompressGzip {
-		return usageError("initramfs build: --target krunfw needs --compress gzip: libkrunfw's kernels decompress nothing else")
+	if f.target == initramfs.TargetKrunfw && !initramfs.GzipFormat(f.compress) {
+		return usageError("initramfs build: --target krunfw needs --compress gzip or zopfli: libkrunfw's kernels decompress nothing but gzip")
 	}
 	if f.target == initramfs.TargetKrunfw && f.kernelModules != "" {
 		return usageError("initramfs build: --target krunfw takes no --kernel-modules: libkrunfw's kernels have no module support")

@@ -75,7 +75,7 @@ func TestInitramfsBuildCLIErrors(t *testing.T) {
 		inStderr string
 	}{
 		{[]string{"initramfs", "build", "--init", init}, 2, "-o FILE is required"},
-		{[]string{"initramfs", "build", "-o", out, "--compress", "lz4"}, 2, "want one of gzip, xz, zstd, none"},
+		{[]string{"initramfs", "build", "-o", out, "--compress", "lz4"}, 2, "want one of gzip, zopfli, xz, zstd, none"},
 		{[]string{"initramfs", "build", "-o", out, "--module", "xts"}, 2, "needs --kernel-modules"},
 		{[]string{"initramfs", "build", "-o", out, "--no-default-modules", "--kernel-modules", "/x"}, 2, "needs at least one --module"},
 		{[]string{"initramfs", "build", "-o", out, "--file", "nohostfile"}, 2, "IMAGE_PATH=HOST_FILE"},
