@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 
 	"github.com/sealroot/sealroot/attest"
@@ -31,6 +32,9 @@ type machine struct {
 	newAttester func(b *boot, ctx context.Context) (attest.Attester, error)
 	// netUp brings up the link to the broker (netup.Up with the defaults).
 	netUp func(ctx context.Context) error
+	// netDial opens the TCP connection to the broker once the link is up
+	// (a net.Dialer).
+	netDial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 func (b *boot) cmdline() string {

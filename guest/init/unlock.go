@@ -13,6 +13,7 @@ import (
 	"github.com/sealroot/sealroot/guest/internal/netup"
 	"github.com/sealroot/sealroot/guest/internal/vport"
 	"github.com/sealroot/sealroot/guest/tsm"
+	"github.com/sealroot/sealroot/internal/textclip"
 	"github.com/sealroot/sealroot/wire/event"
 )
 
@@ -31,7 +32,7 @@ func (b *boot) network(ctx context.Context) error {
 	if err := b.net.wait(ctx); err != nil {
 		return fmt.Errorf("bringing up eth0 for %s: %w; with sealroot launch, give --broker URL", b.cfg.AttestationURL, err)
 	}
-	b.detail = map[string]string{"network": "eth0"}
+	b.detail = map[string]string{"network": "eth0", "broker_conn": textclip.Clip(b.net.dialOutcome(), 80)}
 	return nil
 }
 
@@ -70,12 +71,18 @@ func (b *boot) attest(ctx context.Context) error {
 	b.attester = att
 	actx, cancel := context.WithTimeout(ctx, b.cfg.Deadline())
 	defer cancel()
+	var tcpDial agent.TCPDialer
+	if b.net != nil {
+		tcpDial = b.net.dialBroker
+		defer b.net.release()
+	}
 	pass, err := agent.FetchPassphrase(actx, agent.Options{
 		Config:       agentConfig(b.cfg),
 		Attester:     att,
 		ResourcePath: b.cfg.KBSResource,
 		TrusteeKey:   b.cfg.KBSKey,
 		FirstRSAKey:  b.keyAhead.get,
+		TCPDial:      tcpDial,
 		Logf:         func(format string, a ...any) { b.report.Log("attest", format, a...) },
 	})
 	if err != nil {
@@ -87,6 +94,9 @@ func (b *boot) attest(ctx context.Context) error {
 	}
 	b.passphrase = pass
 	b.detail = map[string]string{"dialect": b.cfg.Dialect(), "tee": b.cfg.TEE}
+	if b.net != nil && b.net.usedPreDialed() {
+		b.detail["broker_conn"] = "pre-dialed"
+	}
 	return nil
 }
 
