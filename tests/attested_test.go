@@ -185,6 +185,14 @@ func TestAttestedBoot(t *testing.T) {
 			if ev, _ := r.boot.Phase("unlock"); !strings.HasPrefix(ev.Detail["device"], "/dev/") {
 				t.Errorf("unlock detail %v", ev.Detail)
 			}
+			// The broker connection opened while the payload phase ran
+			// carried the exchange's first request (guest/init/earlynet.go).
+			if ev, _ := r.boot.Phase("network"); ev.Detail["broker_conn"] != "open" {
+				t.Errorf("network detail %v, want broker_conn open", ev.Detail)
+			}
+			if ev, _ := r.boot.Phase("attest"); ev.Detail["broker_conn"] != "pre-dialed" {
+				t.Errorf("attest detail %v, want broker_conn pre-dialed", ev.Detail)
+			}
 		})
 	}
 }

@@ -136,6 +136,11 @@ type Options struct {
 	// VsockDial dials vsock:// URLs when Transport is nil; nil is
 	// vsock.DialContext.
 	VsockDial VsockDialer
+	// TCPDial opens the TCP connections of http:// and https:// URLs
+	// (TLS runs on top) when Transport is nil; nil is a net.Dialer. The
+	// init passes one that hands over a connection it opened while the
+	// boot's earlier phases ran.
+	TCPDial TCPDialer
 	// Logf receives progress and retry lines (never secrets); nil
 	// discards them.
 	Logf func(format string, a ...any)
@@ -257,7 +262,7 @@ func (o Options) prepare() (dialect, *Target, *Error) {
 	}
 	tr, own := o.Transport, false
 	if tr == nil {
-		if tr, err = NewTransport(target, cfg.CABundle, o.VsockDial); err != nil {
+		if tr, err = NewTransportDialers(target, cfg.CABundle, o.VsockDial, o.TCPDial); err != nil {
 			return nil, nil, finalErr(StepAuth, 0, err)
 		}
 		own = true

@@ -129,14 +129,27 @@ const (
 // across the exchange's requests. Proxies are never used: the guest talks
 // to its broker directly.
 func NewTransport(t *Target, caBundle string, dial VsockDialer) (Transport, error) {
+	return NewTransportDialers(t, caBundle, dial, nil)
+}
+
+// TCPDialer opens a TCP connection to addr (host:port).
+type TCPDialer func(ctx context.Context, addr string) (net.Conn, error)
+
+// NewTransportDialers is NewTransport with the TCP connections of http and
+// https URLs opened by tcp (nil is a net.Dialer with the package's
+// timeouts).
+func NewTransportDialers(t *Target, caBundle string, dial VsockDialer, tcp TCPDialer) (Transport, error) {
 	var d func(ctx context.Context) (net.Conn, error)
-	nd := &net.Dialer{Timeout: dialTimeout, KeepAlive: tcpKeepAlive}
+	if tcp == nil {
+		nd := &net.Dialer{Timeout: dialTimeout, KeepAlive: tcpKeepAlive}
+		tcp = func(ctx context.Context, addr string) (net.Conn, error) { return nd.DialContext(ctx, "tcp", addr) }
+	}
 	switch t.Scheme {
 	case "http":
-		addr := hostPort(t.Base, "80")
-		d = func(ctx context.Context) (net.Conn, error) { return nd.DialContext(ctx, "tcp", addr) }
+		addr := t.TCPAddr()
+		d = func(ctx context.Context) (net.Conn, error) { return tcp(ctx, addr) }
 	case "https":
-		addr := hostPort(t.Base, "443")
+		addr := t.TCPAddr()
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.Base.Hostname()}
 		if strings.TrimSpace(caBundle) != "" {
 			pool := x509.NewCertPool()
@@ -146,7 +159,7 @@ func NewTransport(t *Target, caBundle string, dial VsockDialer) (Transport, erro
 			cfg.RootCAs = pool
 		}
 		d = func(ctx context.Context) (net.Conn, error) {
-			c, err := nd.DialContext(ctx, "tcp", addr)
+			c, err := tcp(ctx, addr)
 			if err != nil {
 				return nil, err
 			}
@@ -191,13 +204,18 @@ func tlsHandshake(ctx context.Context, c net.Conn, cfg *tls.Config) (net.Conn, e
 	return tc, nil
 }
 
-// hostPort is u's host and port for dialing, the port defaulting to def.
-func hostPort(u *url.URL, def string) string {
-	p := u.Port()
+// TCPAddr is the host:port an http or https target is dialed at (the
+// port defaulting to 80 or 443), and "" for vsock.
+func (t *Target) TCPAddr() string {
+	def := map[string]string{"http": "80", "https": "443"}[t.Scheme]
+	if def == "" {
+		return ""
+	}
+	p := t.Base.Port()
 	if p == "" {
 		p = def
 	}
-	return net.JoinHostPort(u.Hostname(), p)
+	return net.JoinHostPort(t.Base.Hostname(), p)
 }
 
 // clip shortens untrusted or user text quoted in errors: the package's

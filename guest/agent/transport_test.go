@@ -232,3 +232,61 @@ func TestHTTPS(t *testing.T) {
 		}
 	})
 }
+
+// TestTCPDial: an http or https exchange opens its TCP connections through
+// Options.TCPDial (the init hands its pre-dialed connection over that
+// way), at the URL's host:port, and TLS runs on top of what it returns.
+func TestTCPDial(t *testing.T) {
+	plain := httptest.NewServer(brokerHandler(t, newBoltStore(t), newKEK(t)))
+	t.Cleanup(plain.Close)
+	tlsSrv := httptest.NewUnstartedServer(brokerHandler(t, newBoltStore(t), newKEK(t)))
+	tlsSrv.StartTLS()
+	t.Cleanup(tlsSrv.Close)
+	for _, tc := range []struct {
+		name string
+		srv  *httptest.Server
+		ca   string
+	}{
+		{"http", plain, ""},
+		{"https", tlsSrv, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			registerIn(t, tc.srv.Config.Handler, "wl-dial", measurement)
+			cfg := testConfig("wl-dial", tc.srv.URL, "", "20s")
+			cfg.CABundle = tc.ca
+			o := testOptions(cfg, simAttester(t, measurement), &logBuffer{})
+			var mu sync.Mutex
+			var addrs []string
+			o.TCPDial = func(ctx context.Context, addr string) (net.Conn, error) {
+				mu.Lock()
+				addrs = append(addrs, addr)
+				mu.Unlock()
+				var d net.Dialer
+				return d.DialContext(ctx, "tcp", addr)
+			}
+			got, err := FetchPassphrase(context.Background(), o)
+			if err != nil || string(got) != passphrase {
+				t.Fatalf("exchange: %v", err)
+			}
+			want := strings.TrimPrefix(strings.TrimPrefix(tc.srv.URL, "http://"), "https://")
+			if len(addrs) != 1 || addrs[0] != want {
+				t.Fatalf("dialed %v, want %s once (one kept-alive connection)", addrs, want)
+			}
+		})
+	}
+}
+
+func TestTargetTCPAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://10.0.2.100:8000/p": "10.0.2.100:8000", "http://10.0.2.100": "10.0.2.100:80",
+		"https://kbs.example": "kbs.example:443", "https://[fd00::1]:8443": "[fd00::1]:8443", "vsock://2:8000": "",
+	} {
+		tg, err := ParseTarget(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tg.TCPAddr(); got != want {
+			t.Errorf("TCPAddr(%s) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -39,6 +39,9 @@ type boot struct {
 	// the guest key pair made from PID 1's start (keyahead.go).
 	link     *hostchan.Link
 	keyAhead *keyAhead
+	// net is the broker link's bring-up, started by the config phase
+	// (earlynet.go).
+	net *earlyNet
 
 	host    interface{ Close() error }
 	closers []interface{ Close() error }
@@ -147,6 +150,7 @@ func (b *boot) readConfig(ctx context.Context) error {
 	b.cfg = cfg
 	b.rawConfig = raw
 	b.detail = map[string]string{"tee": cfg.TEE, "workload_id": cfg.WorkloadID}
+	b.startNetwork()
 	return nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 
 	"github.com/sealroot/sealroot/attest"
@@ -13,7 +14,8 @@ const defaultDataDisk = "/dev/vdb"
 
 // machine is what the init reads of the machine it boots, beyond the root
 // device (options.root, from the command line): the kernel command line,
-// the data disk's path, the TEE probe and the attester factory. The phases
+// the data disk's path, the TEE probe, the attester factory and the
+// network bring-up. The phases
 // reach them only through the boot's accessors below, so that config
 // reading, payload detection and the attest phase run in unit tests on
 // temp files and the simulated TEE. A zero field is the real machine's.
@@ -28,6 +30,11 @@ type machine struct {
 	// newAttester returns exactly the Attester the config's tee names
 	// ((*boot).attesterFor).
 	newAttester func(b *boot, ctx context.Context) (attest.Attester, error)
+	// netUp brings up the link to the broker (netup.Up with the defaults).
+	netUp func(ctx context.Context) error
+	// netDial opens the TCP connection to the broker once the link is up
+	// (a net.Dialer).
+	netDial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 func (b *boot) cmdline() string {

@@ -41,6 +41,14 @@ import (
 // testBoot is a boot whose root disk is root, on machine m, reporting into
 // console.
 func testBoot(root string, m machine, console *bytes.Buffer) *boot {
+	// A unit test never touches the host's network: a test that wants the
+	// bring-up or the broker connection supplies its own.
+	if m.netUp == nil {
+		m.netUp = func(context.Context) error { return errors.New("test: no network bring-up") }
+	}
+	if m.netDial == nil {
+		m.netDial = func(context.Context, string) (net.Conn, error) { return nil, errors.New("test: no broker dial") }
+	}
 	b := &boot{report: hostchan.New(console, time.Now()), opts: parseCmdline(""), machine: m}
 	b.opts.root = root
 	return b

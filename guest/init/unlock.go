@@ -13,20 +13,26 @@ import (
 	"github.com/sealroot/sealroot/guest/internal/netup"
 	"github.com/sealroot/sealroot/guest/internal/vport"
 	"github.com/sealroot/sealroot/guest/tsm"
+	"github.com/sealroot/sealroot/internal/textclip"
 	"github.com/sealroot/sealroot/wire/event"
 )
 
 // network brings up the guest's link to the broker when the attestation
-// URL is reached over QEMU's user network.
+// URL is reached over QEMU's user network: it waits for the bring-up the
+// config phase started (earlynet.go).
 func (b *boot) network(ctx context.Context) error {
 	if !b.encrypted || !netup.NeedsNetwork(b.cfg.AttestationURL) {
 		b.detail = map[string]string{"network": "off"}
 		return nil
 	}
-	if err := netup.Up(ctx, netup.Options{}); err != nil {
+	b.startNetwork() // a no-op when the config phase started it
+	if b.net == nil {
+		return fmt.Errorf("tee %q does not attest: no network for %s", b.cfg.TEE, b.cfg.AttestationURL)
+	}
+	if err := b.net.wait(ctx); err != nil {
 		return fmt.Errorf("bringing up eth0 for %s: %w; with sealroot launch, give --broker URL", b.cfg.AttestationURL, err)
 	}
-	b.detail = map[string]string{"network": "eth0"}
+	b.detail = map[string]string{"network": "eth0", "broker_conn": textclip.Clip(b.net.dialOutcome(), 80)}
 	return nil
 }
 
@@ -65,12 +71,18 @@ func (b *boot) attest(ctx context.Context) error {
 	b.attester = att
 	actx, cancel := context.WithTimeout(ctx, b.cfg.Deadline())
 	defer cancel()
+	var tcpDial agent.TCPDialer
+	if b.net != nil {
+		tcpDial = b.net.dialBroker
+		defer b.net.release()
+	}
 	pass, err := agent.FetchPassphrase(actx, agent.Options{
 		Config:       agentConfig(b.cfg),
 		Attester:     att,
 		ResourcePath: b.cfg.KBSResource,
 		TrusteeKey:   b.cfg.KBSKey,
 		FirstRSAKey:  b.keyAhead.get,
+		TCPDial:      tcpDial,
 		Logf:         func(format string, a ...any) { b.report.Log("attest", format, a...) },
 	})
 	if err != nil {
@@ -82,6 +94,9 @@ func (b *boot) attest(ctx context.Context) error {
 	}
 	b.passphrase = pass
 	b.detail = map[string]string{"dialect": b.cfg.Dialect(), "tee": b.cfg.TEE}
+	if b.net != nil && b.net.usedPreDialed() {
+		b.detail["broker_conn"] = "pre-dialed"
+	}
 	return nil
 }
 
