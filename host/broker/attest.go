@@ -93,11 +93,12 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	}
 	refuseSpent := fail
 	if deferred {
-		// A session spent in memory reaches the store once: as consumed
-		// when this attempt is refused, as attested when it succeeds.
+		// A session spent in memory is settled once: as consumed when
+		// this attempt is refused, as attested when it succeeds; in
+		// memory while the settled table has room (pending.go).
 		refused := fail
 		fail = func(ref *refusal) {
-			if err := s.pending.settle(ctx, sess); err != nil {
+			if err := s.pending.settle(ctx, sess, s.cfg.Now()); err != nil {
 				s.log.Warn("recording a spent session", "session", rec.Session, "err", err)
 			}
 			refused(ref)
@@ -135,7 +136,7 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	if deferred {
 		done := *sess
 		done.State, done.PubKey, done.Claims, done.AttestedAt = store.SessionAttested, a.pubKey, cj, s.cfg.Now().UTC()
-		err = s.pending.settle(ctx, &done)
+		err = s.pending.settle(ctx, &done, s.cfg.Now())
 	} else {
 		err = s.store.MarkAttested(ctx, sess.ID, sess.WorkloadID, a.pubKey, cj, s.cfg.Now().UTC())
 	}

@@ -59,7 +59,7 @@ func (s *Server) handleKrunKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Session = sessionRef(c.Value)
-	sess, err := s.store.GetSession(ctx, c.Value, s.cfg.Now())
+	sess, err := s.pending.lookup(ctx, c.Value, s.cfg.Now())
 	if err != nil {
 		s.describeSession(ctx, c.Value, &rec)
 		rec.Workload = truncate(want, 128) // name the workload asked for

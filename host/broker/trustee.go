@@ -171,7 +171,7 @@ func (s *Server) trusteeSession(r *http.Request) (*store.Session, *refusal) {
 	if !sessionIDPattern.MatchString(id) {
 		return nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidCookie, "session", "invalid session", "malformed session id")
 	}
-	sess, err := s.store.GetSession(r.Context(), id, s.cfg.Now())
+	sess, err := s.pending.lookup(r.Context(), id, s.cfg.Now())
 	if err != nil {
 		return nil, sessionRefusal(err)
 	}
