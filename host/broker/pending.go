@@ -2,11 +2,13 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker/store"
 )
 
@@ -94,8 +96,15 @@ type pendingSessions struct {
 	// expiry order give or take one TTL (a session settles within its
 	// TTL), so forget may release one up to a TTL late; every read checks
 	// the expiry itself.
-	settled      map[string]*store.Session
+	settled      map[string]*settledSession
 	settledQueue []pendingEntry
+}
+
+// settledSession is a session /attest settled in memory, with its verified
+// claims as a value, so /key need not parse them again (sess.Claims is nil).
+type settledSession struct {
+	sess   store.Session
+	claims *attest.Claims // nil for a consumed session
 }
 
 // newPendingSessions holds at most max sessions, at most perClient of
@@ -109,7 +118,7 @@ func newPendingSessions(st store.Store, shared bool, limit, perClient int) *pend
 		perClient = max(1, limit/10)
 	}
 	return &pendingSessions{shared: shared, max: limit, perClient: perClient, st: st,
-		live: map[string]*store.Session{}, byClient: map[string]int{}, settled: map[string]*store.Session{}}
+		live: map[string]*store.Session{}, byClient: map[string]int{}, settled: map[string]*settledSession{}}
 }
 
 // drop removes a live entry. Called with mu held.
@@ -212,37 +221,42 @@ func (p *pendingSessions) peek(id string) (*store.Session, bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s, ok := p.live[id]
-	if !ok {
-		if s, ok = p.settled[id]; !ok {
-			return nil, false
-		}
+	if s, ok := p.live[id]; ok {
+		c := *s
+		return &c, true
 	}
-	c := *s
-	return &c, true
+	if s, ok := p.settled[id]; ok {
+		c := s.sess
+		return &c, true
+	}
+	return nil, false
 }
 
 // lookup returns the settled session id names, as store.GetSession does
 // (ErrExpired past its expiry): from memory when this broker holds it,
-// else from the store (shared mode, a session written past the cap, or
-// one written by a broker before it kept sessions in memory).
-func (p *pendingSessions) lookup(ctx context.Context, id string, now time.Time) (*store.Session, error) {
+// with a copy of its claims, else from the store (shared mode, a session
+// written past the cap, or one written by a broker before it kept
+// sessions in memory) with nil claims: the caller parses sess.Claims.
+func (p *pendingSessions) lookup(ctx context.Context, id string, now time.Time) (*store.Session, *attest.Claims, error) {
 	if !p.shared {
 		p.mu.Lock()
 		s, ok := p.settled[id]
-		var c store.Session
-		if ok {
-			c = *s
-		}
 		p.mu.Unlock()
 		if ok {
-			if !now.Before(c.ExpiresAt) {
-				return nil, fmt.Errorf("session: %w", store.ErrExpired)
+			if !now.Before(s.sess.ExpiresAt) {
+				return nil, nil, fmt.Errorf("session: %w", store.ErrExpired)
 			}
-			return &c, nil
+			c := s.sess
+			var claims *attest.Claims
+			if s.claims != nil {
+				cl := *s.claims
+				claims = &cl
+			}
+			return &c, claims, nil
 		}
 	}
-	return p.st.GetSession(ctx, id, now)
+	sess, err := p.st.GetSession(ctx, id, now)
+	return sess, nil, err
 }
 
 // consume spends a session's nonce, as store.ConsumeChallenge does: it
@@ -264,7 +278,7 @@ func (p *pendingSessions) consume(ctx context.Context, id string, now time.Time)
 		s, ok := p.settled[id]
 		p.mu.Unlock()
 		switch {
-		case ok && !now.Before(s.ExpiresAt):
+		case ok && !now.Before(s.sess.ExpiresAt):
 			return nil, false, fmt.Errorf("session: %w", store.ErrExpired)
 		case ok:
 			return nil, false, fmt.Errorf("session: %w", store.ErrNonceUsed)
@@ -282,13 +296,14 @@ func (p *pendingSessions) consume(ctx context.Context, id string, now time.Time)
 }
 
 // settle records a session that consume took from memory: as attested
-// (with the guest key and claims) when the attestation succeeded, else as
-// consumed, so that a later /attest on its nonce finds it and is refused
-// as a reuse. It keeps the session in the settled table while that has
-// room, and otherwise writes it to the store in one conditional insert,
-// which fails with ErrNonceUsed if the id is already there. Either way the
-// nonce was spent by consume.
-func (p *pendingSessions) settle(ctx context.Context, sess *store.Session, now time.Time) error {
+// (with the guest key and its verified claims) when the attestation
+// succeeded, else as consumed (claims nil), so that a later /attest on its
+// nonce finds it and is refused as a reuse. It keeps the session in the
+// settled table while that has room, and otherwise writes it to the store
+// (with the claims as JSON) in one conditional insert, which fails with
+// ErrNonceUsed if the id is already there. Either way the nonce was spent
+// by consume. The claims must not change afterwards.
+func (p *pendingSessions) settle(ctx context.Context, sess *store.Session, claims *attest.Claims, now time.Time) error {
 	p.mu.Lock()
 	p.forget(now)
 	if _, ok := p.settled[sess.ID]; ok {
@@ -296,13 +311,21 @@ func (p *pendingSessions) settle(ctx context.Context, sess *store.Session, now t
 		return fmt.Errorf("session: %w", store.ErrNonceUsed)
 	}
 	if len(p.settled) < p.max {
-		c := *sess
-		p.settled[sess.ID] = &c
+		p.settled[sess.ID] = &settledSession{sess: *sess, claims: claims}
 		p.settledQueue = append(p.settledQueue, pendingEntry{id: sess.ID, expires: sess.ExpiresAt})
 		p.mu.Unlock()
 		return nil
 	}
 	p.mu.Unlock()
+	if claims != nil {
+		cj, err := json.Marshal(claims)
+		if err != nil {
+			return fmt.Errorf("session claims: %w", err)
+		}
+		c := *sess
+		c.Claims = cj
+		sess = &c
+	}
 	if err := p.st.CreateSession(ctx, sess); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return fmt.Errorf("session: %w", store.ErrNonceUsed)
