@@ -39,7 +39,8 @@ import (
 // replica may have outstanding: storage stays at most replicas × cap rows,
 // which the periodic purge removes after expiry. A deployment that routes
 // each client to one replica (sticky sessions) can keep sessions in memory
-// on PostgreSQL too (--pending-sessions memory).
+// on PostgreSQL too (--pending-sessions memory): then /key must reach the
+// replica that settled the session, as /attest the one that challenged it.
 
 // Pending-session modes (Config.PendingSessions, --pending-sessions).
 const (
