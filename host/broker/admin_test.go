@@ -165,15 +165,18 @@ func TestHealthMetrics(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("metrics: %d", code)
 	}
+	if strings.Contains(body, `op="create_session"`) {
+		t.Error("a handshake wrote a session to the store")
+	}
 	for _, want := range []string{
 		`sealroot_broker_attestations_total{check="",dialect="krun",result="success",tee="snp"} 1`,
 		`sealroot_broker_attestations_total{check="measurement",dialect="krun",result="refused",tee="snp"} 1`,
 		`sealroot_broker_key_releases_total{dialect="krun"} 1`,
 		`sealroot_broker_http_requests_total{code="200",route="auth"} 2`,
 		`sealroot_broker_verify_seconds_count{tee="snp"} 2`,
-		// /auth writes nothing; each /attest inserts its spent session.
-		`sealroot_broker_store_seconds_count{op="create_session"} 2`,
+		// A handshake writes no session: both spent sessions are in memory.
 		`sealroot_broker_pending_sessions 0`,
+		`sealroot_broker_settled_sessions 2`,
 		`sealroot_broker_registrations_total{result="ok"} 1`,
 		`go_goroutines`,
 	} {

@@ -93,11 +93,12 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	}
 	refuseSpent := fail
 	if deferred {
-		// A session spent in memory reaches the store once: as consumed
-		// when this attempt is refused, as attested when it succeeds.
+		// A session spent in memory is settled once: as consumed when
+		// this attempt is refused, as attested when it succeeds; in
+		// memory while the settled table has room (pending.go).
 		refused := fail
 		fail = func(ref *refusal) {
-			if err := s.pending.settle(ctx, sess); err != nil {
+			if err := s.pending.settle(ctx, sess, nil, s.cfg.Now()); err != nil {
 				s.log.Warn("recording a spent session", "session", rec.Session, "err", err)
 			}
 			refused(ref)
@@ -127,19 +128,20 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		fail(ref)
 		return
 	}
-	cj, err := json.Marshal(claims)
-	if err != nil {
-		fail(refuse(http.StatusInternalServerError, kbs.ProblemInternal, "store", "internal error", err.Error()))
-		return
-	}
+	var err2 error
 	if deferred {
 		done := *sess
-		done.State, done.PubKey, done.Claims, done.AttestedAt = store.SessionAttested, a.pubKey, cj, s.cfg.Now().UTC()
-		err = s.pending.settle(ctx, &done)
+		done.State, done.PubKey, done.AttestedAt = store.SessionAttested, a.pubKey, s.cfg.Now().UTC()
+		err2 = s.pending.settle(ctx, &done, claims, s.cfg.Now())
 	} else {
-		err = s.store.MarkAttested(ctx, sess.ID, sess.WorkloadID, a.pubKey, cj, s.cfg.Now().UTC())
+		cj, err := json.Marshal(claims)
+		if err != nil {
+			fail(refuse(http.StatusInternalServerError, kbs.ProblemInternal, "store", "internal error", err.Error()))
+			return
+		}
+		err2 = s.store.MarkAttested(ctx, sess.ID, sess.WorkloadID, a.pubKey, cj, s.cfg.Now().UTC())
 	}
-	if err != nil {
+	if err := err2; err != nil {
 		refuseSpent(sessionRefusal(err)) // not stored; spent all the same (it has left memory)
 		return
 	}
@@ -296,7 +298,10 @@ func (s *Server) acceptingWorkloads(ctx context.Context, claims *attest.Claims) 
 // authorize decides whether an attested session may read a secret of
 // workload id, against the workload's policy as it is now (an admin may
 // have tightened it since the attestation). It returns the workload.
-func (s *Server) authorize(ctx context.Context, sess *store.Session, id string) (*store.Workload, *refusal) {
+//
+// claims are the session's verified claims when memory holds them (see
+// pendingSessions.lookup); nil reads them from sess.Claims.
+func (s *Server) authorize(ctx context.Context, sess *store.Session, claims *attest.Claims, id string) (*store.Workload, *refusal) {
 	if sess.State != store.SessionAttested {
 		return nil, refuse(http.StatusUnauthorized, kbs.ProblemUnauthenticated, "not_attested", "session has not attested", "session has not attested")
 	}
@@ -308,11 +313,11 @@ func (s *Server) authorize(ctx context.Context, sess *store.Session, id string) 
 	if ref != nil {
 		return nil, ref
 	}
-	var claims attest.Claims
-	if err := json.Unmarshal(sess.Claims, &claims); err != nil {
-		return nil, refuse(http.StatusInternalServerError, kbs.ProblemInternal, "session", "internal error", "stored claims unreadable")
+	claims, ref = sessionClaims(sess, claims)
+	if ref != nil {
+		return nil, ref
 	}
-	if err := validateClaims(w.TEE, doc, &claims, s.cfg.TrustSimulated, nil); err != nil {
+	if err := validateClaims(w.TEE, doc, claims, s.cfg.TrustSimulated, nil); err != nil {
 		check := checkName(err)
 		if sess.WorkloadID == "" {
 			check = "workload_mismatch" // the evidence is some other workload's
@@ -326,4 +331,17 @@ func (s *Server) authorize(ctx context.Context, sess *store.Session, id string) 
 func passphraseAAD(workloadID string) []byte { return kek.AAD("passphrase", workloadID) }
 func resourceAAD(workloadID, path string) []byte {
 	return kek.AAD("resource", workloadID, path)
+}
+
+// sessionClaims returns held, the claims memory keeps for the session, or
+// else the claims the store keeps as JSON in sess.Claims.
+func sessionClaims(sess *store.Session, held *attest.Claims) (*attest.Claims, *refusal) {
+	if held != nil {
+		return held, nil
+	}
+	var claims attest.Claims
+	if err := json.Unmarshal(sess.Claims, &claims); err != nil {
+		return nil, refuse(http.StatusInternalServerError, kbs.ProblemInternal, "session", "internal error", "stored claims unreadable")
+	}
+	return &claims, nil
 }

@@ -2,28 +2,36 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker/store"
 )
 
-// Where challenged sessions live between /auth and /attest
-// (docs/broker.md "Sessions and flooding").
+// Where sessions live (docs/broker.md "Sessions and flooding").
 //
 // /auth is unauthenticated, so whatever it costs, anyone can make the
 // broker pay again and again. A challenged session is therefore never
-// written to disk by a broker on bbolt: it lives in memory, at most
-// MaxPendingSessions of them (and at most MaxPendingPerClient from one
-// client address), each until its TTL (plus a minute of grace,
-// so a late /attest still hears "expired" rather than "unknown"). Only
-// /attest, which spends the nonce, writes the session to the store, once,
-// in one conditional insert: as attested when it succeeds, as consumed when
-// it is refused (a second /attest on the same nonce finds it there and is
-// refused). A flood of /auth then costs memory bounded by the cap, and no
-// disk at all.
+// written to disk by a broker in memory mode (the default on bbolt): it
+// lives in memory, at most MaxPendingSessions of them (and at most
+// MaxPendingPerClient from one client address), each until its TTL (plus a
+// minute of grace, so a late /attest still hears "expired" rather than
+// "unknown"). /attest spends the nonce by taking the session out of that
+// table, and the session it settles stays in memory too, in a second table
+// of settled sessions: attested (with the guest key and the verified
+// claims, read by /key and the resource endpoints) when the attestation
+// succeeds, consumed when it is refused, so that a second /attest on the
+// nonce is refused as a reuse. A handshake then writes nothing to disk.
+// The settled table holds at most MaxPendingSessions sessions until their
+// TTL plus the grace; past that cap, /attest writes the session to the
+// store once, as before, so a storm larger than the cap still completes.
+// A restart forgets what memory held: a spent nonce is then unknown (and
+// still refused), and a guest between /attest and /key hears "unknown
+// session" and runs the handshake again.
 //
 // Replicas on one PostgreSQL database must let a guest call /auth on one
 // and /attest on another, so there (PendingShared) /auth writes the
@@ -31,7 +39,8 @@ import (
 // replica may have outstanding: storage stays at most replicas × cap rows,
 // which the periodic purge removes after expiry. A deployment that routes
 // each client to one replica (sticky sessions) can keep sessions in memory
-// on PostgreSQL too (--pending-sessions memory).
+// on PostgreSQL too (--pending-sessions memory): then /key must reach the
+// replica that settled the session, as /attest the one that challenged it.
 
 // Pending-session modes (Config.PendingSessions, --pending-sessions).
 const (
@@ -82,6 +91,21 @@ type pendingSessions struct {
 	live     map[string]*store.Session // memory mode: the session; shared: a stub with the expiry and client
 	queue    []pendingEntry            // in creation (and so expiry) order
 	byClient map[string]int            // live sessions per client address
+
+	// Memory mode: sessions /attest settled (attested or consumed), at
+	// most max of them, in the order they were settled. That order is
+	// expiry order give or take one TTL (a session settles within its
+	// TTL), so forget may release one up to a TTL late; every read checks
+	// the expiry itself.
+	settled      map[string]*settledSession
+	settledQueue []pendingEntry
+}
+
+// settledSession is a session /attest settled in memory, with its verified
+// claims as a value, so /key need not parse them again (sess.Claims is nil).
+type settledSession struct {
+	sess   store.Session
+	claims *attest.Claims // nil for a consumed session
 }
 
 // newPendingSessions holds at most max sessions, at most perClient of
@@ -95,7 +119,7 @@ func newPendingSessions(st store.Store, shared bool, limit, perClient int) *pend
 		perClient = max(1, limit/10)
 	}
 	return &pendingSessions{shared: shared, max: limit, perClient: perClient, st: st,
-		live: map[string]*store.Session{}, byClient: map[string]int{}}
+		live: map[string]*store.Session{}, byClient: map[string]int{}, settled: map[string]*settledSession{}}
 }
 
 // drop removes a live entry. Called with mu held.
@@ -135,6 +159,15 @@ func (p *pendingSessions) forget(now time.Time) {
 		}
 		p.queue = q
 	}
+	i = 0
+	for ; i < len(p.settledQueue); i++ {
+		e := p.settledQueue[i]
+		if now.Before(e.expires.Add(pendingGrace)) {
+			break
+		}
+		delete(p.settled, e.id)
+	}
+	p.settledQueue = p.settledQueue[i:]
 }
 
 // add admits a new challenged session, or refuses with errPendingFull.
@@ -189,24 +222,68 @@ func (p *pendingSessions) peek(id string) (*store.Session, bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s, ok := p.live[id]
-	if !ok {
-		return nil, false
+	if s, ok := p.live[id]; ok {
+		c := *s
+		return &c, true
 	}
-	c := *s
-	return &c, true
+	if s, ok := p.settled[id]; ok {
+		c := s.sess
+		return &c, true
+	}
+	return nil, false
+}
+
+// lookup returns the settled session id names, as store.GetSession does
+// (ErrExpired past its expiry): from memory when this broker holds it,
+// with a copy of its claims, else from the store (shared mode, a session
+// written past the cap, or one written by a broker before it kept
+// sessions in memory) with nil claims: the caller parses sess.Claims.
+func (p *pendingSessions) lookup(ctx context.Context, id string, now time.Time) (*store.Session, *attest.Claims, error) {
+	if !p.shared {
+		p.mu.Lock()
+		s, ok := p.settled[id]
+		p.mu.Unlock()
+		if ok {
+			if !now.Before(s.sess.ExpiresAt) {
+				return nil, nil, fmt.Errorf("session: %w", store.ErrExpired)
+			}
+			c := s.sess
+			var claims *attest.Claims
+			if s.claims != nil {
+				cl := *s.claims
+				claims = &cl
+			}
+			return &c, claims, nil
+		}
+	}
+	sess, err := p.st.GetSession(ctx, id, now)
+	return sess, nil, err
 }
 
 // consume spends a session's nonce, as store.ConsumeChallenge does: it
 // returns the session now consumed, or ErrNonceUsed, ErrExpired,
 // ErrNotFound. In shared mode the store spends it. A session held in
 // memory is spent by leaving memory, under the lock: no other /attest can
-// take it from then on, and a restart forgets it. The store learns of it
-// once, when the attempt is settled (settle): deferred is then true.
+// take it from then on, and a restart forgets it. The attempt is then
+// recorded once, when it is settled (settle): deferred is then true. A
+// nonce already settled in memory is refused here as the store would
+// refuse it (ErrExpired, else ErrNonceUsed).
 func (p *pendingSessions) consume(ctx context.Context, id string, now time.Time) (sess *store.Session, deferred bool, err error) {
 	sess, held, err := p.take(id, now)
 	if err != nil && held {
 		return nil, false, err
+	}
+	if !held && !p.shared {
+		// Spent already, in memory: refused as the store refuses it.
+		p.mu.Lock()
+		s, ok := p.settled[id]
+		p.mu.Unlock()
+		switch {
+		case ok && !now.Before(s.sess.ExpiresAt):
+			return nil, false, fmt.Errorf("session: %w", store.ErrExpired)
+		case ok:
+			return nil, false, fmt.Errorf("session: %w", store.ErrNonceUsed)
+		}
 	}
 	if !held {
 		// Shared mode, or a session this process does not hold: the
@@ -219,15 +296,37 @@ func (p *pendingSessions) consume(ctx context.Context, id string, now time.Time)
 	return &spent, true, nil
 }
 
-// settle writes a session that consume took from memory to the store, in
-// one conditional insert: as attested (with the guest key and claims)
-// when the attestation succeeded, else as consumed, so that a later
-// /attest on its nonce finds it and is refused as a reuse, even after a
-// restart. The insert fails with ErrNonceUsed if the id is already there.
-// One write per /attest instead of a consumed write before the
-// verification and an attested update after it: the nonce is spent by
-// consume either way.
-func (p *pendingSessions) settle(ctx context.Context, sess *store.Session) error {
+// settle records a session that consume took from memory: as attested
+// (with the guest key and its verified claims) when the attestation
+// succeeded, else as consumed (claims nil), so that a later /attest on its
+// nonce finds it and is refused as a reuse. It keeps the session in the
+// settled table while that has room, and otherwise writes it to the store
+// (with the claims as JSON) in one conditional insert, which fails with
+// ErrNonceUsed if the id is already there. Either way the nonce was spent
+// by consume. The claims must not change afterwards.
+func (p *pendingSessions) settle(ctx context.Context, sess *store.Session, claims *attest.Claims, now time.Time) error {
+	p.mu.Lock()
+	p.forget(now)
+	if _, ok := p.settled[sess.ID]; ok {
+		p.mu.Unlock()
+		return fmt.Errorf("session: %w", store.ErrNonceUsed)
+	}
+	if len(p.settled) < p.max {
+		p.settled[sess.ID] = &settledSession{sess: *sess, claims: claims}
+		p.settledQueue = append(p.settledQueue, pendingEntry{id: sess.ID, expires: sess.ExpiresAt})
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	if claims != nil {
+		cj, err := json.Marshal(claims)
+		if err != nil {
+			return fmt.Errorf("session claims: %w", err)
+		}
+		c := *sess
+		c.Claims = cj
+		sess = &c
+	}
 	if err := p.st.CreateSession(ctx, sess); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return fmt.Errorf("session: %w", store.ErrNonceUsed)
@@ -249,4 +348,11 @@ func (p *pendingSessions) count() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.live)
+}
+
+// countSettled is the number of settled sessions held in memory.
+func (p *pendingSessions) countSettled() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.settled)
 }

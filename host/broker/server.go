@@ -32,6 +32,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
@@ -94,12 +95,14 @@ type Config struct {
 	RegistrationToken string
 	// SessionTTL bounds a session from /auth (default 5 minutes).
 	SessionTTL time.Duration
-	// PendingSessions is where challenged sessions wait for /attest:
-	// PendingMemory (/auth writes nothing) or PendingShared (the store, for
-	// replicas without sticky routing); "" picks shared on PostgreSQL,
-	// memory otherwise. MaxPendingSessions caps them (default
-	// DefaultMaxPendingSessions), MaxPendingPerClient those of one client
-	// address (default a tenth of the cap). See pending.go.
+	// PendingSessions is where sessions live: PendingMemory (challenged
+	// and settled sessions in memory; a handshake writes nothing) or
+	// PendingShared (the store, for replicas without sticky routing); ""
+	// picks shared on PostgreSQL, memory otherwise. MaxPendingSessions caps
+	// the challenged ones (default DefaultMaxPendingSessions), and in memory
+	// mode the settled ones too (past it they are written to the store);
+	// MaxPendingPerClient caps the challenged ones of one client address
+	// (default a tenth of the cap). See pending.go.
 	PendingSessions     string
 	MaxPendingSessions  int
 	MaxPendingPerClient int
@@ -201,6 +204,11 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sealroot_broker_pending_sessions",
 		Help: "Sessions challenged at /auth and awaiting /attest, held or counted by this broker."},
 		func() float64 { return float64(s.pending.count()) })); err != nil {
+		return nil, err
+	}
+	if err := cfg.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sealroot_broker_settled_sessions",
+		Help: "Sessions past /attest (attested or consumed) held in memory by this broker (memory mode)."},
+		func() float64 { return float64(s.pending.countSettled()) })); err != nil {
 		return nil, err
 	}
 	s.routes()
@@ -315,9 +323,23 @@ func (s *Server) PurgeExpired(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// readPresize bounds how much of a declared Content-Length readBody
+// allocates before the bytes arrive.
+const readPresize = 32 << 10
+
 // readBody reads at most limit bytes of the request body.
+//
+// The buffer is sized once from Content-Length, so a typical /attest body
+// is read without io.ReadAll's repeated growth; the declared length
+// counts only up to readPresize, so a client that declares a large body
+// and sends none holds no more memory than that.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 {
+		buf.Grow(int(min(n, limit, readPresize)) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	b := buf.Bytes()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -150,38 +150,38 @@ func (s *Server) replyToken(ctx context.Context, w http.ResponseWriter, sess *st
 
 // trusteeSession finds the attested session of a resource request: from a
 // Bearer token (signed by this broker; its jti names the session) or from
-// the kbs-session-id cookie.
-func (s *Server) trusteeSession(r *http.Request) (*store.Session, *refusal) {
+// the kbs-session-id cookie, and its claims when memory holds them.
+func (s *Server) trusteeSession(r *http.Request) (*store.Session, *attest.Claims, *refusal) {
 	var id string
 	if h := r.Header.Get("Authorization"); h != "" {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok {
-			return nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidToken, "token", "Authorization is not a Bearer token", "authorization header is not a bearer token")
+			return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidToken, "token", "Authorization is not a Bearer token", "authorization header is not a bearer token")
 		}
 		c, err := s.tokens.verify(strings.TrimSpace(tok), s.cfg.Now())
 		if err != nil {
-			return nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidToken, "token", "invalid attestation token", err.Error())
+			return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidToken, "token", "invalid attestation token", err.Error())
 		}
 		id = c.ID
 	} else if c, err := r.Cookie(kbs.TrusteeCookie); err == nil {
 		id = c.Value
 	} else {
-		return nil, refuse(http.StatusUnauthorized, kbs.ProblemTokenNotFound, "session", "attestation token not found", "no token and no session cookie")
+		return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemTokenNotFound, "session", "attestation token not found", "no token and no session cookie")
 	}
 	if !sessionIDPattern.MatchString(id) {
-		return nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidCookie, "session", "invalid session", "malformed session id")
+		return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidCookie, "session", "invalid session", "malformed session id")
 	}
-	sess, err := s.store.GetSession(r.Context(), id, s.cfg.Now())
+	sess, claims, err := s.pending.lookup(r.Context(), id, s.cfg.Now())
 	if err != nil {
-		return nil, sessionRefusal(err)
+		return nil, nil, sessionRefusal(err)
 	}
 	if sess.Dialect != kbs.DialectTrustee {
-		return nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidCookie, "dialect", "invalid session", "a krun session asked for a trustee resource")
+		return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidCookie, "dialect", "invalid session", "a krun session asked for a trustee resource")
 	}
 	if sess.State != store.SessionAttested {
-		return sess, refuse(http.StatusUnauthorized, kbs.ProblemUnauthenticated, "not_attested", "session has not attested", "session has not attested")
+		return sess, nil, refuse(http.StatusUnauthorized, kbs.ProblemUnauthenticated, "not_attested", "session has not attested", "session has not attested")
 	}
-	return sess, nil
+	return sess, claims, nil
 }
 
 // handleResource releases a resource as JWE to the attested session's key:
@@ -198,7 +198,7 @@ func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
 	}
 	path := repo + "/" + typ + "/" + tag
 	rec.Resource = path
-	sess, ref := s.trusteeSession(r)
+	sess, claims, ref := s.trusteeSession(r)
 	if sess != nil {
 		rec.Session, rec.TEE, rec.Workload = sessionRef(sess.ID), sess.TEE, sess.WorkloadID
 	}
@@ -210,7 +210,7 @@ func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
 	var secret []byte
 	var owner string
 	if id, ok := kbs.IsPassphrasePath(repo, typ, tag); ok {
-		wl, ref := s.authorize(ctx, sess, id)
+		wl, ref := s.authorize(ctx, sess, claims, id)
 		rec.Workload = id
 		if ref != nil {
 			s.refused(ctx, w, rec, ref)
@@ -222,7 +222,7 @@ func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		var ref *refusal
-		if secret, owner, ref = s.openResource(ctx, sess, path); ref != nil {
+		if secret, owner, ref = s.openResource(ctx, sess, claims, path); ref != nil {
 			rec.Workload = owner
 			s.refused(ctx, w, rec, ref)
 			return
@@ -249,14 +249,14 @@ func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
 // attested as and unseals it. A session that named its workload looks only
 // there; an unnamed one in every workload whose policy accepts its claims,
 // and a path held by more than one of them is refused as ambiguous.
-func (s *Server) openResource(ctx context.Context, sess *store.Session, path string) ([]byte, string, *refusal) {
+func (s *Server) openResource(ctx context.Context, sess *store.Session, claims *attest.Claims, path string) ([]byte, string, *refusal) {
 	candidates := []string{sess.WorkloadID}
 	if sess.WorkloadID == "" {
-		var claims attest.Claims
-		if err := json.Unmarshal(sess.Claims, &claims); err != nil {
-			return nil, "", refuse(http.StatusInternalServerError, kbs.ProblemInternal, "session", "internal error", "stored claims unreadable")
+		var ref *refusal
+		if claims, ref = sessionClaims(sess, claims); ref != nil {
+			return nil, "", ref
 		}
-		ids, _, err := s.acceptingWorkloads(ctx, &claims)
+		ids, _, err := s.acceptingWorkloads(ctx, claims)
 		if err != nil {
 			return nil, "", refuse(http.StatusInternalServerError, kbs.ProblemInternal, "store", "internal error", err.Error())
 		}
@@ -288,7 +288,7 @@ func (s *Server) openResource(ctx context.Context, sess *store.Session, path str
 	}
 	res := found[0]
 	// Authorize against the owner as it is now.
-	if _, ref := s.authorize(ctx, sess, res.WorkloadID); ref != nil {
+	if _, ref := s.authorize(ctx, sess, claims, res.WorkloadID); ref != nil {
 		return nil, res.WorkloadID, ref
 	}
 	secret, err := s.cfg.KEK.Open(res.Sealed, resourceAAD(res.WorkloadID, path))

@@ -1,6 +1,7 @@
 package kbs
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha512"
@@ -364,8 +365,7 @@ func unmarshalObject(b []byte, v any) error {
 	if len(b) > MaxRequestBody {
 		return fmt.Errorf("body of %d bytes exceeds %d", len(b), MaxRequestBody)
 	}
-	trimmed := strings.TrimLeft(string(b), " \t\r\n")
-	if !strings.HasPrefix(trimmed, "{") {
+	if trimmed := bytes.TrimLeft(b, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		return errors.New("not a JSON object")
 	}
 	if err := json.Unmarshal(b, v); err != nil {

@@ -36,7 +36,8 @@ are at /metrics, liveness at /healthz, readiness at /readyz. SIGTERM stops grace
 
 --admin-listen moves the admin API and /metrics to an address of their own, which guests never
 reach (the launcher relays only --listen). Unauthenticated callers are rate limited by default
-(--rate-limit); sessions awaiting /attest are held in memory, never written (--pending-sessions).
+(--rate-limit); on bbolt sessions are held in memory, never written, and a restart forgets
+them (guests run the handshake again) (--pending-sessions).
 --min-tcb sets a TCB floor under every snp workload's own minimum.`,
 		Example: `  sealroot broker --listen 127.0.0.1:8000 --state /var/lib/sealroot-broker \
       --admin-token-file /etc/sealroot/admin-token --registration token
