@@ -171,7 +171,7 @@ func (s *Server) trusteeSession(r *http.Request) (*store.Session, *attest.Claims
 	if !sessionIDPattern.MatchString(id) {
 		return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidCookie, "session", "invalid session", "malformed session id")
 	}
-	sess, claims, err := s.pending.lookup(r.Context(), id, s.cfg.Now())
+	sess, claims, _, err := s.pending.lookup(r.Context(), id, "", s.cfg.Now())
 	if err != nil {
 		return nil, nil, sessionRefusal(err)
 	}
@@ -210,7 +210,7 @@ func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
 	var secret []byte
 	var owner string
 	if id, ok := kbs.IsPassphrasePath(repo, typ, tag); ok {
-		wl, ref := s.authorize(ctx, sess, claims, id)
+		wl, ref := s.authorize(ctx, sess, claims, id, nil)
 		rec.Workload = id
 		if ref != nil {
 			s.refused(ctx, w, rec, ref)
@@ -288,7 +288,7 @@ func (s *Server) openResource(ctx context.Context, sess *store.Session, claims *
 	}
 	res := found[0]
 	// Authorize against the owner as it is now.
-	if _, ref := s.authorize(ctx, sess, claims, res.WorkloadID); ref != nil {
+	if _, ref := s.authorize(ctx, sess, claims, res.WorkloadID, nil); ref != nil {
 		return nil, res.WorkloadID, ref
 	}
 	secret, err := s.cfg.KEK.Open(res.Sealed, resourceAAD(res.WorkloadID, path))

@@ -595,6 +595,37 @@ func (s *Bolt) ConsumeChallenge(ctx context.Context, id string, now time.Time) (
 	return out, nil
 }
 
+// ConsumeChallengeRead reads the workload after the consuming commit:
+// an embedded file has no round trip to save.
+func (s *Bolt) ConsumeChallengeRead(ctx context.Context, id string, now time.Time) (*Session, *Workload, error) {
+	sess, err := s.ConsumeChallenge(ctx, id, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sess, s.readWorkload(sess.WorkloadID), nil
+}
+
+func (s *Bolt) GetSessionRead(ctx context.Context, id, workloadID string, now time.Time) (*Session, *Workload, error) {
+	sess, err := s.GetSession(ctx, id, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sess, s.readWorkload(workloadID), nil
+}
+
+// readWorkload is workload id, or nil when there is none or it cannot be
+// read.
+func (s *Bolt) readWorkload(id string) *Workload {
+	if id == "" {
+		return nil
+	}
+	w, err := s.GetWorkload(context.Background(), id)
+	if err != nil {
+		return nil
+	}
+	return w
+}
+
 func (s *Bolt) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error {
 	err := s.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessions)

@@ -383,26 +383,82 @@ func (s *Postgres) GetSession(ctx context.Context, id string, now time.Time) (*S
 }
 
 func (s *Postgres) ConsumeChallenge(ctx context.Context, id string, now time.Time) (*Session, error) {
-	// One conditional write: of two replicas racing on one nonce, exactly
-	// one sees a row come back.
-	sess, err := scanSession(s.pool.QueryRow(ctx, `UPDATE sessions SET state = $3
-		WHERE id = $1 AND state = $4 AND expires_at > $2 RETURNING `+sessionCols,
-		id, now, string(SessionConsumed), string(SessionChallenged)))
+	sess, err := scanSession(s.pool.QueryRow(ctx, consumeSQL, id, now, string(SessionConsumed), string(SessionChallenged)))
 	if err == nil {
 		return sess, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("consuming challenge: %w", err)
 	}
-	// Say why it failed.
+	return nil, s.whyNotConsumed(ctx, id, now)
+}
+
+// consumeSQL spends a challenge in one conditional write: of two replicas
+// racing on one nonce, exactly one sees a row come back.
+const consumeSQL = `UPDATE sessions SET state = $3
+	WHERE id = $1 AND state = $4 AND expires_at > $2 RETURNING ` + sessionCols
+
+// whyNotConsumed says why consumeSQL returned no row.
+func (s *Postgres) whyNotConsumed(ctx context.Context, id string, now time.Time) error {
 	cur, err := s.GetSession(ctx, id, now)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if cur.State != SessionChallenged {
-		return nil, fmt.Errorf("session: %w", ErrNonceUsed)
+		return fmt.Errorf("session: %w", ErrNonceUsed)
 	}
-	return nil, fmt.Errorf("session: %w", ErrExpired)
+	return fmt.Errorf("session: %w", ErrExpired)
+}
+
+// ConsumeChallengeRead sends the conditional write and the read of the
+// session's workload as one pipelined batch: one round trip, one implicit
+// transaction, in which the read sees the write.
+func (s *Postgres) ConsumeChallengeRead(ctx context.Context, id string, now time.Time) (*Session, *Workload, error) {
+	b := &pgx.Batch{}
+	b.Queue(consumeSQL, id, now, string(SessionConsumed), string(SessionChallenged))
+	b.Queue(`SELECT `+workloadCols+` FROM workloads WHERE id = (SELECT workload_id FROM sessions WHERE id = $1)`, id)
+	br := s.pool.SendBatch(ctx, b)
+	sess, err := scanSession(br.QueryRow())
+	var w *Workload
+	if err == nil {
+		w, _ = scanWorkload(br.QueryRow()) // nil: the caller reads it and hears why
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	switch {
+	case err == nil:
+		return sess, w, nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil, s.whyNotConsumed(ctx, id, now)
+	}
+	return nil, nil, fmt.Errorf("consuming challenge: %w", err)
+}
+
+// GetSessionRead reads the session and the workload in one pipelined
+// batch.
+func (s *Postgres) GetSessionRead(ctx context.Context, id, workloadID string, now time.Time) (*Session, *Workload, error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT `+sessionCols+` FROM sessions WHERE id = $1`, id)
+	b.Queue(`SELECT `+workloadCols+` FROM workloads WHERE id = $1`, workloadID)
+	br := s.pool.SendBatch(ctx, b)
+	sess, err := scanSession(br.QueryRow())
+	var w *Workload
+	if err == nil {
+		w, _ = scanWorkload(br.QueryRow())
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil, fmt.Errorf("session: %w", ErrNotFound)
+	case err != nil:
+		return nil, nil, fmt.Errorf("reading session: %w", err)
+	case !now.Before(sess.ExpiresAt):
+		return nil, nil, fmt.Errorf("session: %w", ErrExpired)
+	}
+	return sess, w, nil
 }
 
 func (s *Postgres) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error {

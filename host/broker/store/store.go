@@ -157,6 +157,16 @@ type Store interface {
 	// unexpired session to consumed and returns it. ErrNonceUsed when the
 	// nonce was already spent, ErrExpired, ErrNotFound.
 	ConsumeChallenge(ctx context.Context, id string, now time.Time) (*Session, error)
+	// ConsumeChallengeRead is ConsumeChallenge that also reads the
+	// workload the session names, in the same round trip to the database.
+	// The workload is nil when the session names none or when it could
+	// not be read (unknown, damaged): the caller then reads it with
+	// GetWorkload, which says why.
+	ConsumeChallengeRead(ctx context.Context, id string, now time.Time) (*Session, *Workload, error)
+	// GetSessionRead is GetSession that also reads workload workloadID,
+	// in the same round trip to the database; the workload is nil as in
+	// ConsumeChallengeRead.
+	GetSessionRead(ctx context.Context, id, workloadID string, now time.Time) (*Session, *Workload, error)
 	// MarkAttested records a successful attestation on a consumed session.
 	MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error
 	// DeleteExpiredSessions removes sessions whose time is over at now.

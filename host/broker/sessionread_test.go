@@ -1,0 +1,122 @@
+package broker
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/host/broker/store/storetest"
+)
+
+// sharedStores opens each store kind for a broker with shared sessions
+// (PostgreSQL's default; bbolt takes it with --pending-sessions store).
+func sharedStores(t *testing.T) map[string]func(t *testing.T) store.Store {
+	return map[string]func(t *testing.T) store.Store{
+		"bbolt": func(t *testing.T) store.Store {
+			s, err := store.OpenBolt(filepath.Join(t.TempDir(), "broker.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+		"postgres": func(t *testing.T) store.Store {
+			s, err := store.OpenPostgres(context.Background(), storetest.PostgresDSN(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+	}
+}
+
+// storeOps reads the broker's count of each store operation from /metrics.
+func storeOps(t *testing.T, b *testBroker) map[string]int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, b.URL+"/metrics", nil)
+	code, body := do(t, http.DefaultClient, req)
+	if code != http.StatusOK {
+		t.Fatalf("metrics: %d", code)
+	}
+	ops := map[string]int{}
+	re := regexp.MustCompile(`(?m)^sealroot_broker_store_seconds_count\{op="([a-z_]+)"\} ([0-9]+)$`)
+	for _, m := range re.FindAllStringSubmatch(body, -1) {
+		n, _ := strconv.Atoi(m[2])
+		ops[m[1]] = n
+	}
+	return ops
+}
+
+// TestSharedSessionReads: with shared sessions, a krun handshake reads its
+// workload in the round trips that spend and read the session (one store
+// call each for /attest's spend and /key's read, no GetWorkload), and the
+// workload so read is held to its policy MAC exactly as GetWorkload's is:
+// a policy loosened in the database is refused at /attest and at /key.
+func TestSharedSessionReads(t *testing.T) {
+	for name, open := range sharedStores(t) {
+		t.Run(name, func(t *testing.T) {
+			st := open(t)
+			b := newTestBrokerOn(t, st, func(c *Config) { c.PendingSessions = PendingShared })
+			m := measurement(51)
+			pass := b.registerSim(t, "reads", m)
+
+			before := storeOps(t, b)
+			c := newKrunClient(t, b.URL, 0)
+			nonce, _ := c.auth(t, "reads")
+			if code, body := c.attest(t, nonce, m); code != http.StatusOK {
+				t.Fatalf("attest: %d %s", code, body)
+			}
+			if got, code := c.key(t, "reads"); code != http.StatusOK || got != pass {
+				t.Fatalf("key: %d", code)
+			}
+			after := storeOps(t, b)
+			for op, want := range map[string]int{"create_session": 1, "consume_challenge_read": 1, "mark_attested": 1,
+				"get_session_read": 1, "get_workload": 0, "consume_challenge": 0, "get_session": 0} {
+				if got := after[op] - before[op]; got != want {
+					t.Errorf("store op %s: %d calls in one handshake, want %d", op, got, want)
+				}
+			}
+
+			// Loosen the policy behind the broker's back: the measurement
+			// stays accepted, so only the MAC check can refuse it.
+			other := measurement(52)
+			loosen := func() {
+				t.Helper()
+				err := st.UpdateWorkload(t.Context(), "reads", func(w *store.Workload) error {
+					w.Policy = json.RawMessage(`{"measurements":["` + hex.EncodeToString(m[:]) + `","` + hex.EncodeToString(other[:]) + `"]}`)
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			// An attested session whose workload is altered before /key.
+			c2 := newKrunClient(t, b.URL, 1)
+			nonce, _ = c2.auth(t, "reads")
+			if code, body := c2.attest(t, nonce, m); code != http.StatusOK {
+				t.Fatalf("attest before the alteration: %d %s", code, body)
+			}
+			loosen()
+			if _, code := c2.key(t, "reads"); code == http.StatusOK {
+				t.Fatal("/key released the passphrase of a workload whose policy was altered in the database")
+			}
+			// A fresh handshake on the altered workload.
+			c3 := newKrunClient(t, b.URL, 2)
+			nonce, _ = c3.auth(t, "reads")
+			if code, _ := c3.attest(t, nonce, m); code == http.StatusOK {
+				t.Fatal("/attest accepted evidence against a policy altered in the database")
+			}
+			if !strings.Contains(b.logs.String()+b.audit.String(), "fails authentication") {
+				t.Errorf("no record says the policy fails authentication:\n%s", b.audit.String())
+			}
+		})
+	}
+}
