@@ -71,10 +71,11 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measuring time per closed-loop level")
 	flag.StringVar(&o.dsn, "postgres", os.Getenv("SEALROOT_TEST_POSTGRES"), "PostgreSQL DSN (default $SEALROOT_TEST_POSTGRES); a private schema is made and dropped; empty skips PostgreSQL")
 	flag.StringVar(&o.stores, "stores", "bbolt,postgres", "stores to measure (postgres needs -postgres)")
-	flag.IntVar(&o.verifyN, "verify", 2000, "verifications for the raw verify rate")
+	flag.IntVar(&o.verifyN, "verify", 1000, "verifications per raw verify measurement (one before and one after every closed-loop level)")
 	flag.StringVar(&o.open, "open", "25,50,75", "open-loop arrival rates in percent of the measured closed-loop capacity; empty skips the open loop")
 	flag.DurationVar(&o.openD, "open-duration", 3*time.Second, "arrival time per open-loop rate")
 	flag.BoolVar(&o.pin, "pin", true, "bind the broker and the raw-verify child to CPU 0 (GOMAXPROCS 1) and the guests to the other CPUs (needs 2 CPUs)")
+	flag.StringVar(&o.brokerFlags, "broker-flags", "", "more `sealroot broker` flags for the measured broker, separated by spaces (e.g. \"--pending-sessions memory\")")
 	flag.StringVar(&o.bin, "broker-bin", "", "run this sealroot binary's `broker` command instead of the built-in serve mode")
 	flag.Int64Var(&o.every, "check-every", 50, "decrypt and check the released key of one handshake in N")
 	flag.StringVar(&o.brokerProf, "broker-profile", "", "write the broker's CPU and allocation profiles to PREFIX.STORE.cpu and PREFIX.STORE.allocs (serve mode only)")
@@ -110,6 +111,7 @@ func main() {
 
 type opts struct {
 	levels, dsn, stores, open, bin, brokerProf string
+	brokerFlags                                string
 	duration, openD                            time.Duration
 	verifyN                                    int
 	every                                      int64
@@ -205,10 +207,6 @@ func run(log *slog.Logger, o opts) error {
 
 	failed := false
 	for _, st := range stores {
-		raw, err := rawVerify(pin, simDir, o.verifyN)
-		if err != nil {
-			return err
-		}
 		sum, err := loadStore(log, o, pin, st, tmp, simDir, tokenFile, g, levels, fracs)
 		if err != nil {
 			return fmt.Errorf("%s: %w", st, err)
@@ -217,8 +215,12 @@ func run(log *slog.Logger, o opts) error {
 		if sum.shed > 0 {
 			fmt.Printf("%-9s %d handshakes were answered 503 with Retry-After (shed: the broker's store calls or pending sessions at their caps; a guest retries); not counted as failures\n", st, sum.shed)
 		}
-		fmt.Printf("%-9s raw verify on the broker's CPU, 1 goroutine: %.0f verifies/s (%s CPU each; load %s)\n",
-			st, raw.rate, raw.cpu.Round(time.Microsecond), raw.load)
+		raw := sum.raw
+		fmt.Printf("%-9s raw verify on the broker's CPU, 1 goroutine, just before and just after the capacity level: %.0f and %.0f verifies/s, mean %.0f/s (%s CPU each)\n",
+			st, sum.rawBefore.rate, sum.rawAfter.rate, raw.rate, raw.cpu.Round(time.Microsecond))
+		if d := drift(sum.rawBefore, sum.rawAfter); d > maxDrift {
+			fmt.Printf("%-9s the raw rate moved by %.0f%% across that level: this machine's CPU speed drifted, and the ratios below are uncertain by as much\n", st, d*100)
+		}
 		fmt.Printf("%-9s capacity %.1f handshakes/s = %.2f of the raw verify rate (%.0f/s)\n", st, sum.best, sum.best/raw.rate, raw.rate)
 		if sum.cpuPer > 0 {
 			fmt.Printf("%-9s broker CPU per handshake at capacity %s = %.2f of it in verification: %.0f handshakes/s per busy core = %.2f of the raw verify rate\n",
@@ -237,7 +239,30 @@ func run(log *slog.Logger, o opts) error {
 type rawResult struct {
 	rate float64
 	cpu  time.Duration // CPU per verification
-	load string
+}
+
+// maxDrift is how far the raw rate may move across a level before the
+// report says the CPU speed drifted.
+const maxDrift = 0.10
+
+// drift is how far apart two raw measurements are, relative to their mean.
+func drift(a, b rawResult) float64 {
+	m := (a.rate + b.rate) / 2
+	if m == 0 {
+		return 0
+	}
+	d := a.rate - b.rate
+	if d < 0 {
+		d = -d
+	}
+	return d / m
+}
+
+// meanRaw is the mean of the raw measurements just before and just after a
+// level: on a machine whose CPU speed drifts (a shared VM), a ratio taken
+// against one measurement made minutes apart can be off by a third.
+func meanRaw(a, b rawResult) rawResult {
+	return rawResult{rate: (a.rate + b.rate) / 2, cpu: (a.cpu + b.cpu) / 2}
 }
 
 func rawVerify(pin pinning, simDir string, n int) (rawResult, error) {
@@ -258,15 +283,17 @@ func rawVerify(pin pinning, simDir string, n int) (rawResult, error) {
 	if _, err := fmt.Sscan(out.String(), &cnt, &wall, &cpu); err != nil || wall <= 0 || cnt <= 0 {
 		return rawResult{}, fmt.Errorf("raw verify: unexpected output %q", out.String())
 	}
-	return rawResult{rate: float64(cnt) / time.Duration(wall).Seconds(), cpu: time.Duration(cpu / cnt), load: loadAvg()}, nil
+	return rawResult{rate: float64(cnt) / time.Duration(wall).Seconds(), cpu: time.Duration(cpu / cnt)}, nil
 }
 
 // storeSummary is what a store's run adds up to.
 type storeSummary struct {
-	best   float64       // best closed-loop rate
-	cpuPer time.Duration // broker CPU per handshake at that level
-	errors int
-	shed   int // 503s with Retry-After: the broker shedding load
+	best                float64       // best closed-loop rate
+	cpuPer              time.Duration // broker CPU per handshake at that level
+	raw                 rawResult     // raw verify rate around that level (the mean of the two below)
+	rawBefore, rawAfter rawResult
+	errors              int
+	shed                int // 503s with Retry-After: the broker shedding load
 }
 
 // level is one closed-loop level or open-loop rate.
@@ -275,6 +302,7 @@ type level struct {
 	lat            []time.Duration // sorted
 	errors, shed   int
 	brokerCPU, gen time.Duration // per handshake
+	db             time.Duration // the local PostgreSQL server's CPU per handshake
 	busy           float64       // broker CPU / wall time
 	load           string
 }
@@ -294,9 +322,14 @@ type outcome struct {
 	errors, shed int
 }
 
-// measure runs fn and accounts the broker's and the generator's CPU to
-// the handshakes it started.
-func measure(b *brokerProc, fn func() outcome) level {
+// measure runs fn and accounts the broker's, the generator's and the
+// local database server's (db, nil for none) CPU to the handshakes it
+// started.
+func measure(b *brokerProc, db *pgServer, fn func() outcome) level {
+	var dc0 time.Duration
+	if db != nil {
+		dc0 = db.cpu()
+	}
 	bc0, gc0, start := b.cpu(), selfCPU(), time.Now()
 	o := fn()
 	el := time.Since(start)
@@ -305,8 +338,19 @@ func measure(b *brokerProc, fn func() outcome) level {
 	l := level{rate: float64(len(o.lat)) / el.Seconds(), lat: o.lat, errors: o.errors, shed: o.shed, busy: bc.Seconds() / el.Seconds(), load: loadAvg()}
 	if n := len(o.lat) + o.errors + o.shed; n > 0 {
 		l.brokerCPU, l.gen = bc/time.Duration(n), gc/time.Duration(n)
+		if db != nil {
+			l.db = (db.cpu() - dc0) / time.Duration(n)
+		}
 	}
 	return l
+}
+
+// cpuCol prints a CPU time per handshake for a table, "-" for none.
+func cpuCol(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return d.Round(time.Microsecond).String()
 }
 
 // loadStore runs every closed-loop level against a fresh broker on one
@@ -314,10 +358,11 @@ func measure(b *brokerProc, fn func() outcome) level {
 func loadStore(log *slog.Logger, o opts, pin pinning, st, tmp, simDir, tokenFile string, g *guests, levels []int, fracs []float64) (storeSummary, error) {
 	var sum storeSummary
 	spec := brokerSpec{bin: o.bin, state: filepath.Join(tmp, "state-"+st), simDir: simDir, token: tokenFile,
-		logFile: filepath.Join(tmp, "broker-"+st+".log")}
+		logFile: filepath.Join(tmp, "broker-"+st+".log"), extra: strings.Fields(o.brokerFlags)}
 	if o.brokerProf != "" {
 		spec.profile = o.brokerProf + "." + st
 	}
+	var db *pgServer
 	if st == "postgres" {
 		dsn, drop, err := privateSchema(o.dsn)
 		if err != nil {
@@ -325,6 +370,28 @@ func loadStore(log *slog.Logger, o opts, pin pinning, st, tmp, simDir, tokenFile
 		}
 		defer drop()
 		spec.store = dsn
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		db, err = findLocalServer(ctx, dsn)
+		cancel()
+		if err != nil {
+			return sum, err
+		}
+		switch {
+		case db == nil:
+			fmt.Printf("%-9s the PostgreSQL server is not on this machine: its CPU is not counted\n", st)
+		case pin.on:
+			// Before the broker starts, so that its connections' backends
+			// are forked onto the guests' CPUs too.
+			if err := db.bind(&pin.generator); err != nil {
+				return sum, err
+			}
+			defer db.restore()
+			fmt.Printf("%-9s PostgreSQL server (postmaster pid %d) on this machine, bound to CPUs %s with the guests (a deployment's database is another machine); its CPU is counted as db-cpu\n",
+				st, db.postmaster, cpusOf(db.postmaster))
+		default:
+			fmt.Printf("%-9s PostgreSQL server (postmaster pid %d) on this machine, on CPUs %s; its CPU is counted as db-cpu\n",
+				st, db.postmaster, cpusOf(db.postmaster))
+		}
 	}
 	b, err := startBroker(pin, spec)
 	if err != nil {
@@ -368,29 +435,48 @@ func loadStore(log *slog.Logger, o opts, pin pinning, st, tmp, simDir, tokenFile
 	wc.hc.CloseIdleConnections()
 	g.every = every
 
-	fmt.Printf("%-9s closed loop:\n", st)
-	fmt.Printf("%-9s %7s %12s %10s %10s %7s %6s %11s %6s %11s  %s\n", "store", "clients", "handshakes/s", "p50", "p99", "errors", "shed", "broker-cpu", "busy", "guest-cpu", "load")
+	// The raw verify rate is measured just before and just after every
+	// closed-loop level, on the broker's CPU while the broker idles, and
+	// each level is compared with the mean of the two.
+	raw := func() (rawResult, error) { return rawVerify(pin, simDir, o.verifyN) }
+	before, err := raw()
+	if err != nil {
+		return sum, err
+	}
+	fmt.Printf("%-9s closed loop (raw/s: the raw verify rate on the broker's CPU around the level; share: broker CPU in verification):\n", st)
+	fmt.Printf("%-9s %7s %12s %10s %10s %7s %6s %11s %6s %11s %9s %7s %7s %6s  %s\n", "store", "clients", "handshakes/s", "p50", "p99", "errors", "shed",
+		"broker-cpu", "busy", "guest-cpu", "db-cpu", "raw/s", "cap/raw", "share", "load")
 	for _, n := range levels {
-		l := measure(b, func() outcome { return closedLoop(log, b.url, g, n, o.duration) })
-		fmt.Printf("%-9s %7d %12.1f %10s %10s %7d %6d %11s %6.2f %11s  %s\n", st, n, l.rate, l.q(0.50), l.q(0.99), l.errors, l.shed,
-			l.brokerCPU.Round(time.Microsecond), l.busy, l.gen.Round(time.Microsecond), l.load)
+		l := measure(b, db, func() outcome { return closedLoop(log, b.url, g, n, o.duration) })
+		after, err := raw()
+		if err != nil {
+			return sum, err
+		}
+		r := meanRaw(before, after)
+		share := 0.0
+		if l.brokerCPU > 0 {
+			share = float64(r.cpu) / float64(l.brokerCPU)
+		}
+		fmt.Printf("%-9s %7d %12.1f %10s %10s %7d %6d %11s %6.2f %11s %9s %7.0f %7.2f %6.2f  %s\n", st, n, l.rate, l.q(0.50), l.q(0.99), l.errors, l.shed,
+			l.brokerCPU.Round(time.Microsecond), l.busy, l.gen.Round(time.Microsecond), cpuCol(l.db), r.rate, l.rate/r.rate, share, l.load)
 		sum.errors += l.errors
 		sum.shed += l.shed
 		if l.rate > sum.best {
-			sum.best, sum.cpuPer = l.rate, l.brokerCPU
+			sum.best, sum.cpuPer, sum.raw, sum.rawBefore, sum.rawAfter = l.rate, l.brokerCPU, r, before, after
 		}
+		before = after
 	}
 	if len(fracs) > 0 {
 		fmt.Printf("%-9s open loop, %s of arrivals per rate, latency from each scheduled arrival:\n", st, o.openD)
-		fmt.Printf("%-9s %7s %9s %10s %10s %10s %10s %7s %6s %11s %6s  %s\n", "store", "offered", "target/s", "achieved/s", "p50", "p99", "p99.9", "errors", "shed", "broker-cpu", "busy", "load")
+		fmt.Printf("%-9s %7s %9s %10s %10s %10s %10s %7s %6s %11s %6s %9s  %s\n", "store", "offered", "target/s", "achieved/s", "p50", "p99", "p99.9", "errors", "shed", "broker-cpu", "busy", "db-cpu", "load")
 		for _, f := range fracs {
 			rate := f * sum.best
 			if rate <= 0 {
 				return sum, errors.New("open loop: no closed-loop capacity to take a fraction of")
 			}
-			l := measure(b, func() outcome { return openLoop(log, b.url, g, rate, o.openD) })
-			fmt.Printf("%-9s %6.0f%% %9.1f %10.1f %10s %10s %10s %7d %6d %11s %6.2f  %s\n", st, f*100, rate, l.rate,
-				l.q(0.50), l.q(0.99), l.q(0.999), l.errors, l.shed, l.brokerCPU.Round(time.Microsecond), l.busy, l.load)
+			l := measure(b, db, func() outcome { return openLoop(log, b.url, g, rate, o.openD) })
+			fmt.Printf("%-9s %6.0f%% %9.1f %10.1f %10s %10s %10s %7d %6d %11s %6.2f %9s  %s\n", st, f*100, rate, l.rate,
+				l.q(0.50), l.q(0.99), l.q(0.999), l.errors, l.shed, l.brokerCPU.Round(time.Microsecond), l.busy, cpuCol(l.db), l.load)
 			sum.errors += l.errors
 			sum.shed += l.shed
 		}
@@ -414,7 +500,11 @@ func privateSchema(base string) (string, func(), error) {
 	schema := "loadtest_" + hex.EncodeToString(rnd[:])
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
+	admin, err := withoutPoolParams(base)
+	if err != nil {
+		return "", nil, err
+	}
+	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
 		return "", nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
 	}
@@ -425,7 +515,7 @@ func privateSchema(base string) (string, func(), error) {
 	drop := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if c, err := pgx.Connect(ctx, base); err == nil {
+		if c, err := pgx.Connect(ctx, admin); err == nil {
 			if _, err := c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
 				fmt.Fprintf(os.Stderr, "loadtest: dropping schema %s: %v\n", schema, err)
 			}
@@ -441,6 +531,25 @@ func privateSchema(base string) (string, func(), error) {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String(), drop, nil
+}
+
+// withoutPoolParams drops the pgxpool settings (pool_max_conns and the
+// like) from a DSN, for the single connections that make and drop the
+// schema: pgx.Connect would send them to the server as run-time
+// parameters, which the server refuses.
+func withoutPoolParams(dsn string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", errors.New("the PostgreSQL DSN is not a URL")
+	}
+	q := u.Query()
+	for k := range q {
+		if strings.HasPrefix(k, "pool_") {
+			q.Del(k)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // closedLoop runs n clients for d, each starting its next handshake when
