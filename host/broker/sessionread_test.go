@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealroot/sealroot/host/broker/store"
 	"github.com/sealroot/sealroot/host/broker/store/storetest"
+	"github.com/sealroot/sealroot/wire/kbs"
 )
 
 // sharedStores opens each store kind for a broker with shared sessions
@@ -85,6 +86,24 @@ func TestSharedSessionReads(t *testing.T) {
 				}
 			}
 
+			// Trustee: the passphrase path names its workload, read with
+			// the session at /resource.
+			before = storeOps(t, b)
+			tc := newTrusteeClient(t, b.URL, "ec")
+			tnonce, _ := tc.auth(t)
+			if code, body := tc.attest(t, tnonce, m); code != http.StatusOK {
+				t.Fatalf("trustee attest: %d %s", code, body)
+			}
+			if got, code, _ := tc.resource(t, kbs.PassphrasePath("reads"), true); code != http.StatusOK || got != pass {
+				t.Fatalf("trustee resource: %d", code)
+			}
+			after = storeOps(t, b)
+			for op, want := range map[string]int{"get_session_read": 1, "get_workload": 0, "get_session": 0} {
+				if got := after[op] - before[op]; got != want {
+					t.Errorf("trustee: store op %s: %d calls in one handshake, want %d", op, got, want)
+				}
+			}
+
 			// Loosen the policy behind the broker's back: the measurement
 			// stays accepted, so only the MAC check can refuse it.
 			other := measurement(52)
@@ -107,6 +126,9 @@ func TestSharedSessionReads(t *testing.T) {
 			loosen()
 			if _, code := c2.key(t, "reads"); code == http.StatusOK {
 				t.Fatal("/key released the passphrase of a workload whose policy was altered in the database")
+			}
+			if _, code, _ := tc.resource(t, kbs.PassphrasePath("reads"), true); code == http.StatusOK {
+				t.Fatal("/resource released the passphrase of a workload whose policy was altered in the database")
 			}
 			// A fresh handshake on the altered workload.
 			c3 := newKrunClient(t, b.URL, 2)
