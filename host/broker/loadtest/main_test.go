@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealroot/sealroot/host/broker/store/storetest"
 )
@@ -48,20 +49,42 @@ func TestWithoutPoolParams(t *testing.T) {
 	}
 }
 
-func TestRawBracket(t *testing.T) {
-	a, b := rawResult{rate: 1800, cpu: 550}, rawResult{rate: 1200, cpu: 830}
-	m := meanRaw(a, b)
-	if m.rate != 1500 || m.cpu != 690 {
+func TestSlicedLevel(t *testing.T) {
+	if m := meanRaw(rawResult{rate: 1800, cpu: 550}, rawResult{rate: 1200, cpu: 830}); m.rate != 1500 || m.cpu != 690 {
 		t.Fatalf("meanRaw = %+v", m)
 	}
-	if d := drift(a, b); d < 0.39 || d > 0.41 {
-		t.Fatalf("drift = %v, want 0.4", d)
+	if sp := spreadOf([]float64{0.7, 0.5, 0.6}); sp != (spread{0.6, 0.5, 0.7}) {
+		t.Fatalf("spreadOf odd = %+v", sp)
 	}
-	if d := drift(a, a); d != 0 {
-		t.Fatalf("drift of equal rates = %v", d)
+	if sp := spreadOf([]float64{0.4, 0.8, 0.5, 0.6}); sp.med != 0.55 || sp.lo != 0.4 || sp.hi != 0.8 {
+		t.Fatalf("spreadOf even = %+v", sp)
 	}
-	if d := drift(rawResult{}, rawResult{}); d != 0 {
-		t.Fatalf("drift of nothing = %v", d)
+	if sp := spreadOf(nil); sp != (spread{}) {
+		t.Fatalf("spreadOf nothing = %+v", sp)
+	}
+	// Two slices of one level, the CPU twice as fast in the second: the
+	// merged rate is over both, each ratio against its own raw rate.
+	ms := time.Millisecond
+	a := level{lat: make([]time.Duration, 500), started: 500, el: time.Second, bc: 500 * ms, gc: 250 * ms}.fill()
+	b := level{lat: make([]time.Duration, 1000), errors: 1, shed: 2, started: 1003, el: time.Second, bc: time.Second, dc: 100 * ms}.fill()
+	c := newClosedLevel([]slice{{l: a, raw: rawResult{rate: 1000, cpu: 800 * time.Microsecond}}, {l: b, raw: rawResult{rate: 2000, cpu: 400 * time.Microsecond}}})
+	if c.l.rate != 750 || c.l.errors != 1 || c.l.shed != 2 || c.l.started != 1503 || c.l.busy != 0.75 {
+		t.Fatalf("merged level %+v", c.l)
+	}
+	if want := (1500 * ms) / 1503; c.l.brokerCPU != want {
+		t.Fatalf("merged broker CPU per handshake %v, want %v", c.l.brokerCPU, want)
+	}
+	if c.raw.rate != 1500 || c.rawLo != 1000 || c.rawHi != 2000 {
+		t.Fatalf("raw %+v %v %v", c.raw, c.rawLo, c.rawHi)
+	}
+	// Slice ratios 500/1000 and 1000/2000: both 0.5, where the merged
+	// rate over the mean raw rate says 750/1500, also 0.5, only by luck.
+	if c.ratio.med != 0.5 || c.ratio.lo != 0.5 || c.ratio.hi != 0.5 {
+		t.Fatalf("ratio %+v", c.ratio)
+	}
+	// Shares: 800µs of 1ms, and 400µs of about 997µs.
+	if c.share.lo < 0.40 || c.share.lo > 0.41 || c.share.hi != 0.8 {
+		t.Fatalf("share %+v", c.share)
 	}
 }
 
@@ -96,7 +119,7 @@ func TestLoadtestRuns(t *testing.T) {
 	stores := "bbolt"
 	// Unpinned: other test packages share the PostgreSQL server, and a
 	// pinned run would move it to one CPU while they run.
-	args := []string{"-pin=false", "-levels", "4", "-duration", "1s", "-open", "50", "-open-duration", "1s", "-verify", "100"}
+	args := []string{"-pin=false", "-levels", "4", "-duration", "1s", "-slices", "2", "-open", "50", "-open-duration", "1s", "-verify", "100"}
 	if os.Getenv(storetest.EnvDSN) != "" {
 		stores = "bbolt,postgres"
 	}
@@ -110,8 +133,8 @@ func TestLoadtestRuns(t *testing.T) {
 		for _, re := range []string{
 			`(?m)^` + st + ` +4 +[0-9.]+ .* +[0-9]+ +[0-9.]+ +[0-9.]+ `, // the closed-loop level, with raw/s, cap/raw, share
 			`(?m)^` + st + ` +50% `,
-			`(?m)^` + st + ` +raw verify on the broker's CPU.*just before and just after`,
-			`(?m)^` + st + ` +capacity [0-9.]+ handshakes/s = [0-9.]+ of the raw verify rate`,
+			`(?m)^` + st + ` +raw verify on the broker's CPU.*around each of the capacity level's 2 slices`,
+			`(?m)^` + st + ` +capacity [0-9.]+ handshakes/s = [0-9.]+ of the raw verify rate: the median of its slices' ratios`,
 			`(?m)^` + st + ` +keys decrypted and checked by the guests: [1-9]`,
 		} {
 			if !regexp.MustCompile(re).MatchString(text) {
