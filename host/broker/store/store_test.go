@@ -16,31 +16,8 @@ import (
 	"github.com/sealroot/sealroot/host/broker/store/storetest"
 )
 
-// backends opens each store kind for one test. PostgreSQL runs when
-// SEALROOT_TEST_POSTGRES is set (see storetest).
-func backends(t *testing.T) map[string]func(t *testing.T) store.Store {
-	return map[string]func(t *testing.T) store.Store{
-		"bbolt": func(t *testing.T) store.Store {
-			s, err := store.OpenBolt(filepath.Join(t.TempDir(), "broker.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-		"postgres": func(t *testing.T) store.Store {
-			s, err := store.OpenPostgres(context.Background(), storetest.PostgresDSN(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-	}
-}
-
 func forEachBackend(t *testing.T, fn func(t *testing.T, s store.Store)) {
-	for name, open := range backends(t) {
+	for name, open := range storetest.Backends() {
 		t.Run(name, func(t *testing.T) { fn(t, open(t)) })
 	}
 }
@@ -336,7 +313,7 @@ func TestSessionReads(t *testing.T) {
 // TestConsumeRace: of many concurrent consumers of one nonce, exactly one
 // wins, on each backend (two PostgreSQL handles play two replicas).
 func TestConsumeRace(t *testing.T) {
-	for name, open := range backends(t) {
+	for name, open := range storetest.Backends() {
 		t.Run(name, func(t *testing.T) {
 			s := open(t)
 			handles := []store.Store{s}
