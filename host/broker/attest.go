@@ -61,9 +61,18 @@ type attempt struct {
 	pubKey     []byte // the guest key as the dialect sent it (JSON)
 	initData   []byte // Trustee init-data digest, nil without init-data (trustee.go)
 	// workload is the session's workload as the store read it when it
-	// spent the nonce, or nil (see loadWorkload).
-	workload *store.Workload
+	// spent the nonce, at workloadAt, or nil (see loadWorkload).
+	workload   *store.Workload
+	workloadAt time.Time
 }
+
+// maxPrefetchAge is how old a workload read with the session may be when
+// /attest judges the evidence against it; an older one is read again.
+// Verification usually takes about a millisecond, but may take up to
+// --verify-timeout when certificates are fetched, and the policy judged
+// must be as current as a read after verification would give, within
+// this margin. (A variable so that a test can force the re-read.)
+var maxPrefetchAge = 250 * time.Millisecond
 
 // handleAttest spends the session's nonce, then verifies and judges the
 // evidence: POST /kbs/v0/attest in either dialect.
@@ -89,6 +98,7 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	// The nonce is spent before anything else is looked at: a failed
 	// attestation can not be retried against the same challenge.
 	sess, pre, deferred, err := s.pending.consume(ctx, id, s.cfg.Now())
+	preAt := time.Now()
 	if err != nil {
 		s.describeSession(ctx, id, &rec)
 		fail(sessionRefusal(err))
@@ -123,7 +133,7 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		fail(ref)
 		return
 	}
-	a.workload = pre
+	a.workload, a.workloadAt = pre, preAt
 	claims, workloads, ref := s.judge(ctx, a)
 	if claims != nil {
 		rec.Measurement = hex.EncodeToString(claims.Measurement)
@@ -211,7 +221,11 @@ func (s *Server) judge(ctx context.Context, a *attempt) (*attest.Claims, []strin
 	}
 
 	if a.sess.WorkloadID != "" {
-		w, doc, ref := s.loadWorkload(ctx, a.sess.WorkloadID, a.workload)
+		pre := a.workload
+		if time.Since(a.workloadAt) > maxPrefetchAge {
+			pre = nil
+		}
+		w, doc, ref := s.loadWorkload(ctx, a.sess.WorkloadID, pre)
 		if ref != nil {
 			return claims, nil, ref
 		}

@@ -1,43 +1,19 @@
 package broker
 
 import (
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealroot/sealroot/host/broker/store"
 	"github.com/sealroot/sealroot/host/broker/store/storetest"
 	"github.com/sealroot/sealroot/wire/kbs"
 )
-
-// sharedStores opens each store kind for a broker with shared sessions
-// (PostgreSQL's default; bbolt takes it with --pending-sessions store).
-func sharedStores(t *testing.T) map[string]func(t *testing.T) store.Store {
-	return map[string]func(t *testing.T) store.Store{
-		"bbolt": func(t *testing.T) store.Store {
-			s, err := store.OpenBolt(filepath.Join(t.TempDir(), "broker.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-		"postgres": func(t *testing.T) store.Store {
-			s, err := store.OpenPostgres(context.Background(), storetest.PostgresDSN(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-	}
-}
 
 // storeOps reads the broker's count of each store operation from /metrics.
 func storeOps(t *testing.T, b *testBroker) map[string]int {
@@ -62,7 +38,7 @@ func storeOps(t *testing.T, b *testBroker) map[string]int {
 // workload so read is held to its policy MAC exactly as GetWorkload's is:
 // a policy loosened in the database is refused at /attest and at /key.
 func TestSharedSessionReads(t *testing.T) {
-	for name, open := range sharedStores(t) {
+	for name, open := range storetest.Backends() { // shared sessions: PostgreSQL's default, bbolt by choice
 		t.Run(name, func(t *testing.T) {
 			st := open(t)
 			b := newTestBrokerOn(t, st, func(c *Config) { c.PendingSessions = PendingShared })
@@ -125,20 +101,64 @@ func TestSharedSessionReads(t *testing.T) {
 			}
 			loosen()
 			if _, code := c2.key(t, "reads"); code == http.StatusOK {
-				t.Fatal("/key released the passphrase of a workload whose policy was altered in the database")
+				t.Error("/key released the passphrase of a workload whose policy was altered in the database")
 			}
 			if _, code, _ := tc.resource(t, kbs.PassphrasePath("reads"), true); code == http.StatusOK {
-				t.Fatal("/resource released the passphrase of a workload whose policy was altered in the database")
+				t.Error("/resource released the passphrase of a workload whose policy was altered in the database")
 			}
 			// A fresh handshake on the altered workload.
 			c3 := newKrunClient(t, b.URL, 2)
 			nonce, _ = c3.auth(t, "reads")
 			if code, _ := c3.attest(t, nonce, m); code == http.StatusOK {
-				t.Fatal("/attest accepted evidence against a policy altered in the database")
+				t.Error("/attest accepted evidence against a policy altered in the database")
 			}
 			if !strings.Contains(b.logs.String()+b.audit.String(), "fails authentication") {
 				t.Errorf("no record says the policy fails authentication:\n%s", b.audit.String())
 			}
 		})
+	}
+}
+
+// TestStalePrefetch: a workload read with the session longer than
+// maxPrefetchAge before /attest judges (a slow verification) is read
+// again, so the policy judged is a current one.
+func TestStalePrefetch(t *testing.T) {
+	b := newTestBroker(t, func(c *Config) { c.PendingSessions = PendingShared })
+	m := measurement(53)
+	b.registerSim(t, "stale", m)
+	old := maxPrefetchAge
+	maxPrefetchAge = -time.Second // every prefetched workload is too old
+	t.Cleanup(func() { maxPrefetchAge = old })
+	before := storeOps(t, b)
+	c := newKrunClient(t, b.URL, 0)
+	nonce, _ := c.auth(t, "stale")
+	if code, body := c.attest(t, nonce, m); code != http.StatusOK {
+		t.Fatalf("attest: %d %s", code, body)
+	}
+	if got := storeOps(t, b)["get_workload"] - before["get_workload"]; got != 1 {
+		t.Fatalf("/attest read the workload %d times after its prefetch went stale, want 1", got)
+	}
+}
+
+// TestLoadWorkloadPre: loadWorkload uses a workload read with the session
+// only when it is the workload asked for.
+func TestLoadWorkloadPre(t *testing.T) {
+	b := newTestBroker(t)
+	b.registerSim(t, "asked", measurement(54))
+	b.registerSim(t, "other", measurement(55))
+	other, err := b.store.GetWorkload(t.Context(), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _, ref := b.loadWorkload(t.Context(), "asked", other)
+	if ref != nil || w.ID != "asked" {
+		t.Fatalf("asked for %q with %q's record at hand: got %+v, %+v", "asked", "other", w, ref)
+	}
+	asked, err := b.store.GetWorkload(t.Context(), "asked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, _, ref := b.loadWorkload(t.Context(), "asked", asked); ref != nil || w != asked {
+		t.Fatalf("the record at hand was not used: %+v, %+v", w, ref)
 	}
 }

@@ -602,7 +602,7 @@ func (s *Bolt) ConsumeChallengeRead(ctx context.Context, id string, now time.Tim
 	if err != nil {
 		return nil, nil, err
 	}
-	return sess, s.readWorkload(sess.WorkloadID), nil
+	return sess, s.readWorkload(ctx, sess.WorkloadID), nil
 }
 
 func (s *Bolt) GetSessionRead(ctx context.Context, id, workloadID string, now time.Time) (*Session, *Workload, error) {
@@ -610,16 +610,17 @@ func (s *Bolt) GetSessionRead(ctx context.Context, id, workloadID string, now ti
 	if err != nil {
 		return nil, nil, err
 	}
-	return sess, s.readWorkload(workloadID), nil
+	return sess, s.readWorkload(ctx, workloadID), nil
 }
 
 // readWorkload is workload id, or nil when there is none or it cannot be
-// read.
-func (s *Bolt) readWorkload(id string) *Workload {
+// read: the caller's GetWorkload then says why (a damaged database
+// included).
+func (s *Bolt) readWorkload(ctx context.Context, id string) *Workload {
 	if id == "" {
 		return nil
 	}
-	w, err := s.GetWorkload(context.Background(), id)
+	w, err := s.GetWorkload(ctx, id)
 	if err != nil {
 		return nil
 	}

@@ -419,20 +419,29 @@ func (s *Postgres) ConsumeChallengeRead(ctx context.Context, id string, now time
 	b.Queue(`SELECT `+workloadCols+` FROM workloads WHERE id = (SELECT workload_id FROM sessions WHERE id = $1)`, id)
 	br := s.pool.SendBatch(ctx, b)
 	sess, err := scanSession(br.QueryRow())
-	var w *Workload
-	if err == nil {
-		w, _ = scanWorkload(br.QueryRow()) // nil: the caller reads it and hears why
-	}
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
-	switch {
-	case err == nil:
-		return sess, w, nil
-	case errors.Is(err, pgx.ErrNoRows):
+	if errors.Is(err, pgx.ErrNoRows) {
+		br.Close()
 		return nil, nil, s.whyNotConsumed(ctx, id, now)
 	}
-	return nil, nil, fmt.Errorf("consuming challenge: %w", err)
+	if err != nil {
+		br.Close()
+		return nil, nil, fmt.Errorf("consuming challenge: %w", err)
+	}
+	w, werr := scanWorkload(br.QueryRow())
+	if errors.Is(werr, pgx.ErrNoRows) {
+		w, werr = nil, nil // none registered: the caller reads it and hears why
+	}
+	if cerr := br.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		// A statement the server refuses aborts the batch's
+		// transaction, and the challenge is not spent; a row that does
+		// not scan leaves the spend committed. Either way the attempt
+		// fails.
+		return nil, nil, fmt.Errorf("consuming challenge: reading the session's workload: %w", werr)
+	}
+	return sess, w, nil
 }
 
 // GetSessionRead reads the session and the workload in one pipelined
@@ -445,11 +454,13 @@ func (s *Postgres) GetSessionRead(ctx context.Context, id, workloadID string, no
 	sess, err := scanSession(br.QueryRow())
 	var w *Workload
 	if err == nil {
+		// Any failure of the workload read leaves w nil, and the
+		// caller's GetWorkload says what it was; the session read stands.
 		w, _ = scanWorkload(br.QueryRow())
 	}
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
+	// Both results, or their errors, are in hand: a read-only batch has
+	// nothing more to report.
+	_ = br.Close()
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, nil, fmt.Errorf("session: %w", ErrNotFound)
