@@ -65,6 +65,8 @@ if [ -f host/broker/loadtest/main.go ] || ls host/broker/*_test.go 2>/dev/null |
     trap 'bash tests/postgres.sh stop >/dev/null 2>&1 || true' EXIT
   fi
   if [ -f host/broker/loadtest/main.go ]; then
+    printf 'PostgreSQL reads of a handshake, one goroutine (GetSessionRead is one round trip for session + workload):\n'
+    go test -run '^$' -bench 'PostgresReads' -benchtime 2000x -cpu 1 -timeout 10m ./host/broker/store/ | grep -E '^Benchmark|skip' || true
     go run ./host/broker/loadtest
   else
     go test -run '^$' -bench 'Load' -benchtime 1x -timeout 30m ./host/broker/

@@ -60,7 +60,19 @@ type attempt struct {
 	reportData []byte // the binding the dialect expects in report_data
 	pubKey     []byte // the guest key as the dialect sent it (JSON)
 	initData   []byte // Trustee init-data digest, nil without init-data (trustee.go)
+	// workload is the session's workload as the store read it when it
+	// spent the nonce, at workloadAt, or nil (see loadWorkload).
+	workload   *store.Workload
+	workloadAt time.Time
 }
+
+// maxPrefetchAge is how old a workload read with the session may be when
+// /attest judges the evidence against it; an older one is read again.
+// Verification usually takes about a millisecond, but may take up to
+// --verify-timeout when certificates are fetched, and the policy judged
+// must be as current as a read after verification would give, within
+// this margin. (A variable so that a test can force the re-read.)
+var maxPrefetchAge = 250 * time.Millisecond
 
 // handleAttest spends the session's nonce, then verifies and judges the
 // evidence: POST /kbs/v0/attest in either dialect.
@@ -85,7 +97,8 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	}
 	// The nonce is spent before anything else is looked at: a failed
 	// attestation can not be retried against the same challenge.
-	sess, deferred, err := s.pending.consume(ctx, id, s.cfg.Now())
+	sess, pre, deferred, err := s.pending.consume(ctx, id, s.cfg.Now())
+	preAt := time.Now()
 	if err != nil {
 		s.describeSession(ctx, id, &rec)
 		fail(sessionRefusal(err))
@@ -120,6 +133,7 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		fail(ref)
 		return
 	}
+	a.workload, a.workloadAt = pre, preAt
 	claims, workloads, ref := s.judge(ctx, a)
 	if claims != nil {
 		rec.Measurement = hex.EncodeToString(claims.Measurement)
@@ -207,7 +221,11 @@ func (s *Server) judge(ctx context.Context, a *attempt) (*attest.Claims, []strin
 	}
 
 	if a.sess.WorkloadID != "" {
-		w, doc, ref := s.loadWorkload(ctx, a.sess.WorkloadID)
+		pre := a.workload
+		if time.Since(a.workloadAt) > maxPrefetchAge {
+			pre = nil
+		}
+		w, doc, ref := s.loadWorkload(ctx, a.sess.WorkloadID, pre)
 		if ref != nil {
 			return claims, nil, ref
 		}
@@ -243,9 +261,17 @@ func bindingEqual(want, got []byte) bool {
 	return subtle.ConstantTimeCompare(padded, got) == 1
 }
 
-// loadWorkload reads a workload and its policy document.
-func (s *Server) loadWorkload(ctx context.Context, id string) (*store.Workload, *WorkloadPolicy, *refusal) {
-	w, err := s.store.GetWorkload(ctx, id)
+// loadWorkload reads a workload and its policy document. pre, when not
+// nil, is workload id as the store read it moments ago, in the round trip
+// that spent or read the session (store.Store.ConsumeChallengeRead,
+// GetSessionRead; its policy's MAC checked like GetWorkload's): used as
+// read, it saves a second round trip to a database. Without it, or when
+// it is another workload, the store is asked.
+func (s *Server) loadWorkload(ctx context.Context, id string, pre *store.Workload) (*store.Workload, *WorkloadPolicy, *refusal) {
+	w, err := pre, error(nil)
+	if w == nil || w.ID != id {
+		w, err = s.store.GetWorkload(ctx, id)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemPolicyDeny, "unknown_workload", "unknown workload", "workload is not registered")
 	}
@@ -300,8 +326,9 @@ func (s *Server) acceptingWorkloads(ctx context.Context, claims *attest.Claims) 
 // have tightened it since the attestation). It returns the workload.
 //
 // claims are the session's verified claims when memory holds them (see
-// pendingSessions.lookup); nil reads them from sess.Claims.
-func (s *Server) authorize(ctx context.Context, sess *store.Session, claims *attest.Claims, id string) (*store.Workload, *refusal) {
+// pendingSessions.lookup); nil reads them from sess.Claims. pre is as in
+// loadWorkload.
+func (s *Server) authorize(ctx context.Context, sess *store.Session, claims *attest.Claims, id string, pre *store.Workload) (*store.Workload, *refusal) {
 	if sess.State != store.SessionAttested {
 		return nil, refuse(http.StatusUnauthorized, kbs.ProblemUnauthenticated, "not_attested", "session has not attested", "session has not attested")
 	}
@@ -309,7 +336,7 @@ func (s *Server) authorize(ctx context.Context, sess *store.Session, claims *att
 		return nil, refuse(http.StatusUnauthorized, kbs.ProblemPolicyDeny, "workload_mismatch", "session did not attest as this workload",
 			fmt.Sprintf("session attested as workload %q, asked for a secret of %q", sess.WorkloadID, truncate(id, 128)))
 	}
-	w, doc, ref := s.loadWorkload(ctx, id)
+	w, doc, ref := s.loadWorkload(ctx, id, pre)
 	if ref != nil {
 		return nil, ref
 	}

@@ -59,7 +59,7 @@ func (s *Server) handleKrunKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Session = sessionRef(c.Value)
-	sess, claims, err := s.pending.lookup(ctx, c.Value, s.cfg.Now())
+	sess, claims, pre, err := s.pending.lookup(ctx, c.Value, want, s.cfg.Now())
 	if err != nil {
 		s.describeSession(ctx, c.Value, &rec)
 		rec.Workload = truncate(want, 128) // name the workload asked for
@@ -71,7 +71,7 @@ func (s *Server) handleKrunKey(w http.ResponseWriter, r *http.Request) {
 		s.refused(ctx, w, rec, refuse(http.StatusUnauthorized, "", "dialect", "Invalid session", "a trustee session asked the krun key endpoint"))
 		return
 	}
-	wl, ref := s.authorize(ctx, sess, claims, want)
+	wl, ref := s.authorize(ctx, sess, claims, want, pre)
 	if ref != nil {
 		s.refused(ctx, w, rec, ref)
 		return

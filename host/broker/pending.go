@@ -238,26 +238,31 @@ func (p *pendingSessions) peek(id string) (*store.Session, bool) {
 // with a copy of its claims, else from the store (shared mode, a session
 // written past the cap, or one written by a broker before it kept
 // sessions in memory) with nil claims: the caller parses sess.Claims.
-func (p *pendingSessions) lookup(ctx context.Context, id string, now time.Time) (*store.Session, *attest.Claims, error) {
+// From the store, workload workloadID (when not "") is read in the same
+// round trip and returned as pre; nil otherwise (see loadWorkload).
+func (p *pendingSessions) lookup(ctx context.Context, id, workloadID string, now time.Time) (sess *store.Session, claims *attest.Claims, pre *store.Workload, err error) {
 	if !p.shared {
 		p.mu.Lock()
 		s, ok := p.settled[id]
 		p.mu.Unlock()
 		if ok {
 			if !now.Before(s.sess.ExpiresAt) {
-				return nil, nil, fmt.Errorf("session: %w", store.ErrExpired)
+				return nil, nil, nil, fmt.Errorf("session: %w", store.ErrExpired)
 			}
 			c := s.sess
-			var claims *attest.Claims
 			if s.claims != nil {
 				cl := *s.claims
 				claims = &cl
 			}
-			return &c, claims, nil
+			return &c, claims, nil, nil
 		}
 	}
-	sess, err := p.st.GetSession(ctx, id, now)
-	return sess, nil, err
+	if workloadID == "" {
+		sess, err = p.st.GetSession(ctx, id, now)
+		return sess, nil, nil, err
+	}
+	sess, pre, err = p.st.GetSessionRead(ctx, id, workloadID, now)
+	return sess, nil, pre, err
 }
 
 // consume spends a session's nonce, as store.ConsumeChallenge does: it
@@ -267,11 +272,13 @@ func (p *pendingSessions) lookup(ctx context.Context, id string, now time.Time) 
 // take it from then on, and a restart forgets it. The attempt is then
 // recorded once, when it is settled (settle): deferred is then true. A
 // nonce already settled in memory is refused here as the store would
-// refuse it (ErrExpired, else ErrNonceUsed).
-func (p *pendingSessions) consume(ctx context.Context, id string, now time.Time) (sess *store.Session, deferred bool, err error) {
+// refuse it (ErrExpired, else ErrNonceUsed). A session the store spends
+// comes with the workload it names, read in the same round trip, as pre
+// (nil when memory held the session; see loadWorkload).
+func (p *pendingSessions) consume(ctx context.Context, id string, now time.Time) (sess *store.Session, pre *store.Workload, deferred bool, err error) {
 	sess, held, err := p.take(id, now)
 	if err != nil && held {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	if !held && !p.shared {
 		// Spent already, in memory: refused as the store refuses it.
@@ -280,20 +287,20 @@ func (p *pendingSessions) consume(ctx context.Context, id string, now time.Time)
 		p.mu.Unlock()
 		switch {
 		case ok && !now.Before(s.sess.ExpiresAt):
-			return nil, false, fmt.Errorf("session: %w", store.ErrExpired)
+			return nil, nil, false, fmt.Errorf("session: %w", store.ErrExpired)
 		case ok:
-			return nil, false, fmt.Errorf("session: %w", store.ErrNonceUsed)
+			return nil, nil, false, fmt.Errorf("session: %w", store.ErrNonceUsed)
 		}
 	}
 	if !held {
 		// Shared mode, or a session this process does not hold: the
 		// store decides (consumed, unknown, or challenged by a replica).
-		sess, err := p.st.ConsumeChallenge(ctx, id, now)
-		return sess, false, err
+		sess, pre, err := p.st.ConsumeChallengeRead(ctx, id, now)
+		return sess, pre, false, err
 	}
 	spent := *sess
 	spent.State = store.SessionConsumed
-	return &spent, true, nil
+	return &spent, nil, true, nil
 }
 
 // settle records a session that consume took from memory: as attested

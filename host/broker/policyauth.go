@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
@@ -97,6 +98,27 @@ func (a *authStore) GetWorkload(ctx context.Context, id string) (*store.Workload
 		return nil, err
 	}
 	return w, nil
+}
+
+// ConsumeChallengeRead and GetSessionRead drop a workload whose MAC does
+// not verify: the caller then reads it with GetWorkload, which refuses it
+// with ErrDamaged.
+func (a *authStore) ConsumeChallengeRead(ctx context.Context, id string, now time.Time) (*store.Session, *store.Workload, error) {
+	sess, w, err := a.Store.ConsumeChallengeRead(ctx, id, now)
+	return sess, a.verified(w), err
+}
+
+func (a *authStore) GetSessionRead(ctx context.Context, id, workloadID string, now time.Time) (*store.Session, *store.Workload, error) {
+	sess, w, err := a.Store.GetSessionRead(ctx, id, workloadID, now)
+	return sess, a.verified(w), err
+}
+
+// verified is w when its MAC verifies, else nil.
+func (a *authStore) verified(w *store.Workload) *store.Workload {
+	if w == nil || a.verifyPolicy(w) != nil {
+		return nil
+	}
+	return w
 }
 
 func (a *authStore) ListWorkloads(ctx context.Context) ([]*store.Workload, error) {

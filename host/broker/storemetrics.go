@@ -88,6 +88,16 @@ func (t *timedStore) ConsumeChallenge(ctx context.Context, id string, now time.T
 	return t.s.ConsumeChallenge(ctx, id, now)
 }
 
+func (t *timedStore) ConsumeChallengeRead(ctx context.Context, id string, now time.Time) (*store.Session, *store.Workload, error) {
+	defer t.done("consume_challenge_read", time.Now())
+	return t.s.ConsumeChallengeRead(ctx, id, now)
+}
+
+func (t *timedStore) GetSessionRead(ctx context.Context, id, workloadID string, now time.Time) (*store.Session, *store.Workload, error) {
+	defer t.done("get_session_read", time.Now())
+	return t.s.GetSessionRead(ctx, id, workloadID, now)
+}
+
 func (t *timedStore) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error {
 	defer t.done("mark_attested", time.Now())
 	return t.s.MarkAttested(ctx, id, workloadID, pubKey, claims, at)

@@ -151,37 +151,39 @@ func (s *Server) replyToken(ctx context.Context, w http.ResponseWriter, sess *st
 // trusteeSession finds the attested session of a resource request: from a
 // Bearer token (signed by this broker; its jti names the session) or from
 // the kbs-session-id cookie, and its claims when memory holds them.
-func (s *Server) trusteeSession(r *http.Request) (*store.Session, *attest.Claims, *refusal) {
+// workloadID, when not "", is the workload the request is for: read with
+// the session from a shared store (pendingSessions.lookup), as pre.
+func (s *Server) trusteeSession(r *http.Request, workloadID string) (sess *store.Session, claims *attest.Claims, pre *store.Workload, ref *refusal) {
 	var id string
 	if h := r.Header.Get("Authorization"); h != "" {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok {
-			return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidToken, "token", "Authorization is not a Bearer token", "authorization header is not a bearer token")
+			return nil, nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidToken, "token", "Authorization is not a Bearer token", "authorization header is not a bearer token")
 		}
 		c, err := s.tokens.verify(strings.TrimSpace(tok), s.cfg.Now())
 		if err != nil {
-			return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidToken, "token", "invalid attestation token", err.Error())
+			return nil, nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidToken, "token", "invalid attestation token", err.Error())
 		}
 		id = c.ID
 	} else if c, err := r.Cookie(kbs.TrusteeCookie); err == nil {
 		id = c.Value
 	} else {
-		return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemTokenNotFound, "session", "attestation token not found", "no token and no session cookie")
+		return nil, nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemTokenNotFound, "session", "attestation token not found", "no token and no session cookie")
 	}
 	if !sessionIDPattern.MatchString(id) {
-		return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidCookie, "session", "invalid session", "malformed session id")
+		return nil, nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidCookie, "session", "invalid session", "malformed session id")
 	}
-	sess, claims, err := s.pending.lookup(r.Context(), id, s.cfg.Now())
+	sess, claims, pre, err := s.pending.lookup(r.Context(), id, workloadID, s.cfg.Now())
 	if err != nil {
-		return nil, nil, sessionRefusal(err)
+		return nil, nil, nil, sessionRefusal(err)
 	}
 	if sess.Dialect != kbs.DialectTrustee {
-		return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidCookie, "dialect", "invalid session", "a krun session asked for a trustee resource")
+		return nil, nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemInvalidCookie, "dialect", "invalid session", "a krun session asked for a trustee resource")
 	}
 	if sess.State != store.SessionAttested {
-		return sess, nil, refuse(http.StatusUnauthorized, kbs.ProblemUnauthenticated, "not_attested", "session has not attested", "session has not attested")
+		return sess, nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemUnauthenticated, "not_attested", "session has not attested", "session has not attested")
 	}
-	return sess, claims, nil
+	return sess, claims, pre, nil
 }
 
 // handleResource releases a resource as JWE to the attested session's key:
@@ -198,7 +200,12 @@ func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
 	}
 	path := repo + "/" + typ + "/" + tag
 	rec.Resource = path
-	sess, claims, ref := s.trusteeSession(r)
+	// The passphrase path names its workload: it is read with the session.
+	passID, isPass := kbs.IsPassphrasePath(repo, typ, tag)
+	if !isPass {
+		passID = ""
+	}
+	sess, claims, pre, ref := s.trusteeSession(r, passID)
 	if sess != nil {
 		rec.Session, rec.TEE, rec.Workload = sessionRef(sess.ID), sess.TEE, sess.WorkloadID
 	}
@@ -209,9 +216,9 @@ func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
 
 	var secret []byte
 	var owner string
-	if id, ok := kbs.IsPassphrasePath(repo, typ, tag); ok {
-		wl, ref := s.authorize(ctx, sess, claims, id)
-		rec.Workload = id
+	if isPass {
+		wl, ref := s.authorize(ctx, sess, claims, passID, pre)
+		rec.Workload = passID
 		if ref != nil {
 			s.refused(ctx, w, rec, ref)
 			return
@@ -288,7 +295,7 @@ func (s *Server) openResource(ctx context.Context, sess *store.Session, claims *
 	}
 	res := found[0]
 	// Authorize against the owner as it is now.
-	if _, ref := s.authorize(ctx, sess, claims, res.WorkloadID); ref != nil {
+	if _, ref := s.authorize(ctx, sess, claims, res.WorkloadID, nil); ref != nil {
 		return nil, res.WorkloadID, ref
 	}
 	secret, err := s.cfg.KEK.Open(res.Sealed, resourceAAD(res.WorkloadID, path))

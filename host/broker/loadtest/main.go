@@ -71,15 +71,21 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measuring time per closed-loop level")
 	flag.StringVar(&o.dsn, "postgres", os.Getenv("SEALROOT_TEST_POSTGRES"), "PostgreSQL DSN (default $SEALROOT_TEST_POSTGRES); a private schema is made and dropped; empty skips PostgreSQL")
 	flag.StringVar(&o.stores, "stores", "bbolt,postgres", "stores to measure (postgres needs -postgres)")
-	flag.IntVar(&o.verifyN, "verify", 2000, "verifications for the raw verify rate")
+	flag.IntVar(&o.verifyN, "verify", 500, "verifications per raw verify measurement (one before each closed-loop level and one after each of its slices)")
+	flag.IntVar(&o.slices, "slices", 5, "slices per closed-loop level, with the raw verify rate measured between them")
 	flag.StringVar(&o.open, "open", "25,50,75", "open-loop arrival rates in percent of the measured closed-loop capacity; empty skips the open loop")
 	flag.DurationVar(&o.openD, "open-duration", 3*time.Second, "arrival time per open-loop rate")
 	flag.BoolVar(&o.pin, "pin", true, "bind the broker and the raw-verify child to CPU 0 (GOMAXPROCS 1) and the guests to the other CPUs (needs 2 CPUs)")
+	flag.StringVar(&o.brokerFlags, "broker-flags", "", "more `sealroot broker` flags for the measured broker, separated by spaces (e.g. \"--pending-sessions memory\")")
 	flag.StringVar(&o.bin, "broker-bin", "", "run this sealroot binary's `broker` command instead of the built-in serve mode")
 	flag.Int64Var(&o.every, "check-every", 50, "decrypt and check the released key of one handshake in N")
 	flag.StringVar(&o.brokerProf, "broker-profile", "", "write the broker's CPU and allocation profiles to PREFIX.STORE.cpu and PREFIX.STORE.allocs (serve mode only)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load generator to this file")
 	flag.Parse()
+	if o.slices < 1 || o.duration/time.Duration(max(o.slices, 1)) < 100*time.Millisecond {
+		fmt.Fprintln(os.Stderr, "loadtest: -slices must be at least 1, and -duration at least 100ms per slice")
+		os.Exit(2)
+	}
 	if o.every < 1 {
 		fmt.Fprintln(os.Stderr, "loadtest: -check-every must be at least 1")
 		os.Exit(2)
@@ -110,8 +116,9 @@ func main() {
 
 type opts struct {
 	levels, dsn, stores, open, bin, brokerProf string
+	brokerFlags                                string
 	duration, openD                            time.Duration
-	verifyN                                    int
+	verifyN, slices                            int
 	every                                      int64
 	pin                                        bool
 }
@@ -205,10 +212,6 @@ func run(log *slog.Logger, o opts) error {
 
 	failed := false
 	for _, st := range stores {
-		raw, err := rawVerify(pin, simDir, o.verifyN)
-		if err != nil {
-			return err
-		}
 		sum, err := loadStore(log, o, pin, st, tmp, simDir, tokenFile, g, levels, fracs)
 		if err != nil {
 			return fmt.Errorf("%s: %w", st, err)
@@ -217,13 +220,15 @@ func run(log *slog.Logger, o opts) error {
 		if sum.shed > 0 {
 			fmt.Printf("%-9s %d handshakes were answered 503 with Retry-After (shed: the broker's store calls or pending sessions at their caps; a guest retries); not counted as failures\n", st, sum.shed)
 		}
-		fmt.Printf("%-9s raw verify on the broker's CPU, 1 goroutine: %.0f verifies/s (%s CPU each; load %s)\n",
-			st, raw.rate, raw.cpu.Round(time.Microsecond), raw.load)
-		fmt.Printf("%-9s capacity %.1f handshakes/s = %.2f of the raw verify rate (%.0f/s)\n", st, sum.best, sum.best/raw.rate, raw.rate)
-		if sum.cpuPer > 0 {
-			fmt.Printf("%-9s broker CPU per handshake at capacity %s = %.2f of it in verification: %.0f handshakes/s per busy core = %.2f of the raw verify rate\n",
-				st, sum.cpuPer.Round(time.Microsecond), float64(raw.cpu)/float64(sum.cpuPer),
-				float64(time.Second)/float64(sum.cpuPer), float64(raw.cpu)/float64(sum.cpuPer))
+		c := sum.capacity
+		fmt.Printf("%-9s raw verify on the broker's CPU, 1 goroutine, measured around each of the capacity level's %d slices: %.0f to %.0f verifies/s, mean %.0f/s (%s CPU each)\n",
+			st, len(c.slices), c.rawLo, c.rawHi, c.raw.rate, c.raw.cpu.Round(time.Microsecond))
+		fmt.Printf("%-9s capacity %.1f handshakes/s = %.2f of the raw verify rate: the median of its slices' ratios, %.2f to %.2f\n",
+			st, c.l.rate, c.ratio.med, c.ratio.lo, c.ratio.hi)
+		if c.l.brokerCPU > 0 {
+			fmt.Printf("%-9s broker CPU per handshake at capacity %s; verification's share of it %.2f (median of the slices, %.2f to %.2f): %.0f handshakes/s per busy core = %.2f of the raw verify rate\n",
+				st, c.l.brokerCPU.Round(time.Microsecond), c.share.med, c.share.lo, c.share.hi,
+				float64(time.Second)/float64(c.l.brokerCPU), c.share.med)
 		}
 		fmt.Println()
 	}
@@ -237,7 +242,70 @@ func run(log *slog.Logger, o opts) error {
 type rawResult struct {
 	rate float64
 	cpu  time.Duration // CPU per verification
-	load string
+}
+
+// meanRaw is the mean of the raw measurements just before and just after a
+// slice of a level.
+func meanRaw(a, b rawResult) rawResult {
+	return rawResult{rate: (a.rate + b.rate) / 2, cpu: (a.cpu + b.cpu) / 2}
+}
+
+// spread is the median, least and greatest of some ratios.
+type spread struct{ med, lo, hi float64 }
+
+func spreadOf(v []float64) spread {
+	if len(v) == 0 {
+		return spread{}
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	med := v[len(v)/2]
+	if len(v)%2 == 0 {
+		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return spread{med: med, lo: v[0], hi: v[len(v)-1]}
+}
+
+// slice is one part of a closed-loop level and the raw verify rate around
+// it (the mean of the measurements just before and just after it).
+type slice struct {
+	l   level
+	raw rawResult
+}
+
+// closedLevel is a closed-loop level measured in slices, with the raw
+// verify rate measured between them: on a machine whose CPU speed drifts
+// (a shared VM: the raw rate has moved by a third within ten seconds
+// here), a ratio is only sound between a rate and a raw rate measured
+// moments apart, so every slice gives one, and the level reports their
+// median.
+type closedLevel struct {
+	l            level // the slices merged
+	slices       []slice
+	raw          rawResult // mean of the slices' raw rates
+	rawLo, rawHi float64
+	ratio        spread // handshake rate / raw verify rate
+	share        spread // raw verify CPU / broker CPU per handshake
+}
+
+func newClosedLevel(parts []slice) closedLevel {
+	c := closedLevel{slices: parts}
+	var ls []level
+	var ratios, shares []float64
+	c.rawLo = parts[0].raw.rate
+	for _, p := range parts {
+		ls = append(ls, p.l)
+		c.raw.rate += p.raw.rate / float64(len(parts))
+		c.raw.cpu += p.raw.cpu / time.Duration(len(parts))
+		c.rawLo, c.rawHi = min(c.rawLo, p.raw.rate), max(c.rawHi, p.raw.rate)
+		ratios = append(ratios, p.l.rate/p.raw.rate)
+		if p.l.brokerCPU > 0 {
+			shares = append(shares, float64(p.raw.cpu)/float64(p.l.brokerCPU))
+		}
+	}
+	c.l = mergeLevels(ls)
+	c.ratio, c.share = spreadOf(ratios), spreadOf(shares)
+	return c
 }
 
 func rawVerify(pin pinning, simDir string, n int) (rawResult, error) {
@@ -258,15 +326,14 @@ func rawVerify(pin pinning, simDir string, n int) (rawResult, error) {
 	if _, err := fmt.Sscan(out.String(), &cnt, &wall, &cpu); err != nil || wall <= 0 || cnt <= 0 {
 		return rawResult{}, fmt.Errorf("raw verify: unexpected output %q", out.String())
 	}
-	return rawResult{rate: float64(cnt) / time.Duration(wall).Seconds(), cpu: time.Duration(cpu / cnt), load: loadAvg()}, nil
+	return rawResult{rate: float64(cnt) / time.Duration(wall).Seconds(), cpu: time.Duration(cpu / cnt)}, nil
 }
 
 // storeSummary is what a store's run adds up to.
 type storeSummary struct {
-	best   float64       // best closed-loop rate
-	cpuPer time.Duration // broker CPU per handshake at that level
-	errors int
-	shed   int // 503s with Retry-After: the broker shedding load
+	capacity closedLevel // the closed-loop level with the best rate
+	errors   int
+	shed     int // 503s with Retry-After: the broker shedding load
 }
 
 // level is one closed-loop level or open-loop rate.
@@ -275,8 +342,43 @@ type level struct {
 	lat            []time.Duration // sorted
 	errors, shed   int
 	brokerCPU, gen time.Duration // per handshake
+	db             time.Duration // the local PostgreSQL server's CPU per handshake
 	busy           float64       // broker CPU / wall time
 	load           string
+	// The totals the figures above come from, for mergeLevels.
+	started    int // handshakes started: got a key, failed or shed
+	el         time.Duration
+	bc, gc, dc time.Duration // broker, generator, database CPU
+}
+
+// mergeLevels adds up the slices of one closed-loop level.
+func mergeLevels(parts []level) level {
+	var m level
+	for _, p := range parts {
+		m.lat = append(m.lat, p.lat...)
+		m.errors += p.errors
+		m.shed += p.shed
+		m.started += p.started
+		m.el += p.el
+		m.bc += p.bc
+		m.gc += p.gc
+		m.dc += p.dc
+		m.load = p.load
+	}
+	slices.Sort(m.lat)
+	return m.fill()
+}
+
+// fill computes the rates from the totals.
+func (l level) fill() level {
+	if l.el > 0 {
+		l.rate = float64(len(l.lat)) / l.el.Seconds()
+		l.busy = l.bc.Seconds() / l.el.Seconds()
+	}
+	if n := time.Duration(l.started); n > 0 {
+		l.brokerCPU, l.gen, l.db = l.bc/n, l.gc/n, l.dc/n
+	}
+	return l
 }
 
 func (l level) q(p float64) time.Duration {
@@ -294,19 +396,31 @@ type outcome struct {
 	errors, shed int
 }
 
-// measure runs fn and accounts the broker's and the generator's CPU to
-// the handshakes it started.
-func measure(b *brokerProc, fn func() outcome) level {
+// measure runs fn and accounts the broker's, the generator's and the
+// local database server's (db, nil for none) CPU to the handshakes it
+// started.
+func measure(b *brokerProc, db *pgServer, fn func() outcome) level {
+	var dc0 time.Duration
+	if db != nil {
+		dc0 = db.cpu()
+	}
 	bc0, gc0, start := b.cpu(), selfCPU(), time.Now()
 	o := fn()
-	el := time.Since(start)
-	bc, gc := b.cpu()-bc0, selfCPU()-gc0
-	slices.Sort(o.lat)
-	l := level{rate: float64(len(o.lat)) / el.Seconds(), lat: o.lat, errors: o.errors, shed: o.shed, busy: bc.Seconds() / el.Seconds(), load: loadAvg()}
-	if n := len(o.lat) + o.errors + o.shed; n > 0 {
-		l.brokerCPU, l.gen = bc/time.Duration(n), gc/time.Duration(n)
+	l := level{el: time.Since(start), bc: b.cpu() - bc0, gc: selfCPU() - gc0, lat: o.lat, errors: o.errors, shed: o.shed,
+		started: len(o.lat) + o.errors + o.shed, load: loadAvg()}
+	if db != nil {
+		l.dc = db.cpu() - dc0
 	}
-	return l
+	slices.Sort(l.lat)
+	return l.fill()
+}
+
+// cpuCol prints a CPU time per handshake for a table, "-" for none.
+func cpuCol(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return d.Round(time.Microsecond).String()
 }
 
 // loadStore runs every closed-loop level against a fresh broker on one
@@ -314,10 +428,11 @@ func measure(b *brokerProc, fn func() outcome) level {
 func loadStore(log *slog.Logger, o opts, pin pinning, st, tmp, simDir, tokenFile string, g *guests, levels []int, fracs []float64) (storeSummary, error) {
 	var sum storeSummary
 	spec := brokerSpec{bin: o.bin, state: filepath.Join(tmp, "state-"+st), simDir: simDir, token: tokenFile,
-		logFile: filepath.Join(tmp, "broker-"+st+".log")}
+		logFile: filepath.Join(tmp, "broker-"+st+".log"), extra: strings.Fields(o.brokerFlags)}
 	if o.brokerProf != "" {
 		spec.profile = o.brokerProf + "." + st
 	}
+	var db *pgServer
 	if st == "postgres" {
 		dsn, drop, err := privateSchema(o.dsn)
 		if err != nil {
@@ -325,6 +440,28 @@ func loadStore(log *slog.Logger, o opts, pin pinning, st, tmp, simDir, tokenFile
 		}
 		defer drop()
 		spec.store = dsn
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		db, err = findLocalServer(ctx, dsn)
+		cancel()
+		if err != nil {
+			return sum, err
+		}
+		switch {
+		case db == nil:
+			fmt.Printf("%-9s the PostgreSQL server is not on this machine: its CPU is not counted\n", st)
+		case pin.on:
+			// Before the broker starts, so that its connections' backends
+			// are forked onto the guests' CPUs too.
+			if err := db.bind(&pin.generator); err != nil {
+				return sum, err
+			}
+			defer db.restore()
+			fmt.Printf("%-9s PostgreSQL server (postmaster pid %d) on this machine, bound to CPUs %s with the guests (a deployment's database is another machine); its CPU is counted as db-cpu\n",
+				st, db.postmaster, cpusOf(db.postmaster))
+		default:
+			fmt.Printf("%-9s PostgreSQL server (postmaster pid %d) on this machine, on CPUs %s; its CPU is counted as db-cpu\n",
+				st, db.postmaster, cpusOf(db.postmaster))
+		}
 	}
 	b, err := startBroker(pin, spec)
 	if err != nil {
@@ -368,29 +505,49 @@ func loadStore(log *slog.Logger, o opts, pin pinning, st, tmp, simDir, tokenFile
 	wc.hc.CloseIdleConnections()
 	g.every = every
 
-	fmt.Printf("%-9s closed loop:\n", st)
-	fmt.Printf("%-9s %7s %12s %10s %10s %7s %6s %11s %6s %11s  %s\n", "store", "clients", "handshakes/s", "p50", "p99", "errors", "shed", "broker-cpu", "busy", "guest-cpu", "load")
+	// Each closed-loop level runs in -slices slices, and the raw verify
+	// rate is measured before the first and after every slice, on the
+	// broker's CPU while the broker idles (closedLevel).
+	raw := func() (rawResult, error) { return rawVerify(pin, simDir, o.verifyN) }
+	before, err := raw()
+	if err != nil {
+		return sum, err
+	}
+	fmt.Printf("%-9s closed loop, %d slices per level with the raw verify rate measured around each (raw/s: their mean; cap/raw and share: the medians of the slices' ratios; share: verification's share of the broker's CPU):\n", st, o.slices)
+	fmt.Printf("%-9s %7s %12s %10s %10s %7s %6s %11s %6s %11s %9s %7s %7s %6s  %s\n", "store", "clients", "handshakes/s", "p50", "p99", "errors", "shed",
+		"broker-cpu", "busy", "guest-cpu", "db-cpu", "raw/s", "cap/raw", "share", "load")
 	for _, n := range levels {
-		l := measure(b, func() outcome { return closedLoop(log, b.url, g, n, o.duration) })
-		fmt.Printf("%-9s %7d %12.1f %10s %10s %7d %6d %11s %6.2f %11s  %s\n", st, n, l.rate, l.q(0.50), l.q(0.99), l.errors, l.shed,
-			l.brokerCPU.Round(time.Microsecond), l.busy, l.gen.Round(time.Microsecond), l.load)
+		var parts []slice
+		for range o.slices {
+			l := measure(b, db, func() outcome { return closedLoop(log, b.url, g, n, o.duration/time.Duration(o.slices)) })
+			after, err := raw()
+			if err != nil {
+				return sum, err
+			}
+			parts = append(parts, slice{l: l, raw: meanRaw(before, after)})
+			before = after
+		}
+		c := newClosedLevel(parts)
+		l := c.l
+		fmt.Printf("%-9s %7d %12.1f %10s %10s %7d %6d %11s %6.2f %11s %9s %7.0f %7.2f %6.2f  %s\n", st, n, l.rate, l.q(0.50), l.q(0.99), l.errors, l.shed,
+			l.brokerCPU.Round(time.Microsecond), l.busy, l.gen.Round(time.Microsecond), cpuCol(l.db), c.raw.rate, c.ratio.med, c.share.med, l.load)
 		sum.errors += l.errors
 		sum.shed += l.shed
-		if l.rate > sum.best {
-			sum.best, sum.cpuPer = l.rate, l.brokerCPU
+		if l.rate > sum.capacity.l.rate {
+			sum.capacity = c
 		}
 	}
 	if len(fracs) > 0 {
 		fmt.Printf("%-9s open loop, %s of arrivals per rate, latency from each scheduled arrival:\n", st, o.openD)
-		fmt.Printf("%-9s %7s %9s %10s %10s %10s %10s %7s %6s %11s %6s  %s\n", "store", "offered", "target/s", "achieved/s", "p50", "p99", "p99.9", "errors", "shed", "broker-cpu", "busy", "load")
+		fmt.Printf("%-9s %7s %9s %10s %10s %10s %10s %7s %6s %11s %6s %9s  %s\n", "store", "offered", "target/s", "achieved/s", "p50", "p99", "p99.9", "errors", "shed", "broker-cpu", "busy", "db-cpu", "load")
 		for _, f := range fracs {
-			rate := f * sum.best
+			rate := f * sum.capacity.l.rate
 			if rate <= 0 {
 				return sum, errors.New("open loop: no closed-loop capacity to take a fraction of")
 			}
-			l := measure(b, func() outcome { return openLoop(log, b.url, g, rate, o.openD) })
-			fmt.Printf("%-9s %6.0f%% %9.1f %10.1f %10s %10s %10s %7d %6d %11s %6.2f  %s\n", st, f*100, rate, l.rate,
-				l.q(0.50), l.q(0.99), l.q(0.999), l.errors, l.shed, l.brokerCPU.Round(time.Microsecond), l.busy, l.load)
+			l := measure(b, db, func() outcome { return openLoop(log, b.url, g, rate, o.openD) })
+			fmt.Printf("%-9s %6.0f%% %9.1f %10.1f %10s %10s %10s %7d %6d %11s %6.2f %9s  %s\n", st, f*100, rate, l.rate,
+				l.q(0.50), l.q(0.99), l.q(0.999), l.errors, l.shed, l.brokerCPU.Round(time.Microsecond), l.busy, cpuCol(l.db), l.load)
 			sum.errors += l.errors
 			sum.shed += l.shed
 		}
@@ -414,7 +571,11 @@ func privateSchema(base string) (string, func(), error) {
 	schema := "loadtest_" + hex.EncodeToString(rnd[:])
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
+	admin, err := withoutPoolParams(base)
+	if err != nil {
+		return "", nil, err
+	}
+	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
 		return "", nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
 	}
@@ -425,7 +586,7 @@ func privateSchema(base string) (string, func(), error) {
 	drop := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if c, err := pgx.Connect(ctx, base); err == nil {
+		if c, err := pgx.Connect(ctx, admin); err == nil {
 			if _, err := c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
 				fmt.Fprintf(os.Stderr, "loadtest: dropping schema %s: %v\n", schema, err)
 			}
@@ -441,6 +602,25 @@ func privateSchema(base string) (string, func(), error) {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String(), drop, nil
+}
+
+// withoutPoolParams drops the pgxpool settings (pool_max_conns and the
+// like) from a DSN, for the single connections that make and drop the
+// schema: pgx.Connect would send them to the server as run-time
+// parameters, which the server refuses.
+func withoutPoolParams(dsn string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", errors.New("the PostgreSQL DSN is not a URL")
+	}
+	q := u.Query()
+	for k := range q {
+		if strings.HasPrefix(k, "pool_") {
+			q.Del(k)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // closedLoop runs n clients for d, each starting its next handshake when

@@ -171,19 +171,9 @@ const clockTick = 10 * time.Millisecond
 
 // procCPU is the CPU time (user + system) process pid has used.
 func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, err
-	}
-	// The command name (field 2) may hold spaces; fields after its ')' are
-	// fixed: utime and stime are fields 14 and 15.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, errors.New("/proc stat: no command name")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("/proc stat: too few fields")
 	}
 	u, err1 := strconv.ParseInt(f[11], 10, 64)
 	s, err2 := strconv.ParseInt(f[12], 10, 64)
@@ -191,6 +181,27 @@ func procCPU(pid int) (time.Duration, error) {
 		return 0, errors.New("/proc stat: utime or stime is not a number")
 	}
 	return time.Duration(u+s) * clockTick, nil
+}
+
+// statFields is /proc/PID/stat from its third field (the state) on: the
+// parent's pid is [1], utime and stime [11] and [12], the reaped
+// children's cutime and cstime [13] and [14].
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	// The command name (field 2) may hold spaces; the fields after its
+	// ')' are fixed.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return nil, errors.New("/proc stat: no command name")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return nil, errors.New("/proc stat: too few fields")
+	}
+	return f, nil
 }
 
 // selfCPU is the CPU time this process has used.
@@ -228,9 +239,10 @@ type brokerSpec struct {
 	state   string
 	store   string // "" is bbolt in state
 	simDir  string
-	token   string // admin token file
-	profile string // CPU profile file (serve mode only)
-	logFile string // the broker's stderr
+	token   string   // admin token file
+	profile string   // CPU profile file (serve mode only)
+	logFile string   // the broker's stderr
+	extra   []string // more `sealroot broker` flags (-broker-flags)
 }
 
 // startBroker starts the broker on a free loopback port and waits until it
@@ -253,6 +265,7 @@ func startBroker(p pinning, s brokerSpec) (*brokerProc, error) {
 	if s.store != "" {
 		args = append(args, "--store", s.store)
 	}
+	args = append(args, s.extra...)
 	var cmd *exec.Cmd
 	if s.bin != "" {
 		cmd = exec.Command(s.bin, append([]string{"broker"}, args...)...)

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/host/broker/store/storetest"
 )
 
 // BenchmarkBoltWrites prints what a write costs on bbolt: a workload write
@@ -50,4 +52,59 @@ func BenchmarkBoltWrites(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkPostgresReads prints what the broker's reads of a handshake
+// cost on PostgreSQL, one after another on one goroutine: wall time and
+// this process's CPU (user + system, so the socket work counts) per
+// operation. "session+workload" is the two round trips GetSessionRead
+// replaces. Skips without $SEALROOT_TEST_POSTGRES.
+func BenchmarkPostgresReads(b *testing.B) {
+	s, err := store.OpenPostgres(context.Background(), storetest.PostgresDSN(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	if err := s.CreateWorkload(ctx, &store.Workload{ID: "w", TEE: "snp", Policy: []byte(`{"measurements":["aa"]}`), CreatedAt: now, UpdatedAt: now}); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.CreateSession(ctx, &store.Session{ID: "s", Nonce: "n", State: store.SessionChallenged, WorkloadID: "w",
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		op   func() error
+	}{
+		{"workload", func() error { _, err := s.GetWorkload(ctx, "w"); return err }},
+		{"session+workload", func() error {
+			if _, err := s.GetSession(ctx, "s", now); err != nil {
+				return err
+			}
+			_, err := s.GetWorkload(ctx, "w")
+			return err
+		}},
+		{"session-read", func() error { _, _, err := s.GetSessionRead(ctx, "s", "w", now); return err }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			cpu0 := processCPU()
+			for b.Loop() {
+				if err := c.op(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
+}
+
+// processCPU is the CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

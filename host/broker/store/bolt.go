@@ -595,6 +595,38 @@ func (s *Bolt) ConsumeChallenge(ctx context.Context, id string, now time.Time) (
 	return out, nil
 }
 
+// ConsumeChallengeRead reads the workload after the consuming commit:
+// an embedded file has no round trip to save.
+func (s *Bolt) ConsumeChallengeRead(ctx context.Context, id string, now time.Time) (*Session, *Workload, error) {
+	sess, err := s.ConsumeChallenge(ctx, id, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sess, s.readWorkload(ctx, sess.WorkloadID), nil
+}
+
+func (s *Bolt) GetSessionRead(ctx context.Context, id, workloadID string, now time.Time) (*Session, *Workload, error) {
+	sess, err := s.GetSession(ctx, id, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sess, s.readWorkload(ctx, workloadID), nil
+}
+
+// readWorkload is workload id, or nil when there is none or it cannot be
+// read: the caller's GetWorkload then says why (a damaged database
+// included).
+func (s *Bolt) readWorkload(ctx context.Context, id string) *Workload {
+	if id == "" {
+		return nil
+	}
+	w, err := s.GetWorkload(ctx, id)
+	if err != nil {
+		return nil
+	}
+	return w
+}
+
 func (s *Bolt) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error {
 	err := s.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessions)

@@ -289,6 +289,28 @@ func (g *Guarded) ConsumeChallenge(ctx context.Context, id string, now time.Time
 	return guardCall(g, ctx, "consume_challenge", true, func(ctx context.Context) (*Session, error) { return g.s.ConsumeChallenge(ctx, id, now) })
 }
 
+// sessionRead is a session and the workload read with it.
+type sessionRead struct {
+	s *Session
+	w *Workload
+}
+
+func (g *Guarded) ConsumeChallengeRead(ctx context.Context, id string, now time.Time) (*Session, *Workload, error) {
+	r, err := guardCall(g, ctx, "consume_challenge_read", true, func(ctx context.Context) (sessionRead, error) {
+		s, w, err := g.s.ConsumeChallengeRead(ctx, id, now)
+		return sessionRead{s, w}, err
+	})
+	return r.s, r.w, err
+}
+
+func (g *Guarded) GetSessionRead(ctx context.Context, id, workloadID string, now time.Time) (*Session, *Workload, error) {
+	r, err := guardCall(g, ctx, "get_session_read", false, func(ctx context.Context) (sessionRead, error) {
+		s, w, err := g.s.GetSessionRead(ctx, id, workloadID, now)
+		return sessionRead{s, w}, err
+	})
+	return r.s, r.w, err
+}
+
 func (g *Guarded) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error {
 	return g.call(ctx, "mark_attested", true, func(ctx context.Context) error {
 		return g.s.MarkAttested(ctx, id, workloadID, pubKey, claims, at)

@@ -383,26 +383,93 @@ func (s *Postgres) GetSession(ctx context.Context, id string, now time.Time) (*S
 }
 
 func (s *Postgres) ConsumeChallenge(ctx context.Context, id string, now time.Time) (*Session, error) {
-	// One conditional write: of two replicas racing on one nonce, exactly
-	// one sees a row come back.
-	sess, err := scanSession(s.pool.QueryRow(ctx, `UPDATE sessions SET state = $3
-		WHERE id = $1 AND state = $4 AND expires_at > $2 RETURNING `+sessionCols,
-		id, now, string(SessionConsumed), string(SessionChallenged)))
+	sess, err := scanSession(s.pool.QueryRow(ctx, consumeSQL, id, now, string(SessionConsumed), string(SessionChallenged)))
 	if err == nil {
 		return sess, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("consuming challenge: %w", err)
 	}
-	// Say why it failed.
+	return nil, s.whyNotConsumed(ctx, id, now)
+}
+
+// consumeSQL spends a challenge in one conditional write: of two replicas
+// racing on one nonce, exactly one sees a row come back.
+const consumeSQL = `UPDATE sessions SET state = $3
+	WHERE id = $1 AND state = $4 AND expires_at > $2 RETURNING ` + sessionCols
+
+// whyNotConsumed says why consumeSQL returned no row.
+func (s *Postgres) whyNotConsumed(ctx context.Context, id string, now time.Time) error {
 	cur, err := s.GetSession(ctx, id, now)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if cur.State != SessionChallenged {
-		return nil, fmt.Errorf("session: %w", ErrNonceUsed)
+		return fmt.Errorf("session: %w", ErrNonceUsed)
 	}
-	return nil, fmt.Errorf("session: %w", ErrExpired)
+	return fmt.Errorf("session: %w", ErrExpired)
+}
+
+// ConsumeChallengeRead sends the conditional write and the read of the
+// session's workload as one pipelined batch: one round trip, one implicit
+// transaction, in which the read sees the write.
+func (s *Postgres) ConsumeChallengeRead(ctx context.Context, id string, now time.Time) (*Session, *Workload, error) {
+	b := &pgx.Batch{}
+	b.Queue(consumeSQL, id, now, string(SessionConsumed), string(SessionChallenged))
+	b.Queue(`SELECT `+workloadCols+` FROM workloads WHERE id = (SELECT workload_id FROM sessions WHERE id = $1)`, id)
+	br := s.pool.SendBatch(ctx, b)
+	sess, err := scanSession(br.QueryRow())
+	if errors.Is(err, pgx.ErrNoRows) {
+		br.Close()
+		return nil, nil, s.whyNotConsumed(ctx, id, now)
+	}
+	if err != nil {
+		br.Close()
+		return nil, nil, fmt.Errorf("consuming challenge: %w", err)
+	}
+	w, werr := scanWorkload(br.QueryRow())
+	if errors.Is(werr, pgx.ErrNoRows) {
+		w, werr = nil, nil // none registered: the caller reads it and hears why
+	}
+	if cerr := br.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		// A statement the server refuses aborts the batch's
+		// transaction, and the challenge is not spent; a row that does
+		// not scan leaves the spend committed. Either way the attempt
+		// fails.
+		return nil, nil, fmt.Errorf("consuming challenge: reading the session's workload: %w", werr)
+	}
+	return sess, w, nil
+}
+
+// GetSessionRead reads the session and the workload in one pipelined
+// batch.
+func (s *Postgres) GetSessionRead(ctx context.Context, id, workloadID string, now time.Time) (*Session, *Workload, error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT `+sessionCols+` FROM sessions WHERE id = $1`, id)
+	b.Queue(`SELECT `+workloadCols+` FROM workloads WHERE id = $1`, workloadID)
+	br := s.pool.SendBatch(ctx, b)
+	sess, err := scanSession(br.QueryRow())
+	var w *Workload
+	if err == nil {
+		// Any failure of the workload read leaves w nil, and the
+		// caller's GetWorkload says what it was; the session read stands.
+		w, _ = scanWorkload(br.QueryRow())
+	}
+	// Both results, or their errors, are in hand: a read-only batch has
+	// nothing more to report.
+	_ = br.Close()
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil, fmt.Errorf("session: %w", ErrNotFound)
+	case err != nil:
+		return nil, nil, fmt.Errorf("reading session: %w", err)
+	case !now.Before(sess.ExpiresAt):
+		return nil, nil, fmt.Errorf("session: %w", ErrExpired)
+	}
+	return sess, w, nil
 }
 
 func (s *Postgres) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error {

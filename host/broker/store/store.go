@@ -157,6 +157,20 @@ type Store interface {
 	// unexpired session to consumed and returns it. ErrNonceUsed when the
 	// nonce was already spent, ErrExpired, ErrNotFound.
 	ConsumeChallenge(ctx context.Context, id string, now time.Time) (*Session, error)
+	// ConsumeChallengeRead is ConsumeChallenge that also reads the
+	// workload the session names, in the same round trip to the database.
+	// The workload is nil when the session names none, or when it is not
+	// registered or its record does not decode: the caller then reads it
+	// with GetWorkload, which says why. When the database fails the read
+	// itself, the call fails ("reading the session's workload"), and the
+	// challenge may or may not have been spent: the attempt is over
+	// either way, and the guest starts again at /auth.
+	ConsumeChallengeRead(ctx context.Context, id string, now time.Time) (*Session, *Workload, error)
+	// GetSessionRead is GetSession that also reads workload workloadID,
+	// in the same round trip to the database. The workload is nil when
+	// workloadID is "" or in any case where it could not be read: the
+	// session is returned all the same.
+	GetSessionRead(ctx context.Context, id, workloadID string, now time.Time) (*Session, *Workload, error)
 	// MarkAttested records a successful attestation on a consumed session.
 	MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error
 	// DeleteExpiredSessions removes sessions whose time is over at now.

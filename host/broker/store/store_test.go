@@ -16,31 +16,8 @@ import (
 	"github.com/sealroot/sealroot/host/broker/store/storetest"
 )
 
-// backends opens each store kind for one test. PostgreSQL runs when
-// SEALROOT_TEST_POSTGRES is set (see storetest).
-func backends(t *testing.T) map[string]func(t *testing.T) store.Store {
-	return map[string]func(t *testing.T) store.Store{
-		"bbolt": func(t *testing.T) store.Store {
-			s, err := store.OpenBolt(filepath.Join(t.TempDir(), "broker.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-		"postgres": func(t *testing.T) store.Store {
-			s, err := store.OpenPostgres(context.Background(), storetest.PostgresDSN(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-	}
-}
-
 func forEachBackend(t *testing.T, fn func(t *testing.T, s store.Store)) {
-	for name, open := range backends(t) {
+	for name, open := range storetest.Backends() {
 		t.Run(name, func(t *testing.T) { fn(t, open(t)) })
 	}
 }
@@ -256,10 +233,87 @@ func TestSessions(t *testing.T) {
 	})
 }
 
+// TestSessionReads: ConsumeChallengeRead and GetSessionRead do what
+// ConsumeChallenge and GetSession do, and bring the workload along (nil
+// when there is none to bring); a failed read changes nothing.
+func TestSessionReads(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		if err := s.CreateWorkload(ctx, workload("w")); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"r1", "r2", "r3"} {
+			if err := s.CreateSession(ctx, session(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		orphan := session("r4")
+		orphan.WorkloadID = "gone"
+		unnamed := session("r5")
+		unnamed.WorkloadID = ""
+		for _, sess := range []*store.Session{orphan, unnamed} {
+			if err := s.CreateSession(ctx, sess); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		// Failures spend nothing: unknown, expired.
+		if _, _, err := s.ConsumeChallengeRead(ctx, "nope", now); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown: %v", err)
+		}
+		if _, _, err := s.ConsumeChallengeRead(ctx, "r2", now.Add(6*time.Minute)); !errors.Is(err, store.ErrExpired) {
+			t.Fatalf("stale: %v", err)
+		}
+		if got, _ := s.GetSession(ctx, "r2", now); got.State != store.SessionChallenged {
+			t.Fatalf("a stale consume changed the session: %+v", got)
+		}
+
+		c, w, err := s.ConsumeChallengeRead(ctx, "r1", now)
+		if err != nil || c.State != store.SessionConsumed || c.Nonce != "nonce-r1" {
+			t.Fatalf("consume %+v %v", c, err)
+		}
+		if w == nil || w.ID != "w" || w.TEE != "snp" || !sameJSON(t, w.Policy, workload("w").Policy) || string(w.SealedPassphrase) != "\x01\x02\x03" {
+			t.Fatalf("workload read with the consume: %+v", w)
+		}
+		if got, _ := s.GetSession(ctx, "r1", now); got.State != store.SessionConsumed {
+			t.Fatalf("consumed session reads back as %q", got.State)
+		}
+		if _, _, err := s.ConsumeChallengeRead(ctx, "r1", now); !errors.Is(err, store.ErrNonceUsed) {
+			t.Fatalf("second consume: %v", err)
+		}
+		if _, err := s.ConsumeChallenge(ctx, "r1", now); !errors.Is(err, store.ErrNonceUsed) {
+			t.Fatalf("plain consume after the pipelined one: %v", err)
+		}
+		for _, id := range []string{"r4", "r5"} {
+			c, w, err := s.ConsumeChallengeRead(ctx, id, now)
+			if err != nil || c.ID != id || w != nil {
+				t.Fatalf("%s: session %+v workload %+v, %v; want the session and no workload", id, c, w, err)
+			}
+		}
+
+		if err := s.MarkAttested(ctx, "r1", "w", []byte("pk"), nil, now); err != nil {
+			t.Fatal(err)
+		}
+		g, w, err := s.GetSessionRead(ctx, "r1", "w", now)
+		if err != nil || g.State != store.SessionAttested || string(g.PubKey) != "pk" || w == nil || w.ID != "w" {
+			t.Fatalf("get-read: %+v %+v %v", g, w, err)
+		}
+		if g, w, err := s.GetSessionRead(ctx, "r1", "other", now); err != nil || g.ID != "r1" || w != nil {
+			t.Fatalf("get-read of an unknown workload: %+v %+v %v", g, w, err)
+		}
+		if _, _, err := s.GetSessionRead(ctx, "nope", "w", now); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("get-read unknown: %v", err)
+		}
+		if _, _, err := s.GetSessionRead(ctx, "r1", "w", now.Add(5*time.Minute)); !errors.Is(err, store.ErrExpired) {
+			t.Fatalf("get-read expired: %v", err)
+		}
+	})
+}
+
 // TestConsumeRace: of many concurrent consumers of one nonce, exactly one
 // wins, on each backend (two PostgreSQL handles play two replicas).
 func TestConsumeRace(t *testing.T) {
-	for name, open := range backends(t) {
+	for name, open := range storetest.Backends() {
 		t.Run(name, func(t *testing.T) {
 			s := open(t)
 			handles := []store.Store{s}
@@ -288,7 +342,12 @@ func TestConsumeRace(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						_, err := handles[i%len(handles)].ConsumeChallenge(ctx, id, now)
+						var err error
+						if i%3 == 0 { // the pipelined form races as the plain one does
+							_, _, err = handles[i%len(handles)].ConsumeChallengeRead(ctx, id, now)
+						} else {
+							_, err = handles[i%len(handles)].ConsumeChallenge(ctx, id, now)
+						}
 						switch {
 						case err == nil:
 							wins.Add(1)

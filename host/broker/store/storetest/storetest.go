@@ -12,10 +12,13 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sealroot/sealroot/host/broker/store"
 )
 
 // EnvDSN is the variable holding the test cluster's DSN.
@@ -70,4 +73,29 @@ func PostgresDSN(t testing.TB) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// Backends opens each kind of store for one test: "bbolt", a file in the
+// test's temporary directory, and "postgres", a private schema (see
+// PostgresDSN: it skips without the cluster). Each store is closed when
+// its test ends.
+func Backends() map[string]func(t testing.TB) store.Store {
+	return map[string]func(t testing.TB) store.Store{
+		"bbolt": func(t testing.TB) store.Store {
+			s, err := store.OpenBolt(filepath.Join(t.TempDir(), "broker.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+		"postgres": func(t testing.TB) store.Store {
+			s, err := store.OpenPostgres(context.Background(), PostgresDSN(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+	}
 }
