@@ -73,13 +73,22 @@ if [ -z "$bindir" ]; then
 fi
 getent passwd postgres >/dev/null || { log "the postgres user does not exist (is the postgresql package installed?)"; exit 1; }
 
-# A free loopback port: nothing answers a connect on it.
-port=""
-for _ in $(seq 1 50); do
-  p=$((20000 + RANDOM % 40000))
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
-done
-[ -n "$port" ] || { log "no free loopback port found"; exit 1; }
+# A free loopback port: nothing answers a connect on it. Chosen below the
+# kernel's ephemeral range where there is room, since an outgoing
+# connection may hold any port in that range without listening on it (and
+# the server could not bind it); start_server tries again on another port
+# if the bind fails all the same.
+free_port() {
+  local lo=20000 hi=60000 eph p
+  eph=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true)
+  if [ -n "$eph" ] && [ "$eph" -gt $((lo + 1000)) ]; then hi=$eph; fi
+  for _ in $(seq 1 50); do
+    p=$((lo + RANDOM % (hi - lo)))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+port=$(free_port) || { log "no free loopback port found"; exit 1; }
 
 dir=$(mktemp -d /tmp/sealroot-pg.XXXXXX)
 chmod 0755 "$dir"
@@ -96,9 +105,21 @@ as_pg "$bindir/initdb" -D "$dir/data" -U sealroot --pwfile="$dir/pwfile" \
   --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
   || { cat "$dir/initdb.log" >&2; exit 1; }
 rm -f "$dir/pwfile"
-as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/sock -c max_connections=200 -c fsync=on" start >&2 \
-  || { cat "$dir/data/server.log" >&2; exit 1; }
+start_server() {
+  as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/sock -c max_connections=200 -c fsync=on" start >&2
+}
+for attempt in 1 2 3 4 5; do
+  if start_server; then break; fi
+  if [ "$attempt" -lt 5 ] && grep -q 'could not bind' "$dir/data/server.log" 2>/dev/null; then
+    log "port $port was taken after all; trying another"
+    port=$(free_port) || { log "no free loopback port found"; exit 1; }
+    echo "$port" >"$dir/port"
+    continue
+  fi
+  cat "$dir/data/server.log" >&2
+  exit 1
+done
 as_pg "$bindir/createdb" -h "$dir/sock" -p "$port" -U sealroot sealroot
 
 log "cluster in $dir on 127.0.0.1:$port (stop: bash tests/postgres.sh stop $dir)"
