@@ -18,7 +18,8 @@
 // A closed loop (N clients, each starting its next handshake when the last
 // ends) measures capacity; an open loop then offers handshakes at a fixed
 // arrival rate for a fixed time, at 25, 50 and 75 % of the best
-// closed-loop rate, whatever the broker does, and measures each
+// closed-loop rate (scaled by the raw verify rate then over the raw verify
+// rate at capacity), whatever the broker does, and measures each
 // handshake's latency from its scheduled arrival (so a stalled broker
 // shows as latency, not as fewer requests).
 //
@@ -36,6 +37,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"os/exec"
@@ -538,16 +540,24 @@ func loadStore(log *slog.Logger, o opts, pin pinning, st, tmp, simDir, tokenFile
 		}
 	}
 	if len(fracs) > 0 {
-		fmt.Printf("%-9s open loop, %s of arrivals per rate, latency from each scheduled arrival:\n", st, o.openD)
-		fmt.Printf("%-9s %7s %9s %10s %10s %10s %10s %7s %6s %11s %6s %9s  %s\n", "store", "offered", "target/s", "achieved/s", "p50", "p99", "p99.9", "errors", "shed", "broker-cpu", "busy", "db-cpu", "load")
+		// The capacity was measured at the raw rate of its own minute;
+		// each open-loop rate is scaled by the raw rate measured just
+		// before it, so that "50 %" is half of what the broker can do
+		// now, on a CPU whose speed drifts.
+		fmt.Printf("%-9s open loop, %s of arrivals per rate, latency from each scheduled arrival; target = the fraction of the capacity, scaled by raw/s (measured just before) over the capacity level's raw rate:\n", st, o.openD)
+		fmt.Printf("%-9s %7s %9s %10s %10s %10s %10s %7s %6s %11s %6s %9s %7s  %s\n", "store", "offered", "target/s", "achieved/s", "p50", "p99", "p99.9", "errors", "shed", "broker-cpu", "busy", "db-cpu", "raw/s", "load")
 		for _, f := range fracs {
-			rate := f * sum.capacity.l.rate
-			if rate <= 0 {
+			now, err := raw()
+			if err != nil {
+				return sum, err
+			}
+			rate := f * sum.capacity.l.rate * now.rate / sum.capacity.raw.rate
+			if rate <= 0 || math.IsNaN(rate) {
 				return sum, errors.New("open loop: no closed-loop capacity to take a fraction of")
 			}
 			l := measure(b, db, func() outcome { return openLoop(log, b.url, g, rate, o.openD) })
-			fmt.Printf("%-9s %6.0f%% %9.1f %10.1f %10s %10s %10s %7d %6d %11s %6.2f %9s  %s\n", st, f*100, rate, l.rate,
-				l.q(0.50), l.q(0.99), l.q(0.999), l.errors, l.shed, l.brokerCPU.Round(time.Microsecond), l.busy, cpuCol(l.db), l.load)
+			fmt.Printf("%-9s %6.0f%% %9.1f %10.1f %10s %10s %10s %7d %6d %11s %6.2f %9s %7.0f  %s\n", st, f*100, rate, l.rate,
+				l.q(0.50), l.q(0.99), l.q(0.999), l.errors, l.shed, l.brokerCPU.Round(time.Microsecond), l.busy, cpuCol(l.db), now.rate, l.load)
 			sum.errors += l.errors
 			sum.shed += l.shed
 		}
