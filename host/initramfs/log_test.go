@@ -1,25 +1,20 @@
 package initramfs
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/sealroot/sealroot/internal/syncbuf"
 )
 
 // logCapture keeps every record a Logger writes, as JSON lines.
 type logCapture struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	buf syncbuf.Buffer
 }
 
-func (c *logCapture) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Write(p)
-}
+func (c *logCapture) Write(p []byte) (int, error) { return c.buf.Write(p) }
 
 func (c *logCapture) logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(c, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -28,8 +23,6 @@ func (c *logCapture) logger() *slog.Logger {
 // records returns the records with message msg, each as its JSON object.
 func (c *logCapture) records(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var out []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(c.buf.String()), "\n") {
 		if line == "" {

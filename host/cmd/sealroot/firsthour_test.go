@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"log"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealroot/sealroot/internal/syncbuf"
 	"github.com/sealroot/sealroot/wire/diskconfig"
 )
 
@@ -62,9 +62,9 @@ func TestLaunchChecksBeforeBooting(t *testing.T) {
 	_, port, _ := net.SplitHostPort(up.Addr().String())
 	// An https broker that is up: probing it must not make it log a
 	// failed TLS handshake.
-	var tlsLog strings.Builder
+	var tlsLog syncbuf.Buffer
 	tlsBroker := httptest.NewUnstartedServer(http.NotFoundHandler())
-	tlsBroker.Config.ErrorLog = log.New(&lockedWriter{w: &tlsLog}, "", 0)
+	tlsBroker.Config.ErrorLog = log.New(&tlsLog, "", 0)
 	// The log is read once the server has finished with every connection
 	// (the probe's handshake included): closing it earlier would cut a
 	// handshake short and log that instead.
@@ -120,17 +120,6 @@ func TestLaunchChecksBeforeBooting(t *testing.T) {
 	if s := tlsLog.String(); strings.Contains(s, "handshake error") {
 		t.Errorf("the https broker logged: %s", s)
 	}
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // TestImageBuildChecksBeforeBuilding runs `sealroot image build` with flags
