@@ -382,6 +382,7 @@ type Authority struct {
 	vcekKey *ecdsa.PrivateKey
 	prod    struct{ family, model, stepping byte }
 	table   []byte // certificate table: ARK, ASK, VCEK
+	pre     presignPool
 }
 
 // Load reads and checks the simulated secure processor in dir: the chain
@@ -578,7 +579,7 @@ func (a *Authority) Sign(p ReportParams) (report []byte, certTable []byte, err e
 	le64(r[ts.OffLaunchTCB:], tcb)
 
 	digest := sha512.Sum384(r[:ts.SignedSize])
-	sr, ss, err := ecdsa.Sign(rand.Reader, a.vcekKey, digest[:])
+	sr, ss, err := a.signDigest(digest[:])
 	if err != nil {
 		return nil, nil, fmt.Errorf("sim: signing report: %w", err)
 	}
