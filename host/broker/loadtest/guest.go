@@ -35,6 +35,25 @@ type guests struct {
 	every  int64 // decrypt and check one key reply in every
 	n      atomic.Int64
 	checks atomic.Int64
+	dry    atomic.Int64 // timed windows whose presigned halves ran out
+}
+
+// presign tops up the simulated secure processor's presigned signature
+// halves (sim.Authority.Presign) for a window of up to n reports, with a
+// margin for a CPU that speeds up; on is -presign.
+func (g *guests) presign(on bool, n float64) error {
+	if !on {
+		return nil
+	}
+	return g.auth.Presign(int(n*1.3) + 64)
+}
+
+// noteDry counts a window after which no presigned half was left: some
+// of its reports were signed in full, inside the window.
+func (g *guests) noteDry(on bool) {
+	if on && g.auth.Presigned() == 0 {
+		g.dry.Add(1)
+	}
 }
 
 // client is one guest: its own cookie jar and connections.

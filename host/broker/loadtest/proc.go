@@ -86,6 +86,14 @@ type pinning struct {
 	generator unix.CPUSet
 }
 
+// cpusFor is the number of CPUs the broker may use: one when pinned.
+func cpusFor(p pinning) int {
+	if p.on {
+		return 1
+	}
+	return runtime.NumCPU()
+}
+
 // pinGenerator binds every thread of this process to the CPUs other than
 // brokerCPU (threads made later inherit the mask of the thread that makes
 // them) and sets GOMAXPROCS to their number.
