@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,6 +57,27 @@ var pgMigrations = []string{
 		value bytea NOT NULL
 	);
 	ALTER TABLE workloads ADD COLUMN policy_mac bytea;`,
+	// 3: notify workload changes, for the replicas' workload caches
+	// (pgcache.go). The payload is the ID; empty (every workload) for
+	// TRUNCATE, and for an ID too long for a notification.
+	`CREATE FUNCTION sealroot_workload_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF TG_OP = 'TRUNCATE' THEN
+			PERFORM pg_notify('` + workloadsChannel + `', '');
+			RETURN NULL;
+		END IF;
+		IF TG_OP <> 'INSERT' THEN
+			PERFORM pg_notify('` + workloadsChannel + `', CASE WHEN octet_length(OLD.id) <= 1000 THEN OLD.id ELSE '' END);
+		END IF;
+		IF TG_OP <> 'DELETE' THEN
+			PERFORM pg_notify('` + workloadsChannel + `', CASE WHEN octet_length(NEW.id) <= 1000 THEN NEW.id ELSE '' END);
+		END IF;
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER workloads_changed AFTER INSERT OR UPDATE OR DELETE ON workloads
+		FOR EACH ROW EXECUTE FUNCTION sealroot_workload_changed();
+	CREATE TRIGGER workloads_truncated AFTER TRUNCATE ON workloads
+		FOR EACH STATEMENT EXECUTE FUNCTION sealroot_workload_changed();`,
 }
 
 // migrationLock is the advisory lock key that serializes migrations of
@@ -64,6 +87,13 @@ const migrationLock = 0x7365616c726f6f74
 // Postgres is the shared store for several broker replicas.
 type Postgres struct {
 	pool *pgxpool.Pool
+
+	// The workload cache (pgcache.go) and its listener.
+	cache      workloadCache
+	stopListen context.CancelFunc
+	listenDone chan struct{}
+	closeOnce  sync.Once
+	listenPID  atomic.Uint32 // the listener's server process (tests)
 }
 
 var _ Store = (*Postgres)(nil)
@@ -76,6 +106,9 @@ type PostgresOptions struct {
 	// StatementTimeout is the server-side limit of one statement
 	// (default 10 s): a stalled query ends on the server too.
 	StatementTimeout time.Duration
+	// NoWorkloadCache reads every workload from the database (the cache
+	// is described in pgcache.go).
+	NoWorkloadCache bool
 }
 
 // OpenPostgres connects to dsn and applies pending migrations.
@@ -112,10 +145,15 @@ func OpenPostgresWith(ctx context.Context, dsn string, o PostgresOptions) (*Post
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", RedactDSN(dsn), err)
 	}
-	s := &Postgres{pool: pool}
+	s := &Postgres{pool: pool, cache: workloadCache{m: map[string]*Workload{}}}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("migrating %s: %w", RedactDSN(dsn), err)
+	}
+	if !o.NoWorkloadCache {
+		lctx, cancel := context.WithCancel(context.Background())
+		s.stopListen, s.listenDone = cancel, make(chan struct{})
+		go s.listen(lctx, cfg.ConnConfig.Copy())
 	}
 	return s, nil
 }
@@ -155,7 +193,16 @@ func (s *Postgres) SchemaVersion(ctx context.Context) (int, error) {
 	return v, err
 }
 
-func (s *Postgres) Close() error { s.pool.Close(); return nil }
+func (s *Postgres) Close() error {
+	s.closeOnce.Do(func() {
+		if s.stopListen != nil {
+			s.stopListen()
+			<-s.listenDone
+		}
+		s.pool.Close()
+	})
+	return nil
+}
 
 func (s *Postgres) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
@@ -194,6 +241,7 @@ func policyJSON(w *Workload) string {
 }
 
 func (s *Postgres) CreateWorkload(ctx context.Context, w *Workload) error {
+	defer s.cache.changed(w.ID) // this replica reads its own writes; others hear the trigger
 	_, err := s.pool.Exec(ctx, `INSERT INTO workloads (`+workloadCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`,
 		w.ID, w.TEE, policyJSON(w), w.SealedPassphrase, w.TEEConfig, w.Origin, w.CreatedAt, w.UpdatedAt, w.PolicyMAC)
 	if isUniqueViolation(err) {
@@ -206,6 +254,7 @@ func (s *Postgres) CreateWorkload(ctx context.Context, w *Workload) error {
 }
 
 func (s *Postgres) PutWorkload(ctx context.Context, w *Workload) error {
+	defer s.cache.changed(w.ID) // this replica reads its own writes; others hear the trigger
 	_, err := s.pool.Exec(ctx, `INSERT INTO workloads (`+workloadCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
 		ON CONFLICT (id) DO UPDATE SET tee = excluded.tee, policy = excluded.policy, passphrase = excluded.passphrase,
 			tee_config = excluded.tee_config, origin = excluded.origin, updated_at = excluded.updated_at,
@@ -218,6 +267,7 @@ func (s *Postgres) PutWorkload(ctx context.Context, w *Workload) error {
 }
 
 func (s *Postgres) UpdateWorkload(ctx context.Context, id string, update func(*Workload) error) error {
+	defer s.cache.changed(id) // this replica reads its own writes; others hear the trigger
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		w, err := scanWorkload(tx.QueryRow(ctx, `SELECT `+workloadCols+` FROM workloads WHERE id = $1 FOR UPDATE`, id))
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -240,6 +290,14 @@ func (s *Postgres) UpdateWorkload(ctx context.Context, id string, update func(*W
 }
 
 func (s *Postgres) GetWorkload(ctx context.Context, id string) (*Workload, error) {
+	if s.stopListen == nil {
+		return s.readWorkload(ctx, id)
+	}
+	return s.getWorkloadCached(ctx, id)
+}
+
+// readWorkload reads workload id from the database.
+func (s *Postgres) readWorkload(ctx context.Context, id string) (*Workload, error) {
 	w, err := scanWorkload(s.pool.QueryRow(ctx, `SELECT `+workloadCols+` FROM workloads WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("workload %q: %w", id, ErrNotFound)
@@ -268,6 +326,7 @@ func (s *Postgres) ListWorkloads(ctx context.Context) ([]*Workload, error) {
 }
 
 func (s *Postgres) DeleteWorkload(ctx context.Context, id string) error {
+	defer s.cache.changed(id) // this replica reads its own writes; others hear the trigger
 	tag, err := s.pool.Exec(ctx, `DELETE FROM workloads WHERE id = $1`, id)
 	if err != nil {
 		return fmt.Errorf("deleting workload: %w", err)

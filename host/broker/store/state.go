@@ -157,6 +157,7 @@ func (s *Postgres) Usage(ctx context.Context) (Usage, error) {
 }
 
 func (s *Postgres) Wipe(ctx context.Context) error {
+	defer s.cache.changed("")
 	_, err := s.pool.Exec(ctx, `TRUNCATE resources, workloads, sessions, broker_state`)
 	if err != nil {
 		return fmt.Errorf("wiping the database: %w", err)

@@ -394,7 +394,7 @@ func TestMigrationsIdempotent(t *testing.T) {
 					return
 				}
 				defer s.Close()
-				if v, err := s.SchemaVersion(context.Background()); err != nil || v != 2 {
+				if v, err := s.SchemaVersion(context.Background()); err != nil || v != 3 {
 					errs <- fmt.Errorf("schema version %d, %w", v, err)
 				}
 			}()
