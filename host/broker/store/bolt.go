@@ -627,7 +627,7 @@ func (s *Bolt) readWorkload(ctx context.Context, id string) *Workload {
 	return w
 }
 
-func (s *Bolt) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error {
+func (s *Bolt) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims, mac []byte, at time.Time) error {
 	err := s.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		var sess Session
@@ -637,7 +637,7 @@ func (s *Bolt) MarkAttested(ctx context.Context, id, workloadID string, pubKey, 
 		if sess.State != SessionConsumed {
 			return ErrState
 		}
-		sess.State, sess.WorkloadID, sess.PubKey, sess.Claims, sess.AttestedAt = SessionAttested, workloadID, pubKey, claims, at
+		sess.State, sess.WorkloadID, sess.PubKey, sess.Claims, sess.MAC, sess.AttestedAt = SessionAttested, workloadID, pubKey, claims, mac, at
 		return putJSON(b, []byte(id), &sess)
 	})
 	if err != nil {

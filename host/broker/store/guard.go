@@ -311,9 +311,9 @@ func (g *Guarded) GetSessionRead(ctx context.Context, id, workloadID string, now
 	return r.s, r.w, err
 }
 
-func (g *Guarded) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error {
+func (g *Guarded) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims, mac []byte, at time.Time) error {
 	return g.call(ctx, "mark_attested", true, func(ctx context.Context) error {
-		return g.s.MarkAttested(ctx, id, workloadID, pubKey, claims, at)
+		return g.s.MarkAttested(ctx, id, workloadID, pubKey, claims, mac, at)
 	})
 }
 

@@ -78,6 +78,8 @@ var pgMigrations = []string{
 		FOR EACH ROW EXECUTE FUNCTION sealroot_workload_changed();
 	CREATE TRIGGER workloads_truncated AFTER TRUNCATE ON workloads
 		FOR EACH STATEMENT EXECUTE FUNCTION sealroot_workload_changed();`,
+	// 4: authenticated attested sessions.
+	`ALTER TABLE sessions ADD COLUMN mac bytea;`,
 }
 
 // migrationLock is the advisory lock key that serializes migrations of
@@ -393,14 +395,14 @@ func (s *Postgres) DeleteResource(ctx context.Context, workloadID, path string) 
 	return nil
 }
 
-const sessionCols = `id, dialect, tee, nonce, state, workload_id, client, created_at, expires_at, attested_at, pub_key, claims`
+const sessionCols = `id, dialect, tee, nonce, state, workload_id, client, created_at, expires_at, attested_at, pub_key, claims, mac`
 
 func scanSession(row pgx.Row) (*Session, error) {
 	var s Session
 	var state string
 	var attested *time.Time
 	if err := row.Scan(&s.ID, &s.Dialect, &s.TEE, &s.Nonce, &state, &s.WorkloadID, &s.Client,
-		&s.CreatedAt, &s.ExpiresAt, &attested, &s.PubKey, &s.Claims); err != nil {
+		&s.CreatedAt, &s.ExpiresAt, &attested, &s.PubKey, &s.Claims, &s.MAC); err != nil {
 		return nil, err
 	}
 	s.State = SessionState(state)
@@ -415,9 +417,9 @@ func (s *Postgres) CreateSession(ctx context.Context, sess *Session) error {
 	if !sess.AttestedAt.IsZero() {
 		attested = &sess.AttestedAt
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`,
+	_, err := s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
 		sess.ID, sess.Dialect, sess.TEE, sess.Nonce, string(sess.State), sess.WorkloadID, sess.Client,
-		sess.CreatedAt, sess.ExpiresAt, attested, sess.PubKey, sess.Claims)
+		sess.CreatedAt, sess.ExpiresAt, attested, sess.PubKey, sess.Claims, sess.MAC)
 	if isUniqueViolation(err) {
 		return fmt.Errorf("session: %w", ErrExists)
 	}
@@ -531,10 +533,10 @@ func (s *Postgres) GetSessionRead(ctx context.Context, id, workloadID string, no
 	return sess, w, nil
 }
 
-func (s *Postgres) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE sessions SET state = $2, workload_id = $3, pub_key = $4, claims = $5, attested_at = $6
+func (s *Postgres) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims, mac []byte, at time.Time) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE sessions SET state = $2, workload_id = $3, pub_key = $4, claims = $5, attested_at = $6, mac = $8
 		WHERE id = $1 AND state = $7`,
-		id, string(SessionAttested), workloadID, pubKey, claims, at, string(SessionConsumed))
+		id, string(SessionAttested), workloadID, pubKey, claims, at, string(SessionConsumed), mac)
 	if err != nil {
 		return fmt.Errorf("marking session attested: %w", err)
 	}

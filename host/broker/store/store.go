@@ -122,6 +122,10 @@ type Session struct {
 	PubKey []byte `json:"pub_key,omitempty"`
 	// Claims is the JSON of the verified attest.Claims.
 	Claims []byte `json:"claims,omitempty"`
+	// MAC authenticates an attested session's ID, workload, guest key and
+	// claims under the broker's KEK; the store keeps it and does not
+	// check it.
+	MAC []byte `json:"mac,omitempty"`
 }
 
 // Store is the broker's persistence. Every method is safe for concurrent
@@ -171,8 +175,9 @@ type Store interface {
 	// workloadID is "" or in any case where it could not be read: the
 	// session is returned all the same.
 	GetSessionRead(ctx context.Context, id, workloadID string, now time.Time) (*Session, *Workload, error)
-	// MarkAttested records a successful attestation on a consumed session.
-	MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error
+	// MarkAttested records a successful attestation on a consumed session,
+	// with the MAC that authenticates it (Session.MAC).
+	MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims, mac []byte, at time.Time) error
 	// DeleteExpiredSessions removes sessions whose time is over at now.
 	DeleteExpiredSessions(ctx context.Context, now time.Time) (int, error)
 

@@ -191,7 +191,7 @@ func TestSessions(t *testing.T) {
 		}
 
 		// Marking attested requires a consumed challenge.
-		if err := s.MarkAttested(ctx, "s1", "w", nil, nil, now); !errors.Is(err, store.ErrState) {
+		if err := s.MarkAttested(ctx, "s1", "w", nil, nil, nil, now); !errors.Is(err, store.ErrState) {
 			t.Fatalf("attested before consume: %v", err)
 		}
 		c, err := s.ConsumeChallenge(ctx, "s1", now)
@@ -201,11 +201,11 @@ func TestSessions(t *testing.T) {
 		if _, err := s.ConsumeChallenge(ctx, "s1", now); !errors.Is(err, store.ErrNonceUsed) {
 			t.Fatalf("second consume: %v", err)
 		}
-		if err := s.MarkAttested(ctx, "s1", "w", []byte("pk"), []byte(`{"tee":"snp"}`), now.Add(time.Second)); err != nil {
+		if err := s.MarkAttested(ctx, "s1", "w", []byte("pk"), []byte(`{"tee":"snp"}`), []byte("mac"), now.Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		got, _ = s.GetSession(ctx, "s1", now)
-		if got.State != store.SessionAttested || string(got.PubKey) != "pk" || !got.AttestedAt.Equal(now.Add(time.Second)) {
+		if got.State != store.SessionAttested || string(got.PubKey) != "pk" || string(got.MAC) != "mac" || !got.AttestedAt.Equal(now.Add(time.Second)) {
 			t.Fatalf("attested session %+v", got)
 		}
 		if _, err := s.ConsumeChallenge(ctx, "s1", now); !errors.Is(err, store.ErrNonceUsed) {
@@ -291,7 +291,7 @@ func TestSessionReads(t *testing.T) {
 			}
 		}
 
-		if err := s.MarkAttested(ctx, "r1", "w", []byte("pk"), nil, now); err != nil {
+		if err := s.MarkAttested(ctx, "r1", "w", []byte("pk"), nil, nil, now); err != nil {
 			t.Fatal(err)
 		}
 		g, w, err := s.GetSessionRead(ctx, "r1", "w", now)
@@ -394,7 +394,7 @@ func TestMigrationsIdempotent(t *testing.T) {
 					return
 				}
 				defer s.Close()
-				if v, err := s.SchemaVersion(context.Background()); err != nil || v != 3 {
+				if v, err := s.SchemaVersion(context.Background()); err != nil || v != 4 {
 					errs <- fmt.Errorf("schema version %d, %w", v, err)
 				}
 			}()
