@@ -153,7 +153,7 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 			fail(refuse(http.StatusInternalServerError, kbs.ProblemInternal, "store", "internal error", err.Error()))
 			return
 		}
-		err2 = s.store.MarkAttested(ctx, sess.ID, sess.WorkloadID, a.pubKey, cj, s.cfg.Now().UTC())
+		err2 = s.store.MarkAttested(ctx, sess.ID, sess.WorkloadID, a.pubKey, cj, nil, s.cfg.Now().UTC()) // authStore adds the MAC
 	}
 	if err := err2; err != nil {
 		refuseSpent(sessionRefusal(err)) // not stored; spent all the same (it has left memory)

@@ -102,15 +102,28 @@ func (a *authStore) GetWorkload(ctx context.Context, id string) (*store.Workload
 
 // ConsumeChallengeRead and GetSessionRead drop a workload whose MAC does
 // not verify: the caller then reads it with GetWorkload, which refuses it
-// with ErrDamaged.
+// with ErrDamaged. An attested session must pass its own MAC check
+// (sessionauth.go).
 func (a *authStore) ConsumeChallengeRead(ctx context.Context, id string, now time.Time) (*store.Session, *store.Workload, error) {
 	sess, w, err := a.Store.ConsumeChallengeRead(ctx, id, now)
-	return sess, a.verified(w), err
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.verifySession(sess); err != nil {
+		return nil, nil, err
+	}
+	return sess, a.verified(w), nil
 }
 
 func (a *authStore) GetSessionRead(ctx context.Context, id, workloadID string, now time.Time) (*store.Session, *store.Workload, error) {
 	sess, w, err := a.Store.GetSessionRead(ctx, id, workloadID, now)
-	return sess, a.verified(w), err
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.verifySession(sess); err != nil {
+		return nil, nil, err
+	}
+	return sess, a.verified(w), nil
 }
 
 // verified is w when its MAC verifies, else nil.

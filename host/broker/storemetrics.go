@@ -98,9 +98,9 @@ func (t *timedStore) GetSessionRead(ctx context.Context, id, workloadID string, 
 	return t.s.GetSessionRead(ctx, id, workloadID, now)
 }
 
-func (t *timedStore) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims []byte, at time.Time) error {
+func (t *timedStore) MarkAttested(ctx context.Context, id, workloadID string, pubKey, claims, mac []byte, at time.Time) error {
 	defer t.done("mark_attested", time.Now())
-	return t.s.MarkAttested(ctx, id, workloadID, pubKey, claims, at)
+	return t.s.MarkAttested(ctx, id, workloadID, pubKey, claims, mac, at)
 }
 
 func (t *timedStore) DeleteExpiredSessions(ctx context.Context, now time.Time) (int, error) {
