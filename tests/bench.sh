@@ -65,9 +65,13 @@ if [ -f host/broker/loadtest/main.go ] || ls host/broker/*_test.go 2>/dev/null |
     trap 'bash tests/postgres.sh stop >/dev/null 2>&1 || true' EXIT
   fi
   if [ -f host/broker/loadtest/main.go ]; then
-    printf 'PostgreSQL reads of a handshake, one goroutine (GetSessionRead is one round trip for session + workload):\n'
+    printf 'PostgreSQL reads of a handshake, one goroutine (GetSessionRead is one round trip for session + workload; workload-cached is a hit in the workload cache):\n'
     go test -run '^$' -bench 'PostgresReads' -benchtime 2000x -cpu 1 -timeout 10m ./host/broker/store/ | grep -E '^Benchmark|skip' || true
     go run ./host/broker/loadtest
+    if [ -n "${SEALROOT_TEST_POSTGRES:-}" ]; then
+      printf '\nPostgreSQL with sessions in memory (--pending-sessions memory: sticky replicas) and the workload cache: no round trip in a handshake\n'
+      go run ./host/broker/loadtest -stores postgres -broker-flags "--pending-sessions memory"
+    fi
   else
     go test -run '^$' -bench 'Load' -benchtime 1x -timeout 30m ./host/broker/
   fi

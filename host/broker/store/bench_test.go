@@ -60,11 +60,24 @@ func BenchmarkBoltWrites(b *testing.B) {
 // operation. "session+workload" is the two round trips GetSessionRead
 // replaces. Skips without $SEALROOT_TEST_POSTGRES.
 func BenchmarkPostgresReads(b *testing.B) {
-	s, err := store.OpenPostgres(context.Background(), storetest.PostgresDSN(b))
+	dsn := storetest.PostgresDSN(b)
+	// s reads every workload from the database; cached through the
+	// workload cache (pgcache.go).
+	s, err := store.OpenPostgresWith(context.Background(), dsn, store.PostgresOptions{NoWorkloadCache: true})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
+	cached, err := store.OpenPostgres(context.Background(), dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cached.Close()
+	for deadline := time.Now().Add(10 * time.Second); !cached.CacheListening(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("the workload cache does not listen")
+		}
+	}
 	ctx := context.Background()
 	now := time.Now()
 	if err := s.CreateWorkload(ctx, &store.Workload{ID: "w", TEE: "snp", Policy: []byte(`{"measurements":["aa"]}`), CreatedAt: now, UpdatedAt: now}); err != nil {
@@ -79,6 +92,7 @@ func BenchmarkPostgresReads(b *testing.B) {
 		op   func() error
 	}{
 		{"workload", func() error { _, err := s.GetWorkload(ctx, "w"); return err }},
+		{"workload-cached", func() error { _, err := cached.GetWorkload(ctx, "w"); return err }},
 		{"session+workload", func() error {
 			if _, err := s.GetSession(ctx, "s", now); err != nil {
 				return err
