@@ -523,25 +523,10 @@ func loadStore(log *slog.Logger, o opts, pin pinning, st, tmp, simDir, tokenFile
 	fmt.Printf("%-9s %7s %12s %10s %10s %7s %6s %11s %6s %11s %9s %7s %7s %6s  %s\n", "store", "clients", "handshakes/s", "p50", "p99", "errors", "shed",
 		"broker-cpu", "busy", "guest-cpu", "db-cpu", "raw/s", "cap/raw", "share", "load")
 	for _, n := range levels {
-		var parts []slice
-		for range o.slices {
-			d := o.duration / time.Duration(o.slices)
-			// A handshake needs a verification on the broker's CPU, so a
-			// slice holds at most raw rate × d of them (times the CPUs
-			// when the broker is not pinned to one).
-			if err := g.presign(o.presign, before.rate*float64(cpusFor(pin))*d.Seconds()); err != nil {
-				return sum, err
-			}
-			l := measure(b, db, func() outcome { return closedLoop(log, b.url, g, n, d) })
-			g.noteDry(o.presign)
-			after, err := raw()
-			if err != nil {
-				return sum, err
-			}
-			parts = append(parts, slice{l: l, raw: meanRaw(before, after)})
-			before = after
+		c, err := closedSlices(log, o, pin, b, db, g, n, raw, &before)
+		if err != nil {
+			return sum, err
 		}
-		c := newClosedLevel(parts)
 		l := c.l
 		fmt.Printf("%-9s %7d %12.1f %10s %10s %7d %6d %11s %6.2f %11s %9s %7.0f %7.2f %6.2f  %s\n", st, n, l.rate, l.q(0.50), l.q(0.99), l.errors, l.shed,
 			l.brokerCPU.Round(time.Microsecond), l.busy, l.gen.Round(time.Microsecond), cpuCol(l.db), c.raw.rate, c.ratio.med, c.share.med, l.load)
@@ -590,6 +575,32 @@ func loadStore(log *slog.Logger, o opts, pin pinning, st, tmp, simDir, tokenFile
 		fmt.Printf("%-9s the presigned signature halves ran out in %d timed windows: their last reports were signed in full, inside the window\n", st, dry)
 	}
 	return sum, nil
+}
+
+// closedSlices runs one closed-loop level of n clients in o.slices
+// slices, with the raw verify rate measured after each (before is the
+// last measurement, updated).
+func closedSlices(log *slog.Logger, o opts, pin pinning, b *brokerProc, db *pgServer, g *guests, n int,
+	raw func() (rawResult, error), before *rawResult) (closedLevel, error) {
+	var parts []slice
+	d := o.duration / time.Duration(o.slices)
+	for range o.slices {
+		// A handshake needs a verification on the broker's CPU, so a
+		// slice holds at most raw rate × d of them (times the CPUs when
+		// the broker is not pinned to one).
+		if err := g.presign(o.presign, before.rate*float64(cpusFor(pin))*d.Seconds()); err != nil {
+			return closedLevel{}, err
+		}
+		l := measure(b, db, func() outcome { return closedLoop(log, b.url, g, n, d) })
+		g.noteDry(o.presign)
+		after, err := raw()
+		if err != nil {
+			return closedLevel{}, err
+		}
+		parts = append(parts, slice{l: l, raw: meanRaw(*before, after)})
+		*before = after
+	}
+	return newClosedLevel(parts), nil
 }
 
 // privateSchema makes a schema of its own on the cluster at base and
