@@ -188,7 +188,11 @@ func (s *Postgres) listenOnce(ctx context.Context, cfg *pgx.ConnConfig) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = conn.Close(cctx)
+		cancel()
+	}()
 	s.listenPID.Store(conn.PgConn().PID())
 	if _, err := conn.Exec(ctx, "LISTEN "+workloadsChannel); err != nil {
 		return err
