@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// The workload cache of a PostgreSQL store (docs/broker.md "Workload
-// cache").
+// The workload cache of a PostgreSQL store (docs/broker.md, "Storage and
+// replicas").
 //
 // A handshake reads its workload at /attest and again at /key, so that it
 // is judged and served against the policy current at that moment. On
@@ -32,10 +32,10 @@ import (
 // about a second. When the listener's connection fails the cache is
 // emptied and every read goes to the database until a new connection
 // listens again, and the cache is emptied once more then (changes made in
-// between were not heard). A read that races with a change cannot leave a stale entry: each
-// notification bumps a generation counter, and a row read from the
-// database is cached only if no notification arrived while it was being
-// read. So an entry is at most as old as the delivery of the notification
+// between were not heard). A read that races with a change cannot leave a
+// stale entry: each notification bumps a generation counter, and a row
+// read from the database is cached only if no notification arrived while
+// it was being read. So an entry is at most as old as the delivery of the notification
 // that would drop it, a few milliseconds on a healthy database, against a
 // policy change made while a handshake is between its reads anyway.
 //
