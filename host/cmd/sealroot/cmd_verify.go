@@ -251,8 +251,8 @@ or VLEK; an ARK or ASK given there is never trusted). A VCEK missing from both i
 For tdx, Intel's collateral comes from --cache-dir or Intel PCS; with --offline and none cached
 only the quote's signature and PCK chain are checked, and the verdict says the TCB status was not.
 
-The policy refuses debug guests, SNP guests whose policy allows a migration agent (bit 18;
---allow-migration-agent accepts them), VMPL above --max-vmpl, a TCB below --min-tcb, and, when given,
+The policy refuses debug guests, SNP guests whose policy allows a migration agent (bit 18) and
+migratable TDX TDs (TD_ATTRIBUTES bit 29) (--allow-migration-agent accepts both), VMPL above --max-vmpl, a TCB below --min-tcb, and, when given,
 a measurement other than every --measurement, other report_data or host_data. Hex values
 shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.`,
 		Example: `  sealroot verify --tee snp --evidence report.bin --certs vcek.der --offline
@@ -287,7 +287,7 @@ shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.
 	fl.StringVar(&p.hostData, "host-data", "", "expected host_data as hex (zero-padded)")
 	fl.BoolVar(&p.allowDebug, "allow-debug", false, "accept a guest whose policy allows debugging")
 	fl.IntVar(&p.maxVMPL, "max-vmpl", 0, "highest accepted SNP VMPL")
-	fl.BoolVar(&p.allowMA, "allow-migration-agent", false, "accept an SNP guest whose policy allows a migration agent (bit 18)")
+	fl.BoolVar(&p.allowMA, "allow-migration-agent", false, "accept an SNP guest whose policy allows a migration agent (bit 18) or a migratable TDX TD (TD_ATTRIBUTES bit 29)")
 	fl.StringVar(&p.minTCB, "min-tcb", "", "lowest accepted TCB: bl=N,tee=N,snp=N,ucode=N[,fmc=N] or a raw 64-bit hex TCB_VERSION")
 	fl.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c

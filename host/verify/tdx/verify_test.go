@@ -24,6 +24,7 @@ import (
 
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/verify/certcache"
+	"github.com/sealroot/sealroot/host/verify/policy"
 )
 
 // The real Sapphire Rapids quote shipped with go-tdx-guest and its MRTD.
@@ -366,4 +367,43 @@ func FuzzParseQuote(f *testing.F) {
 			t.Fatalf("claims from a parsed quote: mrtd %d bytes, report_data %d", len(c.Measurement), len(c.ReportData))
 		}
 	})
+}
+
+// TestMigratableRefused: TD_ATTRIBUTES bit 29 (MIGRATABLE) reaches the
+// policy as Claims.Policy bit 29. The real quote is not migratable and
+// passes the default policy; the same claims with the bit set (claims
+// only: a changed quote no longer verifies, as shown last) are refused
+// unless the policy allows a migration agent.
+func TestMigratableRefused(t *testing.T) {
+	v := NewVerifier(Options{Offline: true, AllowChainOnly: true, Now: fixedNow(collateralTime)})
+	ev := &attest.Evidence{TEE: attest.TEETDX, Report: realQuote()}
+	c, err := v.Verify(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&policy.Policy{}).Validate(c); err != nil {
+		t.Fatalf("real quote (TD_ATTRIBUTES %s) refused: %v", c.Extra["td_attributes"], err)
+	}
+
+	q, err := ParseQuote(realQuote())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.TdQuoteBody.TdAttributes[3] |= 0x20 // bit 29 of the little-endian field
+	m := claimsFrom(q)
+	if m.Policy != c.Policy|policy.TDXAttributesMigratable || m.Extra["td_attributes"] != "0000006000000000" {
+		t.Fatalf("flipped claims: policy %#x, td_attributes %s", m.Policy, m.Extra["td_attributes"])
+	}
+	if err := (&policy.Policy{}).Validate(m); !errors.Is(err, policy.ErrMigrationAgent) || !strings.Contains(err.Error(), "migratable") {
+		t.Fatalf("migratable TD: %v, want policy.ErrMigrationAgent", err)
+	}
+	if err := (&policy.Policy{AllowMigrationAgent: true}).Validate(m); err != nil {
+		t.Fatalf("migratable TD with AllowMigrationAgent: %v", err)
+	}
+
+	raw := realQuote()
+	raw[0x30+0x78+3] |= 0x20 // TD_ATTRIBUTES at body offset 0x78
+	if _, err := v.Verify(context.Background(), &attest.Evidence{TEE: attest.TEETDX, Report: raw}); err == nil || !strings.Contains(err.Error(), "signature") {
+		t.Fatalf("quote with the migratable bit set verified: %v", err)
+	}
 }
