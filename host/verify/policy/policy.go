@@ -87,9 +87,13 @@ type Policy struct {
 	// HostData, when non-nil, must equal the claim's host data (SNP
 	// HOST_DATA, TDX MRCONFIGID), zero-padded the same way.
 	HostData []byte
-	// MinTCB, when non-nil, is the lowest acceptable reported TCB, compared
-	// component by component. For TEEs that report no SNP-style TCB the
-	// claim's TCB is all zeros, so a non-zero minimum refuses them.
+	// MinTCB, when non-nil, is the lowest acceptable TCB, compared
+	// component by component with the reported TCB and, when the claims
+	// carry one (SNP), the launch TCB: the guest must have been launched
+	// under firmware at least this new too, not only report from it (the
+	// component-wise minimum of the two must reach MinTCB). For TEEs that
+	// report no SNP-style TCB the claim's TCB is all zeros, so a non-zero
+	// minimum refuses them.
 	MinTCB *attest.TCB
 	// AllowDebug accepts guests whose policy permits debugging.
 	AllowDebug bool
@@ -136,8 +140,13 @@ func (p *Policy) Validate(c *attest.Claims) error {
 		return fmt.Errorf("%w: the TD attributes %#x mark the TD migratable (TD_ATTRIBUTES bit 29)", ErrMigrationAgent, c.Policy)
 	}
 	if p.MinTCB != nil {
-		if err := checkTCB(*p.MinTCB, c.ReportedTCB); err != nil {
+		if err := checkTCB(*p.MinTCB, c.ReportedTCB, ""); err != nil {
 			return err
+		}
+		if c.LaunchTCB != nil {
+			if err := checkTCB(*p.MinTCB, *c.LaunchTCB, "launch TCB "); err != nil {
+				return err
+			}
 		}
 	}
 	if len(p.Measurements) > 0 {
@@ -176,7 +185,9 @@ func (p *Policy) checkTEE(c *attest.Claims) error {
 	return fmt.Errorf("%w: expected one of %s, found %q", ErrTEE, strings.Join(p.AllowedTEEs, ","), c.TEE)
 }
 
-func checkTCB(min, got attest.TCB) error {
+// checkTCB compares got with min component by component; what names got in
+// the error ("" for the reported TCB).
+func checkTCB(min, got attest.TCB, what string) error {
 	type part struct {
 		name     string
 		min, got uint8
@@ -189,8 +200,8 @@ func checkTCB(min, got attest.TCB) error {
 		{"fmc", min.FMC, got.FMC},
 	} {
 		if pt.got < pt.min {
-			return fmt.Errorf("%w: expected at least %s, found %s (%s %d < %d)",
-				ErrTCB, FormatTCB(min), FormatTCB(got), pt.name, pt.got, pt.min)
+			return fmt.Errorf("%w: expected at least %s, found %s%s (%s %d < %d)",
+				ErrTCB, FormatTCB(min), what, FormatTCB(got), pt.name, pt.got, pt.min)
 		}
 	}
 	return nil

@@ -22,6 +22,7 @@ func goodClaims() *attest.Claims {
 		VMPL:        0,
 		Policy:      0x30000,
 		ReportedTCB: attest.TCB{Bootloader: 10, TEE: 0, SNP: 23, Microcode: 25},
+		LaunchTCB:   &attest.TCB{Bootloader: 10, TEE: 0, SNP: 23, Microcode: 25},
 	}
 }
 
@@ -77,6 +78,9 @@ func TestValidateAccepts(t *testing.T) {
 			func(c *attest.Claims) { c.Simulated = true }},
 		{"exact 64-byte report data", func(p *Policy) { p.ReportData = append(fill(48, 0x11), make([]byte, 16)...) }, func(*attest.Claims) {}},
 		{"tcb exactly at minimum", func(p *Policy) { p.MinTCB = &attest.TCB{Bootloader: 10, SNP: 23, Microcode: 25} }, func(*attest.Claims) {}},
+		{"launch tcb older than reported, both at least the minimum", func(*Policy) {},
+			func(c *attest.Claims) { c.LaunchTCB = &attest.TCB{Bootloader: 3, SNP: 8, Microcode: 25} }},
+		{"no launch tcb in the claims", func(*Policy) {}, func(c *attest.Claims) { c.LaunchTCB = nil }},
 		{"tdx rtmrs 1 and 2", func(p *Policy) { *p = *tdxPolicy() }, tdxClaims},
 		{"tdx all four rtmrs", func(p *Policy) {
 			*p = *tdxPolicy()
@@ -127,6 +131,12 @@ func TestValidateRejects(t *testing.T) {
 		{"snp spl low", func(p *Policy) {}, func(c *attest.Claims) { c.ReportedTCB.SNP = 7 },
 			ErrTCB, []string{"snp 7 < 8", "bl=3,tee=0,snp=8,ucode=25"}},
 		{"ucode low", func(p *Policy) {}, func(c *attest.Claims) { c.ReportedTCB.Microcode = 24 }, ErrTCB, []string{"ucode 24 < 25"}},
+		{"launched under older firmware, reports from current", func(p *Policy) {},
+			func(c *attest.Claims) { c.LaunchTCB = &attest.TCB{Bootloader: 10, SNP: 7, Microcode: 25} },
+			ErrTCB, []string{"found launch TCB bl=10,tee=0,snp=7,ucode=25", "snp 7 < 8"}},
+		{"launch tcb low in one component", func(p *Policy) {},
+			func(c *attest.Claims) { c.LaunchTCB = &attest.TCB{Bootloader: 10, SNP: 23, Microcode: 24} },
+			ErrTCB, []string{"launch TCB", "ucode 24 < 25"}},
 		{"bootloader low", func(p *Policy) {}, func(c *attest.Claims) { c.ReportedTCB.Bootloader = 2 }, ErrTCB, []string{"bl 2 < 3"}},
 		{"tee low", func(p *Policy) { p.MinTCB.TEE = 1 }, func(*attest.Claims) {}, ErrTCB, []string{"tee 0 < 1"}},
 		{"fmc low", func(p *Policy) { p.MinTCB.FMC = 1 }, func(*attest.Claims) {}, ErrTCB, []string{"fmc 0 < 1"}},
