@@ -82,6 +82,9 @@ type Claims struct {
 	Policy uint64 `json:"policy"`
 	// ReportedTCB is the TCB the report was signed under (SNP).
 	ReportedTCB TCB `json:"reported_tcb"`
+	// LaunchTCB is the TCB the guest was launched under (SNP LAUNCH_TCB);
+	// nil when the evidence carries none (TDX, CCA).
+	LaunchTCB *TCB `json:"launch_tcb,omitempty"`
 	// ProductLine is Milan, Genoa, Turin for SNP; empty elsewhere.
 	ProductLine string `json:"product_line,omitempty"`
 	// ReportVersion is the SNP report version, TDX quote version.

@@ -9,8 +9,9 @@ import (
 
 // Broker-wide policy defaults (docs/broker.md "Policy defaults"):
 //
-//   - a guest whose SNP policy allows a migration agent (bit 18) is refused
-//     unless its workload's policy sets allow_migration_agent;
+//   - a guest whose SNP policy allows a migration agent (bit 18), or a
+//     migratable TDX TD (TD_ATTRIBUTES bit 29), is refused unless its
+//     workload's policy sets allow_migration_agent;
 //   - Config.MinTCB, the broker's --min-tcb, is a floor under every snp
 //     and sim workload's own min_tcb: a registration may raise it, never
 //     lower it.

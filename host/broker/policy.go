@@ -35,7 +35,8 @@ type WorkloadPolicy struct {
 	// are measured into RTMR1 and RTMR2. Other TEEs take none.
 	RTMRs map[int]string `json:"rtmrs,omitempty"`
 	// AllowMigrationAgent accepts SNP guests whose policy allows a
-	// migration agent (bit 18). Never set by unauthenticated registration.
+	// migration agent (bit 18) and migratable TDX TDs (TD_ATTRIBUTES bit
+	// 29). Never set by unauthenticated registration.
 	AllowMigrationAgent bool `json:"allow_migration_agent,omitempty"`
 }
 

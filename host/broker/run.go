@@ -98,7 +98,7 @@ func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxPendingSessions, "max-pending-sessions", DefaultMaxPendingSessions, "sessions awaiting /attest this broker holds (memory) or may have outstanding (store); /auth answers 503 past it. In memory mode also the attested sessions held in memory (past it they are written to the store)")
 	fs.DurationVar(&o.VerifyTimeout, "verify-timeout", 30*time.Second, "time limit of one evidence verification (certificate fetches included)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long in-flight requests may finish")
-	fs.BoolVar(&o.Offline, "offline", false, "never fetch certificates or collateral (AMD KDS, Intel PCS): evidence or the cache must carry them")
+	fs.BoolVar(&o.Offline, "offline", false, "never fetch certificates or collateral (AMD KDS, Intel PCS): evidence or the cache STATE/certs must carry them, else the evidence is refused (a TDX quote needs its platform's TCB info, QE identity and CRLs cached; warm with 'sealroot verify --tee tdx --evidence QUOTE --cache-dir STATE/certs' online)")
 	fs.Float64Var(&o.RateLimit, "rate-limit", DefaultRateLimit, "requests per second per client address to the unauthenticated endpoints (0: unlimited)")
 	fs.IntVar(&o.RateBurst, "rate-burst", DefaultRateBurst, "burst size of --rate-limit")
 	fs.StringVar(&o.MinTCB, "min-tcb", "", "broker-wide lowest accepted TCB of snp workloads (bl=N,tee=N,snp=N,ucode=N); a workload's min_tcb may raise it, never lower it")

@@ -30,8 +30,17 @@ type Options struct {
 	// Cache holds certificates and collateral between runs (SNP, TDX);
 	// nil keeps nothing.
 	Cache *certcache.Cache
-	// Offline forbids the network: collateral only from Cache.
+	// Offline forbids the network: collateral only from Cache. A TDX quote
+	// whose collateral Cache lacks is refused (tdx.ErrCollateralMissing)
+	// unless TDXChainOnly.
 	Offline bool
+	// TDXChainOnly, offline, lets New(attest.TEETDX) verify a quote whose
+	// collateral is not cached on its signature and PCK chain alone (no TCB
+	// status, QE identity or revocation check; the claims say so, see
+	// tdx.ChainOnly). For inspecting evidence (sealroot verify --offline);
+	// Broker ignores it, so a broker never releases a secret on a
+	// chain-only check.
+	TDXChainOnly bool
 	// Now is the time at which certificates must be valid; nil is
 	// time.Now.
 	Now func() time.Time
@@ -61,7 +70,7 @@ var constructors = map[string]func(Options) (attest.Verifier, error){
 		return sim.NewVerifier(o.SimRoot, snp.Options{Cache: o.Cache, Offline: o.Offline, Now: o.Now}), nil
 	},
 	attest.TEETDX: func(o Options) (attest.Verifier, error) {
-		return tdx.NewVerifier(tdx.Options{Cache: o.Cache, Offline: o.Offline, Now: o.Now}), nil
+		return tdx.NewVerifier(tdx.Options{Cache: o.Cache, Offline: o.Offline, AllowChainOnly: o.TDXChainOnly, Now: o.Now}), nil
 	},
 	attest.TEECCA: func(o Options) (attest.Verifier, error) {
 		if len(o.CCACPAKs) == 0 {
@@ -86,8 +95,11 @@ func New(tee string, o Options) (attest.Verifier, error) {
 // SimRoot, snp evidence is tried against the simulated root first and then
 // AMD's, so simulated and real reports both verify (the broker's policy
 // then decides which a workload accepts); the simulated verifier stays
-// offline, as its certificates are all local.
+// offline, as its certificates are all local. TDX quotes are always
+// verified with collateral: offline, one whose collateral the cache lacks
+// is refused (o.TDXChainOnly is ignored).
 func Broker(o Options) (map[string]attest.Verifier, error) {
+	o.TDXChainOnly = false
 	out := map[string]attest.Verifier{}
 	for _, t := range attest.TEEs() {
 		if !t.Hardware {

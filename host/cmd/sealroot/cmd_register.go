@@ -123,7 +123,7 @@ func (p *policyFlagValues) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&p.allowDebug, "allow-debug", false, "accept guests whose policy allows debugging (never for production secrets)")
 	fs.IntVar(&p.maxVMPL, "max-vmpl", 0, "highest accepted SNP VMPL (0 to 3)")
 	fs.StringArrayVar(&p.rtmrs, "rtmr", nil, "required TDX runtime measurement register as N=HEX (repeatable; tdx needs 1 and 2, may pin 0 and 3)")
-	fs.BoolVar(&p.allowMA, "allow-migration-agent", false, "accept SNP guests whose policy allows a migration agent (bit 18)")
+	fs.BoolVar(&p.allowMA, "allow-migration-agent", false, "accept SNP guests whose policy allows a migration agent (bit 18) and migratable TDX TDs (TD_ATTRIBUTES bit 29)")
 }
 
 // parseRTMRs reads --rtmr N=HEX values into the policy's map.
@@ -223,8 +223,8 @@ HOST_DATA. Without it a guest of one such workload can name another and get its 
 register refuses to run without --host-data unless --measurement-only acknowledges that; such
 workloads are marked MEASUREMENT-ONLY by 'sealroot workloads list' and 'show'.
 
-SNP guests whose policy allows a migration agent (bit 18) are refused unless
---allow-migration-agent is given. A tdx policy may also pin RTMR0 and RTMR3 (--rtmr 0=HEX,
+SNP guests whose policy allows a migration agent (bit 18), and migratable TDX TDs
+(TD_ATTRIBUTES bit 29), are refused unless --allow-migration-agent is given. A tdx policy may also pin RTMR0 and RTMR3 (--rtmr 0=HEX,
 --rtmr 3=HEX).
 
 By default debug guests and VMPL above 0 are refused; --allow-debug and --max-vmpl loosen

@@ -22,6 +22,7 @@ import (
 	"github.com/sealroot/sealroot/host/verify/policy"
 	"github.com/sealroot/sealroot/host/verify/sim"
 	"github.com/sealroot/sealroot/host/verify/snp"
+	"github.com/sealroot/sealroot/host/verify/tdx"
 )
 
 // verifyFlags are the `sealroot verify` flags that say where the evidence
@@ -247,9 +248,11 @@ by its certificate table) or Trustee's SNP evidence JSON (primary_evidence, alon
 tee-evidence), told apart by content unless --format says which; --certs is a certificate table, or PEM or DER certificates (the VCEK
 or VLEK; an ARK or ASK given there is never trusted). A VCEK missing from both is taken from
 --cache-dir, else fetched from AMD KDS (never with --offline) and then kept in --cache-dir.
+For tdx, Intel's collateral comes from --cache-dir or Intel PCS; with --offline and none cached
+only the quote's signature and PCK chain are checked, and the verdict says the TCB status was not.
 
-The policy refuses debug guests, SNP guests whose policy allows a migration agent (bit 18;
---allow-migration-agent accepts them), VMPL above --max-vmpl, a TCB below --min-tcb, and, when given,
+The policy refuses debug guests, SNP guests whose policy allows a migration agent (bit 18) and
+migratable TDX TDs (TD_ATTRIBUTES bit 29) (--allow-migration-agent accepts both), VMPL above --max-vmpl, a TCB below --min-tcb, and, when given,
 a measurement other than every --measurement, other report_data or host_data. Hex values
 shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.`,
 		Example: `  sealroot verify --tee snp --evidence report.bin --certs vcek.der --offline
@@ -284,7 +287,7 @@ shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.
 	fl.StringVar(&p.hostData, "host-data", "", "expected host_data as hex (zero-padded)")
 	fl.BoolVar(&p.allowDebug, "allow-debug", false, "accept a guest whose policy allows debugging")
 	fl.IntVar(&p.maxVMPL, "max-vmpl", 0, "highest accepted SNP VMPL")
-	fl.BoolVar(&p.allowMA, "allow-migration-agent", false, "accept an SNP guest whose policy allows a migration agent (bit 18)")
+	fl.BoolVar(&p.allowMA, "allow-migration-agent", false, "accept an SNP guest whose policy allows a migration agent (bit 18) or a migratable TDX TD (TD_ATTRIBUTES bit 29)")
 	fl.StringVar(&p.minTCB, "min-tcb", "", "lowest accepted TCB: bl=N,tee=N,snp=N,ucode=N[,fmc=N] or a raw 64-bit hex TCB_VERSION")
 	fl.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
@@ -295,9 +298,11 @@ type verifyResult struct {
 	// Verified is true when the evidence is genuine.
 	Verified bool `json:"verified"`
 	// PolicyOK is true when the claims also satisfy the policy flags.
-	PolicyOK bool        `json:"policy_ok"`
-	Error    string      `json:"error,omitempty"`
-	Claims   *claimsJSON `json:"claims,omitempty"`
+	PolicyOK bool   `json:"policy_ok"`
+	Error    string `json:"error,omitempty"`
+	// Warning says what "verified" did not cover (a chain-only TDX check).
+	Warning string      `json:"warning,omitempty"`
+	Claims  *claimsJSON `json:"claims,omitempty"`
 }
 
 // claimsJSON is attest.Claims with byte fields as lowercase hex, the way
@@ -372,6 +377,9 @@ func runVerify(ctx context.Context, out io.Writer, f verifyFlags, p policyFlags,
 	}
 	claims, verr := v.Verify(ctx, ev)
 	res := verifyResult{Verified: verr == nil, Claims: toClaimsJSON(claims)}
+	if verr == nil && tdx.ChainOnly(claims) {
+		res.Warning = tdxChainOnlyWarning
+	}
 	var perr error
 	if verr == nil {
 		perr = pol.Validate(claims)
@@ -397,6 +405,9 @@ func runVerify(ctx context.Context, out io.Writer, f verifyFlags, p policyFlags,
 		verdict := "genuine; policy satisfied"
 		if perr != nil {
 			verdict = "genuine; refused by policy"
+		}
+		if res.Warning != "" {
+			verdict = strings.Replace(verdict, "genuine", "genuine ("+res.Warning+")", 1)
 		}
 		printClaims(out, claims, verdict)
 	}

@@ -7,7 +7,8 @@ package main
 // {"quote":"<base64>","cc_eventlog":"<base64>"|null}. Collateral (TCB info,
 // QE identity, CRLs) comes from --cache-dir or Intel PCS; with --offline and
 // no cached collateral only the signature and PCK chain are checked, which
-// the output states in its "collateral" line.
+// the output states in its "collateral" and "verdict" lines (and the JSON
+// in "warning"). The broker never accepts such a check (verify.Broker).
 //
 // cca: --evidence is the CBOR token as the guest read it from configfs-tsm,
 // --certs a PEM file of trusted CPAK public keys (PUBLIC KEY or CERTIFICATE
@@ -21,13 +22,17 @@ import (
 	"github.com/sealroot/sealroot/host/verify/cca"
 )
 
+// tdxChainOnlyWarning qualifies "genuine" for a quote verified without
+// collateral (--offline, nothing cached).
+const tdxChainOnlyWarning = "signature and PCK chain only: TCB status, QE identity and revocation NOT checked"
+
 // newTDXVerifier is the Verifier of --tee tdx.
 func newTDXVerifier(f verifyFlags) (attest.Verifier, error) {
 	cache, err := f.openCache()
 	if err != nil {
 		return nil, err
 	}
-	return verify.New(attest.TEETDX, verify.Options{Cache: cache, Offline: f.offline, Now: f.now})
+	return verify.New(attest.TEETDX, verify.Options{Cache: cache, Offline: f.offline, TDXChainOnly: f.offline, Now: f.now})
 }
 
 // newCCAVerifier is the Verifier of --tee cca, trusting the CPAKs in --certs.

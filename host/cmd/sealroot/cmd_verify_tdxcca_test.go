@@ -46,9 +46,12 @@ func TestVerifyTDXOffline(t *testing.T) {
 		wantErr  string
 	}{
 		{"raw quote", []string{"--tee", "tdx", "--evidence", quote, "--offline", at},
-			0, []string{"measurement", cliRealMRTD, "collateral", "signature and PCK chain only"}, ""},
+			0, []string{"measurement", cliRealMRTD, "collateral", "signature and PCK chain only",
+				"genuine (signature and PCK chain only: TCB status, QE identity and revocation NOT checked); policy satisfied"}, ""},
+		{"empty cache", []string{"--tee", "tdx", "--evidence", quote, "--offline", "--cache-dir", t.TempDir(), at},
+			0, []string{"TCB status, QE identity and revocation NOT checked"}, ""},
 		{"trustee json", []string{"--tee", "tdx", "--evidence", trusteeFile, "--offline", at}, 0, []string{cliRealMRTD}, ""},
-		{"json output", []string{"--tee", "tdx", "--evidence", quote, "--offline", at, "--json"}, 0, []string{`"verified": true`, `"policy_ok": true`}, ""},
+		{"json output", []string{"--tee", "tdx", "--evidence", quote, "--offline", at, "--json"}, 0, []string{`"verified": true`, `"policy_ok": true`, `"warning": "signature and PCK chain only: TCB status, QE identity and revocation NOT checked"`}, ""},
 		{"matching measurement", []string{"--tee", "tdx", "--evidence", quote, "--offline", at, "--measurement", cliRealMRTD}, 0, nil, ""},
 		{"other measurement", []string{"--tee", "tdx", "--evidence", quote, "--offline", at, "--measurement", strings.Repeat("00", 48)},
 			1, []string{cliRealMRTD}, "measurement mismatch"},

@@ -45,13 +45,22 @@ var (
 	ErrVMPL        = errors.New("vmpl not allowed")
 	ErrTCB         = errors.New("tcb below minimum")
 	ErrRTMR        = errors.New("rtmr mismatch")
-	// ErrMigrationAgent: the SNP guest policy allows a migration agent.
+	// ErrMigrationAgent: the SNP guest policy allows a migration agent, or
+	// the TDX TD is migratable.
 	ErrMigrationAgent = errors.New("migration agent not allowed")
 )
 
 // SNPPolicyMigrateMA is SNP guest policy bit 18: the guest may be bound to
 // a migration agent, which can export its memory to another platform.
 const SNPPolicyMigrateMA = 1 << 18
+
+// TDXAttributesMigratable is TDX TD_ATTRIBUTES bit 29 (MIGRATABLE in the
+// Intel TDX module ABI, the same position in Linux's TD attribute
+// definitions): the TD may be exported by a Migration TD, with its memory,
+// to another platform. go-tdx-guest v0.3.1 has no constant for it; its
+// validate package refuses the bit by leaving it out of the attributes it
+// accepts. host/verify/tdx reports TD_ATTRIBUTES as Claims.Policy.
+const TDXAttributesMigratable = 1 << 29
 
 // NumRTMRs is the number of TDX runtime measurement registers (RTMR0-3).
 const NumRTMRs = 4
@@ -78,9 +87,13 @@ type Policy struct {
 	// HostData, when non-nil, must equal the claim's host data (SNP
 	// HOST_DATA, TDX MRCONFIGID), zero-padded the same way.
 	HostData []byte
-	// MinTCB, when non-nil, is the lowest acceptable reported TCB, compared
-	// component by component. For TEEs that report no SNP-style TCB the
-	// claim's TCB is all zeros, so a non-zero minimum refuses them.
+	// MinTCB, when non-nil, is the lowest acceptable TCB, compared
+	// component by component with the reported TCB and, when the claims
+	// carry one (SNP), the launch TCB: the guest must have been launched
+	// under firmware at least this new too, not only report from it (the
+	// component-wise minimum of the two must reach MinTCB). For TEEs that
+	// report no SNP-style TCB the claim's TCB is all zeros, so a non-zero
+	// minimum refuses them.
 	MinTCB *attest.TCB
 	// AllowDebug accepts guests whose policy permits debugging.
 	AllowDebug bool
@@ -94,9 +107,10 @@ type Policy struct {
 	// (any TEE but TDX) are refused.
 	RTMRs map[int][]byte
 	// AllowMigrationAgent accepts SNP guests whose policy allows a
-	// migration agent (bit 18). A migration agent can move the guest, and
-	// the secrets it holds, to a platform the relying party never saw, so
-	// it is refused unless the relying party opts in.
+	// migration agent (bit 18) and migratable TDX TDs (TD_ATTRIBUTES bit
+	// 29). A migration agent (Migration TD) can move the guest, and the
+	// secrets it holds, to a platform the relying party never saw, so it is
+	// refused unless the relying party opts in.
 	AllowMigrationAgent bool
 }
 
@@ -122,9 +136,17 @@ func (p *Policy) Validate(c *attest.Claims) error {
 	if c.TEE == attest.TEESNP && c.Policy&SNPPolicyMigrateMA != 0 && !p.AllowMigrationAgent {
 		return fmt.Errorf("%w: the guest policy %#x allows a migration agent (bit 18)", ErrMigrationAgent, c.Policy)
 	}
+	if c.TEE == attest.TEETDX && c.Policy&TDXAttributesMigratable != 0 && !p.AllowMigrationAgent {
+		return fmt.Errorf("%w: the TD attributes %#x mark the TD migratable (TD_ATTRIBUTES bit 29)", ErrMigrationAgent, c.Policy)
+	}
 	if p.MinTCB != nil {
-		if err := checkTCB(*p.MinTCB, c.ReportedTCB); err != nil {
+		if err := checkTCB(*p.MinTCB, c.ReportedTCB, ""); err != nil {
 			return err
+		}
+		if c.LaunchTCB != nil {
+			if err := checkTCB(*p.MinTCB, *c.LaunchTCB, "launch TCB "); err != nil {
+				return err
+			}
 		}
 	}
 	if len(p.Measurements) > 0 {
@@ -163,7 +185,9 @@ func (p *Policy) checkTEE(c *attest.Claims) error {
 	return fmt.Errorf("%w: expected one of %s, found %q", ErrTEE, strings.Join(p.AllowedTEEs, ","), c.TEE)
 }
 
-func checkTCB(min, got attest.TCB) error {
+// checkTCB compares got with min component by component; what names got in
+// the error ("" for the reported TCB).
+func checkTCB(min, got attest.TCB, what string) error {
 	type part struct {
 		name     string
 		min, got uint8
@@ -176,8 +200,8 @@ func checkTCB(min, got attest.TCB) error {
 		{"fmc", min.FMC, got.FMC},
 	} {
 		if pt.got < pt.min {
-			return fmt.Errorf("%w: expected at least %s, found %s (%s %d < %d)",
-				ErrTCB, FormatTCB(min), FormatTCB(got), pt.name, pt.got, pt.min)
+			return fmt.Errorf("%w: expected at least %s, found %s%s (%s %d < %d)",
+				ErrTCB, FormatTCB(min), what, FormatTCB(got), pt.name, pt.got, pt.min)
 		}
 	}
 	return nil

@@ -22,6 +22,7 @@ func goodClaims() *attest.Claims {
 		VMPL:        0,
 		Policy:      0x30000,
 		ReportedTCB: attest.TCB{Bootloader: 10, TEE: 0, SNP: 23, Microcode: 25},
+		LaunchTCB:   &attest.TCB{Bootloader: 10, TEE: 0, SNP: 23, Microcode: 25},
 	}
 }
 
@@ -69,11 +70,17 @@ func TestValidateAccepts(t *testing.T) {
 		{"migration agent allowed", func(p *Policy) { p.AllowMigrationAgent = true }, func(c *attest.Claims) { c.Policy |= SNPPolicyMigrateMA }},
 		{"bit 18 of tdx attributes is not the snp bit", func(p *Policy) { *p = *tdxPolicy() },
 			func(c *attest.Claims) { tdxClaims(c); c.Policy = SNPPolicyMigrateMA }},
+		{"migratable td allowed", func(p *Policy) { *p = *tdxPolicy(); p.AllowMigrationAgent = true },
+			func(c *attest.Claims) { tdxClaims(c); c.Policy = TDXAttributesMigratable | 1<<28 }},
+		{"bit 29 of the snp policy is not the tdx bit", func(*Policy) {}, func(c *attest.Claims) { c.Policy |= TDXAttributesMigratable }},
 		{"simulated allowed", func(p *Policy) { p.AllowSimulated = true }, func(c *attest.Claims) { c.Simulated = true }},
 		{"sim tee allowed by name", func(p *Policy) { p.AllowSimulated = true; p.AllowedTEEs = []string{"sim"} },
 			func(c *attest.Claims) { c.Simulated = true }},
 		{"exact 64-byte report data", func(p *Policy) { p.ReportData = append(fill(48, 0x11), make([]byte, 16)...) }, func(*attest.Claims) {}},
 		{"tcb exactly at minimum", func(p *Policy) { p.MinTCB = &attest.TCB{Bootloader: 10, SNP: 23, Microcode: 25} }, func(*attest.Claims) {}},
+		{"launch tcb older than reported, both at least the minimum", func(*Policy) {},
+			func(c *attest.Claims) { c.LaunchTCB = &attest.TCB{Bootloader: 3, SNP: 8, Microcode: 25} }},
+		{"no launch tcb in the claims", func(*Policy) {}, func(c *attest.Claims) { c.LaunchTCB = nil }},
 		{"tdx rtmrs 1 and 2", func(p *Policy) { *p = *tdxPolicy() }, tdxClaims},
 		{"tdx all four rtmrs", func(p *Policy) {
 			*p = *tdxPolicy()
@@ -114,6 +121,8 @@ func TestValidateRejects(t *testing.T) {
 		{"vmpl 1 by default", func(p *Policy) {}, func(c *attest.Claims) { c.VMPL = 1 }, ErrVMPL, []string{"expected vmpl <= 0, found 1"}},
 		{"migration agent by default", func(p *Policy) {}, func(c *attest.Claims) { c.Policy = 0x70000 },
 			ErrMigrationAgent, []string{"0x70000", "bit 18"}},
+		{"migratable td by default", func(p *Policy) { *p = *tdxPolicy() },
+			func(c *attest.Claims) { tdxClaims(c); c.Policy = 0x30000000 }, ErrMigrationAgent, []string{"0x30000000", "migratable", "bit 29"}},
 		{"simulated snp with migration agent", func(p *Policy) { p.AllowSimulated = true },
 			func(c *attest.Claims) { c.Simulated = true; c.Policy |= SNPPolicyMigrateMA }, ErrMigrationAgent, nil},
 		{"vmpl above max", func(p *Policy) { p.MaxVMPL = 1 }, func(c *attest.Claims) { c.VMPL = 2 }, ErrVMPL, nil},
@@ -122,6 +131,12 @@ func TestValidateRejects(t *testing.T) {
 		{"snp spl low", func(p *Policy) {}, func(c *attest.Claims) { c.ReportedTCB.SNP = 7 },
 			ErrTCB, []string{"snp 7 < 8", "bl=3,tee=0,snp=8,ucode=25"}},
 		{"ucode low", func(p *Policy) {}, func(c *attest.Claims) { c.ReportedTCB.Microcode = 24 }, ErrTCB, []string{"ucode 24 < 25"}},
+		{"launched under older firmware, reports from current", func(p *Policy) {},
+			func(c *attest.Claims) { c.LaunchTCB = &attest.TCB{Bootloader: 10, SNP: 7, Microcode: 25} },
+			ErrTCB, []string{"found launch TCB bl=10,tee=0,snp=7,ucode=25", "snp 7 < 8"}},
+		{"launch tcb low in one component", func(p *Policy) {},
+			func(c *attest.Claims) { c.LaunchTCB = &attest.TCB{Bootloader: 10, SNP: 23, Microcode: 24} },
+			ErrTCB, []string{"launch TCB", "ucode 24 < 25"}},
 		{"bootloader low", func(p *Policy) {}, func(c *attest.Claims) { c.ReportedTCB.Bootloader = 2 }, ErrTCB, []string{"bl 2 < 3"}},
 		{"tee low", func(p *Policy) { p.MinTCB.TEE = 1 }, func(*attest.Claims) {}, ErrTCB, []string{"tee 0 < 1"}},
 		{"fmc low", func(p *Policy) { p.MinTCB.FMC = 1 }, func(*attest.Claims) {}, ErrTCB, []string{"fmc 0 < 1"}},

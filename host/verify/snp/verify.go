@@ -208,6 +208,10 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 	if err := checkBinding(key.end, end.key, report, reported); err != nil {
 		return nil, fmt.Errorf("snp: %v does not match the report: %w", end.key, err)
 	}
+	launch, err := decodeTCB(report.GetLaunchTcb(), line)
+	if err != nil {
+		return nil, fmt.Errorf("snp: launch TCB: %w", err)
+	}
 
 	if fresh && end.key == abi.VcekReportSigner && v.o.Cache != nil && !allZero(h.chipID) {
 		chip := vcekCacheKey(line, h.chipID, h.reportedTCB)
@@ -218,7 +222,9 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 		}
 		v.keys.put(id, key, chip)
 	}
-	return v.claims(report, line, reported, end), nil
+	c := v.claims(report, line, reported, end)
+	c.LaunchTCB = &launch
+	return c, nil
 }
 
 // endorsement finds the certificate of the key that signed the report.

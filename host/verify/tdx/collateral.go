@@ -3,6 +3,7 @@ package tdx
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,4 +97,33 @@ func (g *collateralGetter) missed() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.misses) > 0
+}
+
+// missing names the collateral offline lookups did not find, with their
+// PCS URLs. go-tdx-guest fetches TCB info, QE identity, PCK CRL and root CRL
+// in that order and stops at the first failure, so pieces after the first
+// missing one may be missing too.
+func (g *collateralGetter) missing() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	parts := make([]string, len(g.misses))
+	for i, u := range g.misses {
+		parts[i] = collateralName(u) + " (" + u + ")"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// collateralName says which piece of collateral a PCS URL is (go-tdx-guest's
+// pcs package builds them).
+func collateralName(u string) string {
+	switch {
+	case strings.Contains(u, "/tdx/certification/") && strings.Contains(u, "/tcb?"):
+		return "TCB info"
+	case strings.Contains(u, "/qe/identity"):
+		return "QE identity"
+	case strings.Contains(u, "/pckcrl?"):
+		return "PCK CRL"
+	default:
+		return "root CA CRL"
+	}
 }

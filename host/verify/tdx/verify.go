@@ -10,9 +10,11 @@
 // Collateral comes from Intel PCS through an injectable getter and is kept in
 // an on-disk cache (host/verify/certcache), so a verifier with a warm cache needs
 // no network. Offline, the verifier uses cached collateral when the cache
-// has all of it, and otherwise checks the signature and chain only; the
-// claims say which (Extra["collateral"]), so nobody mistakes a chain-only
-// check for a TCB check.
+// has all of it. When a piece is missing it refuses the quote
+// (ErrCollateralMissing, naming the piece), unless Options.AllowChainOnly
+// asks for a signature-and-chain-only check instead; the claims then say so
+// (Extra["collateral"] = ModeOffline, ChainOnly), so nobody mistakes a
+// chain-only check for a TCB check.
 //
 // Only quote version 4 is supported: that is what go-tdx-guest v0.3.1
 // parses. Version 5 quotes (TDX 1.5 with a TD report 1.5 body) are refused
@@ -73,9 +75,17 @@ type Options struct {
 	// the directory is opened at the first verification.
 	Cache    *certcache.Cache
 	CacheDir string
-	// Offline forbids the network: collateral only from the cache, and
-	// without it a signature-and-chain-only verification.
+	// Offline forbids the network: collateral only from the cache. A quote
+	// whose collateral the cache lacks (or any quote, without a cache) is
+	// refused with ErrCollateralMissing unless AllowChainOnly.
 	Offline bool
+	// AllowChainOnly, offline, verifies a quote whose collateral is not
+	// cached on its signature and PCK chain alone, without the TCB status,
+	// QE identity and revocation checks, and marks the claims
+	// (Extra["collateral"] = ModeOffline). For a person inspecting evidence
+	// (sealroot verify --offline); a relying party that releases secrets
+	// must leave it false.
+	AllowChainOnly bool
 	// Getter fetches Intel PCS URLs (go-tdx-guest's interface). Nil means
 	// go-tdx-guest's default HTTPS getter, unless Offline.
 	Getter trust.HTTPSGetter
@@ -110,6 +120,22 @@ const (
 	ModeCollateral = "checked: TCB info and QE identity from Intel PCS"
 	ModeOffline    = "none: offline, signature and PCK chain only (no TCB status, QE identity or revocation check)"
 )
+
+// ErrCollateralMissing means the verifier is offline and the cache lacks
+// collateral the quote needs, and chain-only verification was not allowed.
+var ErrCollateralMissing = errors.New("collateral not available offline")
+
+// ChainOnly reports whether claims come from a TDX quote verified on its
+// signature and PCK chain only (Options.AllowChainOnly): genuine Intel
+// hardware, but its TCB status, QE identity and revocation not checked.
+func ChainOnly(c *attest.Claims) bool {
+	return c != nil && c.TEE == attest.TEETDX && c.Extra["collateral"] == ModeOffline
+}
+
+// warmHint says how to fill a collateral cache.
+const warmHint = "warm the cache on a machine that reaches Intel PCS with " +
+	"'sealroot verify --tee tdx --evidence QUOTE --cache-dir DIR' for a quote of this platform " +
+	"(a broker's cache is STATE/certs; copy the directory over), or run the broker once without --offline"
 
 // Verify checks the quote in ev.Report and returns its claims.
 func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Claims, error) {
@@ -146,15 +172,24 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 	mode := ModeCollateral
 	revocation := !v.o.SkipRevocation
 	useCollateral := g.next != nil || cache != nil
+	if !useCollateral && !v.o.AllowChainOnly {
+		return nil, fmt.Errorf("tdx: %w: offline without a collateral cache, so the TCB status, QE identity and revocation of the quote's platform cannot be checked; %s",
+			ErrCollateralMissing, warmHint)
+	}
 	if useCollateral {
 		// go-tdx-guest keeps per-call state in Options: one per call.
 		err = verify.TdxQuote(quote, &verify.Options{
 			GetCollateral: true, CheckRevocations: revocation, Getter: g, Now: now, TrustedRoots: roots,
 		})
-		if err != nil && g.next == nil && g.missed() {
-			// Offline and the cache lacks some collateral: fall back.
+		switch {
+		case err != nil && g.next == nil && g.missed() && v.o.AllowChainOnly:
+			// Offline, the cache lacks some collateral, and the caller
+			// asked for a chain-only check in that case.
 			useCollateral = false
-		} else if err != nil {
+		case err != nil && g.next == nil && g.missed():
+			return nil, fmt.Errorf("tdx: %w: the cache lacks %s, so the TCB status, QE identity and revocation of the quote's platform cannot be checked; %s",
+				ErrCollateralMissing, g.missing(), warmHint)
+		case err != nil:
 			return nil, fmt.Errorf("tdx: verifying quote with collateral: %w", err)
 		}
 	}

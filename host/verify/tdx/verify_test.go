@@ -24,6 +24,7 @@ import (
 
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/verify/certcache"
+	"github.com/sealroot/sealroot/host/verify/policy"
 )
 
 // The real Sapphire Rapids quote shipped with go-tdx-guest and its MRTD.
@@ -52,7 +53,7 @@ func TestEmbeddedRootIsIntels(t *testing.T) {
 }
 
 func TestVerifyRealQuoteOffline(t *testing.T) {
-	v := NewVerifier(Options{Offline: true, Now: fixedNow(collateralTime)})
+	v := NewVerifier(Options{Offline: true, AllowChainOnly: true, Now: fixedNow(collateralTime)})
 	c, err := v.Verify(context.Background(), &attest.Evidence{TEE: attest.TEETDX, Report: realQuote()})
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
@@ -76,8 +77,23 @@ func TestVerifyRealQuoteOffline(t *testing.T) {
 			t.Errorf("Extra[%s] missing", k)
 		}
 	}
-	if c.Extra["collateral"] != ModeOffline {
+	if c.Extra["collateral"] != ModeOffline || !ChainOnly(c) {
 		t.Errorf("collateral mode %q", c.Extra["collateral"])
+	}
+}
+
+// TestOfflineWithoutCacheRefuses: offline, with no cache at all, the real
+// quote is refused unless chain-only verification was asked for.
+func TestOfflineWithoutCacheRefuses(t *testing.T) {
+	v := NewVerifier(Options{Offline: true, Now: fixedNow(collateralTime)})
+	c, err := v.Verify(context.Background(), &attest.Evidence{TEE: attest.TEETDX, Report: realQuote()})
+	if !errors.Is(err, ErrCollateralMissing) || c != nil {
+		t.Fatalf("Verify = %v, %v; want ErrCollateralMissing", c, err)
+	}
+	for _, w := range []string{"without a collateral cache", "TCB status", "sealroot verify --tee tdx", "--cache-dir"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
 	}
 }
 
@@ -102,7 +118,7 @@ func TestTamperedQuoteFails(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			q := realQuote()
 			q[tt.off] ^= 0x01
-			v := NewVerifier(Options{Offline: true, Now: fixedNow(collateralTime)})
+			v := NewVerifier(Options{Offline: true, AllowChainOnly: true, Now: fixedNow(collateralTime)})
 			_, err := v.Verify(context.Background(), &attest.Evidence{TEE: attest.TEETDX, Report: q})
 			if err == nil {
 				t.Fatal("tampered quote verified")
@@ -151,7 +167,7 @@ func TestParseQuoteRejects(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewVerifier(Options{Offline: true}).Verify(context.Background(), &attest.Evidence{TEE: "snp", Report: realQuote()}); err == nil {
+	if _, err := NewVerifier(Options{Offline: true, AllowChainOnly: true}).Verify(context.Background(), &attest.Evidence{TEE: "snp", Report: realQuote()}); err == nil {
 		t.Fatal("Verify accepted evidence of another tee")
 	}
 }
@@ -243,14 +259,73 @@ func TestCollateralAndCache(t *testing.T) {
 		t.Fatalf("Verify with expired collateral = %v", err)
 	}
 
-	// Offline with an empty cache: chain only, and said so.
-	empty := NewVerifier(Options{CacheDir: t.TempDir(), Offline: true, Now: fixedNow(collateralTime)})
+	// Offline with an empty cache: the quote that collateral refuses must
+	// not pass on its chain alone. The refusal names the missing piece
+	// (TCB info is fetched first) and how to warm the cache.
+	emptyDir := t.TempDir()
+	empty := NewVerifier(Options{CacheDir: emptyDir, Offline: true, Now: fixedNow(collateralTime)})
 	c, err := empty.Verify(context.Background(), ev)
-	if err != nil {
-		t.Fatalf("offline Verify with empty cache: %v", err)
+	if !errors.Is(err, ErrCollateralMissing) || c != nil {
+		t.Fatalf("offline Verify with empty cache = %v, %v; want ErrCollateralMissing", c, err)
 	}
-	if c.Extra["collateral"] != ModeOffline {
+	for _, w := range []string{"TCB info (https://api.trustedservices.intel.com/tdx/certification/v4/tcb?fmspc=", "sealroot verify --tee tdx", "STATE/certs"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+
+	// Only when asked for: chain only, and said so.
+	chainOnly := NewVerifier(Options{CacheDir: emptyDir, Offline: true, AllowChainOnly: true, Now: fixedNow(collateralTime)})
+	c, err = chainOnly.Verify(context.Background(), ev)
+	if err != nil {
+		t.Fatalf("offline chain-only Verify with empty cache: %v", err)
+	}
+	if c.Extra["collateral"] != ModeOffline || !ChainOnly(c) {
 		t.Fatalf("collateral mode %q", c.Extra["collateral"])
+	}
+
+	// A cache holding all but one piece: refused, naming that piece. A
+	// corrupt entry counts as absent.
+	partialDir := t.TempDir()
+	partial, err := certcache.Open(partialDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for u := range tdxtest.TestGetter.Responses {
+		b, ok, err := cache.Get(cacheKey(u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			continue
+		}
+		if strings.Contains(u, "/qe/identity") {
+			b = []byte("{corrupt")
+		}
+		if err := partial.Put(cacheKey(u), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := NewVerifier(Options{Cache: partial, Offline: true, Now: fixedNow(collateralTime)})
+	if _, err := v.Verify(context.Background(), ev); !errors.Is(err, ErrCollateralMissing) ||
+		!strings.Contains(err.Error(), "lacks QE identity (https://api.trustedservices.intel.com/tdx/certification/v4/qe/identity)") {
+		t.Fatalf("offline Verify without the QE identity = %v", err)
+	}
+}
+
+func TestCollateralName(t *testing.T) {
+	for u, want := range map[string]string{
+		"https://api.trustedservices.intel.com/tdx/certification/v4/tcb?fmspc=50806f000000":          "TCB info",
+		"https://api.trustedservices.intel.com/tdx/certification/v4/qe/identity":                     "QE identity",
+		"https://api.trustedservices.intel.com/sgx/certification/v4/pckcrl?ca=platform&encoding=der": "PCK CRL",
+		"https://certificates.trustedservices.intel.com/IntelSGXRootCA.der":                          "root CA CRL",
+	} {
+		if _, ok := tdxtest.TestGetter.Responses[u]; !ok {
+			t.Errorf("%s is not one of go-tdx-guest's sample PCS URLs", u)
+		}
+		if got := collateralName(u); got != want {
+			t.Errorf("collateralName(%s) = %q, want %q", u, got, want)
+		}
 	}
 }
 
@@ -273,7 +348,7 @@ func TestCacheDirError(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	v := NewVerifier(Options{CacheDir: file, Offline: true})
+	v := NewVerifier(Options{CacheDir: file, Offline: true, AllowChainOnly: true})
 	if _, err := v.Verify(context.Background(), &attest.Evidence{TEE: attest.TEETDX, Report: realQuote()}); err == nil || !strings.Contains(err.Error(), "cache") {
 		t.Fatalf("Verify = %v", err)
 	}
@@ -292,4 +367,43 @@ func FuzzParseQuote(f *testing.F) {
 			t.Fatalf("claims from a parsed quote: mrtd %d bytes, report_data %d", len(c.Measurement), len(c.ReportData))
 		}
 	})
+}
+
+// TestMigratableRefused: TD_ATTRIBUTES bit 29 (MIGRATABLE) reaches the
+// policy as Claims.Policy bit 29. The real quote is not migratable and
+// passes the default policy; the same claims with the bit set (claims
+// only: a changed quote no longer verifies, as shown last) are refused
+// unless the policy allows a migration agent.
+func TestMigratableRefused(t *testing.T) {
+	v := NewVerifier(Options{Offline: true, AllowChainOnly: true, Now: fixedNow(collateralTime)})
+	ev := &attest.Evidence{TEE: attest.TEETDX, Report: realQuote()}
+	c, err := v.Verify(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&policy.Policy{}).Validate(c); err != nil {
+		t.Fatalf("real quote (TD_ATTRIBUTES %s) refused: %v", c.Extra["td_attributes"], err)
+	}
+
+	q, err := ParseQuote(realQuote())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.TdQuoteBody.TdAttributes[3] |= 0x20 // bit 29 of the little-endian field
+	m := claimsFrom(q)
+	if m.Policy != c.Policy|policy.TDXAttributesMigratable || m.Extra["td_attributes"] != "0000006000000000" {
+		t.Fatalf("flipped claims: policy %#x, td_attributes %s", m.Policy, m.Extra["td_attributes"])
+	}
+	if err := (&policy.Policy{}).Validate(m); !errors.Is(err, policy.ErrMigrationAgent) || !strings.Contains(err.Error(), "migratable") {
+		t.Fatalf("migratable TD: %v, want policy.ErrMigrationAgent", err)
+	}
+	if err := (&policy.Policy{AllowMigrationAgent: true}).Validate(m); err != nil {
+		t.Fatalf("migratable TD with AllowMigrationAgent: %v", err)
+	}
+
+	raw := realQuote()
+	raw[0x30+0x78+3] |= 0x20 // TD_ATTRIBUTES at body offset 0x78
+	if _, err := v.Verify(context.Background(), &attest.Evidence{TEE: attest.TEETDX, Report: raw}); err == nil || !strings.Contains(err.Error(), "signature") {
+		t.Fatalf("quote with the migratable bit set verified: %v", err)
+	}
 }
