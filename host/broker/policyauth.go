@@ -109,7 +109,7 @@ func (a *authStore) ConsumeChallengeRead(ctx context.Context, id string, now tim
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := a.verifySession(sess); err != nil {
+	if err := a.verifySession(sess, id); err != nil {
 		return nil, nil, err
 	}
 	return sess, a.verified(w), nil
@@ -120,7 +120,7 @@ func (a *authStore) GetSessionRead(ctx context.Context, id, workloadID string, n
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := a.verifySession(sess); err != nil {
+	if err := a.verifySession(sess, id); err != nil {
 		return nil, nil, err
 	}
 	return sess, a.verified(w), nil

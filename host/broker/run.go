@@ -71,6 +71,9 @@ type Options struct {
 	StoreTimeout time.Duration
 	// StorePasswordFile holds the PostgreSQL password.
 	StorePasswordFile string
+	// NoWorkloadCache makes a PostgreSQL broker read every workload from
+	// the database (docs/broker.md, "Storage and replicas").
+	NoWorkloadCache bool
 	// AdminReady, when set, is called with the admin listener's address
 	// once it is up (not a flag; tests and embedders).
 	AdminReady func(net.Addr) `json:"-"`
@@ -108,6 +111,7 @@ func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Config, "config", "", "YAML or JSON file of flag settings (keys are flag names; command-line flags win)")
 	fs.BoolVar(&o.StartOver, "start-over", false, "discard the broker's state and create a new one: moves the database, keys and marker in --state aside (old-TIMESTAMP/), wipes a PostgreSQL store")
 	fs.DurationVar(&o.StoreTimeout, "store-timeout", 5*time.Second, "deadline of every store call; a store that misses it answers 503 with Retry-After")
+	fs.BoolVar(&o.NoWorkloadCache, "no-workload-cache", false, "PostgreSQL: read every workload from the database instead of keeping those read in memory until a change notification drops them (use behind a connection pooler that does not pass LISTEN, where the cache would stay off anyway)")
 	fs.StringVar(&o.StorePasswordFile, "store-password-file", "", "file holding the PostgreSQL password (else $"+EnvStorePassword+", or the systemd credential "+storeCredential+")")
 }
 

@@ -36,10 +36,15 @@ func sessionMAC(k *kek.KEK, id, workloadID string, pubKey, claims []byte) []byte
 	return k.MAC(msg, "attested-session", id, workloadID)
 }
 
-// verifySession checks an attested session's MAC; other states pass.
-func (a *authStore) verifySession(s *store.Session) error {
+// verifySession checks an attested session's MAC, for the ID it was
+// looked up by (a store keyed apart from the record, as bbolt is, could
+// otherwise return a copy filed under another key); other states pass.
+func (a *authStore) verifySession(s *store.Session, id string) error {
 	if s == nil || s.State != store.SessionAttested {
 		return nil
+	}
+	if s.ID != id {
+		return fmt.Errorf("session: %w: the record found under this ID names another", store.ErrDamaged)
 	}
 	want := sessionMAC(a.k, s.ID, s.WorkloadID, s.PubKey, s.Claims)
 	if !hmac.Equal(s.MAC, want) {
@@ -66,7 +71,7 @@ func (a *authStore) GetSession(ctx context.Context, id string, now time.Time) (*
 	if err != nil {
 		return nil, err
 	}
-	if err := a.verifySession(s); err != nil {
+	if err := a.verifySession(s, id); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -77,7 +82,7 @@ func (a *authStore) ConsumeChallenge(ctx context.Context, id string, now time.Ti
 	if err != nil {
 		return nil, err
 	}
-	if err := a.verifySession(s); err != nil {
+	if err := a.verifySession(s, id); err != nil {
 		return nil, err
 	}
 	return s, nil

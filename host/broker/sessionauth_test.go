@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"testing"
@@ -131,5 +132,43 @@ func TestForgedSessionRefused(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// renamingStore answers for session from with the record of session to,
+// as a bbolt file whose record was copied under another key would.
+type renamingStore struct {
+	store.Store
+	from, to string
+}
+
+func (r renamingStore) GetSession(ctx context.Context, id string, now time.Time) (*store.Session, error) {
+	if id == r.from {
+		id = r.to
+	}
+	return r.Store.GetSession(ctx, id, now)
+}
+
+// TestSessionMACBindsLookedUpID: a genuine attested record found under
+// another ID than its own is refused.
+func TestSessionMACBindsLookedUpID(t *testing.T) {
+	st, err := store.OpenBolt(t.TempDir() + "/broker.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	newTestBrokerOn(t, st) // makes testKEK
+	ctx := context.Background()
+	now := time.Now().UTC()
+	as := authenticatePolicies(renamingStore{Store: st, from: "copy", to: "real"}, testKEK)
+	if err := as.CreateSession(ctx, &store.Session{ID: "real", Dialect: kbs.DialectKrun, TEE: attest.TEESNP, Nonce: "real",
+		State: store.SessionAttested, WorkloadID: "w", CreatedAt: now, ExpiresAt: now.Add(time.Hour), PubKey: []byte("pk"), Claims: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := as.GetSession(ctx, "real", now); err != nil {
+		t.Fatalf("the genuine session: %v", err)
+	}
+	if _, err := as.GetSession(ctx, "copy", now); !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("the genuine record under another ID: %v, want ErrDamaged", err)
 	}
 }

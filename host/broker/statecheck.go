@@ -364,7 +364,12 @@ func openStore(ctx context.Context, o Options, p statePaths) (store.Store, error
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return store.OpenPostgresWith(cctx, o.Store, store.PostgresOptions{Password: pw, StatementTimeout: o.StoreTimeout})
+	log := slog.New(slog.DiscardHandler)
+	if level, err := parseLogLevel(o.LogLevel); err == nil {
+		log = slog.New(levelGate{h: o.logger().Handler(), min: level})
+	}
+	return store.OpenPostgresWith(cctx, o.Store, store.PostgresOptions{Password: pw, StatementTimeout: o.StoreTimeout,
+		NoWorkloadCache: o.NoWorkloadCache, Logger: log})
 }
 
 // trySealed opens the sealed passphrases of up to 100 workloads.

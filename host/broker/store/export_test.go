@@ -68,3 +68,11 @@ func (s *Postgres) HoldListener() (release func()) {
 		})
 	}
 }
+
+// CacheLive reports whether the workload cache is in use now: listening,
+// and its last heartbeat back was sent less than a second ago.
+func (s *Postgres) CacheLive() bool {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	return s.cache.live()
+}

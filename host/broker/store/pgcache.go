@@ -3,6 +3,10 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -24,12 +28,18 @@ import (
 // `sealroot broker` commands, or an operator's SQL). PostgreSQL delivers it
 // to every listening session when that transaction commits.
 //
-// The cache is only used while its listener is connected and listening,
-// and has heard from the database within the last quietLimit: when no
-// notification comes for listenHeartbeat, the listener pings the server
-// on its connection, so a connection that broke silently (a partition
-// drops packets rather than closing the socket) turns the cache off within
-// about a second. When the listener's connection fails the cache is
+// The cache is only used while its listener is connected, listening, and
+// current: every listenHeartbeat the listener sends a notification of its
+// own, on a channel only it listens to, and notifications arrive in commit
+// order, so when its heartbeat comes back it has applied every change
+// committed before the heartbeat was sent. The cache is used only while
+// the last heartbeat back was sent less than quietLimit ago. So a
+// connection that broke silently (a partition drops packets rather than
+// closing the socket), a flood of notifications that delays a change, or
+// a connection pooler that drops LISTEN turns the cache off within about
+// a second. The same statement reads the firing mode of the workload
+// triggers: they must be ENABLE ALWAYS (migration 5), else the listener
+// starts over and the cache stays off. When the listener's connection fails the cache is
 // emptied and every read goes to the database until a new connection
 // listens again, and the cache is emptied once more then (changes made in
 // between were not heard). A read that races with a change cannot leave a
@@ -64,7 +74,8 @@ const (
 type workloadCache struct {
 	mu        sync.Mutex
 	listening bool      // the listener is connected and LISTENs
-	heardAt   time.Time // when the listener last heard from the server
+	heardAt   time.Time // every change committed before it has been applied
+	everHeard bool      // heard since the listener connected
 	gen       uint64
 	m         map[string]*Workload
 
@@ -137,21 +148,31 @@ func (c *workloadCache) live() bool {
 	return c.listening && time.Since(c.heardAt) < quietLimit
 }
 
-// setListening turns the cache on or off; either way it starts empty.
-func (c *workloadCache) setListening(on bool) {
+// setListening turns the listener's state on or off; either way the
+// cache starts empty, and it is used only once heard says the listener
+// is current. It reports whether the cache was in use.
+func (c *workloadCache) setListening(on bool) (wasLive bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	wasLive = c.everHeard && c.live()
 	c.listening = on
-	c.heardAt = time.Now()
+	c.heardAt = time.Time{}
+	c.everHeard = false
 	c.gen++
 	clear(c.m)
+	return wasLive
 }
 
-// heard records that the listener heard from the server at t.
-func (c *workloadCache) heard(t time.Time) {
+// heard records that the listener had applied, at t, every change
+// committed before t. It reports whether this is the first time since the
+// listener connected.
+func (c *workloadCache) heard(t time.Time) (first bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.heardAt = t
+	first = !c.everHeard
+	c.everHeard = true
+	return first
 }
 
 func cloneWorkload(w *Workload) *Workload {
@@ -163,16 +184,18 @@ func cloneWorkload(w *Workload) *Workload {
 }
 
 // listen keeps a connection of its own LISTENing on workloadsChannel and
-// feeds the cache, until ctx ends.
+// feeds the cache, until ctx ends. It logs when the cache goes off and
+// when it is in use again.
 func (s *Postgres) listen(ctx context.Context, cfg *pgx.ConnConfig) {
 	defer close(s.listenDone)
 	for {
 		err := s.listenOnce(ctx, cfg)
-		s.cache.setListening(false)
+		if s.cache.setListening(false) && ctx.Err() == nil {
+			s.log.Warn("workload cache off: every workload read goes to the database until its listener hears the server again", "err", err)
+		}
 		if ctx.Err() != nil {
 			return
 		}
-		_ = err // the cache is off until the next connection listens
 		select {
 		case <-ctx.Done():
 			return
@@ -180,6 +203,17 @@ func (s *Postgres) listen(ctx context.Context, cfg *pgx.ConnConfig) {
 		}
 	}
 }
+
+// heartbeatGiveUp is how long the listener waits for its own heartbeat
+// before it starts over on a new connection.
+const heartbeatGiveUp = 10 * time.Second
+
+// triggerCheckSQL sends the listener's heartbeat and reads the firing mode
+// of the workload triggers in one statement: "AA" (ENABLE ALWAYS, both
+// present) when every write to workloads is heard.
+const triggerCheckSQL = `SELECT coalesce((SELECT string_agg(tgenabled::text, '' ORDER BY tgname) FROM pg_trigger
+	WHERE tgrelid = 'workloads'::regclass AND tgname IN ('workloads_changed', 'workloads_truncated')), '')
+	FROM (SELECT pg_notify($1, $2)) AS heartbeat`
 
 func (s *Postgres) listenOnce(ctx context.Context, cfg *pgx.ConnConfig) error {
 	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+time.Second)
@@ -194,58 +228,77 @@ func (s *Postgres) listenOnce(ctx context.Context, cfg *pgx.ConnConfig) error {
 		cancel()
 	}()
 	s.listenPID.Store(conn.PgConn().PID())
-	if _, err := conn.Exec(ctx, "LISTEN "+workloadsChannel); err != nil {
+	// The heartbeat channel is this connection's own.
+	var tok [8]byte
+	if _, err := rand.Read(tok[:]); err != nil {
 		return err
 	}
+	beat := "sealroot_heartbeat_" + hex.EncodeToString(tok[:])
+	for _, ch := range []string{workloadsChannel, beat} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return err
+		}
+	}
 	s.cache.setListening(true)
+	var (
+		seq         uint64
+		sentAt      time.Time
+		outstanding bool
+		nextAt      time.Time // when the next heartbeat is due
+	)
 	for {
+		if !outstanding && !time.Now().Before(nextAt) {
+			seq++
+			sentAt = time.Now()
+			ectx, cancel := context.WithTimeout(ctx, quietLimit)
+			var modes string
+			err := conn.QueryRow(ectx, triggerCheckSQL, beat, strconv.FormatUint(seq, 10)).Scan(&modes)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("heartbeat: %w", err)
+			}
+			if modes != "AA" {
+				return fmt.Errorf("the workload triggers are not both enabled always (firing modes %q): changes may go unheard", modes)
+			}
+			outstanding = true
+		}
+		wait := listenHeartbeat
+		if !outstanding {
+			wait = time.Until(nextAt)
+		}
 		s.cache.wait()
-		wctx, cancel := context.WithTimeout(ctx, listenHeartbeat)
+		wctx, cancel := context.WithTimeout(ctx, wait)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		s.cache.wait()
 		switch {
 		case err == nil:
-			if n.Channel == workloadsChannel {
-				s.cache.changed(n.Payload)
-			}
-			s.cache.heard(time.Now())
-			continue
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case !pgconn.Timeout(err):
 			return err
+		case outstanding && time.Since(sentAt) > heartbeatGiveUp:
+			return fmt.Errorf("the listener's own heartbeat did not come back within %s (a flood of notifications, or a pooler that drops LISTEN)", heartbeatGiveUp)
+		default:
+			continue
 		}
-		// Quiet for a heartbeat: ask the server. A notification that
-		// arrives with the reply is applied before the cache is trusted
-		// again.
-		sent := time.Now()
-		pctx, cancel := context.WithTimeout(ctx, quietLimit)
-		err = conn.Ping(pctx)
-		cancel()
-		if err != nil {
-			return err
-		}
-		for {
-			n, err := conn.WaitForNotification(doneCtx)
-			if err != nil || n == nil {
-				break
+		switch n.Channel {
+		case workloadsChannel:
+			s.cache.changed(n.Payload)
+		case beat:
+			// Notifications come in commit order: with its own heartbeat
+			// back, the listener has applied every change committed
+			// before the heartbeat was sent.
+			if outstanding && n.Payload == strconv.FormatUint(seq, 10) {
+				if s.cache.heard(sentAt) {
+					s.log.Info("workload cache in use: its listener hears the server")
+				}
+				outstanding = false
+				nextAt = sentAt.Add(listenHeartbeat)
 			}
-			if n.Channel == workloadsChannel {
-				s.cache.changed(n.Payload)
-			}
 		}
-		s.cache.heard(sent)
 	}
 }
-
-// doneCtx is a context that is already done: WaitForNotification with it
-// returns the notifications already received, and then an error at once.
-var doneCtx = func() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}()
 
 // getWorkloadCached is GetWorkload through the cache.
 func (s *Postgres) getWorkloadCached(ctx context.Context, id string) (*Workload, error) {

@@ -36,7 +36,7 @@ func replicas(t *testing.T) (a, b *store.Postgres, sql *pgx.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sql.Close(context.Background()) })
-	eventually(t, "the cache listens", a.CacheListening)
+	eventually(t, "the cache is in use", a.CacheLive)
 	return a, b, sql
 }
 
@@ -210,11 +210,11 @@ func TestWorkloadCacheListenerLost(t *testing.T) {
 		t.Fatalf("with its listener gone, replica a read %s", p)
 	}
 	// It listens again on a new connection, and caches again.
-	eventually(t, "the cache listens again", func() bool { return a.CacheListening() && a.ListenerPID() != pid })
-	policyOf(t, a, "l")
-	if ids := a.CachedIDs(); !slices.Equal(ids, []string{"l"}) {
-		t.Fatalf("cached %v after reconnecting, want [l]", ids)
-	}
+	eventually(t, "the cache is in use again", func() bool { return a.CacheLive() && a.ListenerPID() != pid })
+	eventually(t, "l is cached again", func() bool {
+		policyOf(t, a, "l")
+		return slices.Equal(a.CachedIDs(), []string{"l"})
+	})
 }
 
 // TestWorkloadCacheOff: with NoWorkloadCache every read goes to the
@@ -257,4 +257,87 @@ func TestWorkloadCacheSilentListener(t *testing.T) {
 	if ids := a.CachedIDs(); len(ids) != 0 {
 		t.Fatalf("cached %v while the listener is silent", ids)
 	}
+}
+
+// TestWorkloadCacheFlood: a flood of notifications, which anyone who can
+// log in to the database may send, delays a change's notification; the
+// cache is not used past a second after the change committed, because
+// the listener's own heartbeat, sent after the change, is stuck behind
+// the flood too.
+func TestWorkloadCacheFlood(t *testing.T) {
+	a, b, sql := replicas(t)
+	ctx := context.Background()
+	if err := b.CreateWorkload(ctx, withPolicy("f", "before")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "f is cached", func() bool {
+		return strings.Contains(policyOf(t, a, "f"), "before") && len(a.CachedIDs()) == 1
+	})
+	if _, err := sql.Exec(ctx, `SELECT pg_notify('sealroot_workloads', 'junk' || g) FROM generate_series(1, 600000) g`); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutWorkload(ctx, withPolicy("f", "after")); err != nil {
+		t.Fatal(err)
+	}
+	committed := time.Now()
+	stale := 0
+	for time.Since(committed) < 3*time.Second {
+		start := time.Now()
+		p := policyOf(t, a, "f")
+		if strings.Contains(p, "before") {
+			stale++
+			if start.Sub(committed) > time.Second+10*time.Millisecond {
+				t.Fatalf("read %s after the change committed: still the old policy", start.Sub(committed).Round(time.Millisecond))
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("%d reads within the first second saw the old policy", stale)
+}
+
+// TestWorkloadCacheTriggers: the triggers fire for writes made with
+// session_replication_role = replica (logical replication, pg_restore);
+// with a trigger disabled the cache turns itself off and every read goes
+// to the database.
+func TestWorkloadCacheTriggers(t *testing.T) {
+	a, b, sql := replicas(t)
+	ctx := context.Background()
+	if err := b.CreateWorkload(ctx, withPolicy("g", "before")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "g is cached", func() bool {
+		return strings.Contains(policyOf(t, a, "g"), "before") && len(a.CachedIDs()) == 1
+	})
+	tx, err := sql.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`SET LOCAL session_replication_role = replica`,
+		`UPDATE workloads SET policy = '{"measurements":["replica"]}' WHERE id = 'g'`} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "replica a reads the replication-role write", func() bool { return strings.Contains(policyOf(t, a, "g"), "replica") })
+
+	if _, err := sql.Exec(ctx, `ALTER TABLE workloads DISABLE TRIGGER workloads_changed`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = sql.Exec(context.Background(), `ALTER TABLE workloads ENABLE ALWAYS TRIGGER workloads_changed`)
+	})
+	eventually(t, "the cache is off", func() bool { return !a.CacheLive() })
+	if _, err := sql.Exec(ctx, `UPDATE workloads SET policy = '{"measurements":["unheard"]}' WHERE id = 'g'`); err != nil {
+		t.Fatal(err)
+	}
+	if p := policyOf(t, a, "g"); !strings.Contains(p, "unheard") {
+		t.Fatalf("with a trigger disabled, replica a read %s", p)
+	}
+	if _, err := sql.Exec(ctx, `ALTER TABLE workloads ENABLE ALWAYS TRIGGER workloads_changed`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the cache is in use again", a.CacheLive)
 }

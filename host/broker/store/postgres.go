@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +81,11 @@ var pgMigrations = []string{
 		FOR EACH STATEMENT EXECUTE FUNCTION sealroot_workload_changed();`,
 	// 4: authenticated attested sessions.
 	`ALTER TABLE sessions ADD COLUMN mac bytea;`,
+	// 5: the workload triggers fire whatever session_replication_role
+	// says (logical replication's apply, pg_restore's data load), so the
+	// caches hear those writes too.
+	`ALTER TABLE workloads ENABLE ALWAYS TRIGGER workloads_changed;
+	ALTER TABLE workloads ENABLE ALWAYS TRIGGER workloads_truncated;`,
 }
 
 // migrationLock is the advisory lock key that serializes migrations of
@@ -96,6 +102,7 @@ type Postgres struct {
 	listenDone chan struct{}
 	closeOnce  sync.Once
 	listenPID  atomic.Uint32 // the listener's server process (tests)
+	log        *slog.Logger
 }
 
 var _ Store = (*Postgres)(nil)
@@ -111,6 +118,8 @@ type PostgresOptions struct {
 	// NoWorkloadCache reads every workload from the database (the cache
 	// is described in pgcache.go).
 	NoWorkloadCache bool
+	// Logger receives the workload cache's state changes (nil: none).
+	Logger *slog.Logger
 }
 
 // OpenPostgres connects to dsn and applies pending migrations.
@@ -147,7 +156,11 @@ func OpenPostgresWith(ctx context.Context, dsn string, o PostgresOptions) (*Post
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", RedactDSN(dsn), err)
 	}
-	s := &Postgres{pool: pool, cache: workloadCache{m: map[string]*Workload{}}}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Postgres{pool: pool, cache: workloadCache{m: map[string]*Workload{}}, log: log}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("migrating %s: %w", RedactDSN(dsn), err)

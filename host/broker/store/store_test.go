@@ -394,7 +394,7 @@ func TestMigrationsIdempotent(t *testing.T) {
 					return
 				}
 				defer s.Close()
-				if v, err := s.SchemaVersion(context.Background()); err != nil || v != 4 {
+				if v, err := s.SchemaVersion(context.Background()); err != nil || v != 5 {
 					errs <- fmt.Errorf("schema version %d, %w", v, err)
 				}
 			}()
