@@ -343,6 +343,8 @@ func buildConfig(ctx context.Context, o Options, log *slog.Logger) (Config, func
 		if cfg.MinTCB, err = policy.ParseTCB(o.MinTCB); err != nil {
 			return fail(fmt.Errorf("--min-tcb: %w", err))
 		}
+	} else {
+		log.Warn("no --min-tcb: SNP evidence from any firmware level AMD signed is accepted, including levels with published vulnerabilities, unless a workload's own min_tcb says otherwise")
 	}
 	for _, c := range o.TrustedProxies {
 		_, n, err := net.ParseCIDR(c)
