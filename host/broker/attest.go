@@ -14,6 +14,7 @@ import (
 	"github.com/sealroot/sealroot/attest"
 	"github.com/sealroot/sealroot/host/broker/kek"
 	"github.com/sealroot/sealroot/host/broker/store"
+	"github.com/sealroot/sealroot/host/verify/tdx"
 	"github.com/sealroot/sealroot/wire/kbs"
 )
 
@@ -210,6 +211,12 @@ func (s *Server) judge(ctx context.Context, a *attempt) (*attest.Claims, []strin
 	observe(s.metrics.verify, a.evidence.TEE, start)
 	if err != nil {
 		return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "evidence", "evidence verification failed", err.Error())
+	}
+	// verify.Broker never checks a TDX quote on its chain alone; a verifier
+	// given in Config by other code must not either.
+	if tdx.ChainOnly(claims) {
+		return nil, nil, refuse(http.StatusUnauthorized, kbs.ProblemAttestationFailed, "evidence", "evidence verification failed",
+			"the TDX quote was checked on its signature and PCK chain only: its TCB status, QE identity and revocation were not")
 	}
 	// A workload's runtime report (kbs.RuntimeReportData) is never a boot.
 	if kbs.IsRuntimeReportData(claims.ReportData) {

@@ -39,6 +39,29 @@ func TestTDXOfflineRefusesWithoutCollateral(t *testing.T) {
 		}
 		c.Verifiers[attest.TEETDX] = vs[attest.TEETDX]
 	})
+	tdxOfflineHandshake(t, b, "collateral not available offline", "TCB info")
+}
+
+// TestTDXChainOnlyClaimsRefused: a broker given a chain-only TDX
+// verifier by other code (Config.Verifiers), not by verify.Broker,
+// refuses what it accepts.
+func TestTDXChainOnlyClaimsRefused(t *testing.T) {
+	at := time.Date(2023, time.July, 1, 1, 0, 0, 0, time.UTC)
+	b := newTestBroker(t, func(c *Config) {
+		v, err := verify.New(attest.TEETDX, verify.Options{Offline: true, TDXChainOnly: true, Now: func() time.Time { return at }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Verifiers[attest.TEETDX] = v
+	})
+	tdxOfflineHandshake(t, b, "signature and PCK chain only", "TCB status")
+}
+
+// tdxOfflineHandshake registers the real quote's TD and runs a Trustee
+// handshake with it, which must be refused at the evidence check with a
+// reason containing both of want.
+func tdxOfflineHandshake(t *testing.T, b *testBroker, want ...string) {
+	t.Helper()
 	var mrtd [48]byte
 	copy(mrtd[:], testdata.RawQuote[0xB8:0xE8])
 	var rtmrs [4][48]byte
@@ -85,7 +108,10 @@ func TestTDXOfflineRefusesWithoutCollateral(t *testing.T) {
 	if rec == nil || rec["check"] != "evidence" {
 		t.Fatalf("refusal %v, want one at the evidence check (records %v)", rec, b.audit.records(t))
 	}
-	if reason, _ := rec["reason"].(string); !strings.Contains(reason, "collateral not available offline") || !strings.Contains(reason, "TCB info") {
-		t.Fatalf("refusal reason %q does not name the missing collateral", reason)
+	reason, _ := rec["reason"].(string)
+	for _, w := range want {
+		if !strings.Contains(reason, w) {
+			t.Fatalf("refusal reason %q lacks %q", reason, w)
+		}
 	}
 }

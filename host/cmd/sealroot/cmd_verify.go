@@ -35,6 +35,7 @@ type verifyFlags struct {
 	certsPath    string // --certs ("" when not given)
 	cacheDir     string // --cache-dir ("" when not given)
 	offline      bool   // --offline
+	chainOnly    bool   // --allow-chain-only
 	simDir       string // --sim-dir
 	at           time.Time
 }
@@ -248,8 +249,9 @@ by its certificate table) or Trustee's SNP evidence JSON (primary_evidence, alon
 tee-evidence), told apart by content unless --format says which; --certs is a certificate table, or PEM or DER certificates (the VCEK
 or VLEK; an ARK or ASK given there is never trusted). A VCEK missing from both is taken from
 --cache-dir, else fetched from AMD KDS (never with --offline) and then kept in --cache-dir.
-For tdx, Intel's collateral comes from --cache-dir or Intel PCS; with --offline and none cached
-only the quote's signature and PCK chain are checked, and the verdict says the TCB status was not.
+For tdx, Intel's collateral comes from --cache-dir or Intel PCS; with --offline and a piece not
+cached the quote is refused, as a broker refuses it, unless --allow-chain-only accepts a check of
+its signature and PCK chain alone (the verdict then says the TCB status was not checked).
 
 The policy refuses debug guests, SNP guests whose policy allows a migration agent (bit 18) and
 migratable TDX TDs (TD_ATTRIBUTES bit 29) (--allow-migration-agent accepts both), VMPL above --max-vmpl, a TCB below --min-tcb, and, when given,
@@ -270,6 +272,9 @@ shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.
 				}
 				f.at = t
 			}
+			if f.chainOnly && (f.tee != attest.TEETDX || !f.offline) {
+				return usageError("--allow-chain-only is for --tee tdx with --offline")
+			}
 			return runVerify(cmd.Context(), cmd.OutOrStdout(), f, p, asJSON)
 		},
 	}
@@ -280,6 +285,7 @@ shorter than the field (a 48-byte SHA-384 report_data) are compared zero-padded.
 	fl.StringVar(&f.certsPath, "certs", "", "certificates: an SNP certificate table, or PEM or DER certificates")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "certificate cache directory, read and filled")
 	fl.BoolVar(&f.offline, "offline", false, "never use the network: certificates come from --certs, the evidence or --cache-dir")
+	fl.BoolVar(&f.chainOnly, "allow-chain-only", false, "tdx with --offline: when collateral is not cached, check the quote's signature and PCK chain only (no TCB status, QE identity or revocation) instead of refusing it")
 	fl.StringVar(&f.simDir, "sim-dir", "", "simulated secure processor directory (sealroot sim init); needed by --tee sim")
 	fl.StringVar(&at, "at", "", "check certificate validity at this RFC 3339 time instead of now (evidence captured in the past)")
 	fl.StringArrayVar(&p.measurements, "measurement", nil, "accepted launch measurement as hex (repeatable; any one matches)")

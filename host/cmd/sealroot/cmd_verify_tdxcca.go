@@ -23,7 +23,7 @@ import (
 )
 
 // tdxChainOnlyWarning qualifies "genuine" for a quote verified without
-// collateral (--offline, nothing cached).
+// collateral (--offline --allow-chain-only, nothing cached).
 const tdxChainOnlyWarning = "signature and PCK chain only: TCB status, QE identity and revocation NOT checked"
 
 // newTDXVerifier is the Verifier of --tee tdx.
@@ -32,7 +32,7 @@ func newTDXVerifier(f verifyFlags) (attest.Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return verify.New(attest.TEETDX, verify.Options{Cache: cache, Offline: f.offline, TDXChainOnly: f.offline, Now: f.now})
+	return verify.New(attest.TEETDX, verify.Options{Cache: cache, Offline: f.offline, TDXChainOnly: f.chainOnly, Now: f.now})
 }
 
 // newCCAVerifier is the Verifier of --tee cca, trusting the CPAKs in --certs.

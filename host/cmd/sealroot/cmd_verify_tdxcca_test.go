@@ -45,17 +45,20 @@ func TestVerifyTDXOffline(t *testing.T) {
 		wantOut  []string
 		wantErr  string
 	}{
-		{"raw quote", []string{"--tee", "tdx", "--evidence", quote, "--offline", at},
+		{"offline without collateral", []string{"--tee", "tdx", "--evidence", quote, "--offline", at},
+			1, nil, "collateral not available offline"},
+		{"raw quote", []string{"--tee", "tdx", "--evidence", quote, "--offline", "--allow-chain-only", at},
 			0, []string{"measurement", cliRealMRTD, "collateral", "signature and PCK chain only",
 				"genuine (signature and PCK chain only: TCB status, QE identity and revocation NOT checked); policy satisfied"}, ""},
-		{"empty cache", []string{"--tee", "tdx", "--evidence", quote, "--offline", "--cache-dir", t.TempDir(), at},
+		{"empty cache", []string{"--tee", "tdx", "--evidence", quote, "--offline", "--allow-chain-only", "--cache-dir", t.TempDir(), at},
 			0, []string{"TCB status, QE identity and revocation NOT checked"}, ""},
-		{"trustee json", []string{"--tee", "tdx", "--evidence", trusteeFile, "--offline", at}, 0, []string{cliRealMRTD}, ""},
-		{"json output", []string{"--tee", "tdx", "--evidence", quote, "--offline", at, "--json"}, 0, []string{`"verified": true`, `"policy_ok": true`, `"warning": "signature and PCK chain only: TCB status, QE identity and revocation NOT checked"`}, ""},
-		{"matching measurement", []string{"--tee", "tdx", "--evidence", quote, "--offline", at, "--measurement", cliRealMRTD}, 0, nil, ""},
-		{"other measurement", []string{"--tee", "tdx", "--evidence", quote, "--offline", at, "--measurement", strings.Repeat("00", 48)},
+		{"chain-only needs offline tdx", []string{"--tee", "snp", "--evidence", quote, "--offline", "--allow-chain-only"}, 2, nil, "--allow-chain-only is for --tee tdx with --offline"},
+		{"trustee json", []string{"--tee", "tdx", "--evidence", trusteeFile, "--offline", "--allow-chain-only", at}, 0, []string{cliRealMRTD}, ""},
+		{"json output", []string{"--tee", "tdx", "--evidence", quote, "--offline", "--allow-chain-only", at, "--json"}, 0, []string{`"verified": true`, `"policy_ok": true`, `"warning": "signature and PCK chain only: TCB status, QE identity and revocation NOT checked"`}, ""},
+		{"matching measurement", []string{"--tee", "tdx", "--evidence", quote, "--offline", "--allow-chain-only", at, "--measurement", cliRealMRTD}, 0, nil, ""},
+		{"other measurement", []string{"--tee", "tdx", "--evidence", quote, "--offline", "--allow-chain-only", at, "--measurement", strings.Repeat("00", 48)},
 			1, []string{cliRealMRTD}, "measurement mismatch"},
-		{"tampered", []string{"--tee", "tdx", "--evidence", tamperedFile, "--offline", at}, 1, nil, "signature"},
+		{"tampered", []string{"--tee", "tdx", "--evidence", tamperedFile, "--offline", "--allow-chain-only", at}, 1, nil, "signature"},
 		{"certs refused", []string{"--tee", "tdx", "--evidence", quote, "--certs", quote, "--offline"}, 2, nil, "--certs is not used"},
 		{"cca without certs", []string{"--tee", "cca", "--evidence", quote}, 2, nil, "needs --certs"},
 	}
