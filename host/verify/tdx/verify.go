@@ -87,7 +87,8 @@ type Options struct {
 	// must leave it false.
 	AllowChainOnly bool
 	// Getter fetches Intel PCS URLs (go-tdx-guest's interface). Nil means
-	// go-tdx-guest's default HTTPS getter, unless Offline.
+	// HTTPS with retries, within the verification's context (pcs.go),
+	// unless Offline.
 	Getter trust.HTTPSGetter
 	// Now is the time at which certificates and collateral must be valid;
 	// nil means time.Now.
@@ -166,7 +167,7 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence) (*attest.Cla
 	if !v.o.Offline {
 		g.next = v.o.Getter
 		if g.next == nil {
-			g.next = trust.DefaultHTTPSGetter()
+			g.next = networkGetter(ctx)
 		}
 	}
 	mode := ModeCollateral
