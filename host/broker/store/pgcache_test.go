@@ -52,6 +52,18 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// createCached creates workload id (policy "before") on replica b and
+// waits until replica a has it cached, alone.
+func createCached(t *testing.T, a, b *store.Postgres, id string) {
+	t.Helper()
+	if err := b.CreateWorkload(context.Background(), withPolicy(id, "before")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, id+" is cached", func() bool {
+		return strings.Contains(policyOf(t, a, id), "before") && len(a.CachedIDs()) == 1
+	})
+}
+
 func policyOf(t *testing.T, s store.Store, id string) string {
 	t.Helper()
 	w, err := s.GetWorkload(context.Background(), id)
@@ -192,12 +204,7 @@ func TestWorkloadCacheRace(t *testing.T) {
 func TestWorkloadCacheListenerLost(t *testing.T) {
 	a, b, sql := replicas(t)
 	ctx := context.Background()
-	if err := b.CreateWorkload(ctx, withPolicy("l", "before")); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "l is cached", func() bool {
-		return strings.Contains(policyOf(t, a, "l"), "before") && len(a.CachedIDs()) == 1
-	})
+	createCached(t, a, b, "l")
 	pid := a.ListenerPID()
 	if _, err := sql.Exec(ctx, `SELECT pg_terminate_backend($1)`, int64(pid)); err != nil {
 		t.Fatal(err)
@@ -242,12 +249,7 @@ func TestWorkloadCacheOff(t *testing.T) {
 func TestWorkloadCacheSilentListener(t *testing.T) {
 	a, b, _ := replicas(t)
 	ctx := context.Background()
-	if err := b.CreateWorkload(ctx, withPolicy("s", "before")); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "s is cached", func() bool {
-		return strings.Contains(policyOf(t, a, "s"), "before") && len(a.CachedIDs()) == 1
-	})
+	createCached(t, a, b, "s")
 	release := a.HoldListener()
 	defer release()
 	if err := b.PutWorkload(ctx, withPolicy("s", "after")); err != nil {
@@ -267,12 +269,7 @@ func TestWorkloadCacheSilentListener(t *testing.T) {
 func TestWorkloadCacheFlood(t *testing.T) {
 	a, b, sql := replicas(t)
 	ctx := context.Background()
-	if err := b.CreateWorkload(ctx, withPolicy("f", "before")); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "f is cached", func() bool {
-		return strings.Contains(policyOf(t, a, "f"), "before") && len(a.CachedIDs()) == 1
-	})
+	createCached(t, a, b, "f")
 	if _, err := sql.Exec(ctx, `SELECT pg_notify('sealroot_workloads', 'junk' || g) FROM generate_series(1, 600000) g`); err != nil {
 		t.Fatal(err)
 	}
@@ -302,12 +299,7 @@ func TestWorkloadCacheFlood(t *testing.T) {
 func TestWorkloadCacheTriggers(t *testing.T) {
 	a, b, sql := replicas(t)
 	ctx := context.Background()
-	if err := b.CreateWorkload(ctx, withPolicy("g", "before")); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "g is cached", func() bool {
-		return strings.Contains(policyOf(t, a, "g"), "before") && len(a.CachedIDs()) == 1
-	})
+	createCached(t, a, b, "g")
 	tx, err := sql.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
